@@ -1,0 +1,180 @@
+/// A network: a DAG of layer nodes in topological order, one input, one output.
+///
+/// Node 0 is the input placeholder. Every other node applies its layer to the
+/// outputs of earlier nodes. A Keras layer that expands to several nodes (a
+/// Conv2D with a fused activation becomes convolution + activation) is addressed
+/// by its Keras name, which maps to the node whose output Keras calls that
+/// layer's output (see `node(named:)`).
+public final class Network: Sendable {
+    public struct Node: Sendable {
+        public let id: Int
+        /// nil only for the input node.
+        public let layer: (any Layer)?
+        /// Ids of the nodes whose outputs feed this one, in order.
+        public let inputs: [Int]
+        /// Per-sample output shape.
+        public let outputShape: [Int]
+        public var name: String { layer?.name ?? "input" }
+    }
+
+    public let nodes: [Node]
+    public let outputNode: Int
+    /// Keras layer name → node id of that layer's (post-activation) output.
+    public let layerIndex: [String: Int]
+    /// Keras layer name → node id of the output before the layer's own final
+    /// activation, where that activation was split off (softmax heads: the logits).
+    public let preActivationIndex: [String: Int]
+
+    public var inputShape: [Int] { nodes[0].outputShape }
+    public var outputShape: [Int] { nodes[outputNode].outputShape }
+
+    /// Builds a network from nodes; checks topological order and shapes.
+    public init(nodes: [Node], outputNode: Int, layerIndex: [String: Int] = [:],
+                preActivationIndex: [String: Int] = [:]) throws {
+        for (i, node) in nodes.enumerated() {
+            guard node.id == i else { throw EngineError.invalidRequest("node \(i) has id \(node.id)") }
+            if i == 0 {
+                guard node.layer == nil, node.inputs.isEmpty else {
+                    throw EngineError.invalidRequest("node 0 must be the input placeholder")
+                }
+            } else {
+                guard node.layer != nil, !node.inputs.isEmpty, node.inputs.allSatisfy({ $0 >= 0 && $0 < i }) else {
+                    throw EngineError.invalidRequest("node \(i) '\(node.name)' is not in topological order")
+                }
+            }
+        }
+        guard outputNode > 0, outputNode < nodes.count else {
+            throw EngineError.invalidRequest("output node \(outputNode) out of range")
+        }
+        self.nodes = nodes
+        self.outputNode = outputNode
+        var index = layerIndex
+        for node in nodes where index[node.name] == nil { index[node.name] = node.id }
+        self.layerIndex = index
+        self.preActivationIndex = preActivationIndex
+    }
+
+    /// The node id for a layer name (`input` names the input).
+    public func node(named name: String) throws -> Int {
+        if let id = layerIndex[name] { return id }
+        throw EngineError.unknownNode(name)
+    }
+
+    // MARK: - Forward
+
+    /// The outputs of one forward pass, by node id. Only kept nodes are present.
+    public struct Trace: Sendable {
+        public var outputs: [Int: Tensor]
+        public subscript(node: Int) -> Tensor? { outputs[node] }
+    }
+
+    /// Runs the network on `input` (batch first, per-sample shape `inputShape`).
+    ///
+    /// - Parameters:
+    ///   - stopAfter: the last node to compute (default: the output node). Nodes
+    ///     after it — and nodes it does not depend on — are skipped.
+    ///   - keep: node ids whose outputs the trace must hold (the stop node is always kept).
+    ///   - keepAll: keep every computed output (what `backward` needs).
+    public func forward(_ input: Tensor, stopAfter: Int? = nil, keep: Set<Int> = [],
+                        keepAll: Bool = false) throws -> Trace {
+        let last = stopAfter ?? outputNode
+        guard last >= 0, last < nodes.count else { throw EngineError.invalidRequest("node \(last) out of range") }
+        guard Array(input.shape.dropFirst()) == inputShape else {
+            throw EngineError.shapeMismatch(layer: "input",
+                detail: "expected per-sample shape \(inputShape), got \(Array(input.shape.dropFirst()))")
+        }
+        let needed = ancestors(of: last)
+        // Remaining consumers per node, so intermediate outputs are freed as soon as possible.
+        var consumers = [Int](repeating: 0, count: nodes.count)
+        for id in needed where id <= last { for i in nodes[id].inputs { consumers[i] += 1 } }
+
+        var live: [Int: Tensor] = [0: input]
+        var kept: [Int: Tensor] = [:]
+        if keepAll || keep.contains(0) || last == 0 { kept[0] = input }
+        if last == 0 { return Trace(outputs: kept) }
+        for id in 1...last where needed.contains(id) {
+            let node = nodes[id]
+            let args = node.inputs.map { live[$0]! }
+            let out = try node.layer!.forward(args)
+            for i in node.inputs {
+                consumers[i] -= 1
+                if consumers[i] == 0 { live[i] = nil }
+            }
+            if consumers[id] > 0 { live[id] = out }
+            if keepAll || keep.contains(id) || id == last { kept[id] = out }
+        }
+        return Trace(outputs: kept)
+    }
+
+    /// Convenience: the network's output for `input`.
+    public func predict(_ input: Tensor) throws -> Tensor {
+        try forward(input).outputs[outputNode]!
+    }
+
+    // MARK: - Backward
+
+    /// Back-propagates `seed` (the gradient of a scalar loss w.r.t. node `from`'s
+    /// output) down to node `to` (0 = the input), using a trace made with
+    /// `keepAll: true` (or one that holds every node between the two).
+    /// Returns the gradient w.r.t. node `to`'s output.
+    public func backward(from: Int, seed: Tensor, to: Int, trace: Trace) throws -> Tensor {
+        guard from > to else { throw EngineError.invalidRequest("cannot back-propagate from node \(from) to \(to): \(to) is not earlier") }
+        guard let fromOut = trace[from], fromOut.shape == seed.shape else {
+            throw EngineError.invalidRequest("seed shape \(seed.shape) does not match node '\(nodes[from].name)' output")
+        }
+        // Only nodes on a path from `to` to `from` carry gradient.
+        let up = ancestors(of: from)
+        let down = descendants(of: to)
+        var grads: [Int: Tensor] = [from: seed]
+        var id = from
+        while id > to {
+            defer { id -= 1 }
+            guard up.contains(id), down.contains(id), let g = grads.removeValue(forKey: id) else { continue }
+            let node = nodes[id]
+            let ins = try node.inputs.map { i -> Tensor in
+                guard let t = trace[i] else { throw EngineError.invalidRequest("trace lacks the output of '\(nodes[i].name)'; run forward with keepAll") }
+                return t
+            }
+            guard let out = trace[id] else { throw EngineError.invalidRequest("trace lacks the output of '\(node.name)'") }
+            let inGrads = try node.layer!.backward(ins, output: out, outputGradient: g)
+            for (k, i) in node.inputs.enumerated() where down.contains(i) {
+                if var acc = grads[i] {
+                    let add = inGrads[k]
+                    acc.scalars.withUnsafeMutableBufferPointer { a in
+                        add.scalars.withUnsafeBufferPointer { b in
+                            for j in 0..<a.count { a[j] += b[j] }
+                        }
+                    }
+                    grads[i] = acc
+                } else {
+                    grads[i] = inGrads[k]
+                }
+            }
+        }
+        guard let result = grads[to] else {
+            throw EngineError.invalidRequest("node '\(nodes[to].name)' does not feed '\(nodes[from].name)'")
+        }
+        return result
+    }
+
+    // MARK: - Graph queries
+
+    /// `id` and every node it depends on.
+    public func ancestors(of id: Int) -> Set<Int> {
+        var seen: Set<Int> = [id]
+        var stack = [id]
+        while let n = stack.popLast() {
+            for i in nodes[n].inputs where !seen.contains(i) { seen.insert(i); stack.append(i) }
+        }
+        return seen
+    }
+
+    /// `id` and every node that depends on it.
+    public func descendants(of id: Int) -> Set<Int> {
+        var seen: Set<Int> = [id]
+        for node in nodes where node.id > id {
+            if node.inputs.contains(where: { seen.contains($0) }) { seen.insert(node.id) }
+        }
+        return seen
+    }
+}

@@ -1,0 +1,2 @@
+import Engine
+print("convlens: threads \(ComputeThreads.current)")
