@@ -12,9 +12,17 @@ public final class Network: Sendable {
         public let layer: (any Layer)?
         /// Ids of the nodes whose outputs feed this one, in order.
         public let inputs: [Int]
-        /// Per-sample output shape.
+        /// Per-sample output shape; -1 marks a dimension that depends on the
+        /// input size (a model built for variable image sizes).
         public let outputShape: [Int]
         public var name: String { layer?.name ?? "input" }
+
+        public init(id: Int, layer: (any Layer)?, inputs: [Int], outputShape: [Int]) {
+            self.id = id
+            self.layer = layer
+            self.inputs = inputs
+            self.outputShape = outputShape
+        }
     }
 
     public let nodes: [Node]
@@ -79,7 +87,9 @@ public final class Network: Sendable {
                         keepAll: Bool = false) throws -> Trace {
         let last = stopAfter ?? outputNode
         guard last >= 0, last < nodes.count else { throw EngineError.invalidRequest("node \(last) out of range") }
-        guard Array(input.shape.dropFirst()) == inputShape else {
+        let given = Array(input.shape.dropFirst())
+        guard given.count == inputShape.count,
+              zip(given, inputShape).allSatisfy({ $1 == -1 || $0 == $1 }) else {
             throw EngineError.shapeMismatch(layer: "input",
                 detail: "expected per-sample shape \(inputShape), got \(Array(input.shape.dropFirst()))")
         }
@@ -109,6 +119,16 @@ public final class Network: Sendable {
     /// Convenience: the network's output for `input`.
     public func predict(_ input: Tensor) throws -> Tensor {
         try forward(input).outputs[outputNode]!
+    }
+
+    /// Per-sample output shape of every node for a concrete input shape
+    /// (resolves the -1 dimensions of a variable-size model).
+    public func outputShapes(forInput shape: [Int]) throws -> [[Int]] {
+        var shapes: [[Int]] = [shape]
+        for node in nodes.dropFirst() {
+            shapes.append(try node.layer!.outputShape(for: node.inputs.map { shapes[$0] }))
+        }
+        return shapes
     }
 
     // MARK: - Backward
