@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "convlens", targets: ["convlens"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "KerasFormat", targets: ["KerasFormat"]),
+        .library(name: "Imaging", targets: ["Imaging"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,6 +25,12 @@ let package = Package(
             name: "Engine",
             dependencies: ["CDNNL"]
         ),
+        // libjpeg-turbo and libpng behind C shims that turn longjmp errors into return codes.
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
+        .target(name: "Imaging", dependencies: ["CImageCodecs"]),
         .target(
             name: "KerasFormat",
             dependencies: ["Engine", "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
@@ -36,6 +43,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(
             name: "KerasFormatTests",
             dependencies: ["KerasFormat", "Engine"]
