@@ -1,0 +1,597 @@
+#!/usr/bin/env python3
+"""Generate ConvLens' Keras reference fixtures into Tests/Fixtures/keras/.
+
+    /work/venv/bin/python tools/make_fixtures.py [--out Tests/Fixtures/keras]
+
+Versions used: see tools/requirements.txt (tensorflow-cpu, keras 3, tf_keras).
+Deterministic: fixed seeds (numpy Generator per case), TF_DETERMINISTIC_OPS=1,
+oneDNN rewrites off, 1 TF thread, .keras zips rewritten with fixed timestamps.
+Re-running reproduces the same bytes (checked with sha256sum).
+
+Manifest format (Tests/Fixtures/keras/manifest.json)
+====================================================
+A JSON array. All paths are relative to the manifest's directory.
+Every .npy file is float32, little-endian, C order, NHWC for images, with the
+batch dimension first.
+
+Good entries ("kind": "ok") -- one entry per (model case, file format):
+  {
+    "kind": "ok",
+    "name": "seq_conv_basic.keras3-h5",     unique entry name
+    "case": "seq_conv_basic",               model case (shared by formats)
+    "model": "seq_conv_basic.k3.h5",        model file
+    "format": "keras2-h5" | "keras3-h5" | "keras3-zip",
+              keras2-h5 : written by tf_keras (Keras 2 API) model.save(".h5")
+              keras3-h5 : written by Keras 3 model.save(".h5") (legacy HDF5)
+              keras3-zip: written by Keras 3 model.save(".keras")
+    "input": "seq_conv_basic.input.npy",    shape (B, H, W, C); B is 1 or 2
+    "output": "seq_conv_basic.output.npy",  Keras' final output (inference mode;
+                                            softmax included if the model has it)
+    "activations": {"layer_name": "file.npy", ...}
+              output of that layer, keras.Model(model.inputs, layer.output)
+    "gradients": {
+        "output_index": k,   index into the per-sample output flattened in C
+                             order (for a (B, N) output simply unit k)
+        "pre_softmax": bool, true: the differentiated output is the final
+                             layer's pre-activation (its softmax replaced by
+                             linear, same weights); false: the final output
+        "target": "sum over batch of y[b].flat[k]",
+        "wrt": {"input": "file.npy", "layer_name": "file.npy"}
+              d target / d input, and d target / d (that layer's output tensor),
+              the total derivative through all downstream paths. Each has the
+              shape of the tensor it is w.r.t. (batch included).
+    },
+    "layers": ["Conv2D", ...]   Keras class names in the model (informational)
+    "notes": "..."              optional
+  }
+
+Bad entries ("kind": "bad"): loading must fail with an error.
+  {
+    "kind": "bad",
+    "name": "...", "model": "file", "format": format the file pretends to be,
+    "expect_error_contains": "substring",      the error's description must
+                                               contain this (case-sensitive)
+    "expect_error_contains_all": ["a", "b"],   ...and all of these
+    "notes": "..."
+  }
+  For an unsupported layer the error must name the layer (its Keras name) and
+  its class. The strings for corrupt files are this project's contract for
+  the loader's messages (see README.md).
+
+Numbers: references come from Keras 3 (TensorFlow backend, CPU). The tf_keras
+copy of each model has the same weights and is checked to produce the same
+output (within 1e-5); every saved file is re-loaded by the library that wrote
+it and checked against the reference output.
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixture_common as fc  # noqa: E402  (sets TF env first)
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+import tf_keras  # noqa: E402
+
+ALL_FORMATS = ("keras2-h5", "keras3-h5", "keras3-zip")
+K3_FORMATS = ("keras3-h5", "keras3-zip")
+SUFFIX = {"keras2-h5": ".k2.h5", "keras3-h5": ".k3.h5", "keras3-zip": ".keras"}
+
+
+# --------------------------------------------------------------------------
+# model builders: build(K) with K = keras (Keras 3) or tf_keras (Keras 2).
+# Every layer is named so names agree between the two libraries.
+# --------------------------------------------------------------------------
+def seq_conv_basic(K):
+    L = K.layers
+    return K.Sequential([
+        K.Input(shape=(17, 17, 3), name="input"),
+        L.Conv2D(8, 3, padding="valid", activation="relu", name="conv1"),           # 15x15
+        L.Conv2D(8, 3, strides=2, padding="same", activation="tanh", name="conv2"),  # odd 15 -> 8
+        L.Conv2D(12, 3, padding="valid", activation="sigmoid", name="conv3"),        # 6x6
+        L.MaxPooling2D(2, name="pool"),                                              # 3x3
+        L.Flatten(name="flatten"),
+        L.Dropout(0.3, name="dropout"),
+        L.Dense(16, activation="relu", name="fc1"),
+        L.Dense(5, activation="softmax", name="predictions"),
+    ], name="seq_conv_basic")
+
+
+def conv_options(K):
+    L = K.layers
+    x_in = K.Input(shape=(30, 26, 4), name="input")
+    x = L.Conv2D(6, 3, strides=2, padding="same", use_bias=False, name="conv_same_s2_even")(x_in)  # 15x13
+    x = L.Conv2D(6, 3, padding="same", dilation_rate=2, activation="relu", name="conv_dil2_same")(x)  # 15x13
+    x = L.Conv2D(6, 3, padding="valid", dilation_rate=2, activation="tanh", name="conv_dil2_valid")(x)  # 11x9
+    x = L.Conv2D(8, 3, strides=2, padding="valid", activation="sigmoid", name="conv_valid_s2_odd")(x)  # 5x4
+    x = L.Conv2D(8, (3, 2), strides=(1, 2), padding="same", name="conv_rect_same")(x)  # 5x2
+    x = L.Conv2D(5, 1, activation="softmax", name="conv_softmax")(x)  # 5x2x5
+    x = L.Conv2D(6, 2, strides=2, padding="valid", use_bias=False, activation="relu", name="conv_valid_s2_no_bias")(x)  # 2x1
+    x = L.Flatten(name="flatten")(x)
+    out = L.Dense(3, name="logits")(x)
+    return K.Model(x_in, out, name="conv_options")
+
+
+def conv_even_strides(K):
+    L = K.layers
+    x_in = K.Input(shape=(16, 20, 3), name="input")
+    x = L.Conv2D(6, 3, strides=2, padding="valid", activation="relu", name="conv_valid_s2_even")(x_in)  # 7x9
+    x = L.Conv2D(6, 3, strides=2, padding="same", activation="linear", name="conv_same_s2_odd")(x)  # 4x5
+    x = L.Conv2D(6, 2, strides=1, padding="same", name="conv_k2_same")(x)  # 4x5 (even kernel: pad after)
+    x = L.Conv2D(4, 3, strides=2, padding="same", activation="tanh", name="conv_same_s2_even")(x)  # 2x3
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(4, activation="sigmoid", name="out")(x)
+    return K.Model(x_in, out, name="conv_even_strides")
+
+
+def depthwise(K):
+    L = K.layers
+    x_in = K.Input(shape=(18, 18, 6), name="input")
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu", name="dw_same_m1")(x_in)  # 18
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, use_bias=False,
+                          name="dw_s2_same_m2")(x)  # 9x9x12
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", name="dw_s2_same_odd")(x)  # 5x5x12
+    x = L.DepthwiseConv2D(2, padding="valid", depth_multiplier=2, name="dw_valid_m2")(x)  # 4x4x24
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(max_value=6.0, name="relu6")(x)
+    x = L.GlobalAveragePooling2D(keepdims=True, name="gap_keep")(x)  # 1x1x24
+    x = L.Conv2D(4, 1, activation="relu", name="squeeze")(x)
+    x = L.Flatten(name="flatten")(x)
+    out = L.Dense(2, name="out")(x)
+    return K.Model(x_in, out, name="depthwise")
+
+
+def activations_bn(K):
+    L = K.layers
+    x_in = K.Input(shape=(12, 14, 5), name="input")
+    x = L.Conv2D(8, 3, padding="same", name="conv_a")(x_in)
+    x = L.BatchNormalization(name="bn_full")(x)
+    x = L.Activation("relu", name="act_relu")(x)
+    x = L.Dense(6, activation="tanh", name="dense_4d")(x)  # Dense on a 4-D tensor
+    x = L.BatchNormalization(scale=False, name="bn_noscale")(x)
+    x = L.ReLU(negative_slope=0.1, name="relu_leaky")(x)
+    x = L.Conv2D(6, 3, padding="same", name="conv_b")(x)
+    x = L.BatchNormalization(center=False, epsilon=0.01, name="bn_nocenter")(x)
+    x = L.ReLU(threshold=0.3, name="relu_threshold")(x)
+    x = L.Conv2D(6, 3, padding="same", name="conv_c")(x)
+    x = L.BatchNormalization(center=False, scale=False, name="bn_bare")(x)
+    x = L.ReLU(max_value=2.0, negative_slope=0.2, threshold=0.25, name="relu_all_options")(x)
+    x = L.Activation("sigmoid", name="act_sigmoid")(x)
+    x = L.Dense(6, name="dense_4d_b")(x)
+    x = L.Activation("tanh", name="act_tanh")(x)
+    x = L.Activation("linear", name="act_linear")(x)
+    x = L.ReLU(6.0, name="relu_6")(x)
+    x = L.Activation("softmax", name="act_softmax_4d")(x)  # softmax over channels of a 4-D tensor
+    x = L.GlobalAveragePooling2D(keepdims=False, name="gap")(x)
+    out = L.Dense(4, name="logits")(x)
+    return K.Model(x_in, out, name="activations_bn")
+
+
+def keras3_relu6(K):
+    """Keras-3-only: the 'relu6' activation string (tf_keras has none)."""
+    L = K.layers
+    x_in = K.Input(shape=(16, 16, 3), name="input")
+    x = L.Conv2D(6, 3, activation="relu6", name="conv_relu6")(x_in)  # 14
+    x = L.Activation("relu6", name="act_relu6")(x)
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6", name="dw_relu6")(x)  # 7
+    x = L.GlobalAveragePooling2D(keepdims=True, name="gap_keep")(x)
+    out = L.Conv2D(4, 1, activation="softmax", name="conv_head_softmax")(x)  # output (1,1,1,4)
+    return K.Model(x_in, out, name="keras3_relu6")
+
+
+def pooling(K):
+    L = K.layers
+    x_in = K.Input(shape=(37, 33, 4), name="input")
+    c = L.Conv2D(6, 3, padding="same", activation="relu", name="conv0")(x_in)
+    a = L.MaxPooling2D(2, name="mp_2_valid")(c)                                      # 18x16
+    a = L.MaxPooling2D(3, strides=2, padding="same", name="mp_3_s2_same")(a)         # 9x8
+    a = L.AveragePooling2D(3, strides=1, padding="valid", name="ap_3_s1_valid")(a)   # 7x6
+    a = L.AveragePooling2D(2, strides=2, padding="same", name="ap_2_s2_same")(a)     # 4x3 (odd -> padded)
+    a = L.MaxPooling2D(3, strides=1, padding="same", name="mp_3_s1_same")(a)         # 4x3
+    a = L.GlobalAveragePooling2D(name="gap_a")(a)
+    b = L.AveragePooling2D(2, name="ap_2_valid")(c)                                  # 18x16
+    b = L.MaxPooling2D(3, strides=2, padding="valid", name="mp_3_s2_valid")(b)       # 8x7
+    b = L.AveragePooling2D(3, strides=2, padding="same", name="ap_3_s2_same")(b)     # 4x4
+    b = L.MaxPooling2D((2, 3), strides=(1, 2), padding="valid", name="mp_2x3_valid")(b)  # 3x1
+    b = L.GlobalAveragePooling2D(name="gap_b")(b)
+    x = L.Add(name="add")([a, b])
+    out = L.Dense(3, name="logits")(x)
+    return K.Model(x_in, out, name="pooling")
+
+
+def zeropad(K):
+    L = K.layers
+    return K.Sequential([
+        K.Input(shape=(16, 15, 3), name="input"),
+        L.ZeroPadding2D(1, name="zp_int"),                      # 18x17
+        L.Conv2D(4, 3, name="conv1"),                           # 16x15
+        L.ZeroPadding2D((1, 2), name="zp_pair"),                # 18x19
+        L.Conv2D(4, 3, strides=2, name="conv2"),                # 8x9
+        L.ZeroPadding2D(((0, 1), (2, 0)), name="zp_pairs"),     # 9x11
+        L.Conv2D(4, 3, activation="relu", name="conv3"),        # 7x9
+        L.Flatten(name="flatten"),
+        L.Dense(3, name="logits"),
+    ], name="zeropad")
+
+
+def residual(K):
+    L = K.layers
+    x_in = K.Input(shape=(16, 16, 3), name="input")
+    x = L.Conv2D(8, 3, padding="same", use_bias=False, name="stem_conv")(x_in)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    s = L.Activation("relu", name="stem_relu")(x)
+    x = L.Conv2D(8, 3, padding="same", use_bias=False, name="b1_conv1")(s)
+    x = L.BatchNormalization(name="b1_bn1")(x)
+    x = L.Activation("relu", name="b1_relu1")(x)
+    x = L.Conv2D(8, 3, padding="same", use_bias=False, name="b1_conv2")(x)
+    x = L.BatchNormalization(name="b1_bn2")(x)
+    x = L.Add(name="b1_add")([s, x])
+    s = L.Activation("relu", name="b1_out")(x)
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="b2_conv1")(s)
+    x = L.BatchNormalization(name="b2_bn1")(x)
+    x = L.Activation("relu", name="b2_relu1")(x)
+    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="b2_conv2")(x)
+    x = L.BatchNormalization(name="b2_bn2")(x)
+    p = L.Conv2D(16, 1, strides=2, use_bias=False, name="b2_proj")(s)
+    p = L.BatchNormalization(name="b2_proj_bn")(p)
+    x = L.Add(name="b2_add")([p, x])
+    x = L.Activation("relu", name="b2_out")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(6, activation="softmax", name="predictions")(x)
+    return K.Model(x_in, out, name="residual")
+
+
+def mobilenetv2_block(K):
+    L = K.layers
+    x_in = K.Input(shape=(32, 32, 3), name="input")
+    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="Conv1")(x_in)  # 16
+    x = L.BatchNormalization(epsilon=1e-3, momentum=0.999, name="bn_Conv1")(x)
+    x = L.ReLU(6.0, name="Conv1_relu")(x)
+    # block 0: no expansion, no residual
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="expanded_conv_depthwise")(x)
+    x = L.BatchNormalization(name="expanded_conv_depthwise_BN")(x)
+    x = L.ReLU(6.0, name="expanded_conv_depthwise_relu")(x)
+    x = L.Conv2D(8, 1, use_bias=False, name="expanded_conv_project")(x)
+    x = L.BatchNormalization(name="expanded_conv_project_BN")(x)
+    # block 1: stride 2 with ZeroPadding2D + valid depthwise (as in keras.applications)
+    x = L.Conv2D(24, 1, use_bias=False, name="block_1_expand")(x)
+    x = L.BatchNormalization(name="block_1_expand_BN")(x)
+    x = L.ReLU(6.0, name="block_1_expand_relu")(x)
+    x = L.ZeroPadding2D(((0, 1), (0, 1)), name="block_1_pad")(x)  # 17
+    x = L.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False, name="block_1_depthwise")(x)  # 8
+    x = L.BatchNormalization(name="block_1_depthwise_BN")(x)
+    x = L.ReLU(6.0, name="block_1_depthwise_relu")(x)
+    x = L.Conv2D(12, 1, use_bias=False, name="block_1_project")(x)
+    s = L.BatchNormalization(name="block_1_project_BN")(x)
+    # block 2: stride 1 with residual Add
+    x = L.Conv2D(36, 1, use_bias=False, name="block_2_expand")(s)
+    x = L.BatchNormalization(name="block_2_expand_BN")(x)
+    x = L.ReLU(6.0, name="block_2_expand_relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="block_2_depthwise")(x)
+    x = L.BatchNormalization(name="block_2_depthwise_BN")(x)
+    x = L.ReLU(6.0, name="block_2_depthwise_relu")(x)
+    x = L.Conv2D(12, 1, use_bias=False, name="block_2_project")(x)
+    x = L.BatchNormalization(name="block_2_project_BN")(x)
+    x = L.Add(name="block_2_add")([s, x])
+    x = L.Conv2D(32, 1, use_bias=False, name="Conv_1")(x)
+    x = L.BatchNormalization(name="Conv_1_bn")(x)
+    x = L.ReLU(6.0, name="out_relu")(x)
+    x = L.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
+    out = L.Dense(5, activation="softmax", name="predictions")(x)
+    return K.Model(x_in, out, name="mobilenetv2_block")
+
+
+def shared_layer(K):
+    """One Conv2D called twice (two inbound nodes), weights shared."""
+    L = K.layers
+    x_in = K.Input(shape=(14, 14, 4), name="input")
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="stem")(x_in)
+    shared = L.Conv2D(6, 3, padding="same", name="shared_conv")
+    a = shared(x)
+    b = L.ReLU(name="mid_relu")(a)
+    c = shared(b)
+    x = L.Add(name="add")([a, c])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(3, name="logits")(x)
+    return K.Model(x_in, out, name="shared_layer")
+
+
+def book_convnet(K):
+    """Chollet, Deep Learning with Python, §5.2 cats-vs-dogs convnet at reduced
+    width and 48x48 input (4 conv/pool stages need at least ~46 pixels)."""
+    L = K.layers
+    return K.Sequential([
+        K.Input(shape=(48, 48, 3), name="input"),
+        L.Conv2D(8, 3, activation="relu", name="conv2d_1"),      # 46
+        L.MaxPooling2D(2, name="max_pooling2d_1"),               # 23
+        L.Conv2D(16, 3, activation="relu", name="conv2d_2"),     # 21
+        L.MaxPooling2D(2, name="max_pooling2d_2"),               # 10
+        L.Conv2D(16, 3, activation="relu", name="conv2d_3"),     # 8
+        L.MaxPooling2D(2, name="max_pooling2d_3"),               # 4
+        L.Conv2D(16, 3, activation="relu", name="conv2d_4"),     # 2
+        L.MaxPooling2D(2, name="max_pooling2d_4"),               # 1
+        L.Flatten(name="flatten"),
+        L.Dropout(0.5, name="dropout"),
+        L.Dense(32, activation="relu", name="dense_1"),
+        L.Dense(1, activation="sigmoid", name="dense_2"),
+    ], name="book_convnet")
+
+
+def softmax_classifier(K):
+    """Grayscale classifier whose softmax is a separate Activation layer."""
+    L = K.layers
+    x_in = K.Input(shape=(28, 28, 1), name="input")
+    x = L.Conv2D(8, 3, activation="relu", name="conv1")(x_in)                # 26
+    x = L.BatchNormalization(scale=False, name="bn1")(x)
+    x = L.MaxPooling2D(2, name="pool1")(x)                                    # 13
+    x = L.Conv2D(16, 3, padding="same", name="conv2")(x)
+    x = L.ReLU(name="relu2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dense(24, activation="relu", name="fc")(x)
+    x = L.Dropout(0.2, name="dropout")(x)
+    x = L.Dense(10, name="logits")(x)
+    out = L.Activation("softmax", name="softmax")(x)
+    return K.Model(x_in, out, name="softmax_classifier")
+
+
+def unsupported_upsampling(K):
+    L = K.layers
+    x_in = K.Input(shape=(8, 8, 2), name="input")
+    x = L.Conv2D(3, 3, padding="same", name="conv")(x_in)
+    x = L.UpSampling2D(2, name="upsample_x2")(x)
+    out = L.Conv2D(2, 1, name="head")(x)
+    return K.Model(x_in, out, name="unsupported_upsampling")
+
+
+def unsupported_groups(K):
+    L = K.layers
+    x_in = K.Input(shape=(8, 8, 4), name="input")
+    x = L.Conv2D(4, 3, groups=2, padding="same", name="grouped_conv")(x_in)
+    out = L.GlobalAveragePooling2D(name="gap")(x)
+    return K.Model(x_in, out, name="unsupported_groups")
+
+
+# --------------------------------------------------------------------------
+# case table
+# --------------------------------------------------------------------------
+# name, builder, formats, activation layers, gradient-wrt layer, extra batch sizes, notes
+CASES = [
+    dict(name="seq_conv_basic", build=seq_conv_basic, formats=ALL_FORMATS,
+         acts=["conv1", "conv2", "pool", "fc1"], wrt="conv3", batches=(1, 2), input="normal",
+         notes="Sequential; odd input, same/stride 2 on odd size; softmax Dense head"),
+    dict(name="conv_options", build=conv_options, formats=ALL_FORMATS,
+         acts=["conv_same_s2_even", "conv_dil2_valid", "conv_rect_same", "conv_softmax"],
+         wrt="conv_valid_s2_odd", input="normal",
+         notes="Conv2D paddings/strides on odd and even sizes, dilation 2, no bias, rectangular kernel and strides, softmax activation on a conv"),
+    dict(name="conv_even_strides", build=conv_even_strides, formats=ALL_FORMATS,
+         acts=["conv_valid_s2_even", "conv_same_s2_odd", "conv_k2_same"], wrt="conv_k2_same", input="normal",
+         notes="sigmoid final output (gradient of the sigmoid output)"),
+    dict(name="depthwise", build=depthwise, formats=ALL_FORMATS,
+         acts=["dw_same_m1", "dw_s2_same_m2", "dw_valid_m2", "bn", "gap_keep"], wrt="dw_s2_same_odd",
+         input="normal", notes="DepthwiseConv2D multiplier 1 and 2, stride 2 same on even and odd; GAP keepdims=True"),
+    dict(name="activations_bn", build=activations_bn, formats=ALL_FORMATS,
+         acts=["bn_full", "dense_4d", "bn_noscale", "relu_leaky", "bn_nocenter", "relu_threshold",
+               "bn_bare", "relu_all_options", "act_sigmoid", "act_tanh", "relu_6", "act_softmax_4d"],
+         wrt="relu_threshold", input="normal",
+         notes="BatchNormalization with/without scale/center, ReLU options, Activation layers, Dense on 4-D"),
+    dict(name="keras3_relu6", build=keras3_relu6, formats=K3_FORMATS,
+         acts=["conv_relu6", "act_relu6", "dw_relu6"], wrt="dw_relu6", input="normal",
+         notes="'relu6' activation strings (Keras 3 only); 4-D output (1,1,1,4) from a softmax Conv2D head"),
+    dict(name="pooling", build=pooling, formats=ALL_FORMATS,
+         acts=["mp_2_valid", "mp_3_s2_same", "ap_3_s1_valid", "ap_2_s2_same", "mp_3_s1_same",
+               "ap_2_valid", "mp_3_s2_valid", "ap_3_s2_same", "mp_2x3_valid", "add"],
+         wrt="conv0", input="normal",
+         notes="Max/Average pooling valid/same, pool 2/3/(2,3), strides; two branches joined by Add of GAP vectors"),
+    dict(name="zeropad", build=zeropad, formats=ALL_FORMATS,
+         acts=["zp_int", "zp_pair", "zp_pairs", "conv3"], wrt="zp_pairs", input="normal",
+         notes="ZeroPadding2D int, pair, pair of pairs (Sequential)"),
+    dict(name="residual", build=residual, formats=ALL_FORMATS,
+         acts=["stem_relu", "b1_add", "b1_out", "b2_proj_bn", "b2_add", "gap"], wrt="b2_out", input="normal",
+         notes="ResNet-like residual blocks with identity and projection shortcuts"),
+    dict(name="mobilenetv2_block", build=mobilenetv2_block, formats=ALL_FORMATS,
+         acts=["Conv1_relu", "block_1_pad", "block_1_depthwise", "block_1_project_BN", "block_2_add", "out_relu"],
+         wrt="out_relu", input="normal",
+         notes="MobileNetV2-like: ReLU(6), ZeroPadding2D + DepthwiseConv2D stride 2 valid, inverted residual Add"),
+    dict(name="shared_layer", build=shared_layer, formats=ALL_FORMATS,
+         acts=["stem", "mid_relu", "add"], wrt="mid_relu", input="normal",
+         notes="Conv2D 'shared_conv' called on two inbound nodes (shared weights); no activation file for it"),
+    dict(name="book_convnet", build=book_convnet, formats=ALL_FORMATS,
+         acts=["conv2d_1", "max_pooling2d_2", "conv2d_4", "dense_1"], wrt="conv2d_4", input="uniform",
+         notes="DLwP §5.2 convnet, reduced width, 48x48; sigmoid output (gradient of the sigmoid output)"),
+    dict(name="softmax_classifier", build=softmax_classifier, formats=ALL_FORMATS,
+         acts=["conv1", "bn1", "pool1", "gap", "logits"], wrt="conv2", input="uniform",
+         notes="1-channel input; softmax as a separate Activation layer; pre-softmax gradient = gradient of 'logits'"),
+]
+
+BAD_MODELS = [
+    dict(name="unsupported_upsampling", build=unsupported_upsampling, formats=ALL_FORMATS,
+         layer="upsample_x2", cls="UpSampling2D"),
+    dict(name="unsupported_groups", build=unsupported_groups, formats=K3_FORMATS,
+         layer="grouped_conv", cls="Conv2D", extra="groups"),
+]
+
+
+def seed_of(name):
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+def make_input(rng, shape, kind):
+    if kind == "uniform":
+        return rng.uniform(0.0, 1.0, shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def build_pair(case, rng):
+    """Keras 3 model with random weights, and (if needed) the tf_keras twin."""
+    keras.utils.set_random_seed(seed_of(case["name"]))
+    m3 = case["build"](keras)
+    fc.randomize_weights(m3, rng)
+    m2 = None
+    if "keras2-h5" in case["formats"]:
+        tf_keras.utils.set_random_seed(seed_of(case["name"]))
+        m2 = case["build"](tf_keras)
+        fc.copy_weights_by_name(m3, m2)
+    return m3, m2
+
+
+def save_formats(case, m3, m2, out_dir, x_check, y_check):
+    files = {}
+    for fmt in case["formats"]:
+        fname = case["name"] + SUFFIX[fmt]
+        path = os.path.join(out_dir, fname)
+        if fmt == "keras2-h5":
+            if os.path.exists(path):
+                os.remove(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m2.save(path)
+        else:
+            fc.save_keras3(m3, path)
+        if y_check is not None:
+            fc.check_reload(path, fmt, x_check, y_check)
+        files[fmt] = fname
+    return files
+
+
+def layer_classes(model):
+    return sorted({l.__class__.__name__ for l in model.layers} | {"InputLayer"})
+
+
+def run_case(case, out_dir, manifest):
+    name = case["name"]
+    rng = np.random.default_rng(seed_of(name))
+    m3, m2 = build_pair(case, rng)
+    in_shape = tuple(m3.inputs[0].shape[1:])
+    logits_model, pre_softmax = fc.linear_head_clone(m3)
+
+    first = None
+    for b in case.get("batches", (1,)):
+        tag = name if b == 1 else f"{name}_b{b}"
+        x = make_input(rng, (b,) + in_shape, case["input"])
+        y = fc.predict(m3, x)
+        if m2 is not None:
+            y2 = np.asarray(m2(tf.constant(x), training=False))
+            d = float(np.max(np.abs(y2 - y)))
+            assert d <= 1e-5 * max(1.0, float(np.max(np.abs(y)))), f"{name}: tf_keras differs by {d}"
+        logits = fc.predict(logits_model, x)
+        k = int(np.argmax(logits[0].reshape(-1)))
+        grads = fc.gradients(logits_model, x, k, case["wrt"])
+        acts = fc.activations(m3, x, case["acts"])
+        for arr, what in [(y, "output")] + [(v, "grad") for v in grads.values()]:
+            assert np.all(np.isfinite(arr)), f"{tag}: non-finite {what}"
+        assert np.any(grads["input"] != 0), f"{tag}: zero input gradient"
+
+        fc.save_npy(os.path.join(out_dir, f"{tag}.input.npy"), x)
+        fc.save_npy(os.path.join(out_dir, f"{tag}.output.npy"), y)
+        act_files = {}
+        for lname, a in acts.items():
+            f = f"{tag}.act.{lname}.npy"
+            fc.save_npy(os.path.join(out_dir, f), a)
+            act_files[lname] = f
+        wrt_files = {}
+        for key, g in grads.items():
+            f = f"{tag}.grad.{key}.npy"
+            fc.save_npy(os.path.join(out_dir, f), g)
+            wrt_files[key] = f
+        if first is None:
+            files = save_formats(case, m3, m2, out_dir, x, y)
+            first = files
+        for fmt, fname in first.items():
+            manifest.append({
+                "kind": "ok",
+                "name": f"{tag}.{fmt}",
+                "case": tag,
+                "model": fname,
+                "format": fmt,
+                "input": f"{tag}.input.npy",
+                "output": f"{tag}.output.npy",
+                "activations": act_files,
+                "gradients": {
+                    "output_index": k,
+                    "pre_softmax": pre_softmax,
+                    "target": "sum over batch of y[b].flat[output_index]",
+                    "wrt": wrt_files,
+                },
+                "layers": layer_classes(m3),
+                "notes": case.get("notes", ""),
+            })
+        print(f"{tag}: input {x.shape} output {y.shape} k={k} pre_softmax={pre_softmax} "
+              f"|y|max={np.abs(y).max():.3g} |dx|max={np.abs(grads['input']).max():.3g}", flush=True)
+
+
+def run_bad(out_dir, manifest):
+    for bad in BAD_MODELS:
+        rng = np.random.default_rng(seed_of(bad["name"]))
+        m3, m2 = build_pair(bad, rng)
+        files = save_formats(bad, m3, m2, out_dir, None, None)
+        for fmt, fname in files.items():
+            must = [bad["layer"], bad["cls"]] + ([bad["extra"]] if "extra" in bad else [])
+            manifest.append({
+                "kind": "bad",
+                "name": f"{bad['name']}.{fmt}",
+                "model": fname,
+                "format": fmt,
+                "expect_error_contains": bad["layer"],
+                "expect_error_contains_all": must,
+                "notes": f"unsupported layer '{bad['layer']}' of class {bad['cls']}"
+                         + (f" (option {bad['extra']})" if "extra" in bad else ""),
+            })
+
+    def put(fname, data):
+        with open(os.path.join(out_dir, fname), "wb") as f:
+            f.write(data)
+
+    put("bad_text.h5", b"This is a plain text file, not an HDF5 file.\n")
+    manifest.append({"kind": "bad", "name": "bad_text.h5", "model": "bad_text.h5", "format": "keras3-h5",
+                     "expect_error_contains": "not an HDF5",
+                     "expect_error_contains_all": ["not an HDF5"],
+                     "notes": "text file with an .h5 name"})
+    put("bad_empty.h5", b"")
+    manifest.append({"kind": "bad", "name": "bad_empty.h5", "model": "bad_empty.h5", "format": "keras3-h5",
+                     "expect_error_contains": "empty",
+                     "expect_error_contains_all": ["empty"],
+                     "notes": "zero-byte file"})
+    put("bad_empty.keras", b"")
+    manifest.append({"kind": "bad", "name": "bad_empty.keras", "model": "bad_empty.keras", "format": "keras3-zip",
+                     "expect_error_contains": "empty",
+                     "expect_error_contains_all": ["empty"],
+                     "notes": "zero-byte file"})
+    for src, dst, fmt in [("seq_conv_basic.k3.h5", "bad_truncated.h5", "keras3-h5"),
+                          ("seq_conv_basic.k2.h5", "bad_truncated.k2.h5", "keras2-h5"),
+                          ("seq_conv_basic.keras", "bad_truncated.keras", "keras3-zip")]:
+        data = open(os.path.join(out_dir, src), "rb").read()
+        put(dst, data[: len(data) // 2])
+        manifest.append({"kind": "bad", "name": dst, "model": dst, "format": fmt,
+                         "expect_error_contains": "truncated",
+                         "expect_error_contains_all": ["truncated"],
+                         "notes": f"first half ({len(data) // 2} of {len(data)} bytes) of {src}"})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--out", default=os.path.join(here, "..", "Tests", "Fixtures", "keras"))
+    ap.add_argument("--only", nargs="*", help="case names to (re)generate (manifest still lists only these)")
+    args = ap.parse_args()
+    out_dir = os.path.abspath(args.out)
+    os.makedirs(out_dir, exist_ok=True)
+    manifest = []
+    for case in CASES:
+        if args.only and case["name"] not in args.only:
+            continue
+        run_case(case, out_dir, manifest)
+    if not args.only:
+        run_bad(out_dir, manifest)
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=False)
+        f.write("\n")
+    print(f"wrote {len(manifest)} manifest entries to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
