@@ -1,0 +1,225 @@
+import CDNNL
+import Synchronization
+
+/// A 2-D convolution (plain, or grouped: depthwise is groups = input channels)
+/// on oneDNN, with NHWC tensors on both sides and TensorFlow's padding.
+///
+/// oneDNN picks its own (blocked) layouts for source, weights and destination
+/// (`dnnl_format_tag_any`); the NHWC input is reordered in and the result back
+/// out to NHWC. Measured on this machine that costs ~3% against keeping blocked
+/// layouts between layers and lets every other layer stay a plain NHWC loop.
+/// Weights are reordered once per layout a primitive asks for and cached.
+final class DNNLConvolution: Sendable {
+    let kh: Int, kw: Int, cin: Int, cout: Int, groups: Int
+    let strides: [Int]      // [sh, sw]
+    let dilation: [Int]     // Keras dilation_rate [dh, dw] (1 = none)
+    let padding: Padding
+    /// oneDNN logical weight dims ([o, i, kh, kw] or [g, o/g, i/g, kh, kw])
+    /// and the element strides that describe the Keras kernel in that order.
+    private let weightDims: [Int]
+    private let weightStrides: [Int]
+    private let kernel: [Float]
+    private let bias: [Float]?
+
+    private let forwardPlans = PlanCache<[Int], ForwardPlan>()
+    private let backwardPlans = PlanCache<[Int], BackwardPlan>()
+    /// Reordered weights, one per layout asked for by some primitive.
+    private let weightLayouts = Mutex<[DNNLMemory]>([])
+    private let biasMemory = Mutex<DNNLMemory?>(nil)
+
+    struct Geometry: Sendable {
+        let n: Int, h: Int, w: Int, oh: Int, ow: Int
+        let padTop: Int, padBottom: Int, padLeft: Int, padRight: Int
+    }
+
+    private struct ForwardPlan: Sendable {
+        let geometry: Geometry
+        let primitive: DNNLPrimitive
+        let src: LayoutBridge
+        let dst: LayoutBridge
+        let weights: DNNLMemory
+        let bias: DNNLMemory?
+    }
+
+    private struct BackwardPlan: Sendable {
+        let geometry: Geometry
+        let primitive: DNNLPrimitive
+        let diffDst: LayoutBridge
+        let diffSrc: LayoutBridge
+        let weights: DNNLMemory
+    }
+
+    /// - Parameters:
+    ///   - kernel: Keras layout, `[kh, kw, cin, cout]` for a plain convolution or
+    ///     `[kh, kw, cin, multiplier]` for a depthwise one (`depthwise: true`).
+    init(kernel: Tensor, bias: Tensor?, strides: [Int], dilation: [Int], padding: Padding, depthwise: Bool) {
+        let s = kernel.shape
+        kh = s[0]; kw = s[1]; cin = s[2]
+        self.strides = strides
+        self.dilation = dilation
+        self.padding = padding
+        self.kernel = kernel.scalars
+        self.bias = bias?.scalars
+        if depthwise {
+            let m = s[3]
+            cout = cin * m
+            groups = cin
+            // Keras element (h, w, c, m) sits at ((h*kw + w)*cin + c)*m + m.
+            // oneDNN dims [g = c, o = m, i = 1, h, w].
+            weightDims = [cin, m, 1, kh, kw]
+            weightStrides = [m, 1, cin * m, kw * cin * m, cin * m]
+        } else {
+            cout = s[3]
+            groups = 1
+            // Keras element (h, w, i, o) sits at ((h*kw + w)*cin + i)*cout + o.
+            weightDims = [cout, cin, kh, kw]
+            weightStrides = [1, cout, kw * cin * cout, cin * cout]
+        }
+    }
+
+    /// Output geometry for an NHWC input shape; nil when the window does not fit.
+    func geometry(_ shape: [Int]) -> Geometry? {
+        let y = padding.outputSizeAndPadding(input: shape[1], kernel: kh, stride: strides[0], dilation: dilation[0])
+        let x = padding.outputSizeAndPadding(input: shape[2], kernel: kw, stride: strides[1], dilation: dilation[1])
+        guard y.size > 0, x.size > 0 else { return nil }
+        return Geometry(n: shape[0], h: shape[1], w: shape[2], oh: y.size, ow: x.size,
+                        padTop: y.before, padBottom: y.after, padLeft: x.before, padRight: x.after)
+    }
+
+    // MARK: forward
+
+    /// `x` is NHWC with `cin` channels and a geometry that fits (the layer checks).
+    func forward(_ x: Tensor) throws -> Tensor {
+        let plan = try forwardPlans.plan(for: x.shape) { try makeForwardPlan(x.shape) }
+        let g = plan.geometry
+        var out = [Float](repeating: 0, count: g.n * g.oh * g.ow * cout)
+        try x.scalars.withUnsafeBufferPointer { xs in
+            try out.withUnsafeMutableBufferPointer { os in
+                let stream = try DNNLStream()
+                let src = try plan.src.input(xs, stream: stream)
+                let dst = try plan.dst.output(os, stream: stream)
+                var args: [(Int32, DNNLMemory)] = [(DNNL_ARG_SRC, src), (DNNL_ARG_WEIGHTS, plan.weights),
+                                                   (DNNL_ARG_DST, dst.memory)]
+                if let b = plan.bias { args.append((DNNL_ARG_BIAS, b)) }
+                try plan.primitive.execute(args, on: stream)
+                try dst.finish()
+            }
+        }
+        return Tensor(shape: [g.n, g.oh, g.ow, cout], scalars: out)
+    }
+
+    // MARK: backward to the input
+
+    /// Gradient w.r.t. the NHWC input of shape `inputShape`, given the gradient
+    /// w.r.t. the output (NHWC). Bias does not enter the input gradient.
+    func backwardData(_ gradOut: Tensor, inputShape: [Int]) throws -> Tensor {
+        let plan = try backwardPlans.plan(for: inputShape) { try makeBackwardPlan(inputShape) }
+        let g = plan.geometry
+        var out = [Float](repeating: 0, count: g.n * g.h * g.w * cin)
+        try gradOut.scalars.withUnsafeBufferPointer { gs in
+            try out.withUnsafeMutableBufferPointer { os in
+                let stream = try DNNLStream()
+                let diffDst = try plan.diffDst.input(gs, stream: stream)
+                let diffSrc = try plan.diffSrc.output(os, stream: stream)
+                try plan.primitive.execute([(DNNL_ARG_DIFF_DST, diffDst), (DNNL_ARG_WEIGHTS, plan.weights),
+                                            (DNNL_ARG_DIFF_SRC, diffSrc.memory)], on: stream)
+                try diffSrc.finish()
+            }
+        }
+        return Tensor(shape: inputShape, scalars: out)
+    }
+
+    // MARK: plans
+
+    private func descriptors(_ g: Geometry) throws
+        -> (src: MemoryDesc, weights: MemoryDesc, dst: MemoryDesc, userSrc: MemoryDesc, userDst: MemoryDesc)
+    {
+        (try MD.tag([g.n, cin, g.h, g.w], dnnl_format_tag_any),
+         try MD.tag(weightDims, dnnl_format_tag_any),
+         try MD.tag([g.n, cout, g.oh, g.ow], dnnl_format_tag_any),
+         try MD.tag([g.n, cin, g.h, g.w], dnnl_nhwc),
+         try MD.tag([g.n, cout, g.oh, g.ow], dnnl_nhwc))
+    }
+
+    private func forwardDesc(_ g: Geometry, prop: dnnl_prop_kind_t, withBias: Bool) throws -> DNNLPrimitiveDesc {
+        let d = try descriptors(g)
+        var src = d.src, wei = d.weights, dst = d.dst
+        var bia = try MD.tag([cout], dnnl_a)
+        var cd = dnnl_convolution_desc_t()
+        let st = strides.map(Int64.init)
+        let dl = dilation.map { Int64($0 - 1) }   // oneDNN counts the gaps
+        let pl = [Int64(g.padTop), Int64(g.padLeft)]
+        let pr = [Int64(g.padBottom), Int64(g.padRight)]
+        if withBias {
+            try check(dnnl_dilated_convolution_forward_desc_init(&cd, prop, dnnl_convolution_direct, &src, &wei, &bia,
+                                                                 &dst, st, dl, pl, pr),
+                      "dnnl_dilated_convolution_forward_desc_init")
+        } else {
+            try check(dnnl_dilated_convolution_forward_desc_init(&cd, prop, dnnl_convolution_direct, &src, &wei, nil,
+                                                                 &dst, st, dl, pl, pr),
+                      "dnnl_dilated_convolution_forward_desc_init")
+        }
+        return try withUnsafePointer(to: &cd) {
+            try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(convolution forward)")
+        }
+    }
+
+    private func makeForwardPlan(_ shape: [Int]) throws -> ForwardPlan {
+        guard let g = geometry(shape) else { throw EngineError.invalidRequest("convolution window does not fit \(shape)") }
+        let pd = try forwardDesc(g, prop: dnnl_forward_inference, withBias: bias != nil)
+        let d = try descriptors(g)
+        return ForwardPlan(
+            geometry: g,
+            primitive: try DNNLPrimitive(pd),
+            src: try LayoutBridge(input: d.userSrc, primitive: pd.md(dnnl_query_src_md)),
+            dst: try LayoutBridge(output: d.userDst, primitive: pd.md(dnnl_query_dst_md)),
+            weights: try weights(in: pd.md(dnnl_query_weights_md)),
+            bias: try biasMem())
+    }
+
+    private func makeBackwardPlan(_ shape: [Int]) throws -> BackwardPlan {
+        guard let g = geometry(shape) else { throw EngineError.invalidRequest("convolution window does not fit \(shape)") }
+        // Backward-data needs the forward descriptor (of a training forward) as a hint.
+        let hint = try forwardDesc(g, prop: dnnl_forward_training, withBias: false)
+        let d = try descriptors(g)
+        var diffSrc = d.src, wei = d.weights, diffDst = d.dst
+        var cd = dnnl_convolution_desc_t()
+        let st = strides.map(Int64.init)
+        let dl = dilation.map { Int64($0 - 1) }
+        let pl = [Int64(g.padTop), Int64(g.padLeft)]
+        let pr = [Int64(g.padBottom), Int64(g.padRight)]
+        try check(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &diffSrc, &wei,
+                                                                   &diffDst, st, dl, pl, pr),
+                  "dnnl_dilated_convolution_backward_data_desc_init")
+        let pd = try withUnsafePointer(to: &cd) {
+            try DNNLPrimitiveDesc(opDesc: $0, hint: hint, call: "dnnl_primitive_desc_create(convolution backward data)")
+        }
+        return BackwardPlan(
+            geometry: g,
+            primitive: try DNNLPrimitive(pd),
+            diffDst: try LayoutBridge(input: d.userDst, primitive: pd.md(dnnl_query_diff_dst_md)),
+            diffSrc: try LayoutBridge(output: d.userSrc, primitive: pd.md(dnnl_query_diff_src_md)),
+            weights: try weights(in: pd.md(dnnl_query_weights_md)))
+    }
+
+    /// The kernel in layout `md`, reordered on first request and cached.
+    private func weights(in md: MemoryDesc) throws -> DNNLMemory {
+        try weightLayouts.withLock { cached in
+            if let m = cached.first(where: { MD.equal($0.desc, md) }) { return m }
+            let m = try DNNLMemory.reordered(kernel, plain: MD.strided(weightDims, strides: weightStrides), to: md)
+            cached.append(m)
+            return m
+        }
+    }
+
+    private func biasMem() throws -> DNNLMemory? {
+        guard let bias else { return nil }
+        return try biasMemory.withLock { cached in
+            if let cached { return cached }
+            let md = try MD.tag([cout], dnnl_a)
+            let m = try DNNLMemory.reordered(bias, plain: md, to: md)
+            cached = m
+            return m
+        }
+    }
+}

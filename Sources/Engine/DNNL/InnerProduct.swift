@@ -1,0 +1,129 @@
+import CDNNL
+import Synchronization
+
+/// y = x·W + b on oneDNN's inner product, for x of shape [rows, in] (row-major)
+/// and a Keras kernel W of shape [in, out]. Source and destination stay plain
+/// (`nc`); the weights go to whatever layout oneDNN prefers, reordered once.
+final class DNNLInnerProduct: Sendable {
+    let inputs: Int
+    let outputs: Int
+    private let kernel: [Float]
+    private let bias: [Float]?
+
+    private let forwardPlans = PlanCache<Int, Plan>()
+    private let backwardPlans = PlanCache<Int, Plan>()
+    private let weightLayouts = Mutex<[DNNLMemory]>([])
+    private let biasMemory = Mutex<DNNLMemory?>(nil)
+
+    private struct Plan: Sendable {
+        let primitive: DNNLPrimitive
+        let weights: DNNLMemory
+        let bias: DNNLMemory?
+    }
+
+    /// `kernel` is Keras' `[in, out]`.
+    init(kernel: Tensor, bias: Tensor?) {
+        inputs = kernel.shape[0]
+        outputs = kernel.shape[1]
+        self.kernel = kernel.scalars
+        self.bias = bias?.scalars
+    }
+
+    /// oneDNN's weights are logically [out, in]; Keras' [in, out] row-major
+    /// array is that matrix with strides (1, out).
+    private var userWeights: MemoryDesc {
+        get throws { try MD.strided([outputs, inputs], strides: [1, outputs]) }
+    }
+
+    /// `x` holds `rows * inputs` scalars; returns `rows * outputs`.
+    func forward(_ x: [Float], rows: Int) throws -> [Float] {
+        let plan = try forwardPlans.plan(for: rows) { try makeForwardPlan(rows) }
+        var out = [Float](repeating: 0, count: rows * outputs)
+        try x.withUnsafeBufferPointer { xs in
+            try out.withUnsafeMutableBufferPointer { os in
+                let stream = try DNNLStream()
+                let src = try DNNLMemory(MD.tag([rows, inputs], dnnl_nc), reading: xs)
+                let dst = try DNNLMemory(MD.tag([rows, outputs], dnnl_nc), writing: os)
+                var args: [(Int32, DNNLMemory)] = [(DNNL_ARG_SRC, src), (DNNL_ARG_WEIGHTS, plan.weights),
+                                                   (DNNL_ARG_DST, dst)]
+                if let b = plan.bias { args.append((DNNL_ARG_BIAS, b)) }
+                try plan.primitive.execute(args, on: stream)
+            }
+        }
+        return out
+    }
+
+    /// dx = dy·Wᵀ for `rows` rows of output gradient.
+    func backwardData(_ gradOut: [Float], rows: Int) throws -> [Float] {
+        let plan = try backwardPlans.plan(for: rows) { try makeBackwardPlan(rows) }
+        var out = [Float](repeating: 0, count: rows * inputs)
+        try gradOut.withUnsafeBufferPointer { gs in
+            try out.withUnsafeMutableBufferPointer { os in
+                let stream = try DNNLStream()
+                let diffDst = try DNNLMemory(MD.tag([rows, outputs], dnnl_nc), reading: gs)
+                let diffSrc = try DNNLMemory(MD.tag([rows, inputs], dnnl_nc), writing: os)
+                try plan.primitive.execute([(DNNL_ARG_DIFF_DST, diffDst), (DNNL_ARG_WEIGHTS, plan.weights),
+                                            (DNNL_ARG_DIFF_SRC, diffSrc)], on: stream)
+            }
+        }
+        return out
+    }
+
+    private func forwardDesc(_ rows: Int, prop: dnnl_prop_kind_t, withBias: Bool) throws -> DNNLPrimitiveDesc {
+        var src = try MD.tag([rows, inputs], dnnl_nc)
+        var wei = try MD.tag([outputs, inputs], dnnl_format_tag_any)
+        var bia = try MD.tag([outputs], dnnl_a)
+        var dst = try MD.tag([rows, outputs], dnnl_nc)
+        var d = dnnl_inner_product_desc_t()
+        if withBias {
+            try check(dnnl_inner_product_forward_desc_init(&d, prop, &src, &wei, &bia, &dst),
+                      "dnnl_inner_product_forward_desc_init")
+        } else {
+            try check(dnnl_inner_product_forward_desc_init(&d, prop, &src, &wei, nil, &dst),
+                      "dnnl_inner_product_forward_desc_init")
+        }
+        return try withUnsafePointer(to: &d) {
+            try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(inner product forward)")
+        }
+    }
+
+    private func makeForwardPlan(_ rows: Int) throws -> Plan {
+        let pd = try forwardDesc(rows, prop: dnnl_forward_inference, withBias: bias != nil)
+        return Plan(primitive: try DNNLPrimitive(pd), weights: try weights(in: pd.md(dnnl_query_weights_md)),
+                    bias: try biasMem())
+    }
+
+    private func makeBackwardPlan(_ rows: Int) throws -> Plan {
+        let hint = try forwardDesc(rows, prop: dnnl_forward_training, withBias: false)
+        var diffSrc = try MD.tag([rows, inputs], dnnl_nc)
+        var wei = try MD.tag([outputs, inputs], dnnl_format_tag_any)
+        var diffDst = try MD.tag([rows, outputs], dnnl_nc)
+        var d = dnnl_inner_product_desc_t()
+        try check(dnnl_inner_product_backward_data_desc_init(&d, &diffSrc, &wei, &diffDst),
+                  "dnnl_inner_product_backward_data_desc_init")
+        let pd = try withUnsafePointer(to: &d) {
+            try DNNLPrimitiveDesc(opDesc: $0, hint: hint, call: "dnnl_primitive_desc_create(inner product backward data)")
+        }
+        return Plan(primitive: try DNNLPrimitive(pd), weights: try weights(in: pd.md(dnnl_query_weights_md)), bias: nil)
+    }
+
+    private func weights(in md: MemoryDesc) throws -> DNNLMemory {
+        try weightLayouts.withLock { cached in
+            if let m = cached.first(where: { MD.equal($0.desc, md) }) { return m }
+            let m = try DNNLMemory.reordered(kernel, plain: userWeights, to: md)
+            cached.append(m)
+            return m
+        }
+    }
+
+    private func biasMem() throws -> DNNLMemory? {
+        guard let bias else { return nil }
+        return try biasMemory.withLock { cached in
+            if let cached { return cached }
+            let md = try MD.tag([outputs], dnnl_a)
+            let m = try DNNLMemory.reordered(bias, plain: md, to: md)
+            cached = m
+            return m
+        }
+    }
+}

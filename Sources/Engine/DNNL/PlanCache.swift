@@ -1,0 +1,41 @@
+import Synchronization
+
+/// A small, thread-safe, least-recently-used cache of oneDNN plans (primitives
+/// plus reorders) keyed by input shape, batch included.
+///
+/// A plan is built under the lock (so two threads never build the same plan
+/// twice, and weight reorders happen once); it is executed outside the lock.
+/// The bound keeps a server that sees many image sizes from growing without
+/// limit: each plan may hold reordered weights and a compiled kernel.
+final class PlanCache<Key: Hashable & Sendable, Plan: Sendable>: Sendable {
+    private struct Entries {
+        var plans: [Key: Plan] = [:]
+        var order: [Key] = []   // least recently used first
+    }
+
+    private let entries = Mutex(Entries())
+    let capacity: Int
+
+    init(capacity: Int = 8) {
+        self.capacity = max(1, capacity)
+    }
+
+    func plan(for key: Key, build: () throws -> Plan) throws -> Plan {
+        try entries.withLock { e -> Plan in
+            if let p = e.plans[key] {
+                if let i = e.order.firstIndex(of: key) { e.order.remove(at: i) }
+                e.order.append(key)
+                return p
+            }
+            let p = try build()
+            e.plans[key] = p
+            e.order.append(key)
+            while e.order.count > capacity {
+                e.plans[e.order.removeFirst()] = nil
+            }
+            return p
+        }
+    }
+
+    var count: Int { entries.withLock { $0.plans.count } }
+}

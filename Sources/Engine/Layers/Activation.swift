@@ -1,0 +1,230 @@
+import Foundation
+
+/// An element-wise activation node: Keras' `Activation` layer, the `ReLU` /
+/// `LeakyReLU` / `Softmax` layers, or the activation a Keras layer fuses
+/// (`Conv2D(activation="relu")` becomes convolution + this node).
+///
+/// Kernels: ReLU (all of Keras' variants) and softmax are plain Swift loops —
+/// they are memory-bound, and writing them out is how they match Keras'
+/// branch-by-branch definition exactly, boundaries included. Sigmoid and tanh
+/// run forward on oneDNN's vectorised eltwise kernels; their backward passes
+/// are closed forms of the output (y(1−y), 1−y²), plain multiplications.
+public final class Activation: Layer {
+    public let name: String
+    public let kind: String
+    public let function: ActivationFunction
+    private let eltwise: DNNLEltwise?
+    private let relu: ReLUSpec?
+
+    public init(name: String, function: ActivationFunction, kind: String = "Activation") {
+        self.name = name
+        self.function = function
+        self.kind = kind
+        switch function {
+        case .sigmoid: eltwise = .logistic
+        case .tanh: eltwise = .tanh
+        default: eltwise = nil
+        }
+        if case let .relu(maxValue, negativeSlope, threshold) = function {
+            relu = ReLUSpec(maxValue: maxValue, negativeSlope: negativeSlope, threshold: threshold)
+        } else {
+            relu = nil
+        }
+    }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        let s = try singleShape(inputShapes)
+        if function == .softmax, s.isEmpty { throw mismatch("softmax needs at least one axis") }
+        return s
+    }
+
+    // MARK: forward
+
+    public func forward(_ inputs: [Tensor]) throws -> Tensor {
+        let x = try singleInput(inputs)
+        switch function {
+        case .linear:
+            return x
+        case .relu:
+            return Tensor(shape: x.shape, scalars: relu!.forward(x.scalars))
+        case .sigmoid, .tanh:
+            return Tensor(shape: x.shape, scalars: try eltwise!.forward(x.scalars))
+        case .softmax:
+            guard x.rank >= 2, let last = x.shape.last, last > 0 || x.count == 0 else {
+                throw mismatch("softmax needs a non-empty last axis, got \(x.shape)")
+            }
+            return Tensor(shape: x.shape, scalars: Self.softmax(x.scalars, axis: last))
+        }
+    }
+
+    // MARK: backward to the input
+
+    public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
+        let x = try singleInput(inputs)
+        guard output.shape == x.shape, outputGradient.shape == x.shape else {
+            throw mismatch("input \(x.shape), output \(output.shape) and output gradient \(outputGradient.shape) must match")
+        }
+        let g = outputGradient.scalars
+        var dx = [Float](repeating: 0, count: x.count)
+        switch function {
+        case .linear:
+            return [outputGradient]
+        case .relu:
+            relu!.backward(x.scalars, g, into: &dx)
+        case .sigmoid:
+            // dσ/dx = σ(1 − σ), from the output.
+            output.scalars.withUnsafeBufferPointer { y in
+                g.withUnsafeBufferPointer { g in
+                    dx.withUnsafeMutableBufferPointer { d in
+                        for i in 0..<d.count { d[i] = g[i] * (y[i] * (1 - y[i])) }
+                    }
+                }
+            }
+        case .tanh:
+            // d tanh/dx = 1 − tanh², from the output.
+            output.scalars.withUnsafeBufferPointer { y in
+                g.withUnsafeBufferPointer { g in
+                    dx.withUnsafeMutableBufferPointer { d in
+                        for i in 0..<d.count { d[i] = g[i] * (1 - y[i] * y[i]) }
+                    }
+                }
+            }
+        case .softmax:
+            // Jacobian-vector product per row: dx = y ⊙ (g − ⟨g, y⟩).
+            let c = x.shape.last ?? 1
+            output.scalars.withUnsafeBufferPointer { y in
+                g.withUnsafeBufferPointer { g in
+                    dx.withUnsafeMutableBufferPointer { d in
+                        var base = 0
+                        while base < d.count {
+                            var dot: Float = 0
+                            for j in base..<(base + c) { dot += g[j] * y[j] }
+                            for j in base..<(base + c) { d[j] = y[j] * (g[j] - dot) }
+                            base += c
+                        }
+                    }
+                }
+            }
+        }
+        return [Tensor(shape: x.shape, scalars: dx)]
+    }
+
+    /// Numerically stable softmax over consecutive rows of length `axis`.
+    static func softmax(_ x: [Float], axis c: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        guard c > 0 else { return y }
+        x.withUnsafeBufferPointer { x in
+            y.withUnsafeMutableBufferPointer { y in
+                var base = 0
+                while base < x.count {
+                    var m = -Float.infinity
+                    for j in base..<(base + c) { m = max(m, x[j]) }
+                    var sum: Float = 0
+                    for j in base..<(base + c) {
+                        let e = Foundation.exp(x[j] - m)
+                        y[j] = e
+                        sum += e
+                    }
+                    let inv = 1 / sum
+                    for j in base..<(base + c) { y[j] *= inv }
+                    base += c
+                }
+            }
+        }
+        return y
+    }
+}
+
+/// Keras' ReLU, exactly as `keras.activations.relu` (Keras 3) and
+/// `tf.keras.backend.relu` (Keras 2) compute it, branch for branch:
+///
+///     if slope != 0 and max is None and threshold == 0: leaky_relu(x)  = x > 0 ? x : slope·x
+///     p = threshold != 0 ? x·[x > threshold] : (max == 6 ? relu6(x) : relu(x))
+///     if max given (and not already relu6): p = clip(p, 0, max)
+///     if slope != 0: p −= slope · relu(threshold − x)
+///
+/// so x == threshold gives 0, and a negative threshold without max passes
+/// negative x through. Derivatives follow TensorFlow's registered gradients:
+/// relu' = [x > 0], relu6' = [0 < x < 6], clip' = [0 ≤ p ≤ max], leaky' = x > 0 ? 1 : slope.
+struct ReLUSpec: Sendable {
+    let maxValue: Float?
+    let slope: Float
+    let threshold: Float
+
+    init(maxValue: Float?, negativeSlope: Float, threshold: Float) {
+        self.maxValue = maxValue
+        self.slope = negativeSlope
+        self.threshold = threshold
+    }
+
+    private var isLeaky: Bool { slope != 0 && maxValue == nil && threshold == 0 }
+    private var isPlain: Bool { slope == 0 && maxValue == nil && threshold == 0 }
+
+    @inline(__always)
+    func value(_ x: Float) -> Float {
+        if isLeaky { return x > 0 ? x : slope * x }
+        var p: Float
+        var clip = maxValue
+        if threshold != 0 {
+            p = x > threshold ? x : 0
+        } else if maxValue == 6 {
+            p = Swift.min(Swift.max(x, 0), 6)
+            clip = nil
+        } else {
+            p = Swift.max(x, 0)
+        }
+        if let m = clip { p = Swift.min(Swift.max(p, 0), m) }
+        if slope != 0 { p -= slope * Swift.max(-x + threshold, 0) }
+        return p
+    }
+
+    @inline(__always)
+    func derivative(_ x: Float) -> Float {
+        if isLeaky { return x > 0 ? 1 : slope }
+        var d: Float
+        var p: Float
+        var clip = maxValue
+        if threshold != 0 {
+            d = x > threshold ? 1 : 0
+            p = x > threshold ? x : 0
+        } else if maxValue == 6 {
+            d = x > 0 && x < 6 ? 1 : 0
+            p = x
+            clip = nil
+        } else {
+            d = x > 0 ? 1 : 0
+            p = Swift.max(x, 0)
+        }
+        if let m = clip, !(p >= 0 && p <= m) { d = 0 }
+        if slope != 0, -x + threshold > 0 { d += slope }
+        return d
+    }
+
+    func forward(_ input: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: input.count)
+        input.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { y in
+                if isPlain {
+                    for i in 0..<x.count { y[i] = x[i] > 0 ? x[i] : 0 }
+                } else {
+                    for i in 0..<x.count { y[i] = value(x[i]) }
+                }
+            }
+        }
+        return out
+    }
+
+    func backward(_ input: [Float], _ gradient: [Float], into dx: inout [Float]) {
+        input.withUnsafeBufferPointer { x in
+            gradient.withUnsafeBufferPointer { g in
+                dx.withUnsafeMutableBufferPointer { d in
+                    if isPlain {
+                        for i in 0..<x.count { d[i] = x[i] > 0 ? g[i] : 0 }
+                    } else {
+                        for i in 0..<x.count { d[i] = g[i] * derivative(x[i]) }
+                    }
+                }
+            }
+        }
+    }
+}

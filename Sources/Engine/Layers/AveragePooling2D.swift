@@ -1,0 +1,72 @@
+/// Keras `AveragePooling2D` (channels_last). Forward on oneDNN
+/// (`pooling_avg_exclude_padding`, NHWC in place): with 'same', padded cells do
+/// not count, as in TensorFlow.
+///
+/// Backward is a Swift loop: each output gradient is spread evenly over the
+/// input cells its window covered (the same count the forward divided by).
+/// It is one pass with no state; a oneDNN primitive would add plan caching for
+/// a step that is a small share of a CNN's backward time.
+public final class AveragePooling2D: Layer {
+    public let name: String
+    public var kind: String { "AveragePooling2D" }
+    public let poolSize: [Int]
+    public let strides: [Int]
+    public let padding: Padding
+    private let invalid: String?
+    private let pool: DNNLPooling
+
+    public init(name: String, poolSize: [Int], strides: [Int], padding: Padding) {
+        self.name = name
+        self.poolSize = poolSize
+        self.strides = strides
+        self.padding = padding
+        invalid = checkPair(poolSize, "pool_size") ?? checkPair(strides, "strides")
+        pool = DNNLPooling(kind: .average, pool: poolSize, strides: strides, padding: padding)
+    }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try pooledShape(inputShapes, invalid: invalid, pool: pool)
+    }
+
+    // MARK: forward
+
+    public func forward(_ inputs: [Tensor]) throws -> Tensor {
+        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
+        if g.n == 0 || g.c == 0 { return Tensor(zeros: [g.n, g.oh, g.ow, g.c]) }
+        return try pool.forward(x)
+    }
+
+    // MARK: backward to the input
+
+    public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
+        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
+        guard outputGradient.shape == [g.n, g.oh, g.ow, g.c] else {
+            throw mismatch("output gradient \(outputGradient.shape) does not match the output \([g.n, g.oh, g.ow, g.c])")
+        }
+        var dx = [Float](repeating: 0, count: x.count)
+        let c = g.c
+        outputGradient.scalars.withUnsafeBufferPointer { gs in
+            dx.withUnsafeMutableBufferPointer { d in
+                for n in 0..<g.n {
+                    for oy in 0..<g.oh {
+                        let y0 = oy * strides[0] - g.padTop
+                        let ys = max(0, y0)..<min(g.h, y0 + poolSize[0])
+                        for ox in 0..<g.ow {
+                            let x0 = ox * strides[1] - g.padLeft
+                            let xr = max(0, x0)..<min(g.w, x0 + poolSize[1])
+                            let inv = 1 / Float(ys.count * xr.count)
+                            let out = ((n * g.oh + oy) * g.ow + ox) * c
+                            for iy in ys {
+                                for ix in xr {
+                                    let base = ((n * g.h + iy) * g.w + ix) * c
+                                    for k in 0..<c { d[base + k] += gs[out + k] * inv }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return [Tensor(shape: x.shape, scalars: dx)]
+    }
+}

@@ -1,0 +1,112 @@
+/// Keras `MaxPooling2D` (channels_last). Forward on oneDNN (`pooling_max`,
+/// NHWC in place, no reorders); padded cells are never selected.
+///
+/// Backward is a Swift loop rather than oneDNN's max-pooling backward: that
+/// one needs the forward's workspace, i.e. re-running a training forward just
+/// to recover argmaxes we can find in the same single pass over the input. The
+/// loop also pins down the tie rule explicitly: the gradient goes to the FIRST
+/// maximum in row-major window order, as TensorFlow's MaxPoolGrad does.
+/// Pooling is a small share of a CNN's backward time next to the convolutions.
+public final class MaxPooling2D: Layer {
+    public let name: String
+    public var kind: String { "MaxPooling2D" }
+    public let poolSize: [Int]
+    public let strides: [Int]
+    public let padding: Padding
+    private let invalid: String?
+    private let pool: DNNLPooling
+
+    public init(name: String, poolSize: [Int], strides: [Int], padding: Padding) {
+        self.name = name
+        self.poolSize = poolSize
+        self.strides = strides
+        self.padding = padding
+        invalid = checkPair(poolSize, "pool_size") ?? checkPair(strides, "strides")
+        pool = DNNLPooling(kind: .max, pool: poolSize, strides: strides, padding: padding)
+    }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        try pooledShape(inputShapes, invalid: invalid, pool: pool)
+    }
+
+    // MARK: forward
+
+    public func forward(_ inputs: [Tensor]) throws -> Tensor {
+        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
+        if g.n == 0 || g.c == 0 { return Tensor(zeros: [g.n, g.oh, g.ow, g.c]) }
+        return try pool.forward(x)
+    }
+
+    // MARK: backward to the input
+
+    public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
+        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
+        guard outputGradient.shape == [g.n, g.oh, g.ow, g.c] else {
+            throw mismatch("output gradient \(outputGradient.shape) does not match the output \([g.n, g.oh, g.ow, g.c])")
+        }
+        var dx = [Float](repeating: 0, count: x.count)
+        let c = g.c
+        // Per output cell: best value and its input index, per channel.
+        var best = [Float](repeating: 0, count: c)
+        var arg = [Int](repeating: -1, count: c)
+        x.scalars.withUnsafeBufferPointer { xs in
+            outputGradient.scalars.withUnsafeBufferPointer { gs in
+                dx.withUnsafeMutableBufferPointer { d in
+                    for n in 0..<g.n {
+                        for oy in 0..<g.oh {
+                            let y0 = oy * strides[0] - g.padTop
+                            let ys = max(0, y0)..<min(g.h, y0 + poolSize[0])
+                            for ox in 0..<g.ow {
+                                let x0 = ox * strides[1] - g.padLeft
+                                let xsRange = max(0, x0)..<min(g.w, x0 + poolSize[1])
+                                for k in 0..<c { arg[k] = -1 }
+                                for iy in ys {
+                                    for ix in xsRange {
+                                        let base = ((n * g.h + iy) * g.w + ix) * c
+                                        for k in 0..<c {
+                                            let v = xs[base + k]
+                                            // strict '>' keeps the first maximum
+                                            if arg[k] < 0 || v > best[k] { best[k] = v; arg[k] = base + k }
+                                        }
+                                    }
+                                }
+                                let out = ((n * g.oh + oy) * g.ow + ox) * c
+                                for k in 0..<c where arg[k] >= 0 { d[arg[k]] += gs[out + k] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return [Tensor(shape: x.shape, scalars: dx)]
+    }
+}
+
+// Shape handling shared by the 2-D pooling layers.
+extension Layer {
+    func pooledShape(_ inputShapes: [[Int]], invalid: String?, pool: DNNLPooling) throws -> [Int] {
+        if let invalid { throw mismatch(invalid) }
+        let s = try singleShape(inputShapes)
+        try checkFeatureMapShape(s, channels: nil)
+        var out = [-1, -1, s[2]]
+        for axis in 0..<2 where s[axis] != -1 {
+            let size = pool.padding.outputSizeAndPadding(input: s[axis], kernel: pool.pool[axis],
+                                                         stride: pool.strides[axis]).size
+            guard size > 0 else { throw mismatch("input \(s) is smaller than the \(pool.pool) pooling window") }
+            out[axis] = size
+        }
+        return out
+    }
+
+    func pooledInput(_ inputs: [Tensor], invalid: String?, pool: DNNLPooling) throws
+        -> (Tensor, DNNLPooling.Geometry)
+    {
+        if let invalid { throw mismatch(invalid) }
+        let x = try singleInput(inputs)
+        try checkFeatureMap(x, channels: nil)
+        guard let g = pool.geometry(x.shape) else {
+            throw mismatch("input \(x.shape) is smaller than the \(pool.pool) pooling window")
+        }
+        return (x, g)
+    }
+}
