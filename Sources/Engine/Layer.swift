@@ -64,7 +64,9 @@ public enum Padding: String, Sendable, Equatable {
         let effective = (kernel - 1) * dilation + 1
         switch self {
         case .valid:
-            return (max(0, (input - effective) / stride + 1), 0, 0)
+            // (input < effective: no window fits. Integer division truncates toward
+            // zero, so (input - effective) / stride + 1 alone would claim 1.)
+            return (input < effective ? 0 : (input - effective) / stride + 1, 0, 0)
         case .same:
             let out = (input + stride - 1) / stride
             let total = max(0, (out - 1) * stride + effective - input)
