@@ -33,7 +33,7 @@ struct SplitMix64 {
 /// max(0, (out−1)·s + eff − in), the smaller half before.
 func tfPadding(_ padding: Padding, input: Int, kernel: Int, stride: Int, dilation: Int = 1) -> (out: Int, before: Int) {
     let eff = (kernel - 1) * dilation + 1
-    if padding == .valid { return ((input - eff) / stride + 1, 0) }
+    if padding == .valid { return (input < eff ? 0 : (input - eff) / stride + 1, 0) }
     let out = (input + stride - 1) / stride
     let total = max(0, (out - 1) * stride + eff - input)
     return (out, total / 2)
