@@ -339,6 +339,21 @@ def softmax_classifier(K):
     return K.Model(x_in, out, name="softmax_classifier")
 
 
+def dynamic_input(K):
+    """Input with unknown height/width (None, None, 3); Add of three tensors;
+    Dense without bias. The fixture input is 20x22."""
+    L = K.layers
+    x_in = K.Input(shape=(None, None, 3), name="input")
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(x_in)
+    x = L.Conv2D(6, 3, strides=2, padding="same", name="conv2")(x)
+    a = L.Conv2D(6, 1, name="conv3")(x)
+    b = L.ReLU(name="relu")(x)
+    x = L.Add(name="add3")([x, a, b])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(4, use_bias=False, name="logits")(x)
+    return K.Model(x_in, out, name="dynamic_input")
+
+
 def unsupported_upsampling(K):
     L = K.layers
     x_in = K.Input(shape=(8, 8, 2), name="input")
@@ -406,6 +421,9 @@ CASES = [
     dict(name="softmax_classifier", build=softmax_classifier, formats=ALL_FORMATS,
          acts=["conv1", "bn1", "pool1", "gap", "logits"], wrt="conv2", input="uniform",
          notes="1-channel input; softmax as a separate Activation layer; pre-softmax gradient = gradient of 'logits'"),
+    dict(name="dynamic_input", build=dynamic_input, formats=ALL_FORMATS, shape=(20, 22, 3),
+         acts=["conv2", "add3"], wrt="conv2", input="normal",
+         notes="Input shape (None, None, 3) in the model file, fed 20x22; Add of 3 inputs; Dense use_bias=False"),
 ]
 
 BAD_MODELS = [
@@ -466,7 +484,7 @@ def run_case(case, out_dir, manifest):
     name = case["name"]
     rng = np.random.default_rng(seed_of(name))
     m3, m2 = build_pair(case, rng)
-    in_shape = tuple(m3.inputs[0].shape[1:])
+    in_shape = tuple(case.get("shape") or m3.inputs[0].shape[1:])
     logits_model, pre_softmax = fc.linear_head_clone(m3)
 
     first = None
