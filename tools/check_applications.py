@@ -16,8 +16,9 @@ For VGG16, VGG19, ResNet50 and MobileNetV2 (weights=None, include_top=True,
   APP.grad.input.npy       d logit[k] / d input, k = arg-max class, logit =
                            the pre-softmax value (final Dense with linear
                            activation, same weights)
-  APP.grad.LAYER.npy       d logit[k] / d last conv activation (VGG:
-                           block5_conv3, ResNet50: conv5_block3_out,
+  APP.grad.LAYER.npy       d logit[k] / d last conv activation (VGG16:
+                           block5_conv3; VGG19: block5_conv4, its last conv,
+                           and block5_conv3 too; ResNet50: conv5_block3_out;
                            MobileNetV2: out_relu)
   manifest.json            same format as Tests/Fixtures/keras/manifest.json
                            (see tools/make_fixtures.py), paths relative to OUT_DIR
@@ -52,7 +53,7 @@ import keras  # noqa: E402
 APPS = {
     "VGG16": (keras.applications.VGG16, "block5_conv3",
               ["block1_conv1", "block3_conv3", "block4_pool", "block5_conv3", "fc2"]),
-    "VGG19": (keras.applications.VGG19, "block5_conv3",
+    "VGG19": (keras.applications.VGG19, ["block5_conv4", "block5_conv3"],
               ["block1_conv2", "block3_conv4", "block5_conv4", "block5_pool", "fc2"]),
     "ResNet50": (keras.applications.ResNet50, "conv5_block3_out",
                  ["conv1_relu", "pool1_pool", "conv2_block1_out", "conv3_block4_out",
@@ -98,7 +99,9 @@ def scale_head(model, x_cal, target_std=2.0):
 
 
 def run(app_name, idx, out_dir, seed, formats):
-    build, last_conv, act_layers = APPS[app_name]
+    build, wrt, act_layers = APPS[app_name]
+    wrt = [wrt] if isinstance(wrt, str) else wrt
+    last_conv = wrt[0]
     t0 = time.time()
     keras.utils.set_random_seed(seed)
     with warnings.catch_warnings():
@@ -115,7 +118,7 @@ def run(app_name, idx, out_dir, seed, formats):
     logits_model, pre_softmax = fc.linear_head_clone(model)
     logits = fc.predict(logits_model, x)
     k = int(np.argmax(logits[0]))
-    grads = fc.gradients(logits_model, x, k, last_conv)
+    grads = fc.gradients(logits_model, x, k, wrt)
     acts = fc.activations(model, x, act_layers)
     for nm, a in list(acts.items()) + [("grad." + g, v) for g, v in grads.items()]:
         assert np.all(np.isfinite(a)), f"{app_name}: non-finite {nm}"

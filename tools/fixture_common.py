@@ -128,13 +128,16 @@ def activations(model, x, layer_names):
 
 def gradients(model, x, output_index, wrt_layer):
     """Gradient of sum_b y[b].flat[output_index] w.r.t. the input and w.r.t.
-    the output of layer `wrt_layer` (its first call), where y is the output of
-    `model` (already the pre-softmax clone when needed).
+    the output of layer `wrt_layer` (a name or a list of names; the layer's
+    first call), where y is the output of `model` (already the pre-softmax
+    clone when needed).
 
-    Runs the functional graph op by op (Keras 3 Function._run_through_graph)
-    and watches the chosen layer's output, so the gradient is the total
-    derivative through every downstream path (skip connections included).
+    Runs the functional graph op by op (Keras 3 Function._run_through_graph,
+    a private API of the pinned Keras) and watches the chosen layers' outputs,
+    so each gradient is the total derivative through every downstream path
+    (skip connections included).
     """
+    wanted = [] if wrt_layer is None else ([wrt_layer] if isinstance(wrt_layer, str) else list(wrt_layer))
     g = _graph(model)
     xt = tf.constant(x)
     captured = {}
@@ -143,9 +146,9 @@ def gradients(model, x, output_index, wrt_layer):
         def call(*args, **kwargs):
             kwargs["training"] = False
             out = op(*args, **kwargs)
-            if op.name == wrt_layer and wrt_layer not in captured:
+            if op.name in wanted and op.name not in captured:
                 tape.watch(out)
-                captured[wrt_layer] = out
+                captured[op.name] = out
             return out
         return call
 
@@ -156,12 +159,12 @@ def gradients(model, x, output_index, wrt_layer):
             y = y[0]
         b = int(y.shape[0])
         target = tf.reduce_sum(tf.reshape(y, (b, -1))[:, output_index])
-    if wrt_layer is not None and wrt_layer not in captured:
-        raise ValueError(f"layer {wrt_layer} not reached")
-    gx = tape.gradient(target, xt)
-    res = {"input": np.asarray(gx).astype(np.float32)}
-    if wrt_layer is not None:
-        res[wrt_layer] = np.asarray(tape.gradient(target, captured[wrt_layer])).astype(np.float32)
+    missing = [n for n in wanted if n not in captured]
+    if missing:
+        raise ValueError(f"layers {missing} not reached")
+    res = {"input": np.asarray(tape.gradient(target, xt)).astype(np.float32)}
+    for name in wanted:
+        res[name] = np.asarray(tape.gradient(target, captured[name])).astype(np.float32)
     # sanity: the op-by-op run equals the normal call
     ref = predict(model, x)
     assert np.allclose(np.asarray(y), ref, rtol=1e-5, atol=1e-6), "graph replay differs from model()"
