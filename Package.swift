@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "KerasFormat", targets: ["KerasFormat"]),
         .library(name: "Imaging", targets: ["Imaging"]),
+        .library(name: "Visualization", targets: ["Visualization"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,6 +32,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
         ),
         .target(name: "Imaging", dependencies: ["CImageCodecs"]),
+        .target(name: "Visualization", dependencies: ["Engine", "Imaging"]),
         .target(
             name: "KerasFormat",
             dependencies: ["Engine", "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]

@@ -1,0 +1,104 @@
+import Engine
+
+/// Class-activation maps from gradients at a convolutional layer.
+///
+/// Grad-CAM (Selvaraju et al. 2017), exactly as *Deep Learning with Python* §5.4
+/// computes it: the class score's gradient w.r.t. the layer's output, averaged
+/// over H and W, weights the layer's channels; the weighted mean over channels
+/// is passed through ReLU and divided by its maximum.
+public struct ClassActivationMap: Sendable {
+    /// The heatmap at the layer's own resolution, [h, w], normalised to [0, 1].
+    public var heatmap: [Float]
+    public var height: Int
+    public var width: Int
+    /// The class whose evidence is shown, and its score (logit or probability).
+    public var classIndex: Int
+    public var score: Float
+}
+
+public enum CAMMethod: String, Sendable, CaseIterable {
+    case gradcam
+    case gradcamPlusPlus = "gradcam++"
+}
+
+public struct CAMRequest: Sendable {
+    /// Node of the layer whose feature map is weighted (e.g. `block5_conv3`).
+    public var layerNode: Int
+    /// Node whose output holds the class scores (the logits for pre-softmax).
+    public var scoreNode: Int
+    /// The class; nil picks the top-scoring one.
+    public var classIndex: Int?
+
+    public init(layerNode: Int, scoreNode: Int, classIndex: Int? = nil) {
+        self.layerNode = layerNode
+        self.scoreNode = scoreNode
+        self.classIndex = classIndex
+    }
+}
+
+public enum VisualizationError: Error, CustomStringConvertible, Equatable {
+    case notSpatial(layer: String, shape: [Int])
+    case classOutOfRange(Int, count: Int)
+    case cancelled
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .notSpatial(let layer, let shape):
+            return "layer '\(layer)' has output shape \(shape), not a spatial feature map (H, W, C)"
+        case .classOutOfRange(let k, let count): return "class \(k) is out of range: the model has \(count) outputs (0...\(count - 1))"
+        case .cancelled: return "cancelled"
+        case .invalid(let detail): return detail
+        }
+    }
+}
+
+extension Network {
+    /// Grad-CAM for one image (batch 1).
+    public func gradCAM(_ input: Tensor, _ request: CAMRequest, method: CAMMethod = .gradcam) throws -> ClassActivationMap {
+        guard input.batch == 1 else { throw VisualizationError.invalid("Grad-CAM takes one image, got a batch of \(input.batch)") }
+        let trace = try forward(input, stopAfter: request.scoreNode, keepAll: true)
+        let scores = trace[request.scoreNode]!
+        let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
+        guard k >= 0, k < scores.count else { throw VisualizationError.classOutOfRange(k, count: scores.count) }
+        guard let activation = trace[request.layerNode], activation.rank == 4 else {
+            throw VisualizationError.notSpatial(layer: nodes[request.layerNode].name, shape: trace[request.layerNode]?.sampleShape ?? [])
+        }
+        var seed = Tensor(zeros: scores.shape)
+        seed.scalars[k] = 1
+        let grads = try backward(from: request.scoreNode, seed: seed, to: request.layerNode, trace: trace)
+        let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
+        let a = activation.scalars, g = grads.scalars
+        var weights = [Float](repeating: 0, count: c)
+        switch method {
+        case .gradcam:
+            // Channel weight: the gradient's mean over H and W.
+            for p in 0..<(h * w) { for ch in 0..<c { weights[ch] += g[p * c + ch] } }
+            for ch in 0..<c { weights[ch] /= Float(h * w) }
+        case .gradcamPlusPlus:
+            // Chattopadhay et al. 2018, eq. 19, with the exponential-score
+            // simplification: alpha = g² / (2g² + Σ A·g³), weights = Σ alpha·relu(g).
+            var sumA = [Float](repeating: 0, count: c)
+            for p in 0..<(h * w) { for ch in 0..<c { sumA[ch] += a[p * c + ch] } }
+            for p in 0..<(h * w) {
+                for ch in 0..<c {
+                    let gi = g[p * c + ch]
+                    let g2 = gi * gi, g3 = g2 * gi
+                    let denom = 2 * g2 + sumA[ch] * g3
+                    let alpha = denom != 0 ? g2 / denom : 0
+                    weights[ch] += alpha * max(gi, 0)
+                }
+            }
+        }
+        var map = [Float](repeating: 0, count: h * w)
+        for p in 0..<(h * w) {
+            var s: Float = 0
+            for ch in 0..<c { s += a[p * c + ch] * weights[ch] }
+            map[p] = max(s / Float(c), 0)
+        }
+        let top = map.max() ?? 0
+        // An all-zero map stays zero rather than dividing by zero.
+        if top > 0 { for i in map.indices { map[i] /= top } }
+        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k])
+    }
+}
