@@ -415,9 +415,11 @@ CASES = [
     dict(name="shared_layer", build=shared_layer, formats=ALL_FORMATS,
          acts=["stem", "mid_relu", "add"], wrt="mid_relu", input="normal",
          notes="Conv2D 'shared_conv' called on two inbound nodes (shared weights); no activation file for it"),
-    dict(name="book_convnet", build=book_convnet, formats=ALL_FORMATS,
+    dict(name="book_convnet", build=book_convnet, formats=ALL_FORMATS, compile=True, fixed_strings=True,
          acts=["conv2d_1", "max_pooling2d_2", "conv2d_4", "dense_1"], wrt="conv2d_4", input="uniform",
-         notes="DLwP §5.2 convnet, reduced width, 48x48; sigmoid output (gradient of the sigmoid output)"),
+         notes="DLwP §5.2 convnet, reduced width, 48x48; sigmoid output (gradient of the sigmoid output); "
+               "saved compiled (RMSprop, binary_crossentropy: training_config and optimizer state in the files); "
+               "variant keras2-h5-fixedstr: string attributes as fixed-length bytes like Keras 2.0-2.2/h5py 2 files"),
     dict(name="softmax_classifier", build=softmax_classifier, formats=ALL_FORMATS,
          acts=["conv1", "bn1", "pool1", "gap", "logits"], wrt="conv2", input="uniform",
          notes="1-channel input; softmax as a separate Activation layer; pre-softmax gradient = gradient of 'logits'"),
@@ -454,11 +456,19 @@ def build_pair(case, rng):
         tf_keras.utils.set_random_seed(seed_of(case["name"]))
         m2 = case["build"](tf_keras)
         fc.copy_weights_by_name(m3, m2)
+    if case.get("compile"):
+        # as a trained model would be saved: training_config + optimizer state
+        for m, K in ((m3, keras), (m2, tf_keras)):
+            if m is None:
+                continue
+            m.compile(optimizer=K.optimizers.RMSprop(learning_rate=1e-4),
+                      loss="binary_crossentropy", metrics=["acc"])
+            m.optimizer.build(m.trainable_variables)
     return m3, m2
 
 
 def save_formats(case, m3, m2, out_dir, x_check, y_check):
-    files = {}
+    files = []  # (variant, format, file name)
     for fmt in case["formats"]:
         fname = case["name"] + SUFFIX[fmt]
         path = os.path.join(out_dir, fname)
@@ -472,8 +482,40 @@ def save_formats(case, m3, m2, out_dir, x_check, y_check):
             fc.save_keras3(m3, path)
         if y_check is not None:
             fc.check_reload(path, fmt, x_check, y_check)
-        files[fmt] = fname
+        files.append((fmt, fmt, fname))
+        if fmt == "keras2-h5" and case.get("fixed_strings"):
+            fname2 = case["name"] + ".k2fixed.h5"
+            path2 = os.path.join(out_dir, fname2)
+            fixed_length_strings(path, path2)
+            if y_check is not None:
+                fc.check_reload(path2, fmt, x_check, y_check)
+            files.append(("keras2-h5-fixedstr", fmt, fname2))
     return files
+
+
+def fixed_length_strings(src, dst):
+    """Copy an HDF5 model file, rewriting every string attribute (scalar or
+    array) as fixed-length byte strings, as Keras 2.0-2.2 with h5py 2.x wrote
+    them (e.g. the book's saved models); h5py 3 writes variable-length ones."""
+    import shutil
+    import h5py
+    shutil.copyfile(src, dst)
+
+    def fix(obj):
+        for k in list(obj.attrs):
+            v = obj.attrs[k]
+            if isinstance(v, (str, bytes)):
+                b = v.encode() if isinstance(v, str) else v
+                del obj.attrs[k]
+                obj.attrs[k] = np.bytes_(b)
+            elif isinstance(v, np.ndarray) and v.dtype.kind in "OSU" and v.size > 0:
+                arr = np.array([x.encode() if isinstance(x, str) else bytes(x) for x in v.ravel()])
+                del obj.attrs[k]
+                obj.attrs[k] = arr.reshape(v.shape)
+
+    with h5py.File(dst, "r+") as f:
+        fix(f)
+        f.visititems(lambda name, obj: fix(obj))
 
 
 def layer_classes(model):
@@ -519,10 +561,10 @@ def run_case(case, out_dir, manifest):
         if first is None:
             files = save_formats(case, m3, m2, out_dir, x, y)
             first = files
-        for fmt, fname in first.items():
+        for variant, fmt, fname in first:
             manifest.append({
                 "kind": "ok",
-                "name": f"{tag}.{fmt}",
+                "name": f"{tag}.{variant}",
                 "case": tag,
                 "model": fname,
                 "format": fmt,
@@ -547,11 +589,11 @@ def run_bad(out_dir, manifest):
         rng = np.random.default_rng(seed_of(bad["name"]))
         m3, m2 = build_pair(bad, rng)
         files = save_formats(bad, m3, m2, out_dir, None, None)
-        for fmt, fname in files.items():
+        for variant, fmt, fname in files:
             must = [bad["layer"], bad["cls"]] + ([bad["extra"]] if "extra" in bad else [])
             manifest.append({
                 "kind": "bad",
-                "name": f"{bad['name']}.{fmt}",
+                "name": f"{bad['name']}.{variant}",
                 "model": fname,
                 "format": fmt,
                 "expect_error_contains": bad["layer"],
