@@ -92,9 +92,8 @@ final class DNNLConvolution: Sendable {
     func forward(_ x: Tensor) throws -> Tensor {
         let plan = try forwardPlans.plan(for: x.shape) { try makeForwardPlan(x.shape) }
         let g = plan.geometry
-        var out = [Float](repeating: 0, count: g.n * g.oh * g.ow * cout)
-        try x.scalars.withUnsafeBufferPointer { xs in
-            try out.withUnsafeMutableBufferPointer { os in
+        let out = try x.scalars.withUnsafeBufferPointer { xs in
+            try uninitializedFloats(g.n * g.oh * g.ow * cout) { os in
                 let stream = try DNNLStream()
                 let src = try plan.src.input(xs, stream: stream)
                 let dst = try plan.dst.output(os, stream: stream)
@@ -115,9 +114,8 @@ final class DNNLConvolution: Sendable {
     func backwardData(_ gradOut: Tensor, inputShape: [Int]) throws -> Tensor {
         let plan = try backwardPlans.plan(for: inputShape) { try makeBackwardPlan(inputShape) }
         let g = plan.geometry
-        var out = [Float](repeating: 0, count: g.n * g.h * g.w * cin)
-        try gradOut.scalars.withUnsafeBufferPointer { gs in
-            try out.withUnsafeMutableBufferPointer { os in
+        let out = try gradOut.scalars.withUnsafeBufferPointer { gs in
+            try uninitializedFloats(g.n * g.h * g.w * cin) { os in
                 let stream = try DNNLStream()
                 let diffDst = try plan.diffDst.input(gs, stream: stream)
                 let diffSrc = try plan.diffSrc.output(os, stream: stream)

@@ -302,13 +302,13 @@ struct LayoutBridge: Sendable {
 
 // MARK: - Helpers shared by the layers
 
-/// An array of `count` floats whose every element `body` writes.
+/// A new array of `count` floats that `body` fills completely (every element
+/// written, e.g. by a oneDNN primitive or a loop over all indices). Skips the
+/// zero fill a repeating-initialiser would spend a memory pass on. Float is a
+/// trivial type, so even a `body` that throws halfway leaves nothing unsafe.
 @inline(__always)
-func makeFloats(_ count: Int, _ body: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows -> [Float] {
+func uninitializedFloats(_ count: Int, _ body: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows -> [Float] {
     try [Float](unsafeUninitializedCapacity: count) { buf, initialized in
-        // Zero first: oneDNN writes every element, but a throw halfway must not
-        // leave uninitialised memory behind in a Swift array.
-        buf.initialize(repeating: 0)
         initialized = count
         try body(buf)
     }

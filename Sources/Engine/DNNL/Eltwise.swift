@@ -31,9 +31,8 @@ final class DNNLEltwise: Sendable {
             }
             return try DNNLPrimitive(pd)
         }
-        var out = [Float](repeating: 0, count: n)
-        try x.withUnsafeBufferPointer { xs in
-            try out.withUnsafeMutableBufferPointer { os in
+        let out = try x.withUnsafeBufferPointer { xs in
+            try uninitializedFloats(n) { os in
                 let stream = try DNNLStream()
                 let md = try MD.tag([n], dnnl_a)
                 try primitive.execute([(DNNL_ARG_SRC, DNNLMemory(md, reading: xs)),

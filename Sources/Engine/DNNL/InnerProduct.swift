@@ -38,9 +38,8 @@ final class DNNLInnerProduct: Sendable {
     /// `x` holds `rows * inputs` scalars; returns `rows * outputs`.
     func forward(_ x: [Float], rows: Int) throws -> [Float] {
         let plan = try forwardPlans.plan(for: rows) { try makeForwardPlan(rows) }
-        var out = [Float](repeating: 0, count: rows * outputs)
-        try x.withUnsafeBufferPointer { xs in
-            try out.withUnsafeMutableBufferPointer { os in
+        let out = try x.withUnsafeBufferPointer { xs in
+            try uninitializedFloats(rows * outputs) { os in
                 let stream = try DNNLStream()
                 let src = try DNNLMemory(MD.tag([rows, inputs], dnnl_nc), reading: xs)
                 let dst = try DNNLMemory(MD.tag([rows, outputs], dnnl_nc), writing: os)
@@ -56,9 +55,8 @@ final class DNNLInnerProduct: Sendable {
     /// dx = dy·Wᵀ for `rows` rows of output gradient.
     func backwardData(_ gradOut: [Float], rows: Int) throws -> [Float] {
         let plan = try backwardPlans.plan(for: rows) { try makeBackwardPlan(rows) }
-        var out = [Float](repeating: 0, count: rows * inputs)
-        try gradOut.withUnsafeBufferPointer { gs in
-            try out.withUnsafeMutableBufferPointer { os in
+        let out = try gradOut.withUnsafeBufferPointer { gs in
+            try uninitializedFloats(rows * inputs) { os in
                 let stream = try DNNLStream()
                 let diffDst = try DNNLMemory(MD.tag([rows, outputs], dnnl_nc), reading: gs)
                 let diffSrc = try DNNLMemory(MD.tag([rows, inputs], dnnl_nc), writing: os)

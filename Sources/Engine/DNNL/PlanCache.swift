@@ -7,10 +7,20 @@ import Synchronization
 /// twice, and weight reorders happen once); it is executed outside the lock.
 /// The bound keeps a server that sees many image sizes from growing without
 /// limit: each plan may hold reordered weights and a compiled kernel.
+///
+/// The calling thread's OpenMP thread count is part of the key: oneDNN fixes a
+/// primitive's work split (and the number of threads it will start) when the
+/// primitive is created, so a plan built for 1 thread keeps running on 1
+/// thread after `ComputeThreads.set(2)`, and vice versa.
 final class PlanCache<Key: Hashable & Sendable, Plan: Sendable>: Sendable {
+    private struct Slot: Hashable {
+        let key: Key
+        let threads: Int
+    }
+
     private struct Entries {
-        var plans: [Key: Plan] = [:]
-        var order: [Key] = []   // least recently used first
+        var plans: [Slot: Plan] = [:]
+        var order: [Slot] = []   // least recently used first
     }
 
     private let entries = Mutex(Entries())
@@ -21,7 +31,8 @@ final class PlanCache<Key: Hashable & Sendable, Plan: Sendable>: Sendable {
     }
 
     func plan(for key: Key, build: () throws -> Plan) throws -> Plan {
-        try entries.withLock { e -> Plan in
+        let key = Slot(key: key, threads: ComputeThreads.current)
+        return try entries.withLock { e -> Plan in
             if let p = e.plans[key] {
                 if let i = e.order.firstIndex(of: key) { e.order.remove(at: i) }
                 e.order.append(key)

@@ -44,9 +44,8 @@ final class DNNLPooling: Sendable {
     func forward(_ x: Tensor) throws -> Tensor {
         let plan = try plans.plan(for: x.shape) { try makePlan(x.shape) }
         let g = plan.geometry
-        var out = [Float](repeating: 0, count: g.n * g.oh * g.ow * g.c)
-        try x.scalars.withUnsafeBufferPointer { xs in
-            try out.withUnsafeMutableBufferPointer { os in
+        let out = try x.scalars.withUnsafeBufferPointer { xs in
+            try uninitializedFloats(g.n * g.oh * g.ow * g.c) { os in
                 let stream = try DNNLStream()
                 let src = try DNNLMemory(MD.tag([g.n, g.c, g.h, g.w], dnnl_nhwc), reading: xs)
                 let dst = try DNNLMemory(MD.tag([g.n, g.c, g.oh, g.ow], dnnl_nhwc), writing: os)

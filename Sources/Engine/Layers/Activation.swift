@@ -65,38 +65,39 @@ public final class Activation: Layer {
             throw mismatch("input \(x.shape), output \(output.shape) and output gradient \(outputGradient.shape) must match")
         }
         let g = outputGradient.scalars
-        var dx = [Float](repeating: 0, count: x.count)
+        let n = x.count
+        let dx: [Float]
         switch function {
         case .linear:
             return [outputGradient]
         case .relu:
-            relu!.backward(x.scalars, g, into: &dx)
+            dx = relu!.backward(x.scalars, g)
         case .sigmoid:
             // dσ/dx = σ(1 − σ), from the output.
-            output.scalars.withUnsafeBufferPointer { y in
+            dx = output.scalars.withUnsafeBufferPointer { y in
                 g.withUnsafeBufferPointer { g in
-                    dx.withUnsafeMutableBufferPointer { d in
-                        for i in 0..<d.count { d[i] = g[i] * (y[i] * (1 - y[i])) }
+                    uninitializedFloats(n) { d in
+                        for i in 0..<n { d[i] = g[i] * (y[i] * (1 - y[i])) }
                     }
                 }
             }
         case .tanh:
             // d tanh/dx = 1 − tanh², from the output.
-            output.scalars.withUnsafeBufferPointer { y in
+            dx = output.scalars.withUnsafeBufferPointer { y in
                 g.withUnsafeBufferPointer { g in
-                    dx.withUnsafeMutableBufferPointer { d in
-                        for i in 0..<d.count { d[i] = g[i] * (1 - y[i] * y[i]) }
+                    uninitializedFloats(n) { d in
+                        for i in 0..<n { d[i] = g[i] * (1 - y[i] * y[i]) }
                     }
                 }
             }
         case .softmax:
             // Jacobian-vector product per row: dx = y ⊙ (g − ⟨g, y⟩).
             let c = x.shape.last ?? 1
-            output.scalars.withUnsafeBufferPointer { y in
+            dx = output.scalars.withUnsafeBufferPointer { y in
                 g.withUnsafeBufferPointer { g in
-                    dx.withUnsafeMutableBufferPointer { d in
+                    uninitializedFloats(n) { d in
                         var base = 0
-                        while base < d.count {
+                        while base < n {
                             var dot: Float = 0
                             for j in base..<(base + c) { dot += g[j] * y[j] }
                             for j in base..<(base + c) { d[j] = y[j] * (g[j] - dot) }
@@ -111,10 +112,9 @@ public final class Activation: Layer {
 
     /// Numerically stable softmax over consecutive rows of length `axis`.
     static func softmax(_ x: [Float], axis c: Int) -> [Float] {
-        var y = [Float](repeating: 0, count: x.count)
-        guard c > 0 else { return y }
-        x.withUnsafeBufferPointer { x in
-            y.withUnsafeMutableBufferPointer { y in
+        guard c > 0 else { return [Float](repeating: 0, count: x.count) }
+        return x.withUnsafeBufferPointer { x in
+            uninitializedFloats(x.count) { y in
                 var base = 0
                 while base < x.count {
                     var m = -Float.infinity
@@ -131,7 +131,6 @@ public final class Activation: Layer {
                 }
             }
         }
-        return y
     }
 }
 
@@ -201,9 +200,8 @@ struct ReLUSpec: Sendable {
     }
 
     func forward(_ input: [Float]) -> [Float] {
-        var out = [Float](repeating: 0, count: input.count)
         input.withUnsafeBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { y in
+            uninitializedFloats(x.count) { y in
                 if isPlain {
                     for i in 0..<x.count { y[i] = x[i] > 0 ? x[i] : 0 }
                 } else {
@@ -211,13 +209,12 @@ struct ReLUSpec: Sendable {
                 }
             }
         }
-        return out
     }
 
-    func backward(_ input: [Float], _ gradient: [Float], into dx: inout [Float]) {
+    func backward(_ input: [Float], _ gradient: [Float]) -> [Float] {
         input.withUnsafeBufferPointer { x in
             gradient.withUnsafeBufferPointer { g in
-                dx.withUnsafeMutableBufferPointer { d in
+                uninitializedFloats(x.count) { d in
                     if isPlain {
                         for i in 0..<x.count { d[i] = x[i] > 0 ? g[i] : 0 }
                     } else {

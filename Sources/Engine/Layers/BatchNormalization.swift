@@ -68,9 +68,8 @@ public final class BatchNormalization: Layer {
     /// out[i] = in[i] · a[i mod c] + b[i mod c] (b nil: no shift).
     private func affine(_ input: [Float], _ a: [Float], _ b: [Float]?) -> [Float] {
         let c = channels
-        var out = [Float](repeating: 0, count: input.count)
-        input.withUnsafeBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { y in
+        return input.withUnsafeBufferPointer { x in
+            uninitializedFloats(x.count) { y in
                 a.withUnsafeBufferPointer { a in
                     var base = 0
                     if let b {
@@ -89,7 +88,6 @@ public final class BatchNormalization: Layer {
                 }
             }
         }
-        return out
     }
 
     // MARK: forward

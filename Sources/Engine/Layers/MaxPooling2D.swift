@@ -46,32 +46,42 @@ public final class MaxPooling2D: Layer {
         }
         var dx = [Float](repeating: 0, count: x.count)
         let c = g.c
-        // Per output cell: best value and its input index, per channel.
-        var best = [Float](repeating: 0, count: c)
-        var arg = [Int](repeating: -1, count: c)
+        // Per output cell: the best value so far and its input index, per channel.
+        var bestStore = [Float](repeating: 0, count: c)
+        var argStore = [Int](repeating: -1, count: c)
+        let (sy, sx, py, px) = (strides[0], strides[1], poolSize[0], poolSize[1])
         x.scalars.withUnsafeBufferPointer { xs in
             outputGradient.scalars.withUnsafeBufferPointer { gs in
                 dx.withUnsafeMutableBufferPointer { d in
-                    for n in 0..<g.n {
-                        for oy in 0..<g.oh {
-                            let y0 = oy * strides[0] - g.padTop
-                            let ys = max(0, y0)..<min(g.h, y0 + poolSize[0])
-                            for ox in 0..<g.ow {
-                                let x0 = ox * strides[1] - g.padLeft
-                                let xsRange = max(0, x0)..<min(g.w, x0 + poolSize[1])
-                                for k in 0..<c { arg[k] = -1 }
-                                for iy in ys {
-                                    for ix in xsRange {
-                                        let base = ((n * g.h + iy) * g.w + ix) * c
-                                        for k in 0..<c {
-                                            let v = xs[base + k]
-                                            // strict '>' keeps the first maximum
-                                            if arg[k] < 0 || v > best[k] { best[k] = v; arg[k] = base + k }
+                    bestStore.withUnsafeMutableBufferPointer { best in
+                        argStore.withUnsafeMutableBufferPointer { arg in
+                            for n in 0..<g.n {
+                                for oy in 0..<g.oh {
+                                    let y0 = oy * sy - g.padTop
+                                    let ys = max(0, y0)..<min(g.h, y0 + py)
+                                    for ox in 0..<g.ow {
+                                        let x0 = ox * sx - g.padLeft
+                                        let xr = max(0, x0)..<min(g.w, x0 + px)
+                                        var first = true
+                                        for iy in ys {
+                                            for ix in xr {
+                                                let base = ((n * g.h + iy) * g.w + ix) * c
+                                                if first {
+                                                    for k in 0..<c { best[k] = xs[base + k]; arg[k] = base + k }
+                                                    first = false
+                                                } else {
+                                                    // strict '>' keeps the first maximum
+                                                    for k in 0..<c where xs[base + k] > best[k] {
+                                                        best[k] = xs[base + k]
+                                                        arg[k] = base + k
+                                                    }
+                                                }
+                                            }
                                         }
+                                        let out = ((n * g.oh + oy) * g.ow + ox) * c
+                                        if !first { for k in 0..<c { d[arg[k]] += gs[out + k] } }
                                     }
                                 }
-                                let out = ((n * g.oh + oy) * g.ow + ox) * c
-                                for k in 0..<c where arg[k] >= 0 { d[arg[k]] += gs[out + k] }
                             }
                         }
                     }
