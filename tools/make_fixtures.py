@@ -431,7 +431,7 @@ CASES = [
 BAD_MODELS = [
     dict(name="unsupported_upsampling", build=unsupported_upsampling, formats=ALL_FORMATS,
          layer="upsample_x2", cls="UpSampling2D"),
-    dict(name="unsupported_groups", build=unsupported_groups, formats=K3_FORMATS,
+    dict(name="unsupported_groups", build=unsupported_groups, formats=ALL_FORMATS,
          layer="grouped_conv", cls="Conv2D", extra="groups"),
 ]
 
