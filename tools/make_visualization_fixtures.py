@@ -28,7 +28,7 @@ since the Swift reader reads float32/float64 only).
    "layer": "last_conv",              the conv layer whose output is weighted
    "layer_shape": [8, 8, 16],         its per-sample output shape (h, w, c)
    "logits_layer": "predictions",     the Dense whose pre-activation is the logit
-   "num_classes": 10,
+   "num_classes": 10, "non_top_class": 7,
    "images": [ {                      one per input image
       "name": "img0",
       "input": "cam.img0.input.npy",              (1,32,32,3) float32 in [0,1]
@@ -61,7 +61,9 @@ since the Swift reader reads float32/float64 only).
          "scorecam_baseline_logit": logit(class | all-zero image)
       } ... ],
       "scorecam_masks": "cam.img0.scorecam.masks.npy"  (img0 only) (16,32,32)
-                  the upsampled, min-max normalised masks H_k
+                  the upsampled, min-max normalised masks H_k (0 for constant ones)
+      "scorecam_constant_channels": [...]  channels whose upsampled map is
+                  constant (weight 0)
    } ... ],
    "formulas": {...}                  the exact variants in words (see below)
  },
@@ -100,8 +102,8 @@ since the Swift reader reads float32/float64 only).
    "prequant": "grid.conv3.prequant.npy", float32 before the uint8 cast
    "constant_channels": [...],         channels where max == min (written as 128)
    "near_boundary_pixels": n           pre-quantised values within 1e-3 of an
-                                       integer (a float32 implementation may be
-                                       off by 1 there)
+                                       integer but not on it (a float32
+                                       implementation may be off by 1 there)
  }
 }
 
@@ -385,6 +387,14 @@ def part_gradcam(out_dir, w):
             ctag = f"{tag}.{ktag}.{score}"
             gm = logits_model if score == "logit" else model
             g = fc.gradients(gm, x, k, "last_conv")["last_conv"]
+            # independent check: plain GradientTape on a two-output model
+            two = keras.Model(gm.inputs, [gm.get_layer("last_conv").output, gm.outputs[0]])
+            with tf.GradientTape() as tape:
+                a_t, y_t = two(tf.constant(x), training=False)
+                s_t = y_t[0, k]
+            g_t = np.asarray(tape.gradient(s_t, a_t))
+            assert np.allclose(g, g_t, rtol=1e-5, atol=1e-7), f"{ctag}: graph replay vs GradientTape"
+            assert np.allclose(np.asarray(a_t), A, rtol=1e-6, atol=1e-7)
             assert np.all(np.isfinite(g)) and np.any(g != 0), f"{ctag}: zero/non-finite gradient"
             gw, gcam = gradcam_np(A[0], g[0])
             pw, gpp = gradcampp_np(A[0], g[0])
@@ -421,10 +431,11 @@ def part_gradcam(out_dir, w):
                 if score == "logit":
                     assert not c["scorecam_all_zero"], f"{ctag}: top-1 Score-CAM is all zero"
             e["cases"].append(c)
-            print(f"{ctag}: k={k} score={c['score_value']:.4g} |g|max={np.abs(g).max():.3g} "
-                  f"gradcam>0: {int((gcam > 0).sum())}/64 gradcam++>0: {int((gpp > 0).sum())}/64"
-                  + (f" scorecam>0: {int((c_s > 0).sum())}/64" if (c_s := (smap if score == 'logit' else None)) is not None else ""),
-                  flush=True)
+            msg = (f"{ctag}: k={k} score={c['score_value']:.4g} |g|max={np.abs(g).max():.3g} "
+                   f"gradcam>0: {int((gcam > 0).sum())}/64 gradcam++>0: {int((gpp > 0).sum())}/64")
+            if score == "logit":
+                msg += f" scorecam>0: {int((smap > 0).sum())}/64"
+            print(msg, flush=True)
         print(f"{img_name}: probs {np.round(probs[0], 3).tolist()} dead channels {constant}", flush=True)
         entries.append(e)
 
@@ -482,8 +493,10 @@ def book_deprocess(img):
 
 
 def near_boundary(pre, eps=1e-3):
-    frac = pre - np.floor(pre)
-    return int(np.sum((frac < eps) | (frac > 1 - eps)))
+    """Values within eps of an integer but not exactly on it (exact 0, 255 from
+    clipping and 128 of constant channels are exact in any precision)."""
+    d = np.abs(pre - np.round(pre))
+    return int(np.sum((d > 0) & (d < eps)))
 
 
 def part_ascent(out_dir, w):
