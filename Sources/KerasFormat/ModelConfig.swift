@@ -1,0 +1,231 @@
+import Foundation
+
+/// One output tensor of one call of a layer: Keras' (layer, node index, tensor index).
+struct TensorRef: Equatable {
+    let layer: String
+    let node: Int
+    let tensor: Int
+}
+
+/// One layer entry of a model config.
+struct LayerSpec {
+    let name: String
+    let className: String
+    /// The layer's own `config` object.
+    let config: JSON
+    /// One entry per call of the layer (Keras' inbound nodes), each the list of
+    /// the call's input tensors. Empty for an InputLayer.
+    let calls: [[TensorRef]]
+}
+
+/// A model config reduced to what the loader needs: layers in config order,
+/// how they are wired, and the (single) input and output.
+struct ModelSpec {
+    enum Kind { case sequential, functional }
+    let name: String
+    let className: String
+    let kind: Kind
+    let layers: [LayerSpec]
+    /// Per-sample input shape; -1 for a variable dimension.
+    let inputShape: [Int]
+    /// The InputLayer's name, when the config has one.
+    let inputLayer: String?
+    let output: TensorRef
+
+    /// Parses `{"class_name": "Sequential" | "Functional" | "Model", "config": {...}}`.
+    static func parse(_ root: JSON) throws -> ModelSpec {
+        guard let className = root["class_name"]?.string else {
+            throw KerasFormatError.invalidFile("the model config has no class_name")
+        }
+        guard let config = root["config"] else {
+            throw KerasFormatError.invalidFile("the model config has no config object")
+        }
+        switch className {
+        case "Sequential":
+            return try parseSequential(config)
+        case "Functional", "Model":
+            return try parseFunctional(config, className: className)
+        default:
+            throw KerasFormatError.unsupportedModel(
+                "model class \(className) (only Sequential and Functional models can be loaded; a subclassed model has no graph in its file)")
+        }
+    }
+
+    private static func layerEntries(_ list: JSON?) throws -> [JSON] {
+        guard let layers = list?.array else { throw KerasFormatError.invalidFile("the model config has no layer list") }
+        return layers
+    }
+
+    private static func basics(_ entry: JSON) throws -> (name: String, className: String, config: JSON) {
+        guard let className = entry["class_name"]?.string, let config = entry["config"], config.object != nil else {
+            throw KerasFormatError.invalidFile("a layer entry lacks class_name or config: \(entry.compact.prefix(200))")
+        }
+        guard let name = config["name"]?.string ?? entry["name"]?.string else {
+            throw KerasFormatError.invalidFile("a \(className) layer has no name")
+        }
+        if ["Sequential", "Functional", "Model"].contains(className) {
+            throw KerasFormatError.unsupportedModel(
+                "layer '\(name)' (\(className)) is a nested model; nested models are not supported yet (build the model flat, or save the inner model)")
+        }
+        return (name, className, config)
+    }
+
+    /// `[null, 224, 224, 3]` → `[224, 224, 3]` (null → -1).
+    static func perSampleShape(_ batchShape: JSON, what: String) throws -> [Int] {
+        guard let dims = batchShape.array, !dims.isEmpty else {
+            throw KerasFormatError.invalidFile("\(what) is not a shape: \(batchShape.compact)")
+        }
+        return try dims.dropFirst().map { d in
+            if d.isNull { return -1 }
+            guard let v = d.int, v > 0 else { throw KerasFormatError.invalidFile("\(what) has a bad dimension: \(batchShape.compact)") }
+            return v
+        }
+    }
+
+    private static func inputShape(ofInputLayer name: String, _ config: JSON) throws -> [Int] {
+        if let s = config["batch_shape"], !s.isNull { return try perSampleShape(s, what: "InputLayer '\(name)' batch_shape") }
+        if let s = config["batch_input_shape"], !s.isNull {
+            return try perSampleShape(s, what: "InputLayer '\(name)' batch_input_shape")
+        }
+        if let s = config["input_shape"], let dims = s.array {
+            return try perSampleShape(.array([.null] + dims), what: "InputLayer '\(name)' input_shape")
+        }
+        throw KerasFormatError.invalidFile("InputLayer '\(name)' has no batch_shape / batch_input_shape")
+    }
+
+    private static func parseSequential(_ config: JSON) throws -> ModelSpec {
+        // Very old Keras wrote a Sequential config as a bare layer list.
+        let entries = try layerEntries(config.array != nil ? config : config["layers"])
+        let name = config["name"]?.string ?? "sequential"
+        var layers: [LayerSpec] = []
+        var inputShape: [Int]?
+        var inputLayer: String?
+        var previous: TensorRef?
+        for (i, entry) in entries.enumerated() {
+            let (lname, cls, lconfig) = try basics(entry)
+            if cls == "InputLayer" {
+                guard i == 0 else {
+                    throw KerasFormatError.invalidFile("Sequential model '\(name)': InputLayer '\(lname)' is not the first layer")
+                }
+                inputShape = try Self.inputShape(ofInputLayer: lname, lconfig)
+                inputLayer = lname
+                layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: []))
+                previous = TensorRef(layer: lname, node: 0, tensor: 0)
+                continue
+            }
+            if inputShape == nil {
+                // No InputLayer: the first layer carries the input shape (Keras 2),
+                // or the model records the shape it was built with.
+                for key in ["batch_shape", "batch_input_shape"] {
+                    if let s = lconfig[key], !s.isNull { inputShape = try perSampleShape(s, what: "layer '\(lname)' \(key)") }
+                }
+                if inputShape == nil, let s = config["build_input_shape"], !s.isNull {
+                    inputShape = try perSampleShape(s, what: "Sequential build_input_shape")
+                }
+                guard inputShape != nil else {
+                    throw KerasFormatError.invalidFile(
+                        "Sequential model '\(name)' records no input shape (it was never built); build it on an input before saving")
+                }
+            }
+            let inputs = previous.map { [$0] } ?? []
+            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: [inputs]))
+            previous = TensorRef(layer: lname, node: 0, tensor: 0)
+        }
+        guard let shape = inputShape, let last = previous, last.layer != inputLayer else {
+            throw KerasFormatError.invalidFile("Sequential model '\(name)' has no layers")
+        }
+        return ModelSpec(name: name, className: "Sequential", kind: .sequential, layers: layers,
+                         inputShape: shape, inputLayer: inputLayer, output: last)
+    }
+
+    private static func parseFunctional(_ config: JSON, className: String) throws -> ModelSpec {
+        let entries = try layerEntries(config["layers"])
+        let name = config["name"]?.string ?? "model"
+        var layers: [LayerSpec] = []
+        for entry in entries {
+            let (lname, cls, lconfig) = try basics(entry)
+            guard let nodes = entry["inbound_nodes"]?.array else {
+                throw KerasFormatError.invalidFile("layer '\(lname)' has no inbound_nodes")
+            }
+            let calls = try nodes.map { try parseInboundNode($0, layer: lname) }
+            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: calls))
+        }
+        let inputs = try tensorRefList(config["input_layers"], what: "input_layers")
+        let outputs = try tensorRefList(config["output_layers"], what: "output_layers")
+        guard inputs.count == 1 else {
+            throw KerasFormatError.unsupportedModel(
+                "model '\(name)' has \(inputs.count) inputs (\(inputs.map(\.layer).joined(separator: ", "))); only models with one input are supported")
+        }
+        guard outputs.count == 1 else {
+            throw KerasFormatError.unsupportedModel(
+                "model '\(name)' has \(outputs.count) outputs (\(outputs.map(\.layer).joined(separator: ", "))); only models with one output are supported")
+        }
+        let input = inputs[0]
+        guard let inputSpec = layers.first(where: { $0.name == input.layer }), inputSpec.className == "InputLayer" else {
+            throw KerasFormatError.invalidFile("model input '\(input.layer)' is not an InputLayer of the model")
+        }
+        let others = layers.filter { $0.className == "InputLayer" && $0.name != input.layer }
+        if !others.isEmpty {
+            throw KerasFormatError.unsupportedModel(
+                "model '\(name)' has several InputLayers (\(([input.layer] + others.map(\.name)).joined(separator: ", "))); only models with one input are supported")
+        }
+        return ModelSpec(name: name, className: className, kind: .functional, layers: layers,
+                         inputShape: try inputShape(ofInputLayer: inputSpec.name, inputSpec.config),
+                         inputLayer: inputSpec.name, output: outputs[0])
+    }
+
+    /// `[["a", 0, 0], ...]`, or a single `["a", 0, 0]` (Keras 3 with one input/output).
+    private static func tensorRefList(_ value: JSON?, what: String) throws -> [TensorRef] {
+        guard let list = value?.array else { throw KerasFormatError.invalidFile("the model config has no \(what)") }
+        if list.first?.string != nil { return [try tensorRef(value!, what: what)] }
+        return try list.map { try tensorRef($0, what: what) }
+    }
+
+    private static func tensorRef(_ value: JSON, what: String) throws -> TensorRef {
+        guard let a = value.array, a.count >= 3, let l = a[0].string, let n = a[1].int, let t = a[2].int else {
+            throw KerasFormatError.invalidFile("\(what): expected [layer, node, tensor], got \(value.compact.prefix(200))")
+        }
+        return TensorRef(layer: l, node: n, tensor: t)
+    }
+
+    /// One inbound node: Keras 2 `[[layer, node, tensor, kwargs], ...]` or
+    /// Keras 3 `{"args": [...], "kwargs": {...}}` with `__keras_tensor__` objects
+    /// (possibly inside lists, as for Add).
+    private static func parseInboundNode(_ node: JSON, layer: String) throws -> [TensorRef] {
+        if let args = node["args"] {
+            var refs: [TensorRef] = []
+            collectKerasTensors(args, into: &refs)
+            var kwargRefs: [TensorRef] = []
+            if let kwargs = node["kwargs"] { collectKerasTensors(kwargs, into: &kwargRefs) }
+            if !kwargRefs.isEmpty {
+                throw KerasFormatError.unsupportedModel(
+                    "layer '\(layer)' is called with tensors as keyword arguments (\(kwargRefs.map(\.layer).joined(separator: ", ")))")
+            }
+            return try refs.map { r in
+                guard r.node >= 0, r.tensor >= 0 else { throw KerasFormatError.invalidFile("layer '\(layer)': bad keras_history") }
+                return r
+            }
+        }
+        guard let list = node.array else {
+            throw KerasFormatError.invalidFile("layer '\(layer)': unrecognised inbound node \(node.compact.prefix(200))")
+        }
+        return try list.map { try tensorRef($0, what: "inbound node of layer '\(layer)'") }
+    }
+
+    private static func collectKerasTensors(_ value: JSON, into refs: inout [TensorRef]) {
+        switch value {
+        case .array(let a):
+            for v in a { collectKerasTensors(v, into: &refs) }
+        case .object(let o):
+            if o["class_name"]?.string == "__keras_tensor__",
+               let h = o["config"]?["keras_history"]?.array, h.count >= 3,
+               let l = h[0].string, let n = h[1].int, let t = h[2].int {
+                refs.append(TensorRef(layer: l, node: n, tensor: t))
+            } else {
+                for key in o.keys.sorted() { collectKerasTensors(o[key]!, into: &refs) }
+            }
+        default:
+            break
+        }
+    }
+}
