@@ -97,12 +97,13 @@ extension Network {
 /// The book's deprocessing of one image (HWC floats → 8-bit): centre on the mean,
 /// scale to std 0.1 around 0.5, clip to [0, 1], × 255.
 public func bookDeprocess(_ image: ArraySlice<Float>) -> [UInt8] {
-    let n = Float(image.count)
-    let mean = image.reduce(0, +) / n
-    let variance = image.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+    // Double accumulation: a Float mean/std of 67 500 values drifts by a grey level.
+    let n = Double(image.count)
+    let mean = image.reduce(0.0) { $0 + Double($1) } / n
+    let variance = image.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / n
     let std = variance.squareRoot()
     return image.map { v in
-        let y = min(max((v - mean) / (std + 1e-5) * 0.1 + 0.5, 0), 1) * 255
+        let y = min(max((Double(v) - mean) / (std + 1e-5) * 0.1 + 0.5, 0), 1) * 255
         return UInt8(min(max(y, 0), 255))
     }
 }
