@@ -1,0 +1,187 @@
+import ArgumentParser
+import Engine
+import Foundation
+import KerasFormat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The speed benchmark: VGG16's forward and backward work at the sizes the
+/// visualisations use, timed here and (optionally) in TensorFlow on the same
+/// machine in the same run, printed side by side.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time VGG16 forward/backward work; with --python, also in TensorFlow, side by side.",
+        discussion: """
+            Make the model once with real Keras:  python tools/make_vgg16.py /tmp/vgg16.h5
+            Then:  swift run -c release convlens bench --model /tmp/vgg16.h5 --python venv/bin/python
+            Lines: forward (batch 1, 224×224); gradcam (forward + backward from the top logit to
+            block5_conv3); ascent (forward to block3_conv1 + backward of one channel's mean to the
+            input), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
+            Run it on a quiet machine: other load on the cores ruins the timings.
+            """)
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: "Timed runs per line (after one warm-up run); the median is reported.")
+    var runs = 5
+
+    @Option(help: "Batch size of the large ascent line.")
+    var bigBatch = 64
+
+    @Option(help: "Python with TensorFlow; runs tools/bench_keras.py on the same model for the side-by-side.")
+    var python: String?
+
+    func run() throws {
+        let threads = model.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        ComputeThreads.set(threads)
+        let m = try model.load()
+        let net = m.network
+        let lastConv = try resolveLayer("block5_conv3", in: m)
+        let ascentLayer = try resolveLayer("block3_conv1", in: m)
+        let logits = scoreNode(of: m, postSoftmax: false)
+        let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
+
+        func input(batch: Int) -> Tensor {
+            var g = SplitMix64(seed: 7)
+            return Tensor(shape: [batch] + size, scalars: (0..<(batch * size.reduce(1, *))).map { _ in Float(g.nextUnit() * 255 - 128) })
+        }
+        let x1 = input(batch: 1)
+        let xBig = input(batch: bigBatch)
+
+        func ascentStep(_ x: Tensor) throws {
+            let trace = try net.forward(x, stopAfter: ascentLayer, keepAll: true)
+            let out = trace[ascentLayer]!
+            let c = out.shape[3], hw = out.shape[1] * out.shape[2]
+            var seed = Tensor(zeros: out.shape)
+            // Each image's loss is the mean of its own channel (n mod c), as a filter grid does.
+            for n in 0..<out.batch {
+                let ch = n % c
+                for p in 0..<hw { seed.scalars[(n * hw + p) * c + ch] = 1 / Float(hw) }
+            }
+            var g = try net.backward(from: ascentLayer, seed: seed, to: 0, trace: trace)
+            // The update, as bench_keras.py does it: x + step × g / (rms(g) + 1e-5), per image.
+            let per = g.sampleCount
+            var next = x
+            for n in 0..<g.batch {
+                var sq: Float = 0
+                for i in (n * per)..<((n + 1) * per) { sq += g.scalars[i] * g.scalars[i] }
+                let scale = 10 / ((sq / Float(per)).squareRoot() + 1e-5)
+                for i in (n * per)..<((n + 1) * per) { next.scalars[i] += g.scalars[i] * scale }
+            }
+            g = next
+            _ = g
+        }
+
+        var results: [(name: String, ms: Double)] = []
+        results.append(("forward", try time(runs) { _ = try net.predict(x1) }))
+        results.append(("gradcam", try time(runs) {
+            let trace = try net.forward(x1, stopAfter: logits, keepAll: true)
+            let y = trace[logits]!
+            var seed = Tensor(zeros: y.shape)
+            seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
+            _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
+        }))
+        results.append(("ascent_step", try time(runs) { try ascentStep(x1) }))
+        results.append(("ascent_step_b\(bigBatch)", try time(max(1, runs / 2)) { try ascentStep(xBig) }))
+
+        let flops = forwardFLOPs(net, input: size)
+        var reference: [String: Double] = [:]
+        if let python {
+            printErr("running tools/bench_keras.py (TensorFlow) on the same model…")
+            reference = try runKeras(python: python, modelPath: model.model, threads: threads, batch: bigBatch)
+        }
+        print("ConvLens bench: \(m.name), input \(size), \(threads) thread(s), median of \(runs) runs")
+        print("line           convlens ms   tensorflow ms   ratio")
+        for r in results {
+            let tf = reference[r.name]
+            let tfText = tf.map { String(format: "%13.1f", $0) } ?? "            -"
+            let ratio = tf.map { String(format: "%7.2f", r.ms / $0) } ?? "      -"
+            print(String(format: "%-14@ %11.1f  ", r.name as NSString, r.ms) + tfText + "   " + ratio)
+        }
+        let fwd = results[0].ms
+        let total = flops.conv + flops.dense
+        let gflops = Double(total) / (fwd / 1000) / 1e9
+        // Zen 3 here: 2.87 GHz × 32 FLOP/cycle per core (2 FMA units × 8 floats × 2).
+        let peak = 2.87 * 32 * Double(threads)
+        print(String(format: "forward: %.1f GFLOP (convolutions %.1f, dense %.1f) in %.1f ms = %.1f GFLOP/s, %.0f%% of the %.0f GFLOP/s FMA peak of %d core(s)",
+                     Double(total) / 1e9, Double(flops.conv) / 1e9, Double(flops.dense) / 1e9, fwd, gflops, 100 * gflops / peak, peak, threads))
+        let tfRSS = reference["peak_rss"].map { String(format: "; TensorFlow %.0f MiB (ratio %.2f)", $0, peakRSSMiB() / $0) } ?? ""
+        print(String(format: "peak RSS: ConvLens %.0f MiB", peakRSSMiB()) + tfRSS)
+    }
+}
+
+/// Median wall time in milliseconds of `runs` runs after one warm-up.
+func time(_ runs: Int, _ body: () throws -> Void) throws -> Double {
+    try body()
+    var ms: [Double] = []
+    for _ in 0..<max(1, runs) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        ms.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+    }
+    ms.sort()
+    return ms[ms.count / 2]
+}
+
+func peakRSSMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024  // Linux reports KiB
+}
+
+/// Runs tools/bench_keras.py and reads its JSON lines (`{"name": ..., "ms_median": ...}`).
+func runKeras(python: String, modelPath: String, threads: Int, batch: Int) throws -> [String: Double] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: python)
+    process.arguments = ["tools/bench_keras.py", "--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw CLIError("tools/bench_keras.py failed (exit \(process.terminationStatus))") }
+    var out: [String: Double] = [:]
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let name = obj["name"] as? String else { continue }
+        if let ms = obj["ms_median"] as? Double { out[name] = ms }
+        if let mb = obj["peak_rss_mb"] as? Double { out[name] = mb }
+    }
+    return out
+}
+
+/// A small deterministic generator for benchmark inputs.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+/// Multiply-add FLOPs (2 per MAC) of one forward pass at batch 1: convolutions
+/// (the work the GFLOP/s figure is about) and dense layers, reported apart.
+func forwardFLOPs(_ net: Network, input: [Int]) -> (conv: Int, dense: Int) {
+    guard let shapes = try? net.outputShapes(forInput: input) else { return (0, 0) }
+    var conv = 0, dense = 0
+    for node in net.nodes.dropFirst() {
+        let out = shapes[node.id]
+        if let c = node.layer as? Conv2D {
+            let k = c.kernel.shape
+            conv += 2 * out[0] * out[1] * out[2] * k[0] * k[1] * k[2]
+        } else if let d = node.layer as? DepthwiseConv2D {
+            let k = d.kernel.shape
+            conv += 2 * out[0] * out[1] * out[2] * k[0] * k[1]
+        } else if let d = node.layer as? Dense {
+            dense += 2 * d.kernel.count * out.dropLast().reduce(1, *)
+        }
+    }
+    return (conv, dense)
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Engine
+import Foundation
+import KerasFormat
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the model on an input and print its top predictions.")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(name: .long, help: "Preprocessed input: .npy float32, shape (H,W,C) or (1,H,W,C).")
+    var input: String
+
+    @Option(name: .long, help: "How many predictions to list.")
+    var top = 5
+
+    @Flag(help: "Print JSON: {\"output\": [raw output vector], \"top\": [{\"class\", \"label\", \"score\"}]}.")
+    var json = false
+
+    func run() throws {
+        guard top >= 1 else { throw CLIError("--top must be at least 1") }
+        let m = try model.load()
+        let x = try readInput(input, for: m.network)
+        guard x.batch == 1 else { throw CLIError("predict takes one sample; \(input) holds \(x.batch)") }
+        let y = try m.network.predict(x)
+        let ranked = y.scalars.indices.sorted { y.scalars[$0] > y.scalars[$1] }.prefix(top)
+        let labels: [String]? = nil  // class names arrive with the model config (bundled-model issue)
+        if json {
+            let topList: [[String: Any]] = ranked.map { i in
+                var entry: [String: Any] = ["class": i, "score": Double(y.scalars[i])]
+                if let labels, i < labels.count { entry["label"] = labels[i] }
+                return entry
+            }
+            let obj: [String: Any] = ["output": y.scalars.map { Double($0) }, "top": topList]
+            FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) + Data("\n".utf8))
+        } else {
+            for (rank, i) in ranked.enumerated() {
+                let label = labels.flatMap { i < $0.count ? $0[i] : nil } ?? ""
+                print(String(format: "%2d. class %5d  %.6f  %@", rank + 1, i, y.scalars[i], label))
+            }
+        }
+    }
+}

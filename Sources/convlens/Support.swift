@@ -1,0 +1,86 @@
+import ArgumentParser
+import Engine
+import Foundation
+import KerasFormat
+
+/// Options every command that reads a model shares.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Keras model file: .h5 (Keras 2 or 3) or .keras.")
+    var model: String
+
+    @Option(name: .long, help: "Compute threads (oneDNN/OpenMP). Default: all cores.")
+    var threads: Int?
+
+    func load() throws -> KerasModel {
+        if let threads { ComputeThreads.set(threads) }
+        let url = URL(fileURLWithPath: model)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CLIError("model file not found: \(model)")
+        }
+        return try KerasModel.load(contentsOf: url)
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case npy, json
+}
+
+/// Reads a preprocessed input array and gives it a batch dimension if it lacks one.
+func readInput(_ path: String, for network: Network) throws -> Tensor {
+    let url = URL(fileURLWithPath: path)
+    guard FileManager.default.fileExists(atPath: url.path) else { throw CLIError("input file not found: \(path)") }
+    guard url.pathExtension.lowercased() == "npy" else {
+        throw CLIError("input \(path): only .npy arrays are accepted by this command (preprocessed float32, shape (H,W,C) or (N,H,W,C))")
+    }
+    var x = try Tensor.readNPY(contentsOf: url)
+    let want = network.inputShape
+    if x.rank == want.count { x = x.reshaped([1] + x.shape) }
+    let given = Array(x.shape.dropFirst())
+    guard x.rank == want.count + 1,
+          zip(given, want).allSatisfy({ $1 == -1 || $0 == $1 }) else {
+        let wantText = "(" + want.map { $0 == -1 ? "any" : String($0) }.joined(separator: ", ") + ")"
+        throw CLIError("input \(path) has shape \(x.shape); the model expects per-sample shape \(wantText)")
+    }
+    return x
+}
+
+/// Writes a tensor as .npy or JSON (`{"shape": [...], "data": [...]}`) to a file or stdout.
+func writeTensor(_ t: Tensor, format: OutputFormat, to path: String?) throws {
+    let data: Data
+    switch format {
+    case .npy:
+        guard path != nil else { throw CLIError("--format npy needs -o FILE (binary output is not written to a terminal)") }
+        data = t.npyData()
+    case .json:
+        let obj: [String: Any] = ["shape": t.shape, "data": t.scalars.map { Double($0) }]
+        data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) + Data("\n".utf8)
+    }
+    if let path {
+        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    } else {
+        FileHandle.standardOutput.write(data)
+    }
+}
+
+/// The node whose output unit `k` a gradient starts from: the logits when the
+/// model ends in softmax (unless the probability is asked for), else the output.
+func scoreNode(of model: KerasModel, postSoftmax: Bool) -> Int {
+    if !postSoftmax, let logits = model.logitsNode { return logits }
+    return model.network.outputNode
+}
+
+func resolveLayer(_ name: String, in model: KerasModel) throws -> Int {
+    if name == "input" { return 0 }
+    if let id = model.network.layerIndex[name] { return id }
+    let names = model.layers.map(\.name).joined(separator: ", ")
+    throw CLIError("no layer named '\(name)'. Layers: input, \(names)")
+}
+
+func printErr(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
