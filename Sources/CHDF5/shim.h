@@ -16,6 +16,11 @@ static inline hid_t convlens_H5T_C_S1(void) { return H5T_C_S1; }
 static inline hid_t convlens_H5S_ALL(void) { return H5S_ALL; }
 static inline size_t convlens_H5T_VARIABLE(void) { return H5T_VARIABLE; }
 
+/// Number of HDF5 objects (files, groups, datasets, types, attributes) open in the process.
+static inline ssize_t convlens_h5_open_object_count(void) {
+    return H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+}
+
 /// Silences HDF5's automatic error-stack printing: errors are reported as Swift errors instead.
 /// (This library is built thread-safe, where the setting is per thread: call it on the thread that reads.)
 static inline void convlens_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

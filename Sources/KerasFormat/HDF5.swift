@@ -17,6 +17,12 @@ struct HDF5Error: Error, CustomStringConvertible {
     }
 }
 
+/// Process-wide HDF5 bookkeeping (for tests: every identifier must be closed).
+enum HDF5Diagnostics {
+    /// Open HDF5 objects of every kind in every file.
+    static var openObjectCount: Int { Int(convlens_h5_open_object_count()) }
+}
+
 /// One HDF5 identifier, closed exactly once when the owner goes away.
 final class H5ID {
     let id: hid_t

@@ -1,6 +1,11 @@
 import Engine
 import Foundation
+import Testing
 @testable import KerasFormat
+
+/// Suites that open HDF5 files run one at a time: they check that no HDF5
+/// object stays open, which only holds when no other test is loading.
+@Suite(.serialized) enum SerialTests {}
 
 /// Tests/Fixtures/keras, next to this test target.
 let fixtureDirectory = URL(fileURLWithPath: #filePath)
@@ -25,18 +30,36 @@ struct FixtureCase: Decodable, Sendable, CustomStringConvertible {
     let layers: [String]?
     let expect_error_contains: String?
     let expect_error_contains_all: [String]?
+    /// The folder the manifest's paths are relative to.
+    var directory: URL = fixtureDirectory
+
+    enum CodingKeys: String, CodingKey {
+        case kind, name, model, format, input, output, activations, gradients, layers
+        case expect_error_contains, expect_error_contains_all
+    }
 
     var description: String { name }
-    var modelURL: URL { fixtureDirectory.appendingPathComponent(model) }
-    func url(_ file: String) -> URL { fixtureDirectory.appendingPathComponent(file) }
+    var modelURL: URL { directory.appendingPathComponent(model) }
+    func url(_ file: String) -> URL { directory.appendingPathComponent(file) }
 }
 
 enum Fixtures {
     static let manifestURL = fixtureDirectory.appendingPathComponent("manifest.json")
 
-    static func load() throws -> [FixtureCase] {
-        try JSONDecoder().decode([FixtureCase].self, from: Data(contentsOf: manifestURL))
+    static func load(from directory: URL = fixtureDirectory) throws -> [FixtureCase] {
+        let url = directory.appendingPathComponent("manifest.json")
+        return try JSONDecoder().decode([FixtureCase].self, from: Data(contentsOf: url)).map {
+            var c = $0
+            c.directory = directory
+            return c
+        }
     }
+
+    /// Full-size reference models made outside CI (tools/check_applications.py
+    /// OUT_DIR), checked when KERAS_REFERENCE_DIR names OUT_DIR.
+    static let externalDirectory: URL? = ProcessInfo.processInfo.environment["KERAS_REFERENCE_DIR"]
+        .map { URL(fileURLWithPath: $0) }
+    static let external: [FixtureCase] = externalDirectory.flatMap { try? load(from: $0) } ?? []
 
     /// Empty when the manifest is missing; `manifestIsPresent` fails then.
     static let all: [FixtureCase] = (try? load()) ?? []
@@ -50,4 +73,55 @@ func closeEnough(_ ours: Tensor, _ keras: Tensor) -> (ok: Bool, diff: Float, bou
     let diff = ours.maxAbsDifference(keras)
     let bound = 1e-4 * (1 + keras.maxAbs)
     return (diff <= bound, diff, bound)
+}
+
+/// Loads the fixture's model, runs its input, and checks output, activations
+/// and gradients against Keras' numbers.
+func checkAgainstKeras(_ fixture: FixtureCase) throws {
+    let model = try KerasModel.load(contentsOf: fixture.modelURL)
+    #expect(model.format.rawValue == fixture.format)
+    let network = model.network
+
+    // Every layer class the manifest lists is in the summary.
+    let classes = Set(model.layers.map(\.className))
+    for cls in fixture.layers ?? [] {
+        #expect(classes.contains(cls), "\(cls) missing from the summary of \(fixture.name)")
+    }
+
+    let input = try Tensor.readNPY(contentsOf: fixture.url(try #require(fixture.input)))
+    let trace = try network.forward(input, keepAll: true)
+
+    let expected = try Tensor.readNPY(contentsOf: fixture.url(try #require(fixture.output)))
+    let out = try #require(trace[network.outputNode])
+    let c = closeEnough(out, expected)
+    #expect(c.ok, "\(fixture.name) output: shape \(out.shape) vs \(expected.shape), max diff \(c.diff) > \(c.bound)")
+
+    for (layer, file) in (fixture.activations ?? [:]).sorted(by: { $0.key < $1.key }) {
+        let id = try network.node(named: layer)
+        let ours = try #require(trace[id])
+        let keras = try Tensor.readNPY(contentsOf: fixture.url(file))
+        let c = closeEnough(ours, keras)
+        #expect(c.ok, "\(fixture.name) activation \(layer): shape \(ours.shape) vs \(keras.shape), max diff \(c.diff) > \(c.bound)")
+    }
+
+    if let g = fixture.gradients {
+        let from: Int
+        if g.pre_softmax {
+            from = try #require(model.logitsNode, "\(fixture.name): the manifest expects a softmax head")
+        } else {
+            from = network.outputNode
+            #expect(model.logitsNode == nil, "\(fixture.name): logitsNode set without a softmax head")
+        }
+        let y = try #require(trace[from])
+        var seed = Tensor(zeros: y.shape)
+        let perSample = y.sampleCount
+        for b in 0..<y.batch { seed.scalars[b * perSample + g.output_index] = 1 }
+        for (wrt, file) in g.wrt.sorted(by: { $0.key < $1.key }) {
+            let to = wrt == "input" ? 0 : try network.node(named: wrt)
+            let ours = try network.backward(from: from, seed: seed, to: to, trace: trace)
+            let keras = try Tensor.readNPY(contentsOf: fixture.url(file))
+            let c = closeEnough(ours, keras)
+            #expect(c.ok, "\(fixture.name) gradient w.r.t. \(wrt): shape \(ours.shape) vs \(keras.shape), max diff \(c.diff) > \(c.bound)")
+        }
+    }
 }

@@ -5,8 +5,8 @@ import Testing
 
 /// Every committed Keras fixture (three file formats per case) against the
 /// numbers Keras computed: output, per-layer activations, input gradients.
-@Suite(.serialized)
-struct FixtureTests {
+extension SerialTests {
+@Suite struct FixtureTests {
     @Test func manifestIsPresent() throws {
         let all = try Fixtures.load()
         #expect(all.contains { $0.kind == "ok" })
@@ -18,52 +18,14 @@ struct FixtureTests {
 
     @Test(arguments: Fixtures.ok)
     func loadsAndMatchesKeras(_ fixture: FixtureCase) throws {
-        let model = try KerasModel.load(contentsOf: fixture.modelURL)
-        #expect(model.format.rawValue == fixture.format)
-        let network = model.network
+        try checkAgainstKeras(fixture)
+    }
 
-        // Every layer class the manifest lists is in the summary.
-        let classes = Set(model.layers.map(\.className))
-        for cls in fixture.layers ?? [] {
-            #expect(classes.contains(cls), "\(cls) missing from the summary of \(fixture.name)")
-        }
-
-        let input = try Tensor.readNPY(contentsOf: fixture.url(try #require(fixture.input)))
-        let trace = try network.forward(input, keepAll: true)
-
-        let expected = try Tensor.readNPY(contentsOf: fixture.url(try #require(fixture.output)))
-        let out = try #require(trace[network.outputNode])
-        let c = closeEnough(out, expected)
-        #expect(c.ok, "\(fixture.name) output: shape \(out.shape) vs \(expected.shape), max diff \(c.diff) > \(c.bound)")
-
-        for (layer, file) in (fixture.activations ?? [:]).sorted(by: { $0.key < $1.key }) {
-            let id = try network.node(named: layer)
-            let ours = try #require(trace[id])
-            let keras = try Tensor.readNPY(contentsOf: fixture.url(file))
-            let c = closeEnough(ours, keras)
-            #expect(c.ok, "\(fixture.name) activation \(layer): shape \(ours.shape) vs \(keras.shape), max diff \(c.diff) > \(c.bound)")
-        }
-
-        if let g = fixture.gradients {
-            let from: Int
-            if g.pre_softmax {
-                from = try #require(model.logitsNode, "\(fixture.name): the manifest expects a softmax head")
-            } else {
-                from = network.outputNode
-                #expect(model.logitsNode == nil, "\(fixture.name): logitsNode set without a softmax head")
-            }
-            let y = try #require(trace[from])
-            var seed = Tensor(zeros: y.shape)
-            let perSample = y.sampleCount
-            for b in 0..<y.batch { seed.scalars[b * perSample + g.output_index] = 1 }
-            for (wrt, file) in g.wrt.sorted(by: { $0.key < $1.key }) {
-                let to = wrt == "input" ? 0 : try network.node(named: wrt)
-                let ours = try network.backward(from: from, seed: seed, to: to, trace: trace)
-                let keras = try Tensor.readNPY(contentsOf: fixture.url(file))
-                let c = closeEnough(ours, keras)
-                #expect(c.ok, "\(fixture.name) gradient w.r.t. \(wrt): shape \(ours.shape) vs \(keras.shape), max diff \(c.diff) > \(c.bound)")
-            }
-        }
+    /// Opt-in (KERAS_REFERENCE_DIR=OUT_DIR of tools/check_applications.py):
+    /// full-size keras.applications models, not committed (~1.3 GB).
+    @Test(.enabled(if: Fixtures.externalDirectory != nil), arguments: Fixtures.external)
+    func fullSizeApplications(_ fixture: FixtureCase) throws {
+        try checkAgainstKeras(fixture)
     }
 
     @Test(arguments: Fixtures.bad)
@@ -80,4 +42,5 @@ struct FixtureTests {
             #expect(error is KerasFormatError)
         }
     }
+}
 }
