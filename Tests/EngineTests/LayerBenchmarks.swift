@@ -94,6 +94,30 @@ struct LayerBenchmarks {
         #expect(ComputeThreads.current == 1)
     }
 
+    /// The memory-bound Swift loops on one 224×224×64 map (3.2 M floats).
+    @Test func elementwiseLoops() throws {
+        var rng = SplitMix64(seed: 5)
+        let x = rng.tensor([1, 224, 224, 64])
+        let g = rng.tensor([1, 224, 224, 64])
+        let relu = Activation(name: "r", function: .relu(), kind: "ReLU")
+        let pool = MaxPooling2D(name: "p", poolSize: [2, 2], strides: [2, 2], padding: .valid)
+        let y = try relu.forward([x]), p = try pool.forward([x])
+        let gp = rng.tensor(p.shape)
+        var report: [String] = []
+        for (label, body) in [
+            ("relu forward", { _ = try relu.forward([x]) }),
+            ("relu backward", { _ = try relu.backward([x], output: y, outputGradient: g) }),
+            ("maxpool forward", { _ = try pool.forward([x]) }),
+            ("maxpool backward", { _ = try pool.backward([x], output: p, outputGradient: gp) }),
+        ] as [(String, () throws -> Void)] {
+            try body()
+            let t = try Self.time { for _ in 0..<10 { try body() } }
+            report.append("\(label) \(String(format: "%.2f", t / 10)) ms")
+        }
+        print("3.2 M floats: " + report.joined(separator: ", "))
+        #expect(report.count == 4)
+    }
+
     @Test func batchOf64SmallConvolution() throws {
         var rng = SplitMix64(seed: 3)
         let conv = Conv2D(name: "c", kernel: rng.tensor([3, 3, 32, 64], -0.1, 0.1), bias: rng.tensor([64]),

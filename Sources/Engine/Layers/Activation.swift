@@ -216,7 +216,12 @@ struct ReLUSpec: Sendable {
             gradient.withUnsafeBufferPointer { g in
                 uninitializedFloats(x.count) { d in
                     if isPlain {
-                        for i in 0..<x.count { d[i] = x[i] > 0 ? g[i] : 0 }
+                        // Load g unconditionally: a select vectorises, a
+                        // conditional load is a mispredicted branch per element.
+                        for i in 0..<x.count {
+                            let gi = g[i]
+                            d[i] = x[i] > 0 ? gi : 0
+                        }
                     } else {
                         for i in 0..<x.count { d[i] = g[i] * derivative(x[i]) }
                     }

@@ -46,41 +46,55 @@ public final class MaxPooling2D: Layer {
         }
         var dx = [Float](repeating: 0, count: x.count)
         let c = g.c
-        // Per output cell: the best value so far and its input index, per channel.
-        var bestStore = [Float](repeating: 0, count: c)
-        var argStore = [Int](repeating: -1, count: c)
         let (sy, sx, py, px) = (strides[0], strides[1], poolSize[0], poolSize[1])
         x.scalars.withUnsafeBufferPointer { xs in
             outputGradient.scalars.withUnsafeBufferPointer { gs in
                 dx.withUnsafeMutableBufferPointer { d in
-                    bestStore.withUnsafeMutableBufferPointer { best in
-                        argStore.withUnsafeMutableBufferPointer { arg in
-                            for n in 0..<g.n {
-                                for oy in 0..<g.oh {
-                                    let y0 = oy * sy - g.padTop
-                                    let ys = max(0, y0)..<min(g.h, y0 + py)
-                                    for ox in 0..<g.ow {
-                                        let x0 = ox * sx - g.padLeft
-                                        let xr = max(0, x0)..<min(g.w, x0 + px)
-                                        var first = true
-                                        for iy in ys {
-                                            for ix in xr {
-                                                let base = ((n * g.h + iy) * g.w + ix) * c
-                                                if first {
-                                                    for k in 0..<c { best[k] = xs[base + k]; arg[k] = base + k }
-                                                    first = false
-                                                } else {
-                                                    // strict '>' keeps the first maximum
-                                                    for k in 0..<c where xs[base + k] > best[k] {
-                                                        best[k] = xs[base + k]
-                                                        arg[k] = base + k
-                                                    }
-                                                }
+                    let xp = UnsafeRawPointer(xs.baseAddress!), gp = UnsafeRawPointer(gs.baseAddress!)
+                    let dp = d.baseAddress!
+                    for n in 0..<g.n {
+                        for oy in 0..<g.oh {
+                            let y0 = oy * sy - g.padTop
+                            let ys = max(0, y0)..<min(g.h, y0 + py)
+                            for ox in 0..<g.ow {
+                                let x0 = ox * sx - g.padLeft
+                                let xr = max(0, x0)..<min(g.w, x0 + px)
+                                let out = ((n * g.oh + oy) * g.ow + ox) * c
+                                // Channels 8 at a time: best value and its window
+                                // position (row-major), updated with vector selects
+                                // — the data-dependent branches of a scalar loop
+                                // mispredict on every other element.
+                                var k = 0
+                                while k < c {
+                                    let lanes = min(8, c - k)
+                                    var best = SIMD8<Float>(repeating: -.infinity)
+                                    var arg = SIMD8<Int32>(repeating: 0)
+                                    var pos: Int32 = 0
+                                    for iy in ys {
+                                        for ix in xr {
+                                            let base = ((n * g.h + iy) * g.w + ix) * c + k
+                                            var v = SIMD8<Float>(repeating: -.infinity)
+                                            if lanes == 8 {
+                                                v = xp.loadUnaligned(fromByteOffset: base * 4, as: SIMD8<Float>.self)
+                                            } else {
+                                                for l in 0..<lanes { v[l] = xs[base + l] }
                                             }
+                                            // strict '>' keeps the first maximum (position 0 always
+                                            // wins over −∞ unless the input itself is −∞/NaN)
+                                            let better = v .> best
+                                            best.replace(with: v, where: better)
+                                            arg.replace(with: SIMD8(repeating: pos), where: better)
+                                            pos += 1
                                         }
-                                        let out = ((n * g.oh + oy) * g.ow + ox) * c
-                                        if !first { for k in 0..<c { d[arg[k]] += gs[out + k] } }
                                     }
+                                    let w = Int32(xr.count)
+                                    for l in 0..<lanes {
+                                        let iy = ys.lowerBound + Int(arg[l] / w)
+                                        let ix = xr.lowerBound + Int(arg[l] % w)
+                                        dp[((n * g.h + iy) * g.w + ix) * c + k + l] +=
+                                            gp.load(fromByteOffset: (out + k + l) * 4, as: Float.self)
+                                    }
+                                    k += 8
                                 }
                             }
                         }
