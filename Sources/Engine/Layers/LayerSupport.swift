@@ -18,14 +18,6 @@ extension Layer {
         return shapes[0]
     }
 
-    /// The batch-1 input shape a backward pass received must be consistent with
-    /// the output and gradient it was given.
-    func checkGradient(_ gradient: Tensor, output: Tensor) throws {
-        guard gradient.shape == output.shape else {
-            throw mismatch("output gradient has shape \(gradient.shape), the output \(output.shape)")
-        }
-    }
-
     /// A feature map `[n, h, w, c]` with known channel count `channels` (nil: any).
     func checkFeatureMap(_ x: Tensor, channels: Int?) throws {
         guard x.rank == 4 else { throw mismatch("expected a [batch, height, width, channels] input, got \(x.shape)") }
