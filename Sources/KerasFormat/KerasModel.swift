@@ -186,7 +186,7 @@ public struct KerasModel: Sendable {
 
     // MARK: - assembly
 
-    private static func assemble(spec: ModelSpec, store: WeightStore, format: KerasFileFormat, version: String?,
+    static func assemble(spec: ModelSpec, store: WeightStore, format: KerasFileFormat, version: String?,
                                  registry: LayerRegistry) throws -> KerasModel {
         let result = try GraphBuilder(spec: spec, weights: store, registry: registry).build()
         let network = result.network

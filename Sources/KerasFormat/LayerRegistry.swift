@@ -154,41 +154,40 @@ private func checkSoftmaxAxis(_ ctx: LayerContext) throws {
 }
 
 private func buildActivation(_ ctx: LayerContext) throws -> BuiltLayer {
-    try ctx.expectNoVariables()
     _ = try ctx.singleInputShape()
     let f = try ctx.activation()
+    try ctx.expectNoVariables()
     return BuiltLayer([Activation(name: ctx.nodeName, function: f, kind: "Activation")])
 }
 
 private func buildReLU(_ ctx: LayerContext) throws -> BuiltLayer {
-    try ctx.expectNoVariables()
     _ = try ctx.singleInputShape()
     let maxValue = try ctx.optionalFloat("max_value")
     let slope = try ctx.float("negative_slope", default: 0)
     let threshold = try ctx.float("threshold", default: 0)
     if let m = maxValue, m < 0 { throw ctx.invalid("max_value=\(m) is negative") }
+    try ctx.expectNoVariables()
     return BuiltLayer([Activation(name: ctx.nodeName,
                                   function: .relu(maxValue: maxValue, negativeSlope: slope, threshold: threshold),
                                   kind: "ReLU")])
 }
 
 private func buildLeakyReLU(_ ctx: LayerContext) throws -> BuiltLayer {
-    try ctx.expectNoVariables()
     _ = try ctx.singleInputShape()
     // Keras 3 calls the slope `negative_slope`, Keras 2 `alpha`; both default to 0.3.
     let slope = try ctx.value("negative_slope") != nil ? ctx.float("negative_slope") : ctx.float("alpha", default: 0.3)
+    try ctx.expectNoVariables()
     return BuiltLayer([Activation(name: ctx.nodeName, function: .relu(negativeSlope: slope), kind: "LeakyReLU")])
 }
 
 private func buildSoftmax(_ ctx: LayerContext) throws -> BuiltLayer {
-    try ctx.expectNoVariables()
     try checkSoftmaxAxis(ctx)
+    try ctx.expectNoVariables()
     return BuiltLayer([Activation(name: ctx.nodeName, function: .softmax, kind: "Softmax")])
 }
 
 private func buildPooling(_ ctx: LayerContext, max: Bool) throws -> BuiltLayer {
     try ctx.requireChannelsLast()
-    try ctx.expectNoVariables()
     _ = try spatialInput(ctx)
     let pool = try ctx.pair("pool_size", default: [2, 2])
     let strides = try ctx.pair("strides", default: pool)
@@ -196,28 +195,28 @@ private func buildPooling(_ ctx: LayerContext, max: Bool) throws -> BuiltLayer {
     let op: any Layer = max
         ? MaxPooling2D(name: ctx.nodeName, poolSize: pool, strides: strides, padding: padding)
         : AveragePooling2D(name: ctx.nodeName, poolSize: pool, strides: strides, padding: padding)
+    try ctx.expectNoVariables()
     return BuiltLayer([op])
 }
 
 private func buildGlobalAveragePooling2D(_ ctx: LayerContext) throws -> BuiltLayer {
     try ctx.requireChannelsLast()
-    try ctx.expectNoVariables()
     _ = try spatialInput(ctx)
+    try ctx.expectNoVariables()
     return BuiltLayer([GlobalAveragePooling2D(name: ctx.nodeName, keepDims: try ctx.bool("keepdims", default: false))])
 }
 
 private func buildFlatten(_ ctx: LayerContext) throws -> BuiltLayer {
-    try ctx.expectNoVariables()
     let input = try ctx.singleInputShape()
     if let f = ctx.value("data_format")?.string, f == "channels_first", input.count > 1 {
         throw ctx.unsupported("data_format='channels_first'")
     }
+    try ctx.expectNoVariables()
     return BuiltLayer([Flatten(name: ctx.nodeName)])
 }
 
 private func buildZeroPadding2D(_ ctx: LayerContext) throws -> BuiltLayer {
     try ctx.requireChannelsLast()
-    try ctx.expectNoVariables()
     _ = try spatialInput(ctx)
     let p = ctx.value("padding") ?? .number(1)
     var tb: [Int]?, lr: [Int]?
@@ -238,17 +237,18 @@ private func buildZeroPadding2D(_ ctx: LayerContext) throws -> BuiltLayer {
     guard let tb, let lr, (tb + lr).allSatisfy({ $0 >= 0 }) else {
         throw ctx.invalid("'padding' is not an int, a pair or a pair of pairs of non-negative ints: \(p.compact)")
     }
+    try ctx.expectNoVariables()
     return BuiltLayer([ZeroPadding2D(name: ctx.nodeName, top: tb[0], bottom: tb[1], left: lr[0], right: lr[1])])
 }
 
 private func buildAdd(_ ctx: LayerContext) throws -> BuiltLayer {
-    try ctx.expectNoVariables()
     guard ctx.inputShapes.count >= 2 else { throw ctx.invalid("Add needs at least 2 inputs, got \(ctx.inputShapes.count)") }
+    try ctx.expectNoVariables()
     return BuiltLayer([Add(name: ctx.nodeName)])
 }
 
 private func buildInferenceIdentity(_ ctx: LayerContext) throws -> BuiltLayer {
-    try ctx.expectNoVariables()
     _ = try ctx.singleInputShape()
+    try ctx.expectNoVariables()
     return BuiltLayer([Identity(name: ctx.nodeName, kind: ctx.className)])
 }

@@ -144,9 +144,8 @@ struct ModelSpec {
         var layers: [LayerSpec] = []
         for entry in entries {
             let (lname, cls, lconfig) = try basics(entry)
-            guard let nodes = entry["inbound_nodes"]?.array else {
-                throw KerasFormatError.invalidFile("layer '\(lname)' has no inbound_nodes")
-            }
+            // A layer that is never called (or an InputLayer) may have no inbound nodes.
+            let nodes = entry["inbound_nodes"]?.array ?? []
             let calls = try nodes.map { try parseInboundNode($0, layer: lname) }
             layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: calls))
         }

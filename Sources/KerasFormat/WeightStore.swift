@@ -77,7 +77,9 @@ final class ZipWeightStore: WeightStore {
     private var pathByLayer: [String: String] = [:]
 
     /// `layers`: every layer of the model in config order (`name`, `className`).
-    init(root: HDF5Group, layers: [(name: String, className: String)], sequential: Bool) throws {
+    /// `useNameAttributes: false` ignores the `name` attributes (to test the derivation).
+    init(root: HDF5Group, layers: [(name: String, className: String)], sequential: Bool,
+         useNameAttributes: Bool = true) throws {
         self.root = root
         guard try root.exists("layers") else {
             // A model without any weights may have no `layers` group at all.
@@ -90,7 +92,7 @@ final class ZipWeightStore: WeightStore {
             let path = "layers/" + member + "/vars"
             guard try root.exists(path) else { continue }
             let vars = try root.group(path)
-            if try vars.hasAttribute("name") {
+            if useNameAttributes, try vars.hasAttribute("name") {
                 named[try vars.stringAttribute("name")] = path
             } else {
                 unnamed = true

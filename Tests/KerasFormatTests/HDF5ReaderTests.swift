@@ -2,6 +2,7 @@ import CHDF5
 import Engine
 import Foundation
 import Testing
+import ZIPFoundation
 @testable import KerasFormat
 
 /// Writes a small HDF5 file with the C API (no Python in CI): fixed-length
@@ -152,6 +153,40 @@ extension SerialTests {
                 #expect(HDF5Diagnostics.openObjectCount == 0, "\(fixture.name) left HDF5 objects open")
             }
             #expect(try weightTemps() == tempsBefore)
+        }
+    }
+}
+
+extension SerialTests {
+    @Suite struct ZipWeightOrderTests {
+        /// Keras ≥ 3.x names each `vars` group's layer; older Keras 3 files don't,
+        /// and the path is derived from the class names in layer order. On every
+        /// committed `.keras` fixture both ways must give the same variables.
+        @Test(arguments: Fixtures.ok.filter { $0.format == KerasFileFormat.kerasZip.rawValue })
+        func derivedPathsAgreeWithTheNameAttributes(_ fixture: FixtureCase) throws {
+            let temp = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-test-\(UUID().uuidString).h5")
+            defer { try? FileManager.default.removeItem(at: temp) }
+            let archive = try Archive(url: fixture.modelURL, accessMode: .read)
+            _ = try archive.extract(try #require(archive["model.weights.h5"]), to: temp)
+            var config = Data()
+            _ = try archive.extract(try #require(archive["config.json"])) { config.append($0) }
+            let spec = try ModelSpec.parse(try JSON.parse(config, what: "config.json"))
+            let layers = spec.layers.map { ($0.name, $0.className) }
+
+            let file = try HDF5File(url: temp)
+            let named = try ZipWeightStore(root: try file.root, layers: layers, sequential: spec.kind == .sequential)
+            let derived = try ZipWeightStore(root: try file.root, layers: layers, sequential: spec.kind == .sequential,
+                                             useNameAttributes: false)
+            var compared = 0
+            for l in spec.layers {
+                guard case .ordered(let a) = try named.variables(forLayer: l.name, className: l.className),
+                      case .ordered(let b) = try derived.variables(forLayer: l.name, className: l.className) else {
+                    Issue.record("not ordered"); continue
+                }
+                #expect(a == b, "\(fixture.name): layer \(l.name)")
+                compared += a.count
+            }
+            #expect(compared > 0)
         }
     }
 }
