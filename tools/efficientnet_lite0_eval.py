@@ -11,7 +11,7 @@
       with.
 2. Keras top-5 (class index, name, probability, logit) on each photo in
    public/samples/ for three ways of resizing to 224x224:
-     bilinear      half-pixel-centre bilinear, no antialiasing, float result
+     tf_bilinear   half-pixel-centre bilinear, no antialiasing, float result
                    (== tf.image.resize(method="bilinear", antialias=False);
                    checked below), then preprocessing
      pil_nearest   PIL Image.resize(NEAREST) on uint8, as
@@ -49,6 +49,7 @@ PREPROCESSINGS = {
     "x/255": (np.full(3, 1 / 255), np.zeros(3)),
 }
 CHOSEN = "tf_lite (x-127)/128"
+EVIDENCE_RESIZE = "pil_bilinear"  # the config's resize; the evidence (a)-(c) uses it
 
 
 def resize_bilinear(img_u8, out_h, out_w):
@@ -93,7 +94,7 @@ def resize_nearest_formula(img_u8, out_h, out_w):
 def load_resized(path, method):
     from PIL import Image
     im = Image.open(path).convert("RGB")
-    if method == "bilinear":
+    if method == "tf_bilinear":
         return resize_bilinear(np.asarray(im), SIZE, SIZE)
     if method == "pil_nearest":
         return np.asarray(im.resize((SIZE, SIZE), Image.NEAREST), dtype=np.float64)
@@ -132,7 +133,7 @@ def main():
     kernel, bias = model.get_layer("predictions").get_weights()
     photos = [p for p in sorted(glob.glob(os.path.join(REPO, "public", "samples", "*")))
               if not p.endswith(".md")]
-    evidence = {}
+    evidence = {"resize": EVIDENCE_RESIZE}
 
     # resize implementations vs their references
     checks = {}
@@ -158,13 +159,13 @@ def main():
         probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
         return logits, probs
 
-    # (a) predictions per preprocessing (bilinear resize)
+    # (a) predictions per preprocessing
     raw = {m: np.stack([load_resized(p, m) for p in photos])
-           for m in ("bilinear", "pil_nearest", "pil_bilinear")}
+           for m in ("pil_bilinear", "tf_bilinear", "pil_nearest")}
     table = []
-    print("\n(a) top-1 per preprocessing, bilinear resize")
+    print(f"\n(a) top-1 per preprocessing, {EVIDENCE_RESIZE} resize")
     for name in PREPROCESSINGS:
-        logits, probs = run(preprocess(raw["bilinear"], name))
+        logits, probs = run(preprocess(raw[EVIDENCE_RESIZE], name))
         for i, p in enumerate(photos):
             top = int(probs[i].argmax())
             row = {"preprocessing": name, "photo": os.path.basename(p), "top1": top,
@@ -192,7 +193,7 @@ def main():
     print(f"\n(b) stem conv output statistics vs stem BN running statistics ({stats_source}), "
           f"{int(live.sum())} live channels")
     for name in PREPROCESSINGS:
-        y = stem_conv_nchw(preprocess(raw["bilinear"], name), w)  # N, 32, 112, 112
+        y = stem_conv_nchw(preprocess(raw[EVIDENCE_RESIZE], name), w)  # N, 32, 112, 112
         m = y.mean(axis=(0, 2, 3))[live]
         v = y.var(axis=(0, 2, 3))[live]
         log_var_ratio = np.log(v / rv[live])
@@ -215,7 +216,7 @@ def main():
     all_rows = []
     print(f"\n(c) all {len(bn_layers)} BatchNormalization layers: input statistics vs moving statistics")
     for name in PREPROCESSINGS:
-        outs = bn_in(preprocess(raw["bilinear"], name).astype(np.float32), training=False)
+        outs = bn_in(preprocess(raw[EVIDENCE_RESIZE], name).astype(np.float32), training=False)
         per_layer_lvr, per_layer_me = [], []
         for l, y in zip(bn_layers, outs):
             y = np.asarray(y, np.float64)
@@ -252,7 +253,7 @@ def main():
         "preprocessing": {"name": CHOSEN, "formula": "(x - 127) / 128 per channel, x in [0, 255] RGB"},
         "input_size": [SIZE, SIZE],
         "resize_methods": {
-            "bilinear": "half-pixel-centre bilinear, no antialiasing, computed in float from "
+            "tf_bilinear": "half-pixel-centre bilinear, no antialiasing, computed in float from "
                         "the uint8 RGB image (== tf.image.resize bilinear, antialias=False); "
                         "src = clamp((dst + 0.5) * in / out - 0.5, 0, in - 1)",
             "pil_nearest": "PIL Image.resize(NEAREST) on uint8 (keras.utils.load_img default); "
@@ -263,6 +264,7 @@ def main():
                             "when downscaling), load_img(interpolation='bilinear')",
         },
         "whole_image_resized": True,
+        "config_resize": EVIDENCE_RESIZE,
         "keras_version": keras.__version__,
         "tolerance_hint": "probabilities from another engine should agree within ~1e-4 "
                           "for the same resized input; resize implementations differ more",
