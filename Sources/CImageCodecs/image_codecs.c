@@ -200,14 +200,108 @@ void cl_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_de
 
 /* ------------------------------------------------------------------- PNG */
 
+/* Classic libpng API with setjmp, used only for Adam7-interlaced 16-bit files:
+   libpng 1.6.39-2+deb12u6's simplified API decodes those wrongly to 8 bits
+   (png_image_read_direct_scaled keeps stale rows between passes;
+   pnggroup/libpng issue #853). Same output as the simplified path. */
+struct cl_png_read_state {
+    cl_decoded *out;
+    const uint8_t *data;
+    size_t size;
+    size_t pos;
+};
+
+static void cl_png_read_fn(png_structp png, png_bytep dst, png_size_t n) {
+    struct cl_png_read_state *st = (struct cl_png_read_state *)png_get_io_ptr(png);
+    if (n > st->size - st->pos) png_error(png, "unexpected end of PNG data");
+    memcpy(dst, st->data + st->pos, n);
+    st->pos += n;
+}
+
+static void cl_png_error_fn(png_structp png, png_const_charp msg) {
+    struct cl_png_read_state *st = (struct cl_png_read_state *)png_get_error_ptr(png);
+    set_message(st->out, msg);
+    png_longjmp(png, 1);
+}
+
+static void cl_png_warning_fn(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg; /* warnings (e.g. bad ancillary chunks) are not fatal, as in the simplified API */
+}
+
+static void cl_png_decode_classic(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out) {
+    struct cl_png_read_state st = {out, data, size, 0};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &st, cl_png_error_fn, cl_png_warning_fn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    uint8_t *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+    if (!png || !info) {
+        png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
+        set_message(out, "out of memory");
+        out->status = CL_ERR_NO_MEMORY;
+        return;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        free(pixels);
+        free(rows);
+        out->pixels = NULL;
+        out->status = CL_ERR_CORRUPT;
+        return;
+    }
+    png_set_read_fn(png, &st, cl_png_read_fn);
+    png_read_info(png, info);
+    const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    out->width = w;
+    out->height = h;
+    if ((uint64_t)w * (uint64_t)h > max_pixels) {
+        snprintf(out->message, sizeof out->message, "%ux%u exceeds the pixel limit", w, h);
+        png_destroy_read_struct(&png, &info, NULL);
+        out->status = CL_ERR_TOO_MANY_PIXELS;
+        return;
+    }
+    png_set_expand(png);            /* palette → RGB, grey < 8 bit → 8 bit, tRNS → alpha */
+    png_set_scale_16(png);          /* 16 → 8 bits, rounded (as the simplified API) */
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    const int channels = png_get_channels(png, info);
+    const size_t rowbytes = png_get_rowbytes(png, info);
+    if (channels < 1 || channels > 4 || rowbytes != (size_t)w * (size_t)channels) {
+        png_destroy_read_struct(&png, &info, NULL);
+        set_message(out, "unexpected PNG row layout");
+        out->status = CL_ERR_UNSUPPORTED;
+        return;
+    }
+    pixels = (uint8_t *)malloc(rowbytes * h ? rowbytes * h : 1);
+    rows = (png_bytep *)malloc(sizeof(png_bytep) * (h ? h : 1));
+    if (!pixels || !rows) {
+        png_destroy_read_struct(&png, &info, NULL);
+        free(pixels);
+        free(rows);
+        set_message(out, "out of memory");
+        out->status = CL_ERR_NO_MEMORY;
+        return;
+    }
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    out->pixels = pixels;
+    out->channels = channels;
+    out->status = CL_OK;
+}
+
 void cl_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out) {
     png_image image;
     memset(out, 0, sizeof *out);
+    /* IHDR: signature(8) length(4) "IHDR"(4) width(4) height(4) depth(1) colour(1) compression(1) filter(1) interlace(1) */
+    if (size >= 33 && memcmp(data + 12, "IHDR", 4) == 0 && data[24] == 16 && data[28] == 1) {
+        cl_png_decode_classic(data, size, max_pixels, out);
+        return;
+    }
     memset(&image, 0, sizeof image);
     image.version = PNG_IMAGE_VERSION;
-    /* 16-bit files without gAMA/sRGB are taken as sRGB-encoded (as every viewer
-       and Pillow do), so 16→8 is a plain rounding scale, not a linear→sRGB curve. */
-    image.flags = PNG_IMAGE_FLAG_16BIT_sRGB;
 
     if (!png_image_begin_read_from_memory(&image, data, size)) {
         set_message(out, image.message);
@@ -215,6 +309,10 @@ void cl_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_dec
         out->status = CL_ERR_CORRUPT;
         return;
     }
+    /* 16-bit files are taken as sRGB-encoded (as viewers and Pillow do), so
+       16→8 is a plain rounding scale, not a linear→sRGB curve. Set after
+       begin_read, which clears the struct. */
+    image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
     out->width = image.width;
     out->height = image.height;
     if ((uint64_t)image.width * (uint64_t)image.height > max_pixels) {

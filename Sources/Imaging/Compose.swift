@@ -1,0 +1,98 @@
+import Foundation
+
+/// Placement of `rows`×`cols` equal cells with `margin` pixels between them
+/// (and around them when `outerMargin`), as the book's filter grid
+/// (`8·size + 7·margin` wide) and activation grid (margin 0) do.
+public struct GridLayout: Sendable, Equatable {
+    public var rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int, outerMargin: Bool
+
+    public init(rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int = 0, outerMargin: Bool = false) {
+        self.rows = rows; self.cols = cols; self.cellWidth = cellWidth; self.cellHeight = cellHeight
+        self.margin = margin; self.outerMargin = outerMargin
+    }
+
+    /// Rows needed for `count` cells at `cols` per row (at least 1).
+    public static func rows(for count: Int, cols: Int) -> Int { max(1, (count + cols - 1) / cols) }
+
+    public var width: Int { cols * cellWidth + (cols - 1) * margin + (outerMargin ? 2 * margin : 0) }
+    public var height: Int { rows * cellHeight + (rows - 1) * margin + (outerMargin ? 2 * margin : 0) }
+
+    /// Top-left corner of cell `index` (row-major).
+    public func origin(ofCell index: Int) -> (x: Int, y: Int) {
+        let r = index / cols, c = index % cols
+        let o = outerMargin ? margin : 0
+        return (o + c * (cellWidth + margin), o + r * (cellHeight + margin))
+    }
+}
+
+/// Composes same-size cells row-major into a grid on `background`
+/// (1 or `channels` values). Cells beyond `rows·cols` are an error; missing cells stay background.
+/// All cells must share width, height and channel count. (Cell labels: not implemented.)
+public func composeGrid(_ cells: [Image], rows: Int, cols: Int, margin: Int = 0, outerMargin: Bool = false,
+                        background: [UInt8] = [0]) throws -> Image {
+    guard let first = cells.first else { throw ImagingError.invalidArgument("no cells") }
+    guard rows > 0, cols > 0, margin >= 0, cells.count <= rows * cols else {
+        throw ImagingError.invalidArgument("\(cells.count) cells in a \(rows)x\(cols) grid")
+    }
+    for c in cells where c.width != first.width || c.height != first.height || c.channels != first.channels {
+        throw ImagingError.invalidArgument("grid cells differ in size or channels")
+    }
+    guard background.count == 1 || background.count == first.channels else {
+        throw ImagingError.invalidArgument("background has \(background.count) values for \(first.channels) channels")
+    }
+    let layout = GridLayout(rows: rows, cols: cols, cellWidth: first.width, cellHeight: first.height, margin: margin, outerMargin: outerMargin)
+    var out = Image(width: layout.width, height: layout.height, channels: first.channels, fill: background)
+    let ch = first.channels, rowBytes = first.width * ch
+    for (i, cell) in cells.enumerated() {
+        let (ox, oy) = layout.origin(ofCell: i)
+        for y in 0..<cell.height {
+            let d = ((oy + y) * layout.width + ox) * ch
+            out.pixels.replaceSubrange(d..<(d + rowBytes), with: cell.pixels[(y * rowBytes)..<((y + 1) * rowBytes)])
+        }
+    }
+    return out
+}
+
+/// Rounds half to even and saturates to 0…255 (OpenCV's `saturate_cast<uchar>`, as the book's `cv2.imwrite` does).
+@inline(__always) func saturate8(_ v: Float) -> UInt8 {
+    if v.isNaN { return 0 }
+    let r = v.rounded(.toNearestOrEven)
+    return r <= 0 ? 0 : (r >= 255 ? 255 : UInt8(r))
+}
+
+/// The book's Grad-CAM overlay: `heatmap · alpha + image`, then clipped to 8 bits
+/// (rounded to nearest). Both RGB (or both the same channel count) and the same size.
+public func overlayAdditive(heatmap: Image, onto image: Image, alpha: Float = 0.4) throws -> Image {
+    guard heatmap.width == image.width, heatmap.height == image.height, heatmap.channels == image.channels else {
+        throw ImagingError.invalidArgument("overlay of \(heatmap.width)x\(heatmap.height)x\(heatmap.channels) on \(image.width)x\(image.height)x\(image.channels)")
+    }
+    var out = image
+    for i in 0..<out.pixels.count {
+        out.pixels[i] = saturate8(Float(heatmap.pixels[i]) * alpha + Float(image.pixels[i]))
+    }
+    return out
+}
+
+/// Proper alpha blend: `alpha · top + (1 − alpha) · bottom`, rounded.
+public func blend(_ top: Image, over bottom: Image, alpha: Float) throws -> Image {
+    try blend(top, over: bottom, alphaMap: [Float](repeating: alpha, count: top.width * top.height))
+}
+
+/// Per-pixel alpha blend with `alphaMap` (width·height values in [0, 1], clamped), e.g.
+/// a normalised heatmap so cold regions leave the photo untouched.
+public func blend(_ top: Image, over bottom: Image, alphaMap: [Float]) throws -> Image {
+    guard top.width == bottom.width, top.height == bottom.height, top.channels == bottom.channels,
+          alphaMap.count == top.width * top.height else {
+        throw ImagingError.invalidArgument("blend sizes differ")
+    }
+    var out = bottom
+    let c = top.channels
+    for p in 0..<alphaMap.count {
+        let a = min(max(alphaMap[p].isNaN ? 0 : alphaMap[p], 0), 1)
+        for k in 0..<c {
+            let i = p * c + k
+            out.pixels[i] = saturate8(a * Float(top.pixels[i]) + (1 - a) * Float(bottom.pixels[i]))
+        }
+    }
+    return out
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// Input scalings, in Float32 arithmetic with the same operation order as
+/// `keras.applications.imagenet_utils.preprocess_input` on NumPy arrays.
+public enum Preprocessing: Sendable, Equatable {
+    /// VGG/ResNet50: RGB→BGR, then subtract [103.939, 116.779, 123.68] (BGR order). No scaling.
+    case caffe
+    /// MobileNet/Inception/EfficientNet-style: `x / 127.5 − 1`.
+    case tf
+    /// `x / 255`, then subtract ImageNet mean [0.485, 0.456, 0.406] and divide by std [0.229, 0.224, 0.225] (RGB).
+    case torch
+    /// `x / 255` (the book's small convnet).
+    case scale
+    /// Raw 0–255 values as floats.
+    case none
+    /// `x · scale + offset` (as `keras.layers.Rescaling(scale, offset)`).
+    case affine(scale: Float, offset: Float)
+
+    public static let caffeMeanBGR: [Float] = [103.939, 116.779, 123.68]
+    public static let torchMean: [Float] = [0.485, 0.456, 0.406]
+    public static let torchStd: [Float] = [0.229, 0.224, 0.225]
+}
+
+extension Image {
+    /// Converts to a float HWC image ready for a model. `caffe` and `torch`
+    /// need 3 channels (caffe outputs BGR order); the others work per sample on any channel count.
+    public func preprocessed(_ mode: Preprocessing) throws -> FloatImage {
+        let n = pixels.count
+        var v = [Float](repeating: 0, count: n)
+        switch mode {
+        case .caffe:
+            guard channels == 3 else { throw ImagingError.invalidArgument("caffe preprocessing needs RGB, got \(channels) channels") }
+            let m = Preprocessing.caffeMeanBGR
+            for i in stride(from: 0, to: n, by: 3) {
+                v[i] = Float(pixels[i + 2]) - m[0]
+                v[i + 1] = Float(pixels[i + 1]) - m[1]
+                v[i + 2] = Float(pixels[i]) - m[2]
+            }
+        case .tf:
+            for i in 0..<n { v[i] = Float(pixels[i]) / 127.5 - 1.0 }
+        case .torch:
+            guard channels == 3 else { throw ImagingError.invalidArgument("torch preprocessing needs RGB, got \(channels) channels") }
+            let m = Preprocessing.torchMean, s = Preprocessing.torchStd
+            for i in 0..<n {
+                let k = i % 3
+                v[i] = (Float(pixels[i]) / 255.0 - m[k]) / s[k]
+            }
+        case .scale:
+            for i in 0..<n { v[i] = Float(pixels[i]) / 255.0 }
+        case .none:
+            for i in 0..<n { v[i] = Float(pixels[i]) }
+        case .affine(let scale, let offset):
+            for i in 0..<n { v[i] = Float(pixels[i]) * scale + offset }
+        }
+        return FloatImage(unchecked: width, height, channels, v)
+    }
+}

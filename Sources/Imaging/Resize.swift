@@ -1,0 +1,257 @@
+import Foundation
+
+/// Resampling filters with Pillow's exact semantics.
+public enum ResizeFilter: Sendable {
+    /// `PIL.Image.resize(size, NEAREST)`, what `keras.utils.load_img(target_size=…)`
+    /// uses by default: output pixel x samples source column
+    /// `Int(x0 + a/2 + x·a)` with `a = boxWidth / outWidth`, accumulated in
+    /// Double exactly like Pillow's `ImagingScaleAffine`.
+    case nearest
+    /// `PIL.Image.resize(size, BILINEAR)`: separable triangle filter whose support
+    /// grows with the downscale factor (so shrinking averages, i.e. antialiases),
+    /// 22-bit fixed-point coefficients, horizontal pass first, 8-bit intermediate,
+    /// as Pillow's `ImagingResample`. Bit-exact for 1- and 3-channel images.
+    /// 4-channel images are filtered per channel without Pillow's premultiplied-alpha
+    /// step (Pillow converts RGBA→RGBa first), so they can differ where alpha < 255.
+    case bilinear
+}
+
+/// A source rectangle in pixel units: columns x0..<x1, rows y0..<y1.
+public struct PixelBox: Sendable, Equatable {
+    public var x0: Int, y0: Int, x1: Int, y1: Int
+    public init(x0: Int, y0: Int, x1: Int, y1: Int) { self.x0 = x0; self.y0 = y0; self.x1 = x1; self.y1 = y1 }
+    public var width: Int { x1 - x0 }
+    public var height: Int { y1 - y0 }
+}
+
+extension Image {
+    /// Resizes to `width`×`height`, optionally from a sub-rectangle `box` of the source
+    /// (Pillow's `box=`: for bilinear, pixels just outside the box still contribute,
+    /// exactly as in Pillow; this is not the same as crop-then-resize).
+    public func resized(width outW: Int, height outH: Int, filter: ResizeFilter = .bilinear, box: PixelBox? = nil) throws -> Image {
+        guard outW > 0, outH > 0 else { throw ImagingError.invalidArgument("target size \(outW)x\(outH)") }
+        let b = box ?? PixelBox(x0: 0, y0: 0, x1: width, y1: height)
+        guard b.x0 >= 0, b.y0 >= 0, b.x1 <= width, b.y1 <= height, b.x0 < b.x1, b.y0 < b.y1 else {
+            throw ImagingError.invalidArgument("box \(b) outside a \(width)x\(height) image")
+        }
+        if outW == width && outH == height && b == PixelBox(x0: 0, y0: 0, x1: width, y1: height) { return self }
+        switch filter {
+        case .nearest: return resizedNearest(outW, outH, b)
+        case .bilinear: return resizedBilinear(outW, outH, b)
+        }
+    }
+
+    /// Keras `load_img(target_size=(h, w), interpolation=…, keep_aspect_ratio=…)`:
+    /// with `keepAspectRatio` the largest centred box of the target aspect is resized
+    /// (Pillow box semantics), otherwise the whole image is stretched.
+    public func resizedLikeKeras(width outW: Int, height outH: Int, filter: ResizeFilter = .nearest, keepAspectRatio: Bool = false) throws -> Image {
+        let box = keepAspectRatio ? Image.kerasCentreCropBox(width: width, height: height, targetWidth: outW, targetHeight: outH) : nil
+        return try resized(width: outW, height: outH, filter: filter, box: box)
+    }
+
+    /// The centred crop box of the target aspect ratio that Keras' `load_img(keep_aspect_ratio=True)` uses.
+    public static func kerasCentreCropBox(width: Int, height: Int, targetWidth: Int, targetHeight: Int) -> PixelBox {
+        let cropH = min(height, (width * targetHeight) / targetWidth)
+        let cropW = min(width, (height * targetWidth) / targetHeight)
+        let y0 = (height - cropH) / 2, x0 = (width - cropW) / 2
+        return PixelBox(x0: x0, y0: y0, x1: x0 + cropW, y1: y0 + cropH)
+    }
+
+    /// Crops to `box` (no resampling).
+    public func cropped(to box: PixelBox) throws -> Image {
+        guard box.x0 >= 0, box.y0 >= 0, box.x1 <= width, box.y1 <= height, box.x0 <= box.x1, box.y0 <= box.y1 else {
+            throw ImagingError.invalidArgument("crop box \(box) outside a \(width)x\(height) image")
+        }
+        var out = [UInt8](); out.reserveCapacity(box.width * box.height * channels)
+        for y in box.y0..<box.y1 {
+            let o = (y * width + box.x0) * channels
+            out.append(contentsOf: pixels[o..<(o + box.width * channels)])
+        }
+        return Image(unchecked: box.width, box.height, channels, out)
+    }
+
+    /// Centre crop to the aspect ratio `aspectWidth:aspectHeight` (Keras' rounding).
+    public func centreCropped(aspectWidth: Int, aspectHeight: Int) throws -> Image {
+        try cropped(to: Image.kerasCentreCropBox(width: width, height: height, targetWidth: aspectWidth, targetHeight: aspectHeight))
+    }
+
+    // MARK: nearest (Pillow ImagingScaleAffine)
+
+    private func resizedNearest(_ outW: Int, _ outH: Int, _ b: PixelBox) -> Image {
+        @inline(__always) func coord(_ v: Double) -> Int { v < 0 ? -1 : Int(v) }
+        let ax = Double(Float(b.x1 - b.x0)) / Double(outW)
+        let ay = Double(Float(b.y1 - b.y0)) / Double(outH)
+        var xin = [Int](repeating: -1, count: outW)
+        var xo = Double(b.x0) + ax * 0.5
+        for x in 0..<outW {
+            let v = coord(xo)
+            if v >= 0 && v < width { xin[x] = v }
+            xo += ax
+        }
+        let c = channels
+        var out = [UInt8](repeating: 0, count: outW * outH * c)
+        var yo = Double(b.y0) + ay * 0.5
+        pixels.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for y in 0..<outH {
+                    let yi = coord(yo)
+                    yo += ay
+                    guard yi >= 0 && yi < height else { continue }
+                    let row = yi * width * c, orow = y * outW * c
+                    for x in 0..<outW where xin[x] >= 0 {
+                        let s = row + xin[x] * c, d = orow + x * c
+                        for k in 0..<c { dst[d + k] = src[s + k] }
+                    }
+                }
+            }
+        }
+        return Image(unchecked: outW, outH, c, out)
+    }
+
+    // MARK: bilinear (Pillow ImagingResample, 8 bpc)
+
+    private static let precisionBits = 22
+
+    /// Pillow's precompute_coeffs + normalize_coeffs_8bpc for the triangle filter.
+    private static func coefficients(inSize: Int, in0: Int, in1: Int, outSize: Int) -> (ksize: Int, bounds: [(Int, Int)], k: [Int32]) {
+        let scale = Double(Float(in1 - in0)) / Double(outSize)
+        let filterscale = max(scale, 1.0)
+        let support = 1.0 * filterscale
+        let ksize = Int(support.rounded(.up)) * 2 + 1
+        var bounds = [(Int, Int)](repeating: (0, 0), count: outSize)
+        var kk = [Int32](repeating: 0, count: outSize * ksize)
+        var w = [Double](repeating: 0, count: ksize)
+        for xx in 0..<outSize {
+            let center = Double(Float(in0)) + (Double(xx) + 0.5) * scale
+            let ss = 1.0 / filterscale
+            var xmin = Int(center - support + 0.5)
+            if xmin < 0 { xmin = 0 }
+            var xmax = Int(center + support + 0.5)
+            if xmax > inSize { xmax = inSize }
+            xmax -= xmin
+            var ww = 0.0
+            for x in 0..<ksize { w[x] = 0 }
+            for x in 0..<max(xmax, 0) {
+                var t = (Double(x + xmin) - center + 0.5) * ss
+                if t < 0 { t = -t }
+                let v = t < 1.0 ? 1.0 - t : 0.0
+                w[x] = v
+                ww += v
+            }
+            for x in 0..<max(xmax, 0) where ww != 0 { w[x] /= ww }
+            for x in 0..<ksize {
+                let p = w[x] * Double(1 << precisionBits)
+                kk[xx * ksize + x] = Int32(w[x] < 0 ? -0.5 + p : 0.5 + p)
+            }
+            bounds[xx] = (xmin, xmax)
+        }
+        return (ksize, bounds, kk)
+    }
+
+    @inline(__always) private static func clip8(_ ss: Int32) -> UInt8 {
+        let v = ss >> Int32(precisionBits)
+        return v < 0 ? 0 : (v > 255 ? 255 : UInt8(v))
+    }
+
+    private func resizedBilinear(_ outW: Int, _ outH: Int, _ b: PixelBox) -> Image {
+        let c = channels
+        let needH = outW != width || b.x0 != 0 || b.x1 != outW
+        let needV = outH != height || b.y0 != 0 || b.y1 != outH
+        var vert = Image.coefficients(inSize: height, in0: b.y0, in1: b.y1, outSize: outH)
+        let yFirst = vert.bounds[0].0
+        let yLast = vert.bounds[outH - 1].0 + vert.bounds[outH - 1].1
+        var cur = self
+        let half: Int32 = 1 << Int32(Image.precisionBits - 1)
+        if needH {
+            let hor = Image.coefficients(inSize: width, in0: b.x0, in1: b.x1, outSize: outW)
+            for i in 0..<outH { vert.bounds[i].0 -= yFirst }
+            let rows = yLast - yFirst
+            var tmp = [UInt8](repeating: 0, count: outW * rows * c)
+            var acc = [Int32](repeating: 0, count: c)
+            pixels.withUnsafeBufferPointer { src in
+                for yy in 0..<rows {
+                    let row = (yy + yFirst) * width * c
+                    for xx in 0..<outW {
+                        let (xmin, xmax) = hor.bounds[xx]
+                        let kb = xx * hor.ksize
+                        for k in 0..<c { acc[k] = half }
+                        for x in 0..<xmax {
+                            let wgt = hor.k[kb + x]
+                            let s = row + (x + xmin) * c
+                            for k in 0..<c { acc[k] &+= Int32(src[s + k]) &* wgt }
+                        }
+                        let d = (yy * outW + xx) * c
+                        for k in 0..<c { tmp[d + k] = Image.clip8(acc[k]) }
+                    }
+                }
+            }
+            cur = Image(unchecked: outW, rows, c, tmp)
+        }
+        if needV {
+            let w = cur.width
+            var out = [UInt8](repeating: 0, count: w * outH * c)
+            var acc = [Int32](repeating: 0, count: c)
+            cur.pixels.withUnsafeBufferPointer { src in
+                for yy in 0..<outH {
+                    let (ymin, ymax) = vert.bounds[yy]
+                    let kb = yy * vert.ksize
+                    for xx in 0..<w {
+                        for k in 0..<c { acc[k] = half }
+                        for y in 0..<ymax {
+                            let wgt = vert.k[kb + y]
+                            let s = ((y + ymin) * w + xx) * c
+                            for k in 0..<c { acc[k] &+= Int32(src[s + k]) &* wgt }
+                        }
+                        let d = (yy * w + xx) * c
+                        for k in 0..<c { out[d + k] = Image.clip8(acc[k]) }
+                    }
+                }
+            }
+            return Image(unchecked: w, outH, c, out)
+        }
+        return cur
+    }
+}
+
+extension FloatImage {
+    /// Bilinear resize with half-pixel centres and edge clamping, in Float:
+    /// the arithmetic of TensorFlow's `ResizeBilinear(half_pixel_centers=True)`
+    /// (`tf.image.resize(method="bilinear", antialias=False)`), and OpenCV's
+    /// `INTER_LINEAR` for float maps. Use it to bring a layer-resolution heatmap to image size.
+    public func resizedBilinear(width outW: Int, height outH: Int) throws -> FloatImage {
+        guard outW > 0, outH > 0, width > 0, height > 0 else {
+            throw ImagingError.invalidArgument("bilinear resize \(width)x\(height) → \(outW)x\(outH)")
+        }
+        func weights(_ inSize: Int, _ outSize: Int) -> [(Int, Int, Float)] {
+            let scale = Float(inSize) / Float(outSize)
+            return (0..<outSize).map { i in
+                let v = (Float(i) + 0.5) * scale - 0.5
+                let f = v.rounded(.down)
+                return (max(Int(f), 0), min(Int(v.rounded(.up)), inSize - 1), v - f)
+            }
+        }
+        let xs = weights(width, outW), ys = weights(height, outH)
+        let c = channels
+        var out = [Float](repeating: 0, count: outW * outH * c)
+        for y in 0..<outH {
+            let (y0, y1, ly) = ys[y]
+            for x in 0..<outW {
+                let (x0, x1, lx) = xs[x]
+                for k in 0..<c {
+                    let tl = values[(y0 * width + x0) * c + k], tr = values[(y0 * width + x1) * c + k]
+                    let bl = values[(y1 * width + x0) * c + k], br = values[(y1 * width + x1) * c + k]
+                    let top = tl + (tr - tl) * lx
+                    let bottom = bl + (br - bl) * lx
+                    out[(y * outW + x) * c + k] = top + (bottom - top) * ly
+                }
+            }
+        }
+        return FloatImage(unchecked: outW, outH, c, out)
+    }
+}
+
+/// Bilinear upsampling of a single-channel float map (e.g. a Grad-CAM heatmap,
+/// `height`×`width`, row-major) to `outWidth`×`outHeight`; see `FloatImage.resizedBilinear`.
+public func upsampleBilinear(_ map: [Float], width: Int, height: Int, toWidth outWidth: Int, toHeight outHeight: Int) throws -> [Float] {
+    try FloatImage(width: width, height: height, channels: 1, values: map).resizedBilinear(width: outWidth, height: outHeight).values
+}
