@@ -75,9 +75,28 @@ func closeEnough(_ ours: Tensor, _ keras: Tensor) -> (ok: Bool, diff: Float, bou
     return (diff <= bound, diff, bound)
 }
 
+/// ‖ours − keras‖₂ / ‖keras‖₂.
+func relativeNorm(_ ours: Tensor, _ keras: Tensor) -> Float {
+    var d: Double = 0, k: Double = 0
+    for i in 0..<keras.count {
+        let e = Double(ours.scalars[i] - keras.scalars[i])
+        d += e * e
+        k += Double(keras.scalars[i]) * Double(keras.scalars[i])
+    }
+    return Float((d / max(k, 1e-30)).squareRoot())
+}
+
 /// Loads the fixture's model, runs its input, and checks output, activations
 /// and gradients against Keras' numbers.
-func checkAgainstKeras(_ fixture: FixtureCase) throws {
+///
+/// `deepInputGradientTolerance`: for full-size networks, the gradient w.r.t.
+/// the input is compared by relative L2 norm instead of element-wise. Float32
+/// rounding legitimately flips a few ReLU kinks on the way down (VGG16 at
+/// 224×224: one unit of block3_conv2 with pre-activation 2.9e-6 in float64
+/// comes out negative in float32 here), and one flip moves a whole receptive
+/// field of the input gradient; Keras' own float32 input gradient of
+/// MobileNetV2 differs from a float64 recomputation by 0.35 % (relative norm).
+func checkAgainstKeras(_ fixture: FixtureCase, deepInputGradientTolerance: Float? = nil) throws {
     let model = try KerasModel.load(contentsOf: fixture.modelURL)
     #expect(model.format.rawValue == fixture.format)
     let network = model.network
@@ -120,6 +139,12 @@ func checkAgainstKeras(_ fixture: FixtureCase) throws {
             let to = wrt == "input" ? 0 : try network.node(named: wrt)
             let ours = try network.backward(from: from, seed: seed, to: to, trace: trace)
             let keras = try Tensor.readNPY(contentsOf: fixture.url(file))
+            if wrt == "input", let tolerance = deepInputGradientTolerance {
+                try #require(ours.shape == keras.shape)
+                let r = relativeNorm(ours, keras)
+                #expect(r <= tolerance, "\(fixture.name) gradient w.r.t. input: relative L2 error \(r) > \(tolerance)")
+                continue
+            }
             let c = closeEnough(ours, keras)
             #expect(c.ok, "\(fixture.name) gradient w.r.t. \(wrt): shape \(ours.shape) vs \(keras.shape), max diff \(c.diff) > \(c.bound)")
         }
