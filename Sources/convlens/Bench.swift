@@ -90,9 +90,9 @@ struct Bench: ParsableCommand {
         var reference: [String: Double] = [:]
         if let python {
             printErr("running tools/bench_keras.py (TensorFlow) on the same model…")
-            reference = try runKeras(python: python, modelPath: model.model, threads: threads, batch: bigBatch)
+            reference = try runKeras(python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: bigBatch)
         }
-        print("ConvLens bench: \(m.name), input \(size), \(threads) thread(s), median of \(runs) runs")
+        print("ConvLens bench: \(m.keras.name), input \(size), \(threads) thread(s), median of \(runs) runs")
         print("line           convlens ms   tensorflow ms   ratio")
         for r in results {
             let tf = reference[r.name]

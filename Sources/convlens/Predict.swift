@@ -25,7 +25,7 @@ struct Predict: ParsableCommand {
         guard x.batch == 1 else { throw CLIError("predict takes one sample; \(input) holds \(x.batch)") }
         let y = try m.network.predict(x)
         let ranked = y.scalars.indices.sorted { y.scalars[$0] > y.scalars[$1] }.prefix(top)
-        let labels: [String]? = nil  // class names arrive with the model config (bundled-model issue)
+        let labels = m.labels
         if json {
             let topList: [[String: Any]] = ranked.map { i in
                 var entry: [String: Any] = ["class": i, "score": Double(y.scalars[i])]

@@ -17,9 +17,9 @@ struct Summary: ParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            FileHandle.standardOutput.write(try encoder.encode(m.summary) + Data("\n".utf8))
+            FileHandle.standardOutput.write(try encoder.encode(m.keras.summary) + Data("\n".utf8))
         } else {
-            print(m.summaryTable())
+            print(m.keras.summaryTable())
         }
     }
 }

@@ -5,20 +5,47 @@ import KerasFormat
 
 /// Options every command that reads a model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Keras model file: .h5 (Keras 2 or 3) or .keras.")
-    var model: String
+    @Option(name: .long, help: ArgumentHelp(
+        "Keras model file (.h5 from Keras 2 or 3, or .keras), or a ConvLens model profile (.json). Default: the bundled EfficientNet-Lite0.",
+        valueName: "file"))
+    var model: String?
 
     @Option(name: .long, help: "Compute threads (oneDNN/OpenMP). Default: all cores.")
     var threads: Int?
 
-    func load() throws -> KerasModel {
-        if let threads { ComputeThreads.set(threads) }
-        let url = URL(fileURLWithPath: model)
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CLIError("model file not found: \(model)")
+    /// The profile of the model to use: the named file (with its sidecar profile, if any) or the bundled default.
+    func profile() throws -> ModelProfile {
+        if let model {
+            let url = URL(fileURLWithPath: model)
+            guard FileManager.default.fileExists(atPath: url.path) else { throw CLIError("model file not found: \(model)") }
+            return try ModelProfile.resolve(url)
         }
-        return try KerasModel.load(contentsOf: url)
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0])
+        guard let url = ModelProfile.bundledDefault(executable: exe) else {
+            throw CLIError("no --model given and the bundled model (models/efficientnet_lite0.json) was not found; run from the ConvLens checkout or set CONVLENS_MODEL")
+        }
+        return try ModelProfile.resolve(url)
     }
+
+    func load() throws -> OpenedModel {
+        if let threads {
+            guard threads >= 1 else { throw CLIError("--threads must be at least 1") }
+            ComputeThreads.set(threads)
+        }
+        let profile = try profile()
+        guard FileManager.default.fileExists(atPath: profile.modelURL.path) else {
+            throw CLIError("model file not found: \(profile.modelURL.path)")
+        }
+        return OpenedModel(keras: try KerasModel.load(contentsOf: profile.modelURL), profile: profile)
+    }
+}
+
+/// A loaded model and what its profile says about it.
+struct OpenedModel {
+    let keras: KerasModel
+    let profile: ModelProfile
+    var network: Network { keras.network }
+    var labels: [String]? { profile.labels }
 }
 
 struct CLIError: Error, CustomStringConvertible {
@@ -69,15 +96,15 @@ func writeTensor(_ t: Tensor, format: OutputFormat, to path: String?) throws {
 
 /// The node whose output unit `k` a gradient starts from: the logits when the
 /// model ends in softmax (unless the probability is asked for), else the output.
-func scoreNode(of model: KerasModel, postSoftmax: Bool) -> Int {
-    if !postSoftmax, let logits = model.logitsNode { return logits }
+func scoreNode(of model: OpenedModel, postSoftmax: Bool) -> Int {
+    if !postSoftmax, let logits = model.keras.logitsNode { return logits }
     return model.network.outputNode
 }
 
-func resolveLayer(_ name: String, in model: KerasModel) throws -> Int {
+func resolveLayer(_ name: String, in model: OpenedModel) throws -> Int {
     if name == "input" { return 0 }
     if let id = model.network.layerIndex[name] { return id }
-    let names = model.layers.map(\.name).joined(separator: ", ")
+    let names = model.keras.layers.map(\.name).joined(separator: ", ")
     throw CLIError("no layer named '\(name)'. Layers: input, \(names)")
 }
 
