@@ -32,7 +32,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
         ),
         .target(name: "Imaging", dependencies: ["CImageCodecs"]),
-        .target(name: "Visualization", dependencies: ["Engine", "Imaging"]),
+        .target(name: "Visualization", dependencies: ["Engine", "Imaging", "KerasFormat"]),
         .target(
             name: "KerasFormat",
             dependencies: ["Engine", "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "convlens",
             dependencies: [
-                "Engine", "KerasFormat",
+                "Engine", "KerasFormat", "Imaging", "Visualization",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

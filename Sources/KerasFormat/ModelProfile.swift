@@ -25,6 +25,12 @@ public struct ModelProfile: Sendable, Equatable {
         public var mode: String
         public var scale: Double?
         public var offset: Double?
+
+        public init(mode: String, scale: Double? = nil, offset: Double? = nil) {
+            self.mode = mode
+            self.scale = scale
+            self.offset = offset
+        }
     }
 
     /// A profile with nothing but the model file.

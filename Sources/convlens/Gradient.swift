@@ -13,8 +13,9 @@ struct Gradient: ParsableCommand {
             """)
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var inputOptions: InputOptions
 
-    @Option(name: .long, help: "Preprocessed input: .npy float32, shape (H,W,C) or (N,H,W,C).")
+    @Option(name: .long, help: "Input: a PNG/JPEG image, or a preprocessed .npy float32 array of shape (H,W,C) or (N,H,W,C).")
     var input: String
 
     @Option(name: .customLong("output-index"), help: "Index k of the output unit.")
@@ -35,7 +36,7 @@ struct Gradient: ParsableCommand {
     func run() throws {
         let m = try model.load()
         let target = try resolveLayer(wrt, in: m)
-        let x = try readInput(input, for: m.network)
+        let x = try readInput(input, for: m, options: inputOptions)
         let from = scoreNode(of: m, postSoftmax: postSoftmax)
         guard target < from else {
             throw CLIError("layer '\(wrt)' is not below the output; the gradient is taken w.r.t. an earlier layer")

@@ -8,8 +8,9 @@ struct Predict: ParsableCommand {
         abstract: "Run the model on an input and print its top predictions.")
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var inputOptions: InputOptions
 
-    @Option(name: .long, help: "Preprocessed input: .npy float32, shape (H,W,C) or (1,H,W,C).")
+    @Option(name: .long, help: "Input: a PNG/JPEG image, or a preprocessed .npy float32 array of shape (H,W,C) or (N,H,W,C).")
     var input: String
 
     @Option(name: .long, help: "How many predictions to list.")
@@ -21,7 +22,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         guard top >= 1 else { throw CLIError("--top must be at least 1") }
         let m = try model.load()
-        let x = try readInput(input, for: m.network)
+        let x = try readInput(input, for: m, options: inputOptions)
         guard x.batch == 1 else { throw CLIError("predict takes one sample; \(input) holds \(x.batch)") }
         let y = try m.network.predict(x)
         let ranked = y.scalars.indices.sorted { y.scalars[$0] > y.scalars[$1] }.prefix(top)

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Imaging
 import KerasFormat
+import Visualization
 
 /// Options every command that reads a model shares.
 struct ModelOptions: ParsableArguments {
@@ -57,15 +59,43 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case npy, json
 }
 
-/// Reads a preprocessed input array and gives it a batch dimension if it lacks one.
-func readInput(_ path: String, for network: Network) throws -> Tensor {
+/// How an image input becomes the model's input (the model's profile decides by default).
+struct InputOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "Pixel scaling for image inputs: caffe, tf, torch, scale, none. Default: the model's profile, or detected from keras.applications model names.",
+        valueName: "mode"))
+    var preprocessing: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Resize method for image inputs: pil_bilinear (antialiased, the default) or pil_nearest (keras.utils.load_img's default, bit-exact).",
+        valueName: "method"))
+    var resize: String?
+
+    func pipeline(for model: OpenedModel) throws -> InputPipeline {
+        var p = try InputPipeline(profile: model.profile, model: model.keras)
+        if let preprocessing {
+            p.preprocessing = try InputPipeline.preprocessing(named: preprocessing)
+            p.preprocessingSource = "--preprocessing"
+        }
+        if let resize { p.filter = try InputPipeline.filter(named: resize) }
+        return p
+    }
+}
+
+/// Reads an input: a PNG/JPEG image (decoded, resized and scaled for the model)
+/// or a `.npy` array taken as already preprocessed. Gives it a batch dimension if it lacks one.
+func readInput(_ path: String, for model: OpenedModel, options: InputOptions) throws -> Tensor {
     let url = URL(fileURLWithPath: path)
     guard FileManager.default.fileExists(atPath: url.path) else { throw CLIError("input file not found: \(path)") }
-    guard url.pathExtension.lowercased() == "npy" else {
-        throw CLIError("input \(path): only .npy arrays are accepted by this command (preprocessed float32, shape (H,W,C) or (N,H,W,C))")
+    if url.pathExtension.lowercased() != "npy" {
+        let data = try Data(contentsOf: url)
+        guard ImageFormat.detect(data) != nil else {
+            throw CLIError("input \(path) is neither a PNG/JPEG image nor a .npy array")
+        }
+        return try options.pipeline(for: model).prepare(data).input
     }
     var x = try Tensor.readNPY(contentsOf: url)
-    let want = network.inputShape
+    let want = model.network.inputShape
     if x.rank == want.count { x = x.reshaped([1] + x.shape) }
     let given = Array(x.shape.dropFirst())
     guard x.rank == want.count + 1,
