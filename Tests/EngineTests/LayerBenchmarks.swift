@@ -118,6 +118,20 @@ struct LayerBenchmarks {
         #expect(report.count == 4)
     }
 
+    /// EfficientNet-style depthwise 3×3 on 112×112×96, stride 2 'same', batch 1.
+    @Test func depthwise() throws {
+        var rng = SplitMix64(seed: 6)
+        let dw = DepthwiseConv2D(name: "dw", kernel: rng.tensor([3, 3, 96, 1]), bias: rng.tensor([96]),
+                                 strides: [2, 2], padding: .same, dilation: [1, 1])
+        let x = rng.tensor([1, 112, 112, 96])
+        var y = try dw.forward([x])
+        _ = try dw.backward([x], output: y, outputGradient: y)
+        let f = try Self.time { for _ in 0..<10 { y = try dw.forward([x]) } }
+        let b = try Self.time { for _ in 0..<10 { _ = try dw.backward([x], output: y, outputGradient: y) } }
+        print("depthwise 112x112x96 stride 2: forward \(String(format: "%.2f", f / 10)) ms, backward \(String(format: "%.2f", b / 10)) ms")
+        #expect(y.shape == [1, 56, 56, 96])
+    }
+
     @Test func batchOf64SmallConvolution() throws {
         var rng = SplitMix64(seed: 3)
         let conv = Conv2D(name: "c", kernel: rng.tensor([3, 3, 32, 64], -0.1, 0.1), bias: rng.tensor([64]),

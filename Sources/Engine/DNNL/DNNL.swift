@@ -134,6 +134,14 @@ final class DNNLPrimitiveDesc: @unchecked Sendable {
 
     deinit { dnnl_primitive_desc_destroy(handle) }
 
+    /// oneDNN's name for the implementation it picked (`jit:avx512_core`, `ref:any`, ...).
+    var implementation: String {
+        var name: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(handle, dnnl_query_impl_info_str, 0, &name) == dnnl_success,
+              let name else { return "" }
+        return String(cString: name)
+    }
+
     /// The memory descriptor the primitive chose for `what`
     /// (`dnnl_query_src_md`, `dnnl_query_weights_md`, ...).
     func md(_ what: dnnl_query_t, _ index: Int32 = 0) throws -> MemoryDesc {
