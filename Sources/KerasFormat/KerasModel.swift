@@ -47,6 +47,10 @@ public struct ModelSummary: Sendable, Codable, Equatable {
     public let layers: [LayerSummary]
 }
 
+/// Serialises this module's HDF5 use: Debian's libhdf5 is built thread-safe,
+/// but other builds (e.g. Homebrew's) are not, and a load is rare enough.
+private let hdf5Lock = NSLock()
+
 /// A Keras model file loaded into an engine `Network`.
 public struct KerasModel: Sendable {
     public let network: Network
@@ -102,6 +106,10 @@ public struct KerasModel: Sendable {
     // MARK: - HDF5
 
     private static func loadHDF5(url: URL, registry: LayerRegistry) throws -> KerasModel {
+        try hdf5Lock.withLock { try loadHDF5Locked(url: url, registry: registry) }
+    }
+
+    private static func loadHDF5Locked(url: URL, registry: LayerRegistry) throws -> KerasModel {
         let file: HDF5File
         do {
             file = try HDF5File(url: url)
@@ -138,10 +146,15 @@ public struct KerasModel: Sendable {
                 throw KerasFormatError.invalidFile("'\(url.lastPathComponent)' has no \(name); is it a Keras 3 .keras file?")
             }
             var data = Data()
+            let crc: CRC32
             do {
-                _ = try archive.extract(entry) { data.append($0) }
+                crc = try archive.extract(entry) { data.append($0) }
             } catch {
                 throw KerasFormatError.truncated(path: url.path, detail: "cannot extract \(name) (\(error))")
+            }
+            // ZIPFoundation 0.9.20 computes the CRC-32 but does not compare it.
+            guard crc == entry.checksum else {
+                throw KerasFormatError.truncated(path: url.path, detail: "\(name) fails its CRC-32 check")
             }
             return data
         }
@@ -163,11 +176,22 @@ public struct KerasModel: Sendable {
             .appendingPathComponent("convlens-\(UUID().uuidString)-model.weights.h5")
         defer { try? FileManager.default.removeItem(at: temp) }
         do {
-            _ = try archive.extract(weightsEntry, to: temp)
-        } catch {
+            let crc = try archive.extract(weightsEntry, to: temp)
+            // Checked before HDF5 parses it: libhdf5 1.10 is not hardened against damaged files.
+            guard crc == weightsEntry.checksum else {
+                throw KerasFormatError.truncated(path: url.path, detail: "model.weights.h5 fails its CRC-32 check")
+            }
+        } catch let error as KerasFormatError {
+            throw error
+        } catch let error as Archive.ArchiveError {
             throw KerasFormatError.truncated(path: url.path, detail: "cannot extract model.weights.h5 (\(error))")
+        } catch {
+            throw KerasFormatError.unreadable(path: url.path,
+                detail: "cannot extract model.weights.h5 to \(temp.path): \(error.localizedDescription)")
         }
-        return try loadZipWeights(temp: temp, spec: spec, version: version, registry: registry, zipPath: url.path)
+        return try hdf5Lock.withLock {
+            try loadZipWeights(temp: temp, spec: spec, version: version, registry: registry, zipPath: url.path)
+        }
     }
 
     /// Separate so every HDF5 handle of the temporary file is closed before it is removed.
