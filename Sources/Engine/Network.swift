@@ -137,7 +137,11 @@ public final class Network: Sendable {
     /// output) down to node `to` (0 = the input), using a trace made with
     /// `keepAll: true` (or one that holds every node between the two).
     /// Returns the gradient w.r.t. node `to`'s output.
-    public func backward(from: Int, seed: Tensor, to: Int, trace: Trace) throws -> Tensor {
+    ///
+    /// With `guidedReLU`, every ReLU also drops negative incoming gradients —
+    /// Guided Backpropagation (Springenberg et al. 2015): only evidence that
+    /// increases the score flows back. It changes nothing else.
+    public func backward(from: Int, seed: Tensor, to: Int, trace: Trace, guidedReLU: Bool = false) throws -> Tensor {
         guard from > to else { throw EngineError.invalidRequest("cannot back-propagate from node \(from) to \(to): \(to) is not earlier") }
         guard let fromOut = trace[from], fromOut.shape == seed.shape else {
             throw EngineError.invalidRequest("seed shape \(seed.shape) does not match node '\(nodes[from].name)' output")
@@ -156,7 +160,14 @@ public final class Network: Sendable {
                 return t
             }
             guard let out = trace[id] else { throw EngineError.invalidRequest("trace lacks the output of '\(node.name)'") }
-            let inGrads = try node.layer!.backward(ins, output: out, outputGradient: g)
+            var inGrads = try node.layer!.backward(ins, output: out, outputGradient: g)
+            if guidedReLU, let act = node.layer as? Activation, case .relu = act.function {
+                for k in inGrads.indices {
+                    inGrads[k].scalars.withUnsafeMutableBufferPointer { p in
+                        for j in 0..<p.count where p[j] < 0 { p[j] = 0 }
+                    }
+                }
+            }
             for (k, i) in node.inputs.enumerated() where down.contains(i) {
                 if var acc = grads[i] {
                     let add = inGrads[k]
