@@ -224,20 +224,23 @@ public struct KerasModel: Sendable {
 
     // MARK: - summary text
 
-    /// An aligned text table: layer, class, output shape, parameters, node; then totals.
+    /// An aligned text table: layer, class, output shape, parameters, node, and
+    /// "yes" under Map when the output is a spatial feature map; then totals.
     public func summaryTable() -> String {
         func shape(_ s: [Int]) -> String {
             "(" + s.map { $0 < 0 ? "None" : String($0) }.joined(separator: ", ") + (s.count == 1 ? ",)" : ")")
         }
-        let header = ["Layer", "Class", "Output shape", "Params", "Node"]
-        var rows = layers.map { [$0.name, $0.className, shape($0.outputShape), String($0.parameterCount), String($0.nodeId)] }
+        let header = ["Layer", "Class", "Output shape", "Params", "Node", "Map"]
+        var rows = layers.map {
+            [$0.name, $0.className, shape($0.outputShape), String($0.parameterCount), String($0.nodeId), $0.isSpatial ? "yes" : ""]
+        }
         rows.insert(header, at: 0)
         let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
         func line(_ r: [String]) -> String {
             r.enumerated().map { c, text in
                 // Numbers right-aligned, text left-aligned.
                 let pad = String(repeating: " ", count: widths[c] - text.count)
-                return c >= 3 ? pad + text : text + pad
+                return c == 3 || c == 4 ? pad + text : text + pad
             }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         }
         let rule = String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))

@@ -316,6 +316,10 @@ extension SerialTests {
                 #expect(at == column, "\(line)")
             }
             #expect(table.contains("(15, 15, 8)"))
+            let conv1 = try #require(lines.first { $0.hasPrefix("conv1 ") })
+            let fc1 = try #require(lines.first { $0.hasPrefix("fc1 ") })
+            #expect(conv1.hasSuffix("yes"))
+            #expect(!fc1.hasSuffix("yes"))
             #expect(table.contains("3513 parameters"))
 
             let data = try JSONEncoder().encode(model.summary)
@@ -332,6 +336,20 @@ extension SerialTests {
                 #expect(model.kerasVersion?.hasPrefix(major) == true, "\(file): \(model.kerasVersion ?? "nil")")
                 #expect(model.name == "residual")
             }
+        }
+
+        /// The bundled default model (models/README.md: 149 layers, 4,694,024 parameters).
+        @Test func bundledEfficientNetLite0() throws {
+            let url = fixtureDirectory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("models/efficientnet_lite0.h5")
+            let model = try KerasModel.load(contentsOf: url)
+            #expect(model.format == .keras3HDF5)
+            #expect(model.layers.count == 149)
+            #expect(model.parameterCount == 4_694_024)
+            #expect(model.network.inputShape == [224, 224, 3])
+            #expect(model.network.outputShape == [1000])
+            let logits = try #require(model.logitsNode)
+            #expect(model.network.nodes[logits].layer is Engine.Dense)
         }
 
         @Test func aMissingFileIsAClearError() {
