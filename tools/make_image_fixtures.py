@@ -224,13 +224,13 @@ def make_fixtures():
     dec_case("grey16.png", np.repeat(to8(g16)[..., None], 3, -1), "16-bit grey (raw writer)")
 
     # interlaced (Adam7) via ImageMagick
-    subprocess.run(["convert", os.path.join(OUT, "rgb8.png"), "-interlace", "PNG",
+    subprocess.run(["convert", os.path.join(OUT, "rgb8.png"), "-interlace", "PNG", "-define", "png:exclude-chunk=date,time",
                     "PNG24:" + os.path.join(OUT, "rgb8_interlaced.png")], check=True)
     with open(os.path.join(OUT, "rgb8_interlaced.png"), "rb") as f:
         ihdr = f.read(33)
     assert ihdr[28] == 1, "ImageMagick did not interlace"
     dec_case("rgb8_interlaced.png", rgb, "8-bit RGB, Adam7 interlaced (ImageMagick)")
-    subprocess.run(["convert", os.path.join(OUT, "rgba16.png"), "-interlace", "PNG",
+    subprocess.run(["convert", os.path.join(OUT, "rgba16.png"), "-interlace", "PNG", "-define", "png:exclude-chunk=date,time",
                     os.path.join(OUT, "rgba16_interlaced.png")], check=True)
     with open(os.path.join(OUT, "rgba16_interlaced.png"), "rb") as f:
         ihdr = f.read(33)
@@ -355,7 +355,9 @@ def make_fixtures():
     src = synthetic_rgb(37, 29, 5)
     Image.fromarray(src).save(os.path.join(OUT, "resize_src.png"))
     Image.fromarray(src).convert("L").save(os.path.join(OUT, "resize_src_grey.png"))
-    sizes = [(16, 12), (7, 5), (100, 80), (90, 20), (37, 11), (60, 60), (13, 29)]
+    # both pass orders of Pillow 13's bilinear (vertical first iff h < H and 2w − h > 2W − H):
+    # (90, 20), (40, 20), (38, 28), (30, 10) vertical first; (36, 28), (16, 12) horizontal first
+    sizes = [(16, 12), (7, 5), (100, 80), (90, 20), (37, 11), (60, 60), (13, 29), (40, 20), (38, 28), (36, 28), (30, 10)]
     for src_name, mode in [("resize_src.png", "RGB"), ("resize_src_grey.png", "L")]:
         base = Image.open(os.path.join(OUT, src_name))
         assert base.mode == mode
