@@ -79,6 +79,11 @@ public struct KerasModel: Sendable {
 
     static func load(contentsOf url: URL, registry: LayerRegistry) throws -> KerasModel {
         let path = url.path
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw KerasFormatError.unreadable(path: path,
+                detail: "it is a directory (a TensorFlow SavedModel?); save the model with model.save(\"m.keras\") or model.save(\"m.h5\")")
+        }
         let header: Data
         do {
             let handle = try FileHandle(forReadingFrom: url)

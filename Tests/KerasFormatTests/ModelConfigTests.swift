@@ -356,6 +356,9 @@ extension SerialTests {
             expectFailure(["cannot read", "no-such-model.h5"]) {
                 _ = try KerasModel.load(contentsOf: URL(fileURLWithPath: "/nonexistent/no-such-model.h5"))
             }
+            expectFailure(["is a directory", "SavedModel"]) {
+                _ = try KerasModel.load(contentsOf: fixtureDirectory)
+            }
         }
     }
 }
