@@ -389,6 +389,13 @@ def make_fixtures():
         p = np.fromfile(os.path.join(OUT, f"resize_src.nearest.16x12{'.keep' if keep else ''}.u8"), np.uint8).reshape(12, 16, 3)
         assert np.array_equal(k, p), "keras load_img != PIL nearest"
     manifest["keras_load_img_equals_pil_nearest"] = True
+    # keras.utils.load_img without resizing: alpha dropped, EXIF ignored, grey replicated
+    manifest["keras_load_img"] = []
+    for name in ["rgba8.png", "palette_trns.png", "greyalpha8.png", "rgba16.png", "exif_orientation_6.jpg", "cmyk_pillow.jpg", "grey.jpg"]:
+        arr = np.asarray(keras.utils.load_img(os.path.join(OUT, name)), dtype=np.uint8)
+        e = save_u8(name.rsplit(".", 1)[0] + ".keras_load_img.u8", arr)
+        manifest["keras_load_img"].append({"input": name, "expected": e["file"], "shape": e["shape"],
+                                           "note": f"keras {keras.__version__} keras.utils.load_img(path)"})
 
     # --- preprocessing vs keras.applications
     from keras.applications import imagenet_utils

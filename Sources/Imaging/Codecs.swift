@@ -36,13 +36,24 @@ public struct DecodeOptions: Sendable {
     /// `PIL.ImageOps.exif_transpose` does. Keras' `load_img` does NOT do this;
     /// set false for Keras-identical pixels.
     public var applyEXIFOrientation: Bool
+    /// Drop alpha instead of compositing it (for `.rgb`/`.grey`): Pillow's
+    /// `convert("RGB")`/`convert("L")`, which is what `keras.utils.load_img` does.
+    public var discardAlpha: Bool
 
     public init(maxPixels: Int = 50_000_000, layout: DecodedLayout = .rgb,
-                background: (UInt8, UInt8, UInt8) = (255, 255, 255), applyEXIFOrientation: Bool = true) {
+                background: (UInt8, UInt8, UInt8) = (255, 255, 255), applyEXIFOrientation: Bool = true,
+                discardAlpha: Bool = false) {
         self.maxPixels = maxPixels
         self.layout = layout
         self.background = background
         self.applyEXIFOrientation = applyEXIFOrientation
+        self.discardAlpha = discardAlpha
+    }
+
+    /// What `keras.utils.load_img(path)` gives (before resizing): RGB, alpha dropped,
+    /// EXIF orientation ignored.
+    public static func kerasLike(maxPixels: Int = 50_000_000) -> DecodeOptions {
+        DecodeOptions(maxPixels: maxPixels, layout: .rgb, applyEXIFOrientation: false, discardAlpha: true)
     }
 }
 
@@ -113,7 +124,13 @@ public func decodeImageWithInfo(_ data: Data, options: DecodeOptions = DecodeOpt
     if let exif = result.exif, result.exif_size > 0 {
         orientation = exifOrientation(tiff: Array(UnsafeBufferPointer(start: exif, count: result.exif_size))) ?? 1
     }
-    var image = convertLayout(raw, width: w, height: h, channels: c, to: options.layout, background: options.background)
+    var image: Image
+    if options.discardAlpha && (c == 2 || c == 4) && options.layout != .rgba {
+        let opaque = Image(unchecked: w, h, c == 2 ? 1 : 3, dropAlpha(raw, channels: c))
+        image = convertLayout(opaque.pixels, width: w, height: h, channels: opaque.channels, to: options.layout, background: options.background)
+    } else {
+        image = convertLayout(raw, width: w, height: h, channels: c, to: options.layout, background: options.background)
+    }
     if options.applyEXIFOrientation && orientation != 1 {
         image = image.oriented(exif: orientation)
     }
@@ -154,6 +171,13 @@ public func exifOrientation(tiff b: [UInt8]) -> Int? {
         }
     }
     return nil
+}
+
+func dropAlpha(_ p: [UInt8], channels c: Int) -> [UInt8] {
+    let n = p.count / c
+    var out = [UInt8](); out.reserveCapacity(n * (c - 1))
+    for i in 0..<n { out.append(contentsOf: p[(i * c)..<(i * c + c - 1)]) }
+    return out
 }
 
 /// Pillow's `convert("L")`: (R·19595 + G·38470 + B·7471 + 0x8000) >> 16.

@@ -77,6 +77,24 @@ public struct FloatImage: Sendable, Equatable {
         get { values[(y * width + x) * channels + c] }
         set { values[(y * width + x) * channels + c] = newValue }
     }
+
+    public enum Quantization: Sendable {
+        /// `np.clip(x, 0, 255).astype("uint8")`: clip, then truncate toward zero (the book's deprocess).
+        case clipTruncate
+        /// clip, then round half to even (OpenCV's `saturate_cast`).
+        case clipRound
+    }
+
+    /// An 8-bit image from values in 0…255 (1, 3 or 4 channels). NaN → 0.
+    public func toImage(_ q: Quantization = .clipTruncate) throws -> Image {
+        guard [1, 3, 4].contains(channels) else { throw ImagingError.invalidArgument("\(channels) channels") }
+        let px = values.map { v -> UInt8 in
+            if v.isNaN { return 0 }
+            let c = min(max(v, 0), 255)
+            return UInt8(q == .clipTruncate ? c.rounded(.towardZero) : c.rounded(.toNearestOrEven))
+        }
+        return Image(unchecked: width, height, channels, px)
+    }
 }
 
 /// Everything that can go wrong in Imaging.

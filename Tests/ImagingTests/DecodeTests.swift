@@ -164,3 +164,46 @@ import Testing
         #expect(img.oriented(exif: 7).pixels == [6, 3, 5, 2, 4, 1])
     }
 }
+
+@Suite struct KerasLikeDecodeTests {
+    @Test func discardAlphaIsPillowConvertRGB() throws {
+        let data = try fixtureData("rgba8.png")
+        let rgba = try decodeImage(data, options: DecodeOptions(layout: .rgba))
+        let dropped = try decodeImage(data, options: .kerasLike())
+        #expect(dropped.channels == 3)
+        for i in 0..<(rgba.width * rgba.height) {
+            #expect(Array(dropped.pixels[(3 * i)..<(3 * i + 3)]) == Array(rgba.pixels[(4 * i)..<(4 * i + 3)]))
+        }
+        // row 0 is fully transparent: composited it is white, dropped it keeps the colour
+        #expect(try decodeImage(data).pixel(x: 2, y: 0) == [255, 255, 255])
+        #expect(dropped.pixel(x: 2, y: 0) == Array(rgba.pixel(x: 2, y: 0).prefix(3)))
+        // grey+alpha → grey replicated
+        let la = try decodeImage(fixtureData("greyalpha8.png"), options: .kerasLike())
+        let g = try decodeImage(fixtureData("greyalpha8.png"), options: DecodeOptions(layout: .rgba))
+        #expect(la.pixel(x: 4, y: 0) == [g[4, 0, 0], g[4, 0, 0], g[4, 0, 0]])
+        // EXIF ignored
+        #expect(try decodeImage(fixtureData("exif_orientation_6.jpg"), options: .kerasLike()).width == 16)
+    }
+
+    @Test func floatToImageQuantization() throws {
+        let f = try FloatImage(width: 5, height: 1, channels: 1, values: [-3, 2.5, 3.5, 254.9, 300])
+        #expect(try f.toImage().pixels == [0, 2, 3, 254, 255])
+        #expect(try f.toImage(.clipRound).pixels == [0, 2, 4, 255, 255])
+    }
+}
+
+@Suite struct KerasLoadImgTests {
+    @Test(arguments: manifest.keras_load_img.map(\.input))
+    func matchesKerasLoadImg(_ input: String) throws {
+        let c = try #require(manifest.keras_load_img.first { $0.input == input })
+        let image = try decodeImage(fixtureData(input), options: .kerasLike())
+        #expect([image.height, image.width, image.channels] == c.shape)
+        let expected = try fixtureU8(c.expected)
+        #expect(image.pixels.count == expected.count)
+        if image.pixels.count == expected.count {
+            // 16-bit: Pillow truncates to the high byte, we round (documented), so allow 1
+            let tol = input.contains("16") ? 1 : 0
+            #expect(maxAbsDiff(image.pixels, expected) <= tol, "\(input)")
+        }
+    }
+}

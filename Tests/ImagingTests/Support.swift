@@ -40,6 +40,8 @@ struct Manifest: Decodable {
     let preprocess: [PreprocessCase]
     let upsample: [UpsampleCase]
     let colormaps: [String: [String: [Int]]]
+    let keras_load_img: [DecodeCase2]
+    struct DecodeCase2: Decodable { let input: String; let expected: String; let shape: [Int] }
 }
 
 let manifest: Manifest = {
