@@ -347,7 +347,7 @@ void cl_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_dec
     out->status = CL_OK;
 }
 
-int cl_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, int channels,
+int cl_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, int channels, int fast,
                   uint8_t **out_data, size_t *out_size, char *message, size_t message_size) {
     png_image image;
     *out_data = NULL;
@@ -357,6 +357,7 @@ int cl_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, int ch
     image.version = PNG_IMAGE_VERSION;
     image.width = width;
     image.height = height;
+    if (fast) image.flags |= PNG_IMAGE_FLAG_FAST;
     switch (channels) {
         case 1: image.format = PNG_FORMAT_GRAY; break;
         case 2: image.format = PNG_FORMAT_GA; break;

@@ -295,12 +295,14 @@ extension Image {
 }
 
 /// Encodes an 8-bit grey, RGB or RGBA image as PNG (libpng simplified API).
-public func encodePNG(_ image: Image) throws -> Data {
+/// `fast`: libpng's PNG_IMAGE_FLAG_FAST, several times faster on large noisy
+/// images (12 MP: 1.7 s instead of 7.2 s here) for somewhat larger files.
+public func encodePNG(_ image: Image, fast: Bool = false) throws -> Data {
     var out: UnsafeMutablePointer<UInt8>? = nil
     var size = 0
     var message = [CChar](repeating: 0, count: 256)
     let status = image.pixels.withUnsafeBufferPointer { px in
-        cl_png_encode(px.baseAddress, UInt32(image.width), UInt32(image.height), Int32(image.channels),
+        cl_png_encode(px.baseAddress, UInt32(image.width), UInt32(image.height), Int32(image.channels), fast ? 1 : 0,
                       &out, &size, &message, message.count)
     }
     defer { cl_codec_free(out) }

@@ -11,6 +11,8 @@ import Testing
         let image = try Image(width: w, height: h, channels: channels, pixels: pixels)
         let png = try encodePNG(image)
         #expect(ImageFormat.detect(png) == .png)
+        let fastPNG = try encodePNG(image, fast: true)
+        #expect(try decodeImage(fastPNG, options: DecodeOptions(layout: channels == 1 ? .grey : (channels == 3 ? .rgb : .rgba))) == image)
         let layout: DecodedLayout = channels == 1 ? .grey : (channels == 3 ? .rgb : .rgba)
         let (back, info) = try decodeImageWithInfo(png, options: DecodeOptions(layout: layout))
         #expect(info.sourceChannels == channels)

@@ -42,8 +42,9 @@ void cl_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_de
 void cl_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out);
 
 /* Encode 8-bit grey (1), grey+alpha (2), RGB (3) or RGBA (4) pixels as PNG.
+   fast != 0 sets PNG_IMAGE_FLAG_FAST (faster, larger files).
    On success *out_data is malloc'ed (free with cl_codec_free) and CL_OK returned. */
-int cl_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, int channels,
+int cl_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, int channels, int fast,
                   uint8_t **out_data, size_t *out_size, char *message, size_t message_size);
 
 void cl_codec_free(void *p);
