@@ -1,8 +1,12 @@
 import Engine
 import Foundation
 
-/// Turns a `ModelSpec` plus its weights into engine nodes.
-struct GraphBuilder {
+/// Turns a `ModelSpec` plus its weights into engine nodes. A nested model (a
+/// Functional or Sequential model used as a layer, like a convolutional base
+/// inside a Sequential) is flattened: its layers become nodes of the one
+/// network, addressed by their own names (`outer/inner` only where a name
+/// occurs twice in the model tree), and the nested model's name addresses its output.
+final class GraphBuilder {
     let spec: ModelSpec
     let weights: WeightStore
     let registry: LayerRegistry
@@ -12,27 +16,89 @@ struct GraphBuilder {
         let layers: [LayerSummary]
     }
 
+    private var nodes: [Network.Node] = []
+    private var layerIndex: [String: Int] = [:]
+    private var preActivationIndex: [String: Int] = [:]
+    /// By display name.
+    private var summaries: [String: LayerSummary] = [:]
+    /// By the layer's path in the model tree, for shared layers' repeated calls.
+    private var cachedVariables: [String: StoredVariables] = [:]
+    /// Layer names that occur more than once in the model tree.
+    private var ambiguous: Set<String> = []
+
+    init(spec: ModelSpec, weights: WeightStore, registry: LayerRegistry) {
+        self.spec = spec
+        self.weights = weights
+        self.registry = registry
+    }
+
     func build() throws -> Result {
-        var nodes: [Network.Node] = [Network.Node(id: 0, layer: nil, inputs: [], outputShape: spec.inputShape)]
-        var layerIndex: [String: Int] = [:]
-        var preActivationIndex: [String: Int] = [:]
+        nodes = [Network.Node(id: 0, layer: nil, inputs: [], outputShape: spec.inputShape)]
+        var counts: [String: Int] = [:]
+        func count(_ s: ModelSpec, nested: Bool) {
+            for l in s.layers where !(nested && l.className == "InputLayer") {
+                counts[l.name, default: 0] += 1
+                if let n = l.nested { count(n, nested: true) }
+            }
+        }
+        count(spec, nested: false)
+        ambiguous = Set(counts.filter { $0.value > 1 }.keys)
+
+        let outputNode = try buildModel(spec, path: [], input: 0)
+        guard outputNode > 0 else {
+            throw KerasFormatError.unsupportedModel("the model's output is its input (no layers)")
+        }
+        let network: Network
+        do {
+            network = try Network(nodes: nodes, outputNode: outputNode, layerIndex: layerIndex,
+                                  preActivationIndex: preActivationIndex)
+        } catch {
+            throw KerasFormatError.invalidFile("cannot assemble the network: \(error)")
+        }
+        return Result(network: network, layers: orderedSummaries(spec, path: []))
+    }
+
+    /// The name a layer's nodes, index entry and summary row get.
+    private func displayName(_ name: String, path: [String]) -> String {
+        path.isEmpty || !ambiguous.contains(name) ? name : (path + [name]).joined(separator: "/")
+    }
+
+    private func orderedSummaries(_ model: ModelSpec, path: [String]) -> [LayerSummary] {
+        var out: [LayerSummary] = []
+        for layer in model.layers {
+            if !path.isEmpty && layer.className == "InputLayer" { continue }
+            if let s = summaries[displayName(layer.name, path: path)] { out.append(s) }
+            if let nested = layer.nested { out += orderedSummaries(nested, path: path + [layer.name]) }
+        }
+        return out
+    }
+
+    /// Builds `model`'s layers with the model's input at node `input`; returns the node of its output.
+    private func buildModel(_ model: ModelSpec, path: [String], input: Int) throws -> Int {
+        let byName = Dictionary(model.layers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        if byName.count != model.layers.count {
+            var seen = Set<String>()
+            let dup = model.layers.first { !seen.insert($0.name).inserted }!.name
+            throw KerasFormatError.invalidFile("two layers of model '\(model.name)' are named '\(dup)'")
+        }
         /// Keras layer name → engine node id of each built call's output (by call index).
         var callOutputs: [String: [Int: Int]] = [:]
-        var summaries: [String: LayerSummary] = [:]
-        var cachedVariables: [String: StoredVariables] = [:]
 
-        let byName = Dictionary(spec.layers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        if byName.count != spec.layers.count {
-            var seen = Set<String>()
-            let dup = spec.layers.first { !seen.insert($0.name).inserted }!.name
-            throw KerasFormatError.invalidFile("two layers are named '\(dup)'")
-        }
-
-        if let input = spec.inputLayer {
-            callOutputs[input] = [0: 0]
-            layerIndex[input] = 0
-            summaries[input] = LayerSummary(name: input, className: "InputLayer", outputShape: spec.inputShape,
-                                            parameterCount: 0, nodeId: 0)
+        if let inputName = model.inputLayer {
+            callOutputs[inputName] = [0: input]
+            let display = displayName(inputName, path: path)
+            if layerIndex[display] == nil { layerIndex[display] = input }
+            if path.isEmpty {
+                summaries[display] = LayerSummary(name: inputName, className: "InputLayer", outputShape: model.inputShape,
+                                                  parameterCount: 0, nodeId: input)
+            } else {
+                let given = nodes[input].outputShape
+                guard given.count == model.inputShape.count,
+                      zip(given, model.inputShape).allSatisfy({ $0 == $1 || $1 == -1 || $0 == -1 }) else {
+                    throw KerasFormatError.invalidLayer(layer: model.name, className: model.className,
+                        detail: "nested model expects input \(model.inputShape), gets \(given)")
+                }
+            }
         }
 
         // Every call of every layer, resolved once its inputs exist. Config order
@@ -40,10 +106,10 @@ struct GraphBuilder {
         // need layers listed after it, hence the passes.
         struct Call { let layer: LayerSpec; let index: Int; let inputs: [TensorRef] }
         var pending: [Call] = []
-        for layer in spec.layers where layer.className != "InputLayer" {
+        for layer in model.layers where layer.className != "InputLayer" {
             for (k, inputs) in layer.calls.enumerated() { pending.append(Call(layer: layer, index: k, inputs: inputs)) }
         }
-        for layer in spec.layers where layer.className == "InputLayer" && layer.name != spec.inputLayer {
+        for layer in model.layers where layer.className == "InputLayer" && layer.name != model.inputLayer {
             throw KerasFormatError.unsupportedModel("a second InputLayer '\(layer.name)'; only one input is supported")
         }
 
@@ -51,7 +117,7 @@ struct GraphBuilder {
             var progressed = false
             var stillPending: [Call] = []
             for call in pending {
-                // Resolve the inputs (an empty list: the network input, as for the
+                // Resolve the inputs (an empty list: the model's input, as for the
                 // first layer of a Sequential model without an InputLayer).
                 var inputIds: [Int] = []
                 var ready = true
@@ -67,78 +133,94 @@ struct GraphBuilder {
                     inputIds.append(id)
                 }
                 if !ready { stillPending.append(call); continue }
-                if inputIds.isEmpty { inputIds = [0] }
+                if inputIds.isEmpty { inputIds = [input] }
                 progressed = true
-
-                let layer = call.layer
-                guard let builder = registry.builder(for: layer.className) else {
-                    throw KerasFormatError.unsupportedLayer(layer: layer.name, className: layer.className)
-                }
-                let nodeName = call.index == 0 ? layer.name : "\(layer.name)@\(call.index)"
-                let context = LayerContext(
-                    layerName: layer.name, nodeName: nodeName, className: layer.className, config: layer.config,
-                    inputShapes: inputIds.map { nodes[$0].outputShape },
-                    loadVariables: {
-                        if let v = cachedVariables[layer.name] { return v }
-                        let v = try weights.variables(forLayer: layer.name, className: layer.className)
-                        cachedVariables[layer.name] = v
-                        return v
-                    })
-                try context.checkDTypePolicy()
-                let built = try builder(context)
-                guard !built.ops.isEmpty else { throw context.invalid("builder produced no operation") }
-
-                var previous = inputIds
-                var ids: [Int] = []
-                for op in built.ops {
-                    let shape: [Int]
-                    do {
-                        shape = try op.outputShape(for: previous.map { nodes[$0].outputShape })
-                    } catch let error as EngineError {
-                        throw context.invalid("\(error)")
-                    }
-                    let id = nodes.count
-                    nodes.append(Network.Node(id: id, layer: op, inputs: previous, outputShape: shape))
-                    ids.append(id)
-                    previous = [id]
-                }
-                let out = ids.last!
-                callOutputs[layer.name, default: [:]][call.index] = out
-                if call.index == 0 {
-                    layerIndex[layer.name] = out
-                    if let pre = built.preActivation { preActivationIndex[layer.name] = ids[pre] }
-                    summaries[layer.name] = LayerSummary(
-                        name: layer.name, className: layer.className, outputShape: nodes[out].outputShape,
-                        parameterCount: built.ops.reduce(0) { $0 + $1.parameterCount }, nodeId: out)
-                } else {
-                    layerIndex[nodeName] = out
-                    if let pre = built.preActivation { preActivationIndex[nodeName] = ids[pre] }
+                let out = try buildCall(call.layer, index: call.index, inputs: inputIds, path: path)
+                callOutputs[call.layer.name, default: [:]][call.index] = out
+                if call.layer.nested != nil {
+                    // Keras 2 numbers a nested model's calls from 1 (its node 0 links its
+                    // own Input to its output and is not saved); Keras 3 from 0. A nested
+                    // model is called once (checked), so both numbers mean this call.
+                    callOutputs[call.layer.name, default: [:]][call.index + 1] = out
                 }
             }
             pending = stillPending
             if !progressed {
                 let names = pending.prefix(5).map { "'\($0.layer.name)'" }.joined(separator: ", ")
-                throw KerasFormatError.invalidFile("the layer graph has a cycle or a missing input at \(names)")
+                throw KerasFormatError.invalidFile("the layer graph of '\(model.name)' has a cycle or a missing input at \(names)")
             }
         }
 
-        guard byName[spec.output.layer] != nil else {
-            throw KerasFormatError.invalidFile("the model output '\(spec.output.layer)' is not a layer of the model")
+        guard byName[model.output.layer] != nil else {
+            throw KerasFormatError.invalidFile("the output '\(model.output.layer)' of '\(model.name)' is not one of its layers")
         }
-        guard spec.output.tensor == 0, let outputNode = callOutputs[spec.output.layer]?[spec.output.node] else {
-            throw KerasFormatError.invalidFile("the model output \(spec.output) was never computed")
+        guard model.output.tensor == 0, let out = callOutputs[model.output.layer]?[model.output.node] else {
+            throw KerasFormatError.invalidFile("the output \(model.output) of '\(model.name)' is never computed")
         }
-        guard outputNode > 0 else {
-            throw KerasFormatError.unsupportedModel("the model's output is its input (no layers)")
+        return out
+    }
+
+    /// Builds one call of one layer (or nested model); returns its output node.
+    private func buildCall(_ layer: LayerSpec, index: Int, inputs inputIds: [Int], path: [String]) throws -> Int {
+        let display = displayName(layer.name, path: path)
+        let nodeName = index == 0 ? display : "\(display)@\(index)"
+
+        if let nested = layer.nested {
+            guard layer.calls.count == 1 else {
+                throw KerasFormatError.unsupportedModel(
+                    "nested model '\(layer.name)' is called \(layer.calls.count) times; only single calls of nested models are supported")
+            }
+            guard inputIds.count == 1 else {
+                throw KerasFormatError.unsupportedModel("nested model '\(layer.name)' takes \(inputIds.count) inputs; only one is supported")
+            }
+            let first = nodes.count
+            let out = try buildModel(nested, path: path + [layer.name], input: inputIds[0])
+            layerIndex[display] = out
+            let params = nodes[first...].reduce(0) { $0 + ($1.layer?.parameterCount ?? 0) }
+            summaries[display] = LayerSummary(name: display, className: layer.className,
+                                              outputShape: nodes[out].outputShape, parameterCount: params, nodeId: out)
+            return out
         }
-        let network: Network
-        do {
-            network = try Network(nodes: nodes, outputNode: outputNode, layerIndex: layerIndex,
-                                  preActivationIndex: preActivationIndex)
-        } catch {
-            throw KerasFormatError.invalidFile("cannot assemble the network: \(error)")
+
+        guard let builder = registry.builder(for: layer.className) else {
+            throw KerasFormatError.unsupportedLayer(layer: display, className: layer.className)
         }
-        let ordered = spec.layers.compactMap { summaries[$0.name] }
-        return Result(network: network, layers: ordered)
+        let key = (path + [layer.name]).joined(separator: "/")
+        let context = LayerContext(
+            layerName: display, nodeName: nodeName, className: layer.className, config: layer.config,
+            inputShapes: inputIds.map { nodes[$0].outputShape },
+            loadVariables: { [self] in
+                if let v = cachedVariables[key] { return v }
+                let v = try weights.variables(forLayer: layer.name, className: layer.className, path: path)
+                cachedVariables[key] = v
+                return v
+            })
+        try context.checkDTypePolicy()
+        let built = try builder(context)
+        guard !built.ops.isEmpty else { throw context.invalid("builder produced no operation") }
+
+        var previous = inputIds
+        var ids: [Int] = []
+        for op in built.ops {
+            let shape: [Int]
+            do {
+                shape = try op.outputShape(for: previous.map { nodes[$0].outputShape })
+            } catch let error as EngineError {
+                throw context.invalid("\(error)")
+            }
+            let id = nodes.count
+            nodes.append(Network.Node(id: id, layer: op, inputs: previous, outputShape: shape))
+            ids.append(id)
+            previous = [id]
+        }
+        let out = ids.last!
+        layerIndex[nodeName] = out
+        if let pre = built.preActivation { preActivationIndex[nodeName] = ids[pre] }
+        if index == 0 {
+            summaries[display] = LayerSummary(
+                name: display, className: layer.className, outputShape: nodes[out].outputShape,
+                parameterCount: built.ops.reduce(0) { $0 + $1.parameterCount }, nodeId: out)
+        }
+        return out
     }
 }

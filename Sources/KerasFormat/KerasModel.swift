@@ -63,7 +63,10 @@ public struct KerasModel: Sendable {
     /// layer with `activation="softmax"`, or a final Activation / Softmax layer), else nil.
     public let logitsNode: Int?
 
-    public var parameterCount: Int { layers.reduce(0) { $0 + $1.parameterCount } }
+    /// Parameters of the whole model (a nested model's row, which sums its own layers, is not counted twice).
+    public var parameterCount: Int {
+        layers.filter { !ModelSpec.modelClasses.contains($0.className) }.reduce(0) { $0 + $1.parameterCount }
+    }
 
     public var summary: ModelSummary {
         ModelSummary(name: name, format: format, kerasVersion: kerasVersion, inputShape: network.inputShape,
@@ -208,8 +211,7 @@ public struct KerasModel: Sendable {
         } catch let error as HDF5Error {
             throw KerasFormatError.truncated(path: zipPath, detail: "model.weights.h5: \(error.detail)")
         }
-        let store = try ZipWeightStore(root: try file.root, layers: spec.layers.map { ($0.name, $0.className) },
-                                       sequential: spec.kind == .sequential)
+        let store = try ZipWeightStore(root: try file.root, spec: spec)
         return try assemble(spec: spec, store: store, format: .kerasZip, version: version, registry: registry)
     }
 

@@ -16,6 +16,8 @@ struct LayerSpec {
     /// One entry per call of the layer (Keras' inbound nodes), each the list of
     /// the call's input tensors. Empty for an InputLayer.
     let calls: [[TensorRef]]
+    /// The model's own config when this "layer" is a nested Sequential / Functional model.
+    var nested: ModelSpec? = nil
 }
 
 /// A model config reduced to what the loader needs: layers in config order,
@@ -56,18 +58,19 @@ struct ModelSpec {
         return layers
     }
 
-    private static func basics(_ entry: JSON) throws -> (name: String, className: String, config: JSON) {
-        guard let className = entry["class_name"]?.string, let config = entry["config"], config.object != nil else {
+    static let modelClasses: Set<String> = ["Sequential", "Functional", "Model"]
+
+    private static func basics(_ entry: JSON) throws -> (name: String, className: String, config: JSON, nested: ModelSpec?) {
+        guard let className = entry["class_name"]?.string, let config = entry["config"],
+              config.object != nil || (modelClasses.contains(className) && config.array != nil) else {
             throw KerasFormatError.invalidFile("a layer entry lacks class_name or config: \(entry.compact.prefix(200))")
         }
         guard let name = config["name"]?.string ?? entry["name"]?.string else {
             throw KerasFormatError.invalidFile("a \(className) layer has no name")
         }
-        if ["Sequential", "Functional", "Model"].contains(className) {
-            throw KerasFormatError.unsupportedModel(
-                "layer '\(name)' (\(className)) is a nested model; nested models are not supported yet (build the model flat, or save the inner model)")
-        }
-        return (name, className, config)
+        // A model used as a layer (e.g. a convolutional base inside a Sequential).
+        let nested = modelClasses.contains(className) ? try parse(entry) : nil
+        return (name, className, config, nested)
     }
 
     /// `[null, 224, 224, 3]` → `[224, 224, 3]` (null → -1).
@@ -102,7 +105,7 @@ struct ModelSpec {
         var inputLayer: String?
         var previous: TensorRef?
         for (i, entry) in entries.enumerated() {
-            let (lname, cls, lconfig) = try basics(entry)
+            let (lname, cls, lconfig, nested) = try basics(entry)
             if cls == "InputLayer" {
                 guard i == 0 else {
                     throw KerasFormatError.invalidFile("Sequential model '\(name)': InputLayer '\(lname)' is not the first layer")
@@ -122,13 +125,14 @@ struct ModelSpec {
                 if inputShape == nil, let s = config["build_input_shape"], !s.isNull {
                     inputShape = try perSampleShape(s, what: "Sequential build_input_shape")
                 }
+                if inputShape == nil, let nested { inputShape = nested.inputShape }
                 guard inputShape != nil else {
                     throw KerasFormatError.invalidFile(
                         "Sequential model '\(name)' records no input shape (it was never built); build it on an input before saving")
                 }
             }
             let inputs = previous.map { [$0] } ?? []
-            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: [inputs]))
+            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: [inputs], nested: nested))
             previous = TensorRef(layer: lname, node: 0, tensor: 0)
         }
         guard let shape = inputShape, let last = previous, last.layer != inputLayer else {
@@ -143,11 +147,11 @@ struct ModelSpec {
         let name = config["name"]?.string ?? "model"
         var layers: [LayerSpec] = []
         for entry in entries {
-            let (lname, cls, lconfig) = try basics(entry)
+            let (lname, cls, lconfig, nested) = try basics(entry)
             // A layer that is never called (or an InputLayer) may have no inbound nodes.
             let nodes = entry["inbound_nodes"]?.array ?? []
             let calls = try nodes.map { try parseInboundNode($0, layer: lname) }
-            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: calls))
+            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: calls, nested: nested))
         }
         let inputs = try tensorRefList(config["input_layers"], what: "input_layers")
         let outputs = try tensorRefList(config["output_layers"], what: "output_layers")

@@ -21,7 +21,9 @@ enum StoredVariables {
 
 /// Where layer weights come from.
 protocol WeightStore: AnyObject {
-    func variables(forLayer name: String, className: String) throws -> StoredVariables
+    /// `path`: the names of the nested models the layer is in, outermost first
+    /// (empty for a layer of the top-level model).
+    func variables(forLayer name: String, className: String, path: [String]) throws -> StoredVariables
 }
 
 /// `model_weights/<layer>` groups with a `weight_names` attribute (Keras 2 writes
@@ -51,10 +53,19 @@ final class LegacyHDF5WeightStore: WeightStore {
         return last
     }
 
-    func variables(forLayer name: String, className: String) throws -> StoredVariables {
-        guard layerNames.contains(name), try group.exists(name) else { return .named([]) }
-        let layer = try group.group(name)
-        let names = try layer.hasAttribute("weight_names") ? try layer.stringArrayAttribute("weight_names") : []
+    func variables(forLayer name: String, className: String, path: [String]) throws -> StoredVariables {
+        // A nested model's weights all sit in the group of its outermost model,
+        // named `<layer>/kernel:0` (or `.../<layer>/kernel`).
+        let owner = path.first ?? name
+        guard layerNames.contains(owner), try group.exists(owner) else { return .named([]) }
+        let layer = try group.group(owner)
+        var names = try layer.hasAttribute("weight_names") ? try layer.stringArrayAttribute("weight_names") : []
+        if !path.isEmpty {
+            names = names.filter { w in
+                let parts = w.split(separator: "/")
+                return parts.count >= 2 && parts[parts.count - 2] == name
+            }
+        }
         var result: [(name: String, tensor: Tensor)] = []
         for weightName in names {
             let short = Self.shortName(weightName)
@@ -68,56 +79,68 @@ final class LegacyHDF5WeightStore: WeightStore {
     }
 }
 
-/// Keras 3 `model.weights.h5` inside a `.keras` zip: `layers/<snake_case class>[_k]/vars/0..n`.
-/// The `vars` group names its layer in a `name` attribute (Keras ≥ 3.x writes
-/// it); without it, the path is derived as Keras derives it: the snake-cased
-/// class name, numbered per class in the order of `model.layers`.
+/// Keras 3 `model.weights.h5` inside a `.keras` zip: `layers/<snake_case class>[_k]/vars/0..n`
+/// (a nested model's layers under `layers/<its path>/layers/...`). The `vars`
+/// group names its layer in a `name` attribute (recent Keras 3 writes it);
+/// without it, the path is derived as Keras derives it: the snake-cased class
+/// name, numbered per class in the order of `model.layers`.
 final class ZipWeightStore: WeightStore {
     private let root: HDF5Group
+    /// "outer/inner/layer" (path + name joined by "/") → HDF5 path of its vars group.
     private var pathByLayer: [String: String] = [:]
 
-    /// `layers`: every layer of the model in config order (`name`, `className`).
     /// `useNameAttributes: false` ignores the `name` attributes (to test the derivation).
-    init(root: HDF5Group, layers: [(name: String, className: String)], sequential: Bool,
-         useNameAttributes: Bool = true) throws {
+    init(root: HDF5Group, spec: ModelSpec, useNameAttributes: Bool = true) throws {
         self.root = root
         guard try root.exists("layers") else {
             // A model without any weights may have no `layers` group at all.
             return
         }
-        let container = try root.group("layers")
         var named: [String: String] = [:]
         var unnamed = false
-        for member in try container.memberNames() {
-            let path = "layers/" + member + "/vars"
-            guard try root.exists(path) else { continue }
-            let vars = try root.group(path)
-            if useNameAttributes, try vars.hasAttribute("name") {
-                named[try vars.stringAttribute("name")] = path
-            } else {
-                unnamed = true
+        func walk(_ container: String, prefix: [String]) throws {
+            for member in try root.group(container).memberNames() {
+                let base = container + "/" + member
+                let vars = base + "/vars"
+                guard try root.exists(vars) else { continue }
+                let group = try root.group(vars)
+                if useNameAttributes, try group.hasAttribute("name") {
+                    let name = try group.stringAttribute("name")
+                    named[(prefix + [name]).joined(separator: "/")] = vars
+                    if try root.exists(base + "/layers") { try walk(base + "/layers", prefix: prefix + [name]) }
+                } else {
+                    unnamed = true
+                    return
+                }
             }
         }
+        try walk("layers", prefix: [])
         if !unnamed {
             pathByLayer = named
             return
         }
         // Derive the paths from the layer order.
-        var used: [String: Int] = [:]
-        for layer in layers {
-            // Sequential.layers leaves out the InputLayer.
-            if sequential && layer.className == "InputLayer" { continue }
-            let base = Self.snakeCase(layer.className)
-            let name: String
-            if let n = used[base] {
-                used[base] = n + 1
-                name = "\(base)_\(n + 1)"
-            } else {
-                used[base] = 0
-                name = base
+        func derive(_ model: ModelSpec, container: String, prefix: [String]) {
+            var used: [String: Int] = [:]
+            for layer in model.layers {
+                // Sequential.layers leaves out the InputLayer.
+                if model.kind == .sequential && layer.className == "InputLayer" { continue }
+                let base = Self.snakeCase(layer.className)
+                let name: String
+                if let n = used[base] {
+                    used[base] = n + 1
+                    name = "\(base)_\(n + 1)"
+                } else {
+                    used[base] = 0
+                    name = base
+                }
+                pathByLayer[(prefix + [layer.name]).joined(separator: "/")] = "\(container)/\(name)/vars"
+                if let nested = layer.nested {
+                    derive(nested, container: "\(container)/\(name)/layers", prefix: prefix + [layer.name])
+                }
             }
-            pathByLayer[layer.name] = "layers/\(name)/vars"
         }
+        derive(spec, container: "layers", prefix: [])
     }
 
     /// Keras' `naming.to_snake_case`.
@@ -143,8 +166,10 @@ final class ZipWeightStore: WeightStore {
         return String(step2).lowercased()
     }
 
-    func variables(forLayer name: String, className: String) throws -> StoredVariables {
-        guard let path = pathByLayer[name], try root.exists(path) else { return .ordered([]) }
+    func variables(forLayer name: String, className: String, path owners: [String]) throws -> StoredVariables {
+        guard let path = pathByLayer[(owners + [name]).joined(separator: "/")], try root.exists(path) else {
+            return .ordered([])
+        }
         let vars = try root.group(path)
         let members = try vars.memberNames()
         var tensors: [Tensor] = []

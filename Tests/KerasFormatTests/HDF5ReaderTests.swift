@@ -171,16 +171,14 @@ extension SerialTests {
             var config = Data()
             _ = try archive.extract(try #require(archive["config.json"])) { config.append($0) }
             let spec = try ModelSpec.parse(try JSON.parse(config, what: "config.json"))
-            let layers = spec.layers.map { ($0.name, $0.className) }
 
             let file = try HDF5File(url: temp)
-            let named = try ZipWeightStore(root: try file.root, layers: layers, sequential: spec.kind == .sequential)
-            let derived = try ZipWeightStore(root: try file.root, layers: layers, sequential: spec.kind == .sequential,
-                                             useNameAttributes: false)
+            let named = try ZipWeightStore(root: try file.root, spec: spec)
+            let derived = try ZipWeightStore(root: try file.root, spec: spec, useNameAttributes: false)
             var compared = 0
             for l in spec.layers {
-                guard case .ordered(let a) = try named.variables(forLayer: l.name, className: l.className),
-                      case .ordered(let b) = try derived.variables(forLayer: l.name, className: l.className) else {
+                guard case .ordered(let a) = try named.variables(forLayer: l.name, className: l.className, path: []),
+                      case .ordered(let b) = try derived.variables(forLayer: l.name, className: l.className, path: []) else {
                     Issue.record("not ordered"); continue
                 }
                 #expect(a == b, "\(fixture.name): layer \(l.name)")

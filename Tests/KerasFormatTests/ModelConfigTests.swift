@@ -8,9 +8,11 @@ final class MemoryWeightStore: WeightStore {
     var named: [String: [(name: String, tensor: Tensor)]] = [:]
     var ordered: [String: [Tensor]]?
 
-    func variables(forLayer name: String, className: String) throws -> StoredVariables {
-        if let ordered { return .ordered(ordered[name] ?? []) }
-        return .named(named[name] ?? [])
+    /// Keys: the layer's path in the model tree, "outer/inner/layer".
+    func variables(forLayer name: String, className: String, path: [String]) throws -> StoredVariables {
+        let key = (path + [name]).joined(separator: "/")
+        if let ordered { return .ordered(ordered[key] ?? []) }
+        return .named(named[key] ?? [])
     }
 }
 
@@ -254,9 +256,6 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
             _ = try functional([input8, layer("ReLU", "a", inbound: [["in"]]), layer("ReLU", "b", inbound: [["in"]])],
                                outputs: ["a", "b"])
         }
-        expectFailure(["'inner'", "nested model"]) {
-            _ = try sequential([input8, ["class_name": "Functional", "config": ["name": "inner", "layers": [Any]()]]])
-        }
         expectFailure(["cycle"]) {
             _ = try build(try functional([input8, layer("ReLU", "a", inbound: [["b"]]), layer("ReLU", "b", inbound: [["a"]])],
                                          outputs: ["b"]))
@@ -265,6 +264,55 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
             _ = try build(try functional([input8, layer("ReLU", "a", inbound: [["ghost"]])], outputs: ["a"]))
         }
         expectFailure(["model class MyModel"]) { _ = try parse(["class_name": "MyModel", "config": [String: Any]()]) }
+    }
+
+    /// A Functional base inside a Sequential (the transfer-learning pattern):
+    /// flattened into one network, inner layers addressed by their own names.
+    @Test func nestedModelsAreFlattened() throws {
+        let base: [String: Any] = ["class_name": "Functional", "config": [
+            "name": "base",
+            "layers": [
+                layer("InputLayer", "img", ["batch_input_shape": [NSNull(), 8, 8, 3]], inbound: []),
+                layer("Conv2D", "conv", ["filters": 4, "kernel_size": 3, "activation": "relu"], inbound: [["img"]]),
+                layer("ReLU", "act", inbound: [["conv"]]),
+            ],
+            "input_layers": [["img", 0, 0]], "output_layers": [["act", 0, 0]],
+        ] as [String: Any]]
+        let store = MemoryWeightStore()
+        store.named["base/conv"] = [("kernel", ramp([3, 3, 3, 4])), ("bias", ramp([4]))]
+        store.named["head"] = [("kernel", ramp([4, 2])), ("bias", ramp([2]))]
+        let model = try build(try sequential([input8, base, layer("GlobalAveragePooling2D", "gap"),
+                                              layer("Dense", "head", ["units": 2, "activation": "softmax"])]), store)
+        let net = model.network
+        #expect(net.nodes.map(\.name) == ["input", "conv", "conv/activation", "act", "gap", "head", "head/activation"])
+        #expect(model.layers.map(\.name) == ["in", "base", "conv", "act", "gap", "head"])
+        #expect(model.layers.map(\.className) == ["InputLayer", "Functional", "Conv2D", "ReLU", "GlobalAveragePooling2D", "Dense"])
+        #expect(model.layers[1].parameterCount == 3 * 3 * 3 * 4 + 4)
+        #expect(model.layers[1].outputShape == [6, 6, 4])
+        #expect(model.parameterCount == 3 * 3 * 3 * 4 + 4 + 4 * 2 + 2)
+        #expect(try net.node(named: "base") == 3)
+        #expect(try net.node(named: "conv") == 2)
+        #expect(net.preActivationIndex["conv"] == 1)
+        #expect(model.logitsNode == 5)
+
+        // A name used both outside and inside: the inner one is qualified.
+        store.named["base/conv"] = [("kernel", ramp([3, 3, 3, 4])), ("bias", ramp([4]))]
+        store.named["conv"] = [("kernel", ramp([1, 1, 4, 2])), ("bias", ramp([2]))]
+        let clash = try build(try sequential([input8, base, layer("Conv2D", "conv", ["filters": 2, "kernel_size": 1])]), store)
+        #expect(clash.network.nodes.map(\.name) == ["input", "base/conv", "base/conv/activation", "act", "conv"])
+
+        // Keras 2 Functional: a nested model's single call is node 1 ([["base", 1, 0, {}]]).
+        var gap = layer("GlobalAveragePooling2D", "gap")
+        gap["inbound_nodes"] = [[["base", 1, 0, [String: Any]()]]]
+        var baseCall = base
+        baseCall["inbound_nodes"] = [[["in", 0, 0, [String: Any]()]]]
+        let k2 = try build(try functional([input8, baseCall, gap], outputs: ["gap"]), store)
+        #expect(k2.network.nodes.map(\.name) == ["input", "conv", "conv/activation", "act", "gap"])
+        #expect(k2.network.nodes.last?.inputs == [3])
+
+        // A nested model's input must fit what it is given.
+        let small = try sequential([layer("InputLayer", "in", ["batch_input_shape": [NSNull(), 5, 5, 3]]), base])
+        expectFailure(["'base'", "expects input [8, 8, 3], gets [5, 5, 3]"]) { _ = try build(small, store) }
     }
 
     @Test func helpers() {
