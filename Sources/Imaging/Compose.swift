@@ -2,34 +2,38 @@ import Foundation
 
 /// Placement of `rows`×`cols` equal cells with `margin` pixels between them
 /// (and around them when `outerMargin`), as the book's filter grid
-/// (`8·size + 7·margin` wide) and activation grid (margin 0) do.
+/// (`8·size + 7·margin` wide) and activation grid (margin 0) do. `labelHeight`
+/// adds a strip of that many pixels under every cell for a label.
 public struct GridLayout: Sendable, Equatable {
-    public var rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int, outerMargin: Bool
+    public var rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int, outerMargin: Bool, labelHeight: Int
 
-    public init(rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int = 0, outerMargin: Bool = false) {
+    public init(rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int = 0, outerMargin: Bool = false, labelHeight: Int = 0) {
         self.rows = rows; self.cols = cols; self.cellWidth = cellWidth; self.cellHeight = cellHeight
-        self.margin = margin; self.outerMargin = outerMargin
+        self.margin = margin; self.outerMargin = outerMargin; self.labelHeight = labelHeight
     }
 
     /// Rows needed for `count` cells at `cols` per row (at least 1).
     public static func rows(for count: Int, cols: Int) -> Int { max(1, (count + cols - 1) / cols) }
 
     public var width: Int { cols * cellWidth + (cols - 1) * margin + (outerMargin ? 2 * margin : 0) }
-    public var height: Int { rows * cellHeight + (rows - 1) * margin + (outerMargin ? 2 * margin : 0) }
+    public var height: Int { rows * (cellHeight + labelHeight) + (rows - 1) * margin + (outerMargin ? 2 * margin : 0) }
 
-    /// Top-left corner of cell `index` (row-major).
+    /// Top-left corner of cell `index` (row-major); its label strip starts `cellHeight` below.
     public func origin(ofCell index: Int) -> (x: Int, y: Int) {
         let r = index / cols, c = index % cols
         let o = outerMargin ? margin : 0
-        return (o + c * (cellWidth + margin), o + r * (cellHeight + margin))
+        return (o + c * (cellWidth + margin), o + r * (cellHeight + labelHeight + margin))
     }
 }
 
 /// Composes same-size cells row-major into a grid on `background`
 /// (1 or `channels` values). Cells beyond `rows·cols` are an error; missing cells stay background.
-/// All cells must share width, height and channel count. (Cell labels: not implemented.)
+/// All cells must share width, height and channel count.
+/// `labels` (one per cell, or fewer): drawn with the built-in 5×7 font in a strip
+/// of `8·labelScale + 1` pixels under each cell, in `labelColour`, cut to the cell width.
 public func composeGrid(_ cells: [Image], rows: Int, cols: Int, margin: Int = 0, outerMargin: Bool = false,
-                        background: [UInt8] = [0]) throws -> Image {
+                        background: [UInt8] = [0], labels: [String]? = nil, labelColour: [UInt8] = [255],
+                        labelScale: Int = 1) throws -> Image {
     guard let first = cells.first else { throw ImagingError.invalidArgument("no cells") }
     guard rows > 0, cols > 0, margin >= 0, cells.count <= rows * cols else {
         throw ImagingError.invalidArgument("\(cells.count) cells in a \(rows)x\(cols) grid")
@@ -40,7 +44,14 @@ public func composeGrid(_ cells: [Image], rows: Int, cols: Int, margin: Int = 0,
     guard background.count == 1 || background.count == first.channels else {
         throw ImagingError.invalidArgument("background has \(background.count) values for \(first.channels) channels")
     }
-    let layout = GridLayout(rows: rows, cols: cols, cellWidth: first.width, cellHeight: first.height, margin: margin, outerMargin: outerMargin)
+    if let labels {
+        guard labels.count <= cells.count, labelScale >= 1, labelColour.count == 1 || labelColour.count == first.channels else {
+            throw ImagingError.invalidArgument("\(labels.count) labels for \(cells.count) cells, scale \(labelScale), colour \(labelColour)")
+        }
+    }
+    let labelHeight = labels == nil ? 0 : 8 * labelScale + 1
+    let layout = GridLayout(rows: rows, cols: cols, cellWidth: first.width, cellHeight: first.height, margin: margin,
+                            outerMargin: outerMargin, labelHeight: labelHeight)
     var out = Image(width: layout.width, height: layout.height, channels: first.channels, fill: background)
     let ch = first.channels, rowBytes = first.width * ch
     for (i, cell) in cells.enumerated() {
@@ -48,6 +59,22 @@ public func composeGrid(_ cells: [Image], rows: Int, cols: Int, margin: Int = 0,
         for y in 0..<cell.height {
             let d = ((oy + y) * layout.width + ox) * ch
             out.pixels.replaceSubrange(d..<(d + rowBytes), with: cell.pixels[(y * rowBytes)..<((y + 1) * rowBytes)])
+        }
+    }
+    if let labels {
+        let fit = (first.width + labelScale) / (PixelFont.advance * labelScale)
+        for (i, label) in labels.enumerated() {
+            let (ox, oy) = layout.origin(ofCell: i)
+            var text = String(label.prefix(fit))
+            if text.count < label.count, fit >= 2 { text = String(label.prefix(fit - 1)) + "." }
+            let x = ox + max(0, (first.width - PixelFont.width(of: text, scale: labelScale)) / 2)
+            // draw into a scratch image of the strip, clipped to this cell's columns
+            var strip = Image(width: first.width, height: labelHeight, channels: first.channels, fill: background)
+            strip.drawText(text, x: x - ox, y: labelScale, colour: labelColour, scale: labelScale)
+            for y in 0..<labelHeight {
+                let d = ((oy + first.height + y) * layout.width + ox) * ch
+                out.pixels.replaceSubrange(d..<(d + rowBytes), with: strip.pixels[(y * rowBytes)..<((y + 1) * rowBytes)])
+            }
         }
     }
     return out

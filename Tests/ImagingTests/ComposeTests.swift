@@ -54,3 +54,42 @@ import Testing
         #expect(throws: ImagingError.self) { try blend(top, over: bottom, alphaMap: [1]) }
     }
 }
+
+@Suite struct LabelTests {
+    @Test func fontDrawsKnownGlyph() {
+        var img = Image(width: 7, height: 9, channels: 1, fill: [0])
+        img.drawText("1", x: 1, y: 1, colour: [200])
+        // glyph "1": rows 00100 01100 00100 00100 00100 00100 01110
+        let rows = (1...7).map { y in (1...5).map { x in img[x, y, 0] == 200 ? "#" : "." }.joined() }
+        #expect(rows == ["..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."])
+        #expect(img.pixels.filter { $0 == 200 }.count == 10)
+        #expect(PixelFont.width(of: "12") == 11 && PixelFont.width(of: "12", scale: 2) == 22)
+        // lower case draws as upper case; unknown characters as "?"
+        var a = Image(width: 5, height: 7, channels: 1), b = a, q = a, u = a
+        a.drawText("a", x: 0, y: 0, colour: [1]); b.drawText("A", x: 0, y: 0, colour: [1])
+        q.drawText("?", x: 0, y: 0, colour: [1]); u.drawText("é", x: 0, y: 0, colour: [1])
+        #expect(a == b && q == u && a != q)
+        // clipping: drawing partly outside does not crash and draws only inside
+        var c = Image(width: 3, height: 3, channels: 3)
+        c.drawText("88", x: -1, y: -2, colour: [9, 9, 9], scale: 2)
+        #expect(c.pixels.contains(9))
+    }
+
+    @Test func gridWithLabels() throws {
+        let cells = (0..<3).map { Image(width: 20, height: 10, channels: 3, fill: [UInt8(50 * $0), 0, 0]) }
+        let grid = try composeGrid(cells, rows: 1, cols: 3, margin: 2, background: [255, 255, 255],
+                                   labels: ["0", "conv1", "a_very_long_name"], labelColour: [0, 0, 255])
+        #expect(grid.width == 3 * 20 + 2 * 2 && grid.height == 10 + 9)
+        // cell pixels untouched, label strip has blue text pixels and white background
+        #expect(grid.pixel(x: 25, y: 5) == [50, 0, 0])
+        func bluePixels(inCell i: Int) -> Int {
+            var n = 0
+            for y in 10..<19 { for x in (i * 22)..<(i * 22 + 20) where grid.pixel(x: x, y: y) == [0, 0, 255] { n += 1 } }
+            return n
+        }
+        #expect(bluePixels(inCell: 0) > 0 && bluePixels(inCell: 1) > bluePixels(inCell: 0) && bluePixels(inCell: 2) > 0)
+        // nothing spills into the margin columns
+        for y in 0..<grid.height { #expect(grid.pixel(x: 20, y: y) == [255, 255, 255] && grid.pixel(x: 21, y: y) == [255, 255, 255]) }
+        #expect(throws: ImagingError.self) { try composeGrid(cells, rows: 1, cols: 3, labels: ["a", "b", "c", "d"]) }
+    }
+}
