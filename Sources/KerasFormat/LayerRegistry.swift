@@ -40,7 +40,7 @@ struct LayerRegistry: Sendable {
         r.register("Add", buildAdd)
         // Layers that only act in training: the identity at inference.
         for cls in ["Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                    "ActivityRegularization"] {
+                    "ActivityRegularization", "Identity"] {
             r.register(cls, buildInferenceIdentity)
         }
         return r
@@ -55,8 +55,14 @@ private func spatialInput(_ ctx: LayerContext) throws -> [Int] {
     return s
 }
 
+/// LoRA adapters (Keras 3 `lora_rank`) add weights the engine does not apply.
+private func refuseLoRA(_ ctx: LayerContext) throws {
+    if let r = ctx.value("lora_rank"), r != .number(0) { throw ctx.unsupported("lora_rank=\(r.compact)") }
+}
+
 private func buildConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
     try ctx.requireChannelsLast()
+    try refuseLoRA(ctx)
     if let g = ctx.value("groups"), g != .number(1) { throw ctx.unsupported("groups=\(g.compact)") }
     let filters = try ctx.int("filters")
     let kernelSize = try ctx.pair("kernel_size")
@@ -78,6 +84,7 @@ private func buildConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
 
 private func buildDepthwiseConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
     try ctx.requireChannelsLast()
+    try refuseLoRA(ctx)
     let multiplier = try ctx.int("depth_multiplier", default: 1)
     let kernelSize = try ctx.pair("kernel_size")
     let strides = try ctx.pair("strides", default: [1, 1])
@@ -98,7 +105,7 @@ private func buildDepthwiseConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
 }
 
 private func buildDense(_ ctx: LayerContext) throws -> BuiltLayer {
-    if let r = ctx.value("lora_rank"), r != .number(0) { throw ctx.unsupported("lora_rank=\(r.compact)") }
+    try refuseLoRA(ctx)
     if let q = ctx.value("quantization_config") { throw ctx.unsupported("quantization_config=\(q.compact.prefix(80))") }
     let units = try ctx.int("units")
     let useBias = try ctx.bool("use_bias", default: true)
