@@ -380,6 +380,18 @@ def make_fixtures():
                     manifest["resize"].append({"input": src_name, "filter": fname, "width": w, "height": h,
                                                "box": list(box) if box else None, "expected": e["file"],
                                                "shape": e["shape"]})
+    # arbitrary boxes (Pillow's box= keeps using pixels just outside the box for bilinear;
+    # the pass-order rule uses the image size, not the box size)
+    base = Image.open(os.path.join(OUT, "resize_src.png"))
+    for box, (w, h) in [((3, 2, 30, 25), (50, 10)), ((5, 4, 20, 27), (12, 9)), ((0, 5, 37, 20), (60, 14)),
+                        ((10, 0, 11, 29), (4, 7)), ((2, 3, 35, 26), (33, 40))]:
+        for filt, fname in [(Image.Resampling.NEAREST, "nearest"), (Image.Resampling.BILINEAR, "bilinear")]:
+            out = base.resize((w, h), filt, box=box)
+            tag = f"resize_src.{fname}.{w}x{h}.box{'_'.join(map(str, box))}"
+            e = save_u8(tag + ".u8", np.asarray(out))
+            manifest["resize"].append({"input": "resize_src.png", "filter": fname, "width": w, "height": h,
+                                       "box": list(box), "expected": e["file"], "shape": e["shape"]})
+
     # check that keras.utils.load_img gives exactly PIL NEAREST (and with keep_aspect_ratio the box above)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
