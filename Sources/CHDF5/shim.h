@@ -9,6 +9,7 @@ static inline hid_t convlens_H5P_DEFAULT(void) { return H5P_DEFAULT; }
 static inline unsigned convlens_H5F_ACC_RDONLY(void) { return H5F_ACC_RDONLY; }
 static inline unsigned convlens_H5F_ACC_TRUNC(void) { return H5F_ACC_TRUNC; }
 static inline hid_t convlens_H5P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
+static inline hid_t convlens_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
 static inline hid_t convlens_H5T_NATIVE_FLOAT(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t convlens_H5T_NATIVE_DOUBLE(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t convlens_H5T_NATIVE_INT64(void) { return H5T_NATIVE_INT64; }

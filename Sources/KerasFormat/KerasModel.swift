@@ -1,3 +1,4 @@
+import CHDF5
 import Engine
 import Foundation
 import ZIPFoundation
@@ -105,6 +106,14 @@ public struct KerasModel: Sendable {
             if bytes == hdf5Signature {
                 return try loadHDF5(url: url, registry: registry)
             }
+            // HDF5 also allows a user block before the signature (at 512, 1024, ...).
+            let isHDF5 = hdf5Lock.withLock { () -> Bool in
+                convlens_h5_silence_errors()
+                let result = H5Fis_hdf5(path) > 0
+                _ = HDF5Error.capture("H5Fis_hdf5")  // clears the error stack
+                return result
+            }
+            if isHDF5 { return try loadHDF5(url: url, registry: registry) }
             throw KerasFormatError.notAModelFile(path: path)
         } catch let error as HDF5Error {
             throw KerasFormatError.invalidFile("\(error)")

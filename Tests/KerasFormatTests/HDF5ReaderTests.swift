@@ -122,6 +122,25 @@ extension SerialTests {
             #expect(HDF5Diagnostics.openObjectCount == baseline)
         }
 
+        /// HDF5 allows a user block before the superblock; such a file is still HDF5.
+        @Test func anHDF5FileWithAUserBlockIsRecognised() throws {
+            let url = temporaryURL(".h5")
+            defer { try? FileManager.default.removeItem(at: url) }
+            convlens_h5_silence_errors()
+            let fcpl = H5Pcreate(convlens_H5P_FILE_CREATE())
+            H5Pset_userblock(fcpl, 512)
+            let file = H5Fcreate(url.path, convlens_H5F_ACC_TRUNC(), fcpl, convlens_H5P_DEFAULT())
+            try #require(file >= 0)
+            H5Fclose(file)
+            H5Pclose(fcpl)
+            #expect {
+                _ = try KerasModel.load(contentsOf: url)
+            } throws: { error in
+                "\(error)".contains("without a Keras model_config")
+            }
+            #expect(HDF5Diagnostics.openObjectCount == 0)
+        }
+
         @Test func openingANonHDF5FileThrowsWithHDF5sMessage() throws {
             let url = temporaryURL(".h5")
             defer { try? FileManager.default.removeItem(at: url) }
