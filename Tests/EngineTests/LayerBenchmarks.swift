@@ -132,6 +132,29 @@ struct LayerBenchmarks {
         #expect(y.shape == [1, 56, 56, 96])
     }
 
+    /// VGG16's fc1 (25088 → 4096, 411 MB of weights) at batch 1: time and how
+    /// much resident memory the oneDNN weight copies add.
+    @Test func largeDense() throws {
+        func residentMB() -> Int {
+            let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? "0 0"
+            return (Int(statm.split(separator: " ")[1]) ?? 0) * 4096 / 1_000_000
+        }
+        var rng = SplitMix64(seed: 7)
+        let before = residentMB()
+        let fc = Dense(name: "fc1", kernel: rng.tensor([25088, 4096], -0.01, 0.01), bias: rng.tensor([4096]))
+        let x = rng.tensor([1, 25088])
+        let afterInit = residentMB()
+        var y = try fc.forward([x])
+        let afterForward = residentMB()
+        _ = try fc.backward([x], output: y, outputGradient: y)
+        let afterBackward = residentMB()
+        let f = try Self.time { for _ in 0..<5 { y = try fc.forward([x]) } }
+        let b = try Self.time { for _ in 0..<5 { _ = try fc.backward([x], output: y, outputGradient: y) } }
+        print("fc1 25088→4096: forward \(Int(f / 5)) ms, backward \(Int(b / 5)) ms; resident MB: weights \(afterInit - before), "
+              + "+forward \(afterForward - afterInit), +backward \(afterBackward - afterForward)")
+        #expect(y.shape == [1, 4096])
+    }
+
     @Test func batchOf64SmallConvolution() throws {
         var rng = SplitMix64(seed: 3)
         let conv = Conv2D(name: "c", kernel: rng.tensor([3, 3, 32, 64], -0.1, 0.1), bias: rng.tensor([64]),
