@@ -392,6 +392,16 @@ def make_fixtures():
             manifest["resize"].append({"input": "resize_src.png", "filter": fname, "width": w, "height": h,
                                        "box": list(box), "expected": e["file"], "shape": e["shape"]})
 
+    # RGBA bilinear: Pillow premultiplies (RGBA → RGBa → resize → RGBA)
+    rgba_im = Image.open(os.path.join(OUT, "rgba8.png"))
+    assert rgba_im.mode == "RGBA"
+    for (w, h) in [(16, 12), (40, 30), (90, 20), (11, 17)]:
+        for filt, fname in [(Image.Resampling.NEAREST, "nearest"), (Image.Resampling.BILINEAR, "bilinear")]:
+            out = rgba_im.resize((w, h), filt)
+            e = save_u8(f"rgba8.{fname}.{w}x{h}.u8", np.asarray(out))
+            manifest["resize"].append({"input": "rgba8.png", "filter": fname, "width": w, "height": h,
+                                       "box": None, "expected": e["file"], "shape": e["shape"]})
+
     # check that keras.utils.load_img gives exactly PIL NEAREST (and with keep_aspect_ratio the box above)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras

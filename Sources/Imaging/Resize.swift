@@ -12,9 +12,8 @@ public enum ResizeFilter: Sendable {
     /// 22-bit fixed-point coefficients, horizontal pass first, 8-bit intermediate,
     /// as Pillow's `ImagingResample`, including Pillow 13's choice of doing the
     /// vertical pass first for some size pairs. Bit-exact for 1- and 3-channel images
-    /// (verified against Pillow 13.0.0).
-    /// 4-channel images are filtered per channel without Pillow's premultiplied-alpha
-    /// step (Pillow converts RGBA→RGBa first), so they can differ where alpha < 255.
+    /// (verified against Pillow 13.0.0). 4-channel images are premultiplied by alpha
+    /// before and divided after, with Pillow's RGBA→RGBa→RGBA integer arithmetic.
     case bilinear
 }
 
@@ -211,6 +210,28 @@ extension Image {
     }
 
     private func resizedBilinear(_ outW: Int, _ outH: Int, _ b: PixelBox) -> Image {
+        if channels == 4 {
+            // Pillow: RGBA → RGBa (c·a/255 rounded), resize, RGBa → RGBA (255·c/a, clipped)
+            var pre = pixels
+            for i in stride(from: 0, to: pre.count, by: 4) {
+                let a = UInt32(pre[i + 3])
+                for k in 0..<3 {
+                    let t = UInt32(pre[i + k]) * a + 128
+                    pre[i + k] = UInt8(((t >> 8) + t) >> 8)
+                }
+            }
+            var out = Image(unchecked: width, height, 4, pre).resizedBilinearPlain(outW, outH, b)
+            for i in stride(from: 0, to: out.pixels.count, by: 4) {
+                let a = Int(out.pixels[i + 3])
+                guard a != 0 && a != 255 else { continue }
+                for k in 0..<3 { out.pixels[i + k] = UInt8(min(255, 255 * Int(out.pixels[i + k]) / a)) }
+            }
+            return out
+        }
+        return resizedBilinearPlain(outW, outH, b)
+    }
+
+    private func resizedBilinearPlain(_ outW: Int, _ outH: Int, _ b: PixelBox) -> Image {
         let c = channels
         let needH = outW != width || b.x0 != 0 || b.x1 != outW
         let needV = outH != height || b.y0 != 0 || b.y1 != outH

@@ -8,7 +8,7 @@ import Testing
     @Test(arguments: cases)
     func bitExactVsPillow(_ expectedFile: String) throws {
         let c = try #require(manifest.resize.first { $0.expected == expectedFile })
-        let layout: DecodedLayout = c.input.contains("grey") ? .grey : .rgb
+        let layout: DecodedLayout = c.input.contains("grey") ? .grey : (c.input.hasPrefix("rgba") ? .rgba : .rgb)
         let src = try decodeImage(fixtureData(c.input), options: DecodeOptions(layout: layout))
         let box = c.box.map { PixelBox(x0: $0[0], y0: $0[1], x1: $0[2], y1: $0[3]) }
         let out = try src.resized(width: c.width, height: c.height, filter: c.filter == "nearest" ? .nearest : .bilinear, box: box)
