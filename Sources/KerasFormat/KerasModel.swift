@@ -106,6 +106,9 @@ public struct KerasModel: Sendable {
             if bytes == hdf5Signature {
                 return try loadHDF5(url: url, registry: registry)
             }
+            if bytes.count < 8, hdf5Signature.starts(with: bytes) || [0x50, 0x4B, 0x03, 0x04].starts(with: bytes.prefix(4)) {
+                throw KerasFormatError.truncated(path: path, detail: "only \(bytes.count) bytes, the start of an HDF5 or zip signature")
+            }
             // HDF5 also allows a user block before the signature (at 512, 1024, ...).
             let isHDF5 = hdf5Lock.withLock { () -> Bool in
                 convlens_h5_silence_errors()
