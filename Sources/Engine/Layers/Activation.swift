@@ -92,7 +92,8 @@ public final class Activation: Layer {
             }
         case .softmax:
             // Jacobian-vector product per row: dx = y ⊙ (g − ⟨g, y⟩).
-            let c = x.shape.last ?? 1
+            guard x.rank >= 2 else { throw mismatch("softmax needs a non-empty last axis, got \(x.shape)") }
+            let c = x.shape[x.rank - 1]
             dx = output.scalars.withUnsafeBufferPointer { y in
                 g.withUnsafeBufferPointer { g in
                     uninitializedFloats(n) { d in
