@@ -123,36 +123,18 @@ extension Network {
         let (h, w) = parameters.size ?? (oh, ow)
         guard h >= 2, w >= 2, parameters.steps >= 1 else { throw VisualizationError.invalid("lucid needs an image of at least 2×2 and ≥ 1 step") }
         let n = objectives.count
-        let dft = LucidDFT2D(height: h, width: w)
-        let fw = dft.frequencyWidth
-        let plane = h * fw
-        // Spectrum scale: sqrt(hw) / max(|f|, 1/max(h, w))^decay.
-        let spectrumScale: [Float] = dft.frequencies().map { f in
-            Float(Double(h * w).squareRoot() / pow(max(Double(f), 1 / Double(max(h, w))), Double(parameters.decayPower)))
-        }
+        let image = LucidFourierImage(height: h, width: w, decayPower: parameters.decayPower,
+                                      decorrelateColour: parameters.decorrelateColour)
         var states: [LucidState] = objectives.map { obj in
             var init_ = SeededGenerator(seed: Self.lucidSeed(parameters.seed, obj))
-            let count = 2 * 3 * plane
+            let count = image.coefficientCount
             var c = [Float](repeating: 0, count: count)
             for i in 0..<count { c[i] = parameters.initStd * lucidGaussian(&init_) }
             return LucidState(coefficients: c, m: [Float](repeating: 0, count: count), v: [Float](repeating: 0, count: count),
                               rng: SeededGenerator(seed: init_.next()))
         }
-        let colour = parameters.decorrelateColour
         let map = inputMap
-
-        /// Image n as RGB in [0, 1], [h, w, 3].
-        func render(_ s: LucidState) -> [Float] {
-            var t = [Float](repeating: 0, count: h * w * 3)
-            for ch in 0..<3 {
-                let re = (0..<plane).map { s.coefficients[ch * plane + $0] * spectrumScale[$0] }
-                let im = (0..<plane).map { s.coefficients[(3 + ch) * plane + $0] * spectrumScale[$0] }
-                let img = dft.inverse(re: re, im: im)
-                for p in 0..<(h * w) { t[p * 3 + ch] = img[p] / 4 }
-            }
-            let d = colour ? lucidDecorrelate(t) : t
-            return d.map { 1 / (1 + exp(-$0)) }
-        }
+        func render(_ s: LucidState) -> [Float] { image.rgb(s.coefficients) }
 
         var history: [[Float]] = []
         var rgbs = [[Float]](repeating: [], count: n)
@@ -187,19 +169,8 @@ extension Network {
                 for p in 0..<(oh * ow) {
                     for k in 0..<3 { gWarped[p * 3 + map.source(k)] = g.scalars[base + p * 3 + k] * map.scale[k] }
                 }
-                var gRGB = warps[i].adjoint(gWarped, channels: 3)
-                for p in 0..<gRGB.count { let y = rgbs[i][p]; gRGB[p] *= y * (1 - y) }
-                let gT = colour ? lucidDecorrelateAdjoint(gRGB) : gRGB
-                var grad = [Float](repeating: 0, count: 2 * 3 * plane)
-                for ch in 0..<3 {
-                    let gp = (0..<(h * w)).map { gT[$0 * 3 + ch] / 4 }
-                    let (gr, gi) = dft.inverseAdjoint(gp)
-                    for q in 0..<plane {
-                        // Minimise −objective: the loss gradient is the negated ascent gradient.
-                        grad[ch * plane + q] = -gr[q] * spectrumScale[q]
-                        grad[(3 + ch) * plane + q] = -gi[q] * spectrumScale[q]
-                    }
-                }
+                // Minimise −objective: the loss gradient is the negated ascent gradient.
+                let grad = image.gradient(rgb: rgbs[i], rgbGradient: warps[i].adjoint(gWarped, channels: 3)).map { -$0 }
                 states[i].adamStep(grad, lr: lrT, beta1: parameters.beta1, beta2: parameters.beta2, epsilon: parameters.epsilon)
             }
             if !progress(AscentProgress(step: step, steps: parameters.steps, losses: values)) {

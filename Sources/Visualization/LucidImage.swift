@@ -118,3 +118,60 @@ public func lucidImages(_ images: Tensor) throws -> [Image] {
     }
 }
 
+
+/// lucid's Fourier image of one size: coefficients ↔ RGB in [0, 1], and the
+/// gradient back to the coefficients. Coefficients are laid out as lucid's
+/// `(2, 3, h, w/2+1)`: real parts of the three channels, then imaginary parts.
+public struct LucidFourierImage: Sendable {
+    public let height: Int
+    public let width: Int
+    public let decorrelateColour: Bool
+    public let dft: LucidDFT2D
+    /// sqrt(h·w) / max(|f|, 1/max(h, w))^decay per coefficient, [h, w/2+1].
+    public let spectrumScale: [Float]
+    public var plane: Int { height * dft.frequencyWidth }
+    public var coefficientCount: Int { 6 * plane }
+
+    public init(height: Int, width: Int, decayPower: Float = 1, decorrelateColour: Bool = true) {
+        self.height = height
+        self.width = width
+        self.decorrelateColour = decorrelateColour
+        dft = LucidDFT2D(height: height, width: width)
+        let floor = 1 / Double(max(height, width)), root = Double(height * width).squareRoot()
+        spectrumScale = dft.frequencies().map { f in Float(root / pow(max(Double(f), floor), Double(decayPower))) }
+    }
+
+    /// RGB in [0, 1], [h, w, 3].
+    public func rgb(_ coefficients: [Float]) -> [Float] {
+        precondition(coefficients.count == coefficientCount)
+        let (h, w, plane) = (height, width, plane)
+        var t = [Float](repeating: 0, count: h * w * 3)
+        for ch in 0..<3 {
+            let re = (0..<plane).map { coefficients[ch * plane + $0] * spectrumScale[$0] }
+            let im = (0..<plane).map { coefficients[(3 + ch) * plane + $0] * spectrumScale[$0] }
+            let img = dft.inverse(re: re, im: im)
+            for p in 0..<(h * w) { t[p * 3 + ch] = img[p] / 4 }
+        }
+        let d = decorrelateColour ? lucidDecorrelate(t) : t
+        return d.map { 1 / (1 + exp(-$0)) }
+    }
+
+    /// d L / d coefficients from d L / d rgb, given the `rgb` those coefficients made.
+    public func gradient(rgb: [Float], rgbGradient: [Float]) -> [Float] {
+        precondition(rgb.count == height * width * 3 && rgbGradient.count == rgb.count)
+        let (h, w, plane) = (height, width, plane)
+        var g = rgbGradient
+        for p in 0..<g.count { let y = rgb[p]; g[p] *= y * (1 - y) }
+        let gT = decorrelateColour ? lucidDecorrelateAdjoint(g) : g
+        var grad = [Float](repeating: 0, count: coefficientCount)
+        for ch in 0..<3 {
+            let gp = (0..<(h * w)).map { gT[$0 * 3 + ch] / 4 }
+            let (gr, gi) = dft.inverseAdjoint(gp)
+            for q in 0..<plane {
+                grad[ch * plane + q] = gr[q] * spectrumScale[q]
+                grad[(3 + ch) * plane + q] = gi[q] * spectrumScale[q]
+            }
+        }
+        return grad
+    }
+}
