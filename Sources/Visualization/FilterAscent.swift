@@ -39,9 +39,13 @@ public struct FilterAscentResult: Sendable {
 extension Network {
     /// The book's start image: uniform noise in [0, 1) × 20 + 128, from a seeded generator.
     public static func bookStartImages(count: Int, size: Int, channels: Int, seed: UInt64) -> Tensor {
+        bookStartImages(count: count, height: size, width: size, channels: channels, seed: seed)
+    }
+
+    public static func bookStartImages(count: Int, height: Int, width: Int, channels: Int, seed: UInt64) -> Tensor {
         var rng = SeededGenerator(seed: seed)
-        let n = count * size * size * channels
-        return Tensor(shape: [count, size, size, channels], scalars: (0..<n).map { _ in Float(rng.nextUnit()) * 20 + 128 })
+        let n = count * height * width * channels
+        return Tensor(shape: [count, height, width, channels], scalars: (0..<n).map { _ in Float(rng.nextUnit()) * 20 + 128 })
     }
 
     /// Runs the book's gradient ascent for `filters` of the layer at `layerNode`,

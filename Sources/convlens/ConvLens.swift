@@ -16,6 +16,6 @@ struct ConvLens: ParsableCommand {
               convlens activations --model vgg16.h5 --input x.npy --layer block1_conv1 -o a.npy
               convlens gradient --model vgg16.h5 --input x.npy --output-index 386 --wrt block5_conv3 -o g.npy
             """,
-        subcommands: [Summary.self, Predict.self, Activations.self, Heatmap.self, Gradient.self, Bench.self]
+        subcommands: [Summary.self, Predict.self, Activations.self, Filters.self, Heatmap.self, Gradient.self, Bench.self]
     )
 }
