@@ -55,11 +55,6 @@ enum Fixtures {
         }
     }
 
-    /// Full-size reference models made outside CI (tools/check_applications.py
-    /// OUT_DIR), checked when KERAS_REFERENCE_DIR names OUT_DIR.
-    static let externalDirectory: URL? = ProcessInfo.processInfo.environment["KERAS_REFERENCE_DIR"]
-        .map { URL(fileURLWithPath: $0) }
-    static let external: [FixtureCase] = externalDirectory.flatMap { try? load(from: $0) } ?? []
 
     /// Empty when the manifest is missing; `manifestIsPresent` fails then.
     static let all: [FixtureCase] = (try? load()) ?? []

@@ -21,15 +21,6 @@ extension SerialTests {
         try checkAgainstKeras(fixture)
     }
 
-    /// Opt-in (KERAS_REFERENCE_DIR=OUT_DIR of tools/check_applications.py):
-    /// full-size keras.applications models, not committed (~1.3 GB). Output,
-    /// activations and gradients w.r.t. inner layers element-wise as above;
-    /// the input gradient by relative L2 error ≤ 2 % (see `checkAgainstKeras`).
-    @Test(.enabled(if: Fixtures.externalDirectory != nil), arguments: Fixtures.external)
-    func fullSizeApplications(_ fixture: FixtureCase) throws {
-        try checkAgainstKeras(fixture, deepInputGradientTolerance: 0.02)
-    }
-
     @Test(arguments: Fixtures.bad)
     func badFileFailsClearly(_ fixture: FixtureCase) throws {
         do {
