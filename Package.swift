@@ -46,6 +46,7 @@ let package = Package(
         ),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "CLITests", dependencies: ["convlens"]),
         .testTarget(name: "VisualizationTests", dependencies: ["Visualization", "Engine", "Imaging", "KerasFormat"]),
         .testTarget(
             name: "KerasFormatTests",

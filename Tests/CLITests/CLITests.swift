@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+
+/// The `convlens` executable as a user runs it: real files in, exit codes,
+/// messages and outputs checked.
+private let root = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The built executable sits next to the test bundle in the build products folder.
+private let executable: URL = {
+    var dir = Bundle.main.bundleURL
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("convlens")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return root.appendingPathComponent(".build/debug/convlens")
+}()
+
+private struct Run {
+    let status: Int32
+    let stdout: Data
+    let stderr: String
+    var text: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+private func convlens(_ args: [String]) throws -> Run {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = args
+    p.currentDirectoryURL = root
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: o, stderr: String(decoding: e, as: UTF8.self))
+}
+
+private func temporary(_ name: String) -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("convlens-cli-\(UUID().uuidString)-\(name)").path
+}
+
+@Suite(.serialized) struct CLITests {
+    @Test func predictLabelsTheCatWithTheBundledModel() throws {
+        let r = try convlens(["predict", "--input", "public/samples/chelsea.png", "--json", "--threads", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any]
+        let top = obj["top"] as! [[String: Any]]
+        #expect(top.first?["class"] as? Int == 285)
+        #expect(top.first?["label"] as? String == "Egyptian cat")
+        #expect((obj["output"] as! [Double]).count == 1000)
+    }
+
+    @Test func summaryListsEveryLayerWithSpatialFlags() throws {
+        let r = try convlens(["summary", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any]
+        let layers = obj["layers"] as! [[String: Any]]
+        #expect(layers.count == 149)
+        #expect(layers.contains { $0["name"] as? String == "top_activation" && $0["isSpatial"] as? Bool == true })
+        #expect(layers.contains { $0["name"] as? String == "predictions" && $0["isSpatial"] as? Bool == false })
+    }
+
+    @Test func heatmapWritesAnOverlayTheSizeOfThePhoto() throws {
+        let out = temporary("overlay.png")
+        let r = try convlens(["heatmap", "--input", "public/samples/coffee.png", "-o", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("class 967 (espresso)"))
+        let png = try Data(contentsOf: URL(fileURLWithPath: out))
+        #expect(Array(png.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        // IHDR width and height: the original 600×400 photo.
+        let be = { (o: Int) in png[o..<(o + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        #expect(be(16) == 600 && be(20) == 400)
+    }
+
+    @Test func activationsWriteTheRawLayerOutput() throws {
+        let out = temporary("a.npy")
+        let r = try convlens(["activations", "--input", "public/samples/chelsea.png", "--layer", "stem_activation",
+                              "--format", "npy", "-o", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let data = try Data(contentsOf: URL(fileURLWithPath: out))
+        #expect(String(decoding: data.prefix(80), as: UTF8.self).contains("'shape': (1, 112, 112, 32)"))
+    }
+
+    @Test(arguments: [
+        (["predict", "--model", "no/such/model.h5", "--input", "public/samples/chelsea.png"], "model file not found"),
+        (["predict", "--model", "Tests/Fixtures/keras/bad_text.h5", "--input", "public/samples/chelsea.png"], "not an HDF5"),
+        (["predict", "--input", "README.md"], "neither a PNG/JPEG image nor a .npy"),
+        (["activations", "--input", "public/samples/chelsea.png", "--layer", "no_such_layer", "-o", "/tmp/x.png"], "no layer named 'no_such_layer'"),
+        (["heatmap", "--input", "public/samples/chelsea.png", "--class", "1000", "-o", "/tmp/x.png"], "out of range"),
+        (["heatmap", "--input", "public/samples/chelsea.png", "--alpha", "abc", "-o", "/tmp/x.png"], "alpha"),
+        (["heatmap", "--input", "public/samples/chelsea.png", "--layer", "predictions", "-o", "/tmp/x.png"], "not a spatial feature map"),
+        (["filters", "--layer", "stem_activation", "--index", "32", "-o", "/tmp/x.png"], "out of range"),
+    ] as [([String], String)])
+    func badInputFailsWithAClearMessage(args: [String], message: String) throws {
+        let r = try convlens(args)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
+    }
+
+    @Test func corruptImageIsAnErrorNotACrash() throws {
+        let bad = temporary("cut.png")
+        let photo = try Data(contentsOf: root.appendingPathComponent("public/samples/chelsea.png"))
+        try photo.prefix(photo.count / 2).write(to: URL(fileURLWithPath: bad))
+        let r = try convlens(["predict", "--input", bad])
+        #expect(r.status == 1, "a crash would be a signal status: \(r.status)")
+        #expect(r.stderr.lowercased().contains("corrupt"), "stderr: \(r.stderr)")
+    }
+}
