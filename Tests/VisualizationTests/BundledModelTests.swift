@@ -66,3 +66,11 @@ func top5EqualsKerasOnEverySamplePhoto(resize: String) throws {
         }
     }
 }
+
+@Test func defaultHeatmapLayerIsTheLastConvAfterItsBNAndActivation() throws {
+    // EfficientNet-Lite0 ends top_conv → top_bn → top_activation → pooling.
+    #expect(defaultCAMLayer(of: bundled.model)?.name == "top_activation")
+    // A conv with a fused activation, followed by pooling: the conv itself (as VGG16's block5_conv3).
+    let cam = try KerasModel.load(contentsOf: root.appendingPathComponent("Tests/Fixtures/visualization/cam_classifier.k3.h5"))
+    #expect(defaultCAMLayer(of: cam)?.name == "last_conv")
+}
