@@ -50,6 +50,9 @@ struct Filters: ParsableCommand {
         valueName: "book|grey|file.npy"))
     var init_: String?
 
+    @Flag(name: .long, help: "Optimise the filters one at a time instead of as one batch (same result; for timing the batching).")
+    var sequential = false
+
     @Option(name: .long, help: "Grid columns (the book: 8).")
     var cols = 8
 
@@ -103,22 +106,33 @@ struct Filters: ParsableCommand {
         let start = Tensor.concatenateBatches(Array(repeating: one, count: n))
         let began = Date()
         var lastReport = Date.distantPast
-        let result = try m.network.bookFilterAscent(
-            layerNode: node, filters: Array(first..<(first + n)), start: start,
-            parameters: FilterAscentParameters(steps: steps, stepSize: stepSize, size: h),
-            progress: { p in
-                if Date().timeIntervalSince(lastReport) > 1 || p.step == p.steps, Date().timeIntervalSince(began) > 1 {
-                    lastReport = Date()
-                    let mean = p.losses.reduce(0, +) / Float(p.losses.count)
-                    printErr(String(format: "step %d/%d  mean loss %.4f  (%.1f s)", p.step, p.steps, mean, Date().timeIntervalSince(began)))
-                }
-                return true
+        let filters = Array(first..<(first + n))
+        let progress: (AscentProgress) -> Bool = { p in
+            if Date().timeIntervalSince(lastReport) > 1 || p.step == p.steps, Date().timeIntervalSince(began) > 1 {
+                lastReport = Date()
+                let mean = p.losses.reduce(0, +) / Float(p.losses.count)
+                printErr(String(format: "step %d/%d  mean loss %.4f  (%.1f s)", p.step, p.steps, mean, Date().timeIntervalSince(began)))
+            }
+            return true
+        }
+        let parameters = FilterAscentParameters(steps: steps, stepSize: stepSize, size: h)
+        let images: Tensor
+        if sequential {
+            images = Tensor.concatenateBatches(try filters.map { f in
+                try m.network.bookFilterAscent(layerNode: node, filters: [f], start: one, parameters: parameters,
+                                               progress: progress).images
             })
+        } else {
+            images = try m.network.bookFilterAscent(layerNode: node, filters: filters, start: start,
+                                                    parameters: parameters, progress: progress).images
+        }
+        printErr(String(format: "%d filter(s) of %@, %d steps at %d×%d: %.2f s%@", n, layer, steps, h, w,
+                        Date().timeIntervalSince(began), sequential ? " (one at a time)" : " (one batch)"))
         switch format {
-        case .npy: try writeTensor(result.images, format: .npy, to: o)
-        case .json: try writeTensor(result.images, format: .json, to: o)
+        case .npy: try writeTensor(images, format: .npy, to: o)
+        case .json: try writeTensor(images, format: .json, to: o)
         case .png:
-            var images = result.images
+            var images = images
             // caffe-preprocessed models see BGR: show the pattern in RGB.
             if pipeline.preprocessing == .caffe, c == 3 { images = swapRB(images) }
             try writePNG(n == 1 ? try filterImages(images)[0] : try filterGrid(images, cols: cols), to: o)
