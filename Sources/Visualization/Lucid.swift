@@ -16,6 +16,19 @@ import Foundation
 /// only sample n, so one forward/backward per step serves all of them, and each
 /// image's random start and transforms come from its own seed — rendering a
 /// filter alone or inside a batch gives the same picture.
+///
+/// Where this differs from lucid (on purpose, or for lack of a variable-size model):
+/// - the transform chain is composed into one affine map and sampled bilinearly
+///   once; outside the image everything is the pad (lucid's rotation fills 0);
+///   the result is centre-cropped/padded to the network's input size;
+/// - lucid draws one transform per batch, here each image draws its own;
+/// - for odd widths the spectrum has w/2+1 columns (NumPy), lucid keeps w/2+2;
+/// - the objective values reported are those of the transformed image seen at
+///   that step (noisy from step to step), before the update.
+///
+/// Cost (EfficientNet-Lite0, 224×224, release build, 2 cores, shared machine):
+/// ≈ 0.6–0.8 s per step for a batch of 4 images, so 256 steps ≈ 3 min and the
+/// default 512 ≈ 6 min for 4 filters; the Fourier transforms are ~12 % of it.
 public struct LucidParameters: Sendable {
     /// Optimisation steps. Default 512 (lucid's `render_vis` default). Cost per step
     /// ≈ one forward + backward of the network up to the layer for the batch, plus
