@@ -19,6 +19,14 @@ public struct ClassActivationMap: Sendable {
 public enum CAMMethod: String, Sendable, CaseIterable {
     case gradcam
     case gradcamPlusPlus = "gradcam++"
+    case scorecam
+    case layercam
+    case eigencam
+    case saliency
+    case smoothgrad
+    case integratedGradients = "integrated-gradients"
+    case guidedBackprop = "guided-backprop"
+    case guidedGradcam = "guided-gradcam"
 }
 
 public struct CAMRequest: Sendable {
@@ -56,6 +64,8 @@ public enum VisualizationError: Error, CustomStringConvertible, Equatable {
 extension Network {
     /// Grad-CAM for one image (batch 1).
     public func gradCAM(_ input: Tensor, _ request: CAMRequest, method: CAMMethod = .gradcam) throws -> ClassActivationMap {
+        // The other methods live in ClassActivation.swift (saliency maps at input resolution).
+        if method != .gradcam && method != .gradcamPlusPlus { return try classActivationMap(input, request, method: method).map }
         guard input.batch == 1 else { throw VisualizationError.invalid("Grad-CAM takes one image, got a batch of \(input.batch)") }
         let trace = try forward(input, stopAfter: request.scoreNode, keepAll: true)
         let scores = trace[request.scoreNode]!
@@ -89,6 +99,8 @@ extension Network {
                     weights[ch] += alpha * max(gi, 0)
                 }
             }
+        default:
+            break
         }
         var map = [Float](repeating: 0, count: h * w)
         for p in 0..<(h * w) {

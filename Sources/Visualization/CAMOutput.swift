@@ -1,0 +1,35 @@
+import Imaging
+
+/// Pictures of a class-activation map.
+
+/// The map coloured (jet by default, the book's) at `width` × `height`: upsampled
+/// bilinearly with half-pixel centres (a map already at that size is unchanged),
+/// then quantised the book's way, `uint8(255 · v)`, and looked up in the colormap.
+public func camHeatmapImage(_ map: ClassActivationMap, width: Int, height: Int,
+                            colormap: Colormap = .jet) throws -> Image {
+    guard map.heatmap.count == map.width * map.height, map.width > 0, map.height > 0 else {
+        throw VisualizationError.invalid("heatmap of \(map.heatmap.count) values is not \(map.width)x\(map.height)")
+    }
+    let values = (map.width == width && map.height == height)
+        ? map.heatmap
+        : try upsampleBilinear(map.heatmap, width: map.width, height: map.height, toWidth: width, toHeight: height)
+    return try colormap.apply(normalized: values, width: width, height: height)
+}
+
+/// The book's overlay on `image` (8-bit RGB, or grey, drawn as RGB):
+/// `heatmap_rgb × alpha + image`, clipped to [0, 255] (rounded), alpha 0.4 by default.
+public func camOverlay(_ map: ClassActivationMap, on image: Image, alpha: Float = 0.4,
+                       colormap: Colormap = .jet) throws -> Image {
+    let rgb: Image
+    switch image.channels {
+    case 3: rgb = image
+    case 1:
+        var px = [UInt8](repeating: 0, count: image.width * image.height * 3)
+        for i in 0..<(image.width * image.height) { for k in 0..<3 { px[3 * i + k] = image.pixels[i] } }
+        rgb = try Image(width: image.width, height: image.height, channels: 3, pixels: px)
+    default:
+        throw VisualizationError.invalid("the overlay needs an RGB or grey image, got \(image.channels) channels")
+    }
+    let heat = try camHeatmapImage(map, width: rgb.width, height: rgb.height, colormap: colormap)
+    return try overlayAdditive(heatmap: heat, onto: rgb, alpha: alpha)
+}

@@ -1,0 +1,222 @@
+import Engine
+import Foundation
+import Imaging
+
+/// The whole class-activation family behind one entry point,
+/// `Network.classActivationMap(_:_:method:options:)`.
+///
+/// CAMs (Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, Eigen-CAM) give a map at the
+/// target layer's resolution; the gradient-saliency methods (vanilla saliency,
+/// SmoothGrad, Integrated Gradients, Guided Backprop, Guided Grad-CAM) give one at
+/// the input's resolution and keep the raw per-pixel tensor in `attribution`.
+
+/// Where a `ClassActivationMap`'s pixels live.
+public enum MapResolution: String, Sendable, Equatable {
+    /// The target layer's H × W (upsample to draw it over the image).
+    case layer
+    /// The model input's H × W.
+    case input
+}
+
+/// Knobs of the methods that need more than a gradient. Defaults are the papers'.
+public struct CAMOptions: Sendable {
+    /// Images per forward/backward pass for Score-CAM masks, SmoothGrad copies and
+    /// Integrated-Gradients steps (bounds memory; the result does not depend on it).
+    public var batchSize: Int
+    /// SmoothGrad: number of noisy copies (Smilkov et al.: 25 is plenty).
+    public var smoothGradSamples: Int
+    /// SmoothGrad: noise σ as a fraction of the input's (max − min) (the paper's 10–20 %).
+    public var smoothGradNoiseLevel: Float
+    /// SmoothGrad: seed of the Gaussian noise (SplitMix64 + Box–Muller), so runs repeat.
+    public var seed: UInt64
+    /// Integrated Gradients: m, the number of intervals of the trapezoid rule (m + 1 gradients).
+    public var integratedGradientsSteps: Int
+    /// Integrated Gradients: the baseline x′, shaped like the input; nil = all zeros.
+    public var baseline: Tensor?
+
+    public init(batchSize: Int = 16, smoothGradSamples: Int = 25, smoothGradNoiseLevel: Float = 0.15,
+                seed: UInt64 = 0, integratedGradientsSteps: Int = 32, baseline: Tensor? = nil) {
+        self.batchSize = batchSize
+        self.smoothGradSamples = smoothGradSamples
+        self.smoothGradNoiseLevel = smoothGradNoiseLevel
+        self.seed = seed
+        self.integratedGradientsSteps = integratedGradientsSteps
+        self.baseline = baseline
+    }
+}
+
+/// Integrated Gradients' completeness axiom: Σ attributions ≈ F(x) − F(x′).
+public struct Completeness: Sendable, Equatable {
+    /// Σ over every input element of the attributions.
+    public var attributionSum: Float
+    /// F(x) − F(baseline), the class score difference.
+    public var scoreDifference: Float
+    /// |attributionSum − scoreDifference| (shrinks as the step count grows).
+    public var error: Float { abs(attributionSum - scoreDifference) }
+}
+
+/// What `classActivationMap` returns: the map plus what a caller needs to use it.
+public struct CAMResult: Sendable {
+    public var method: CAMMethod
+    /// Normalised to [0, 1]; `map.height × map.width` is `resolution`'s size.
+    public var map: ClassActivationMap
+    public var resolution: MapResolution
+    /// Saliency family only: the raw per-pixel tensor [1, H, W, C] before the
+    /// abs/max-over-channels reduction (the gradient, the SmoothGrad mean gradient,
+    /// the IG attributions, the guided gradient, guided backprop ⊙ Grad-CAM).
+    public var attribution: Tensor?
+    /// Integrated Gradients only.
+    public var completeness: Completeness?
+}
+
+extension CAMMethod {
+    /// Whether the map is at the input's resolution (the gradient-saliency methods).
+    public var resolution: MapResolution {
+        switch self {
+        case .gradcam, .gradcamPlusPlus, .scorecam, .layercam, .eigencam: return .layer
+        case .saliency, .smoothgrad, .integratedGradients, .guidedBackprop, .guidedGradcam: return .input
+        }
+    }
+}
+
+extension Network {
+    /// One class-activation map of any `CAMMethod` for one image (batch 1).
+    ///
+    /// `request.scoreNode` is the class score (the logits node for the pre-softmax
+    /// score, the default of the papers; the softmax output on request);
+    /// `request.classIndex` nil picks the top-1 class of that score.
+    /// `request.layerNode` is the spatial feature map for the CAMs (ignored by
+    /// saliency, SmoothGrad, Integrated Gradients and Guided Backprop).
+    public func classActivationMap(_ input: Tensor, _ request: CAMRequest, method: CAMMethod,
+                                   options: CAMOptions = CAMOptions()) throws -> CAMResult {
+        guard input.batch == 1 else {
+            throw VisualizationError.invalid("\(method.rawValue) takes one image, got a batch of \(input.batch)")
+        }
+        guard options.batchSize >= 1 else { throw VisualizationError.invalid("batch size must be at least 1") }
+        switch method {
+        case .gradcam, .gradcamPlusPlus:
+            return CAMResult(method: method, map: try gradCAM(input, request, method: method), resolution: .layer)
+        case .scorecam:
+            return CAMResult(method: method, map: try scoreCAM(input, request, batchSize: options.batchSize), resolution: .layer)
+        case .layercam:
+            return CAMResult(method: method, map: try layerCAM(input, request), resolution: .layer)
+        case .eigencam:
+            return CAMResult(method: method, map: try eigenCAM(input, request), resolution: .layer)
+        case .saliency:
+            return try saliency(input, request)
+        case .smoothgrad:
+            return try smoothGrad(input, request, options: options)
+        case .integratedGradients:
+            return try integratedGradients(input, request, options: options)
+        case .guidedBackprop:
+            return try guidedBackprop(input, request)
+        case .guidedGradcam:
+            return try guidedGradCAM(input, request)
+        }
+    }
+
+    // MARK: - Shared pieces
+
+    /// Forward pass of one image to the score node; the class and its score.
+    func classScore(_ input: Tensor, _ request: CAMRequest, keep: Set<Int> = [], keepAll: Bool = false) throws
+        -> (trace: Trace, scores: Tensor, classIndex: Int)
+    {
+        let trace = try forward(input, stopAfter: request.scoreNode, keep: keep, keepAll: keepAll)
+        let scores = trace[request.scoreNode]!
+        let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
+        guard k >= 0, k < scores.sampleCount else { throw VisualizationError.classOutOfRange(k, count: scores.sampleCount) }
+        return (trace, scores, k)
+    }
+
+    /// The target layer's output from a trace, which must be a feature map [1, h, w, c].
+    func spatialActivation(_ trace: Trace, _ layerNode: Int) throws -> Tensor {
+        guard layerNode >= 0, layerNode < nodes.count else { throw VisualizationError.invalid("node \(layerNode) out of range") }
+        guard let a = trace[layerNode], a.rank == 4 else {
+            throw VisualizationError.notSpatial(layer: nodes[layerNode].name, shape: trace[layerNode]?.sampleShape ?? [])
+        }
+        return a
+    }
+
+    /// A seed that selects class `k` of every sample of a batch of scores.
+    static func classSeed(_ scores: Tensor, _ k: Int) -> Tensor {
+        var seed = Tensor(zeros: scores.shape)
+        let per = scores.sampleCount
+        for n in 0..<scores.batch { seed.scalars[n * per + k] = 1 }
+        return seed
+    }
+
+    /// d score_k / d input for every image of a batch (images are independent at
+    /// inference, so back-propagating Σ_n score_k(x_n) gives each its own gradient),
+    /// and each image's score.
+    func inputGradients(_ x: Tensor, scoreNode: Int, classIndex k: Int, guided: Bool = false) throws
+        -> (gradient: Tensor, scores: [Float])
+    {
+        let trace = try forward(x, stopAfter: scoreNode, keepAll: true)
+        let s = trace[scoreNode]!
+        guard k >= 0, k < s.sampleCount else { throw VisualizationError.classOutOfRange(k, count: s.sampleCount) }
+        let g = try backward(from: scoreNode, seed: Self.classSeed(s, k), to: 0, trace: trace, guidedReLU: guided)
+        let per = s.sampleCount
+        return (g, (0..<s.batch).map { s.scalars[$0 * per + k] })
+    }
+}
+
+// MARK: - Map helpers
+
+/// Divides by the maximum when it is positive (an all-zero map stays zero).
+func normalizeByMax(_ map: inout [Float]) {
+    let top = map.max() ?? 0
+    if top > 0 { for i in map.indices { map[i] /= top } }
+}
+
+/// The saliency reduction of a [1, H, W, C] tensor: max over channels of |value|,
+/// divided by its maximum.
+func saliencyMap(_ t: Tensor) -> [Float] {
+    let c = t.shape[t.rank - 1]
+    let pixels = t.count / c
+    var map = [Float](repeating: 0, count: pixels)
+    t.scalars.withUnsafeBufferPointer { s in
+        for p in 0..<pixels {
+            var m: Float = 0
+            for k in 0..<c { m = max(m, abs(s[p * c + k])) }
+            map[p] = m
+        }
+    }
+    normalizeByMax(&map)
+    return map
+}
+
+/// Softmax of one row in Double (max-subtracted).
+func softmaxRow(_ row: ArraySlice<Float>) -> [Float] {
+    let m = Double(row.max() ?? 0)
+    let e = row.map { exp(Double($0) - m) }
+    let s = e.reduce(0, +)
+    return e.map { Float($0 / s) }
+}
+
+/// SplitMix64 with Box–Muller normals: small, seeded, the same on every platform.
+struct SeededNormal {
+    var state: UInt64
+    var spare: Double?
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func nextUInt64() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    mutating func uniform() -> Double { (Double(nextUInt64() >> 11) + 1) / 9_007_199_254_740_992.0 }
+
+    mutating func next() -> Double {
+        if let s = spare { spare = nil; return s }
+        let u1 = uniform(), u2 = uniform()
+        let r = (-2 * log(u1)).squareRoot()
+        spare = r * sin(2 * Double.pi * u2)
+        return r * cos(2 * Double.pi * u2)
+    }
+}
+

@@ -1,0 +1,75 @@
+import Engine
+import Foundation
+import Imaging
+
+extension Network {
+    /// Score-CAM (Wang et al. 2020), the variant of the authors' code that the
+    /// fixture manifest documents:
+    /// - M_k = A_k upsampled to the input size by bilinear interpolation with
+    ///   half-pixel centres (`tf.image.resize(method="bilinear", antialias=False)`,
+    ///   Imaging's `FloatImage.resizedBilinear`);
+    /// - H_k = (M_k − min M_k) / (max M_k − min M_k), min/max over the upsampled map;
+    ///   a constant M_k gets weight 0 and is not run;
+    /// - w_k = softmax probability of the class for the input X ⊙ H_k (H_k broadcast
+    ///   over the input channels) — no baseline subtracted, no softmax over k. The
+    ///   probability is the score node's own output when that node is a softmax, else
+    ///   the softmax of the score node's output (the logits);
+    /// - map = ReLU(Σ_k w_k A_k) at the layer's resolution, divided by its max.
+    /// The masked inputs run `batchSize` at a time.
+    public func scoreCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16) throws -> ClassActivationMap {
+        guard input.batch == 1 else { throw VisualizationError.invalid("Score-CAM takes one image, got a batch of \(input.batch)") }
+        guard batchSize >= 1 else { throw VisualizationError.invalid("batch size must be at least 1") }
+        let (trace, scores, k) = try classScore(input, request, keep: [request.layerNode])
+        let activation = try spatialActivation(trace, request.layerNode)
+        guard input.rank == 4 else { throw VisualizationError.invalid("Score-CAM needs an image input [1, H, W, C], got \(input.shape)") }
+        let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
+        let (inH, inW, inC) = (input.shape[1], input.shape[2], input.shape[3])
+        let upsampled = try FloatImage(width: w, height: h, channels: c, values: activation.scalars)
+            .resizedBilinear(width: inW, height: inH).values          // [inH·inW, c]
+        let pixels = inH * inW
+        var lo = [Float](repeating: .infinity, count: c), hi = [Float](repeating: -.infinity, count: c)
+        for p in 0..<pixels {
+            for ch in 0..<c {
+                let v = upsampled[p * c + ch]
+                lo[ch] = min(lo[ch], v); hi[ch] = max(hi[ch], v)
+            }
+        }
+        let live = (0..<c).filter { hi[$0] > lo[$0] }
+        let softmaxNode: Bool = {
+            if let act = nodes[request.scoreNode].layer as? Activation, act.function == .softmax { return true }
+            return false
+        }()
+        var weights = [Float](repeating: 0, count: c)
+        var start = 0
+        while start < live.count {
+            let chunk = Array(live[start..<min(start + batchSize, live.count)])
+            var batch = [Float](repeating: 0, count: chunk.count * pixels * inC)
+            for (n, ch) in chunk.enumerated() {
+                let scale = 1 / (hi[ch] - lo[ch])
+                for p in 0..<pixels {
+                    let m = (upsampled[p * c + ch] - lo[ch]) * scale
+                    for q in 0..<inC {
+                        batch[(n * pixels + p) * inC + q] = input.scalars[p * inC + q] * m
+                    }
+                }
+            }
+            let out = try forward(Tensor(shape: [chunk.count, inH, inW, inC], scalars: batch), stopAfter: request.scoreNode)
+            let s = out[request.scoreNode]!
+            let per = s.sampleCount
+            for (n, ch) in chunk.enumerated() {
+                let row = s.scalars[(n * per)..<((n + 1) * per)]
+                weights[ch] = softmaxNode ? row[row.startIndex + k] : softmaxRow(row)[k]
+            }
+            start += batchSize
+        }
+        let a = activation.scalars
+        var map = [Float](repeating: 0, count: h * w)
+        for p in 0..<(h * w) {
+            var sum: Float = 0
+            for ch in live { sum += weights[ch] * a[p * c + ch] }
+            map[p] = max(sum, 0)
+        }
+        normalizeByMax(&map)
+        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k])
+    }
+}
