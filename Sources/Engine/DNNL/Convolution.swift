@@ -180,16 +180,16 @@ final class DNNLConvolution: Sendable {
         // Backward-data needs the forward descriptor (of a training forward) as a hint.
         let hint = try forwardDesc(g, prop: dnnl_forward_training, withBias: false)
         let d = try descriptors(g)
-        // Depthwise (grouped) backward-data: ask for NHWC directly first. oneDNN's
-        // jit depthwise kernel reads and writes NHWC, and the two reorders around
-        // a blocked-layout run cost more than the convolution itself (measured
-        // on a 112×112×96 stride-2 layer: ~3× slower with 'any' + reorders). Kept
-        // only if a jit kernel takes it; otherwise 'any' as for plain convolutions.
-        var pd: DNNLPrimitiveDesc?
-        if groups > 1 {
-            pd = try? backwardDesc(g, hint: hint, diffSrc: d.userSrc, weights: d.weights, diffDst: d.userDst)
-            if let candidate = pd, !candidate.implementation.hasPrefix("jit") { pd = nil }
-        }
+        // Ask for NHWC diff_src/diff_dst directly first, kept only if a jit
+        // kernel takes it; otherwise 'any' plus reorders. oneDNN's jit
+        // backward-data kernels read and write NHWC at the speed of their
+        // blocked layout, and the two reorders around a blocked run are pure
+        // memory traffic: depthwise (112×112×96 stride 2) was ~3× slower with
+        // 'any' + reorders; on VGG16's ascent step at batch 16 the reorders
+        // took ~0.85 s of ~6.2 s (16×64×224×224 each way: ~145 ms apiece),
+        // while the NHWC kernel ran as fast as the blocked one.
+        var pd = try? backwardDesc(g, hint: hint, diffSrc: d.userSrc, weights: d.weights, diffDst: d.userDst)
+        if let candidate = pd, !(candidate.implementation.hasPrefix("jit") || candidate.implementation.hasPrefix("brg")) { pd = nil }
         let chosen = try pd ?? backwardDesc(g, hint: hint, diffSrc: d.src, weights: d.weights, diffDst: d.dst)
         return BackwardPlan(
             geometry: g,
