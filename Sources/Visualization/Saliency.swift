@@ -9,8 +9,9 @@ extension Network {
     /// Vanilla saliency (Simonyan et al. 2014): |d score / d input|, max over channels.
     public func saliency(_ input: Tensor, _ request: CAMRequest) throws -> CAMResult {
         guard input.batch == 1 else { throw VisualizationError.invalid("saliency takes one image, got a batch of \(input.batch)") }
-        let (g, scores) = try inputGradients(input, scoreNode: request.scoreNode, classIndex: try resolvedClass(input, request))
-        return inputResult(.saliency, input, g, classIndex: try resolvedClass(input, request), score: scores[0])
+        let k = try resolvedClass(input, request)
+        let (g, scores) = try inputGradients(input, scoreNode: request.scoreNode, classIndex: k)
+        return inputResult(.saliency, input, g, classIndex: k, score: scores[0])
     }
 
     /// SmoothGrad (Smilkov et al. 2017): the mean of the input gradients over n noisy
