@@ -13,7 +13,9 @@ extension Network {
     /// - w_k = softmax probability of the class for the input X ⊙ H_k (H_k broadcast
     ///   over the input channels) — no baseline subtracted, no softmax over k. The
     ///   probability is the score node's own output when that node is a softmax, else
-    ///   the softmax of the score node's output (the logits);
+    ///   the softmax of the score node's output (the logits). For a one-unit head
+    ///   (binary classifiers such as the book's cats-vs-dogs net) the probability is the
+    ///   sigmoid: read from a sigmoid node, or the sigmoid of a single logit;
     /// - map = ReLU(Σ_k w_k A_k) at the layer's resolution, divided by its max.
     /// The masked inputs run `batchSize` at a time.
     public func scoreCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16) throws -> ClassActivationMap {
@@ -35,10 +37,7 @@ extension Network {
             }
         }
         let live = (0..<c).filter { hi[$0] > lo[$0] }
-        let softmaxNode: Bool = {
-            if let act = nodes[request.scoreNode].layer as? Activation, act.function == .softmax { return true }
-            return false
-        }()
+        let rule = probabilityRule(scoreNode: request.scoreNode, outputs: scores.sampleCount)
         var weights = [Float](repeating: 0, count: c)
         var start = 0
         while start < live.count {
@@ -58,7 +57,11 @@ extension Network {
             let per = s.sampleCount
             for (n, ch) in chunk.enumerated() {
                 let row = s.scalars[(n * per)..<((n + 1) * per)]
-                weights[ch] = softmaxNode ? row[row.startIndex + k] : softmaxRow(row)[k]
+                switch rule {
+                case .read: weights[ch] = row[row.startIndex + k]
+                case .softmax: weights[ch] = softmaxRow(row)[k]
+                case .sigmoid: weights[ch] = Float(1 / (1 + exp(-Double(row[row.startIndex + k]))))
+                }
             }
             start += batchSize
         }
@@ -71,5 +74,15 @@ extension Network {
         }
         normalizeByMax(&map)
         return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k])
+    }
+}
+
+enum ProbabilityRule: Equatable { case read, softmax, sigmoid }
+
+extension Network {
+    /// How Score-CAM turns the score node's output into the class probability.
+    func probabilityRule(scoreNode: Int, outputs: Int) -> ProbabilityRule {
+        if let act = nodes[scoreNode].layer as? Activation, act.function == .softmax || act.function == .sigmoid { return .read }
+        return outputs == 1 ? .sigmoid : .softmax
     }
 }

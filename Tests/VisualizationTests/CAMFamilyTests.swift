@@ -333,3 +333,36 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
     #expect(same.pixels.enumerated().allSatisfy { $0.element == Colormap.grey.color(Colormap.index(normalized: map.heatmap[$0.offset / 3]))[$0.offset % 3] })
     #expect(throws: VisualizationError.self) { _ = try camOverlay(map, on: Image(width: 2, height: 2, channels: 4)) }
 }
+
+@Test func scoreCAMOnABinarySigmoidHeadUsesTheSigmoid() throws {
+    // input [2, 2, 2] (the "layer" is the input itself) → Flatten → Dense(1) → sigmoid.
+    let kernel = Tensor(shape: [8, 1], scalars: [1, -2, 0.5, 3, -1, 2, 0.25, -0.5])
+    let nodes: [Network.Node] = [
+        .init(id: 0, layer: nil, inputs: [], outputShape: [2, 2, 2]),
+        .init(id: 1, layer: Flatten(name: "flatten"), inputs: [0], outputShape: [8]),
+        .init(id: 2, layer: Dense(name: "dense", kernel: kernel, bias: Tensor(shape: [1], scalars: [-0.25])), inputs: [1], outputShape: [1]),
+        .init(id: 3, layer: Activation(name: "dense/activation", function: .sigmoid), inputs: [2], outputShape: [1]),
+    ]
+    let net = try Network(nodes: nodes, outputNode: 3)
+    let x = Tensor(shape: [1, 2, 2, 2], scalars: [0.2, 0.7, 0.9, 0.1, 0.4, 0.3, 0.6, 0.8])
+    // Channel c's mask is its own min-max normalisation (2×2 → 2×2 is the identity),
+    // applied to both input channels; weight w_c = σ(dense(x ⊙ H_c)).
+    var w = [Float](repeating: 0, count: 2)
+    for c in 0..<2 {
+        let a = (0..<4).map { x.scalars[$0 * 2 + c] }
+        let (lo, hi) = (a.min()!, a.max()!)
+        var logit: Float = -0.25
+        for p in 0..<4 { for q in 0..<2 { logit += x.scalars[p * 2 + q] * (a[p] - lo) / (hi - lo) * kernel.scalars[p * 2 + q] } }
+        w[c] = 1 / (1 + exp(-logit))
+    }
+    let expected = (0..<4).map { max(w[0] * x.scalars[$0 * 2] + w[1] * x.scalars[$0 * 2 + 1], 0) }
+    #expect(net.probabilityRule(scoreNode: 3, outputs: 1) == .read)
+    #expect(net.probabilityRule(scoreNode: 2, outputs: 1) == .sigmoid)
+    for scoreNode in [2, 3] {
+        let cam = try net.scoreCAM(x, CAMRequest(layerNode: 0, scoreNode: scoreNode))
+        #expect(maxDiff(cam.heatmap, expected.map { $0 / expected.max()! }) <= 1e-6, "score node \(scoreNode)")
+    }
+    // A softmax over one logit would weigh every channel 1: a different map.
+    let equal = (0..<4).map { x.scalars[$0 * 2] + x.scalars[$0 * 2 + 1] }
+    #expect(maxDiff(equal.map { $0 / equal.max()! }, expected.map { $0 / expected.max()! }) > 0.01)
+}
