@@ -26,15 +26,17 @@ extension Network {
         guard input.rank == 4 else { throw VisualizationError.invalid("Score-CAM needs an image input [1, H, W, C], got \(input.shape)") }
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
         let (inH, inW, inC) = (input.shape[1], input.shape[2], input.shape[3])
-        let upsampled = try FloatImage(width: w, height: h, channels: c, values: activation.scalars)
-            .resizedBilinear(width: inW, height: inH).values          // [inH·inW, c]
         let pixels = inH * inW
-        var lo = [Float](repeating: .infinity, count: c), hi = [Float](repeating: -.infinity, count: c)
-        for p in 0..<pixels {
-            for ch in 0..<c {
-                let v = upsampled[p * c + ch]
-                lo[ch] = min(lo[ch], v); hi[ch] = max(hi[ch], v)
-            }
+        // One channel's upsampled map; made twice (for its min/max, then for its batch)
+        // rather than kept for all channels at once (224² × 1280 floats would be 257 MB).
+        let a = activation.scalars
+        func upsampled(_ ch: Int) throws -> [Float] {
+            try upsampleBilinear((0..<(h * w)).map { a[$0 * c + ch] }, width: w, height: h, toWidth: inW, toHeight: inH)
+        }
+        var lo = [Float](repeating: 0, count: c), hi = [Float](repeating: 0, count: c)
+        for ch in 0..<c {
+            let m = try upsampled(ch)
+            lo[ch] = m.min()!; hi[ch] = m.max()!
         }
         let live = (0..<c).filter { hi[$0] > lo[$0] }
         let rule = probabilityRule(scoreNode: request.scoreNode, outputs: scores.sampleCount)
@@ -45,8 +47,9 @@ extension Network {
             var batch = [Float](repeating: 0, count: chunk.count * pixels * inC)
             for (n, ch) in chunk.enumerated() {
                 let scale = 1 / (hi[ch] - lo[ch])
+                let mask = try upsampled(ch)
                 for p in 0..<pixels {
-                    let m = (upsampled[p * c + ch] - lo[ch]) * scale
+                    let m = (mask[p] - lo[ch]) * scale
                     for q in 0..<inC {
                         batch[(n * pixels + p) * inC + q] = input.scalars[p * inC + q] * m
                     }
@@ -65,7 +68,6 @@ extension Network {
             }
             start += batchSize
         }
-        let a = activation.scalars
         var map = [Float](repeating: 0, count: h * w)
         for p in 0..<(h * w) {
             var sum: Float = 0
