@@ -77,7 +77,11 @@ public final class Activation: Layer {
             dx = output.scalars.withUnsafeBufferPointer { y in
                 g.withUnsafeBufferPointer { g in
                     uninitializedFloats(n) { d in
-                        for i in 0..<n { d[i] = g[i] * (y[i] * (1 - y[i])) }
+                        let ys = SharedPointer(y), gs = SharedPointer(g), ds = SharedPointer(d)
+                        parallelFor(n) { r in
+                            let y = ys.p, g = gs.p, d = ds.p
+                            for i in r { d[i] = g[i] * (y[i] * (1 - y[i])) }
+                        }
                     }
                 }
             }
@@ -86,7 +90,11 @@ public final class Activation: Layer {
             dx = output.scalars.withUnsafeBufferPointer { y in
                 g.withUnsafeBufferPointer { g in
                     uninitializedFloats(n) { d in
-                        for i in 0..<n { d[i] = g[i] * (1 - y[i] * y[i]) }
+                        let ys = SharedPointer(y), gs = SharedPointer(g), ds = SharedPointer(d)
+                        parallelFor(n) { r in
+                            let y = ys.p, g = gs.p, d = ds.p
+                            for i in r { d[i] = g[i] * (1 - y[i] * y[i]) }
+                        }
                     }
                 }
             }
@@ -200,31 +208,43 @@ struct ReLUSpec: Sendable {
         return d
     }
 
+    // Both passes are memory-bound streams (VGG16 block1 at batch 16: 205 MB in,
+    // 205 MB out): split over the compute threads; each chunk's loop is a
+    // compare + select that the compiler vectorises.
+
     func forward(_ input: [Float]) -> [Float] {
-        input.withUnsafeBufferPointer { x in
-            uninitializedFloats(x.count) { y in
-                if isPlain {
-                    for i in 0..<x.count { y[i] = x[i] > 0 ? x[i] : 0 }
-                } else {
-                    for i in 0..<x.count { y[i] = value(x[i]) }
+        input.withUnsafeBufferPointer { xb in
+            uninitializedFloats(xb.count) { yb in
+                let xs = SharedPointer(xb), ys = SharedPointer(yb)
+                parallelFor(xb.count) { r in
+                    let x = xs.p, y = ys.p
+                    if isPlain {
+                        for i in r { y[i] = x[i] > 0 ? x[i] : 0 }
+                    } else {
+                        for i in r { y[i] = value(x[i]) }
+                    }
                 }
             }
         }
     }
 
     func backward(_ input: [Float], _ gradient: [Float]) -> [Float] {
-        input.withUnsafeBufferPointer { x in
-            gradient.withUnsafeBufferPointer { g in
-                uninitializedFloats(x.count) { d in
-                    if isPlain {
-                        // Load g unconditionally: a select vectorises, a
-                        // conditional load is a mispredicted branch per element.
-                        for i in 0..<x.count {
-                            let gi = g[i]
-                            d[i] = x[i] > 0 ? gi : 0
+        input.withUnsafeBufferPointer { xb in
+            gradient.withUnsafeBufferPointer { gb in
+                uninitializedFloats(xb.count) { db in
+                    let xs = SharedPointer(xb), gs = SharedPointer(gb), ds = SharedPointer(db)
+                    parallelFor(xb.count) { r in
+                        let x = xs.p, g = gs.p, d = ds.p
+                        if isPlain {
+                            // Load g unconditionally: a select vectorises, a
+                            // conditional load is a mispredicted branch per element.
+                            for i in r {
+                                let gi = g[i]
+                                d[i] = x[i] > 0 ? gi : 0
+                            }
+                        } else {
+                            for i in r { d[i] = g[i] * derivative(x[i]) }
                         }
-                    } else {
-                        for i in 0..<x.count { d[i] = g[i] * derivative(x[i]) }
                     }
                 }
             }

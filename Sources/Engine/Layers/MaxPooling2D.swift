@@ -44,57 +44,78 @@ public final class MaxPooling2D: Layer {
         guard outputGradient.shape == [g.n, g.oh, g.ow, g.c] else {
             throw mismatch("output gradient \(outputGradient.shape) does not match the output \([g.n, g.oh, g.ow, g.c])")
         }
-        var dx = [Float](repeating: 0, count: x.count)
         let c = g.c
         let (sy, sx, py, px) = (strides[0], strides[1], poolSize[0], poolSize[1])
-        x.scalars.withUnsafeBufferPointer { xs in
-            outputGradient.scalars.withUnsafeBufferPointer { gs in
-                dx.withUnsafeMutableBufferPointer { d in
-                    let xp = UnsafeRawPointer(xs.baseAddress!), gp = UnsafeRawPointer(gs.baseAddress!)
-                    let dp = d.baseAddress!
-                    for n in 0..<g.n {
-                        for oy in 0..<g.oh {
-                            let y0 = oy * sy - g.padTop
-                            let ys = max(0, y0)..<min(g.h, y0 + py)
-                            for ox in 0..<g.ow {
-                                let x0 = ox * sx - g.padLeft
-                                let xr = max(0, x0)..<min(g.w, x0 + px)
-                                let out = ((n * g.oh + oy) * g.ow + ox) * c
-                                // Channels 8 at a time: best value and its window
-                                // position (row-major), updated with vector selects
-                                // — the data-dependent branches of a scalar loop
-                                // mispredict on every other element.
-                                var k = 0
-                                while k < c {
-                                    let lanes = min(8, c - k)
-                                    var best = SIMD8<Float>(repeating: -.infinity)
-                                    var arg = SIMD8<Int32>(repeating: 0)
-                                    var pos: Int32 = 0
-                                    for iy in ys {
-                                        for ix in xr {
-                                            let base = ((n * g.h + iy) * g.w + ix) * c + k
-                                            var v = SIMD8<Float>(repeating: -.infinity)
-                                            if lanes == 8 {
-                                                v = xp.loadUnaligned(fromByteOffset: base * 4, as: SIMD8<Float>.self)
-                                            } else {
-                                                for l in 0..<lanes { v[l] = xs[base + l] }
+        // Windows that never overlap (stride ≥ pool, VGG's 2×2/2): each input
+        // row belongs to at most one window row, so window rows are independent
+        // tasks. Task `oy` owns input rows [start(oy), start(oy + 1)) — its
+        // window's rows plus any gap before the next window — zeroes them and
+        // scatters into them while they are in cache: one pass over dx instead
+        // of a separate zero fill. Overlapping windows add into shared rows, so
+        // there a task is a whole sample.
+        let disjoint = sy >= py && sx >= px
+        let rowsPerTask = disjoint ? 1 : g.oh
+        let tasksPerSample = disjoint ? g.oh : 1
+        @Sendable func start(_ oy: Int) -> Int {
+            if !disjoint { return oy == 0 ? 0 : g.h }
+            return oy == 0 ? 0 : (oy >= g.oh ? g.h : min(g.h, max(0, oy * sy - g.padTop)))
+        }
+        let dx = x.scalars.withUnsafeBufferPointer { xb in
+            outputGradient.scalars.withUnsafeBufferPointer { gb in
+                uninitializedFloats(x.count) { db in
+                    let xs = SharedPointer(xb), gs = SharedPointer(gb), ds = SharedPointer(db)
+                    let rowBytes = g.w * c
+                    // grain: rows of a few thousand scalars are worth a task each
+                    parallelFor(g.n * tasksPerSample, grain: max(1, (1 << 14) / max(1, rowBytes * py))) { tasks in
+                        let xp = UnsafeRawPointer(xs.p), gp = UnsafeRawPointer(gs.p), dp = ds.p
+                        for task in tasks {
+                            let n = task / tasksPerSample
+                            let oy0 = (task % tasksPerSample) * rowsPerTask
+                            let r0 = start(oy0), r1 = start(oy0 + rowsPerTask)
+                            (dp + (n * g.h + r0) * rowBytes).initialize(repeating: 0, count: (r1 - r0) * rowBytes)
+                            for oy in oy0..<(oy0 + rowsPerTask) {
+                                let y0 = oy * sy - g.padTop
+                                let ys = max(0, y0)..<min(g.h, y0 + py)
+                                for ox in 0..<g.ow {
+                                    let x0 = ox * sx - g.padLeft
+                                    let xr = max(0, x0)..<min(g.w, x0 + px)
+                                    let out = ((n * g.oh + oy) * g.ow + ox) * c
+                                    // Channels 8 at a time: best value and its window
+                                    // position (row-major), updated with vector selects
+                                    // — the data-dependent branches of a scalar loop
+                                    // mispredict on every other element.
+                                    var k = 0
+                                    while k < c {
+                                        let lanes = min(8, c - k)
+                                        var best = SIMD8<Float>(repeating: -.infinity)
+                                        var arg = SIMD8<Int32>(repeating: 0)
+                                        var pos: Int32 = 0
+                                        for iy in ys {
+                                            for ix in xr {
+                                                let base = ((n * g.h + iy) * g.w + ix) * c + k
+                                                var v = SIMD8<Float>(repeating: -.infinity)
+                                                if lanes == 8 {
+                                                    v = xp.loadUnaligned(fromByteOffset: base * 4, as: SIMD8<Float>.self)
+                                                } else {
+                                                    for l in 0..<lanes { v[l] = xp.load(fromByteOffset: (base + l) * 4, as: Float.self) }
+                                                }
+                                                // strict '>' keeps the first maximum (position 0 always
+                                                // wins over −∞ unless the input itself is −∞/NaN)
+                                                let better = v .> best
+                                                best.replace(with: v, where: better)
+                                                arg.replace(with: SIMD8(repeating: pos), where: better)
+                                                pos += 1
                                             }
-                                            // strict '>' keeps the first maximum (position 0 always
-                                            // wins over −∞ unless the input itself is −∞/NaN)
-                                            let better = v .> best
-                                            best.replace(with: v, where: better)
-                                            arg.replace(with: SIMD8(repeating: pos), where: better)
-                                            pos += 1
                                         }
+                                        let w = Int32(xr.count)
+                                        for l in 0..<lanes {
+                                            let iy = ys.lowerBound + Int(arg[l] / w)
+                                            let ix = xr.lowerBound + Int(arg[l] % w)
+                                            dp[((n * g.h + iy) * g.w + ix) * c + k + l] +=
+                                                gp.load(fromByteOffset: (out + k + l) * 4, as: Float.self)
+                                        }
+                                        k += 8
                                     }
-                                    let w = Int32(xr.count)
-                                    for l in 0..<lanes {
-                                        let iy = ys.lowerBound + Int(arg[l] / w)
-                                        let ix = xr.lowerBound + Int(arg[l] % w)
-                                        dp[((n * g.h + iy) * g.w + ix) * c + k + l] +=
-                                            gp.load(fromByteOffset: (out + k + l) * 4, as: Float.self)
-                                    }
-                                    k += 8
                                 }
                             }
                         }
