@@ -23,31 +23,41 @@ extension Network {
         guard input.batch == 1 else { throw VisualizationError.invalid("SmoothGrad takes one image, got a batch of \(input.batch)") }
         guard options.smoothGradSamples >= 1 else { throw VisualizationError.invalid("SmoothGrad needs at least one sample") }
         let (_, scores, k) = try classScore(input, request)
-        let copies = smoothGradInputs(input, options: options)
+        let n = options.smoothGradSamples
+        let sigma = smoothGradSigma(input, options)
+        var rng = SeededNormal(seed: options.seed)
         var sum = [Double](repeating: 0, count: input.count)
         var start = 0
-        while start < copies.count {
-            let chunk = Tensor.concatenateBatches(Array(copies[start..<min(start + options.batchSize, copies.count)]))
+        while start < n {
+            // Copies are drawn batch by batch (memory: one batch), in the order of smoothGradInputs.
+            let copies = (start..<min(start + options.batchSize, n)).map { _ in Self.noisyCopy(input, sigma, &rng) }
+            let chunk = Tensor.concatenateBatches(copies)
             let (g, _) = try inputGradients(chunk, scoreNode: request.scoreNode, classIndex: k)
-            for n in 0..<chunk.batch {
-                for i in 0..<input.count { sum[i] += Double(g.scalars[n * input.count + i]) }
+            for b in 0..<chunk.batch {
+                for i in 0..<input.count { sum[i] += Double(g.scalars[b * input.count + i]) }
             }
             start += options.batchSize
         }
-        let mean = Tensor(shape: input.shape, scalars: sum.map { Float($0 / Double(copies.count)) })
+        let mean = Tensor(shape: input.shape, scalars: sum.map { Float($0 / Double(n)) })
         return inputResult(.smoothgrad, input, mean, classIndex: k, score: scores.scalars[k])
     }
 
-    /// The noisy copies SmoothGrad averages over, in order.
+    /// The noisy copies SmoothGrad averages over, in order (all at once: for tests).
     func smoothGradInputs(_ input: Tensor, options: CAMOptions) -> [Tensor] {
-        let lo = input.scalars.min() ?? 0, hi = input.scalars.max() ?? 0
-        let sigma = Double(options.smoothGradNoiseLevel) * Double(hi - lo)
+        let sigma = smoothGradSigma(input, options)
         var rng = SeededNormal(seed: options.seed)
-        return (0..<options.smoothGradSamples).map { _ in
-            var x = input
-            for i in 0..<x.count { x.scalars[i] += Float(sigma * rng.next()) }
-            return x
-        }
+        return (0..<options.smoothGradSamples).map { _ in Self.noisyCopy(input, sigma, &rng) }
+    }
+
+    func smoothGradSigma(_ input: Tensor, _ options: CAMOptions) -> Double {
+        let lo = input.scalars.min() ?? 0, hi = input.scalars.max() ?? 0
+        return Double(options.smoothGradNoiseLevel) * Double(hi - lo)
+    }
+
+    static func noisyCopy(_ input: Tensor, _ sigma: Double, _ rng: inout SeededNormal) -> Tensor {
+        var x = input
+        for i in 0..<x.count { x.scalars[i] += Float(sigma * rng.next()) }
+        return x
     }
 
     /// Integrated Gradients (Sundararajan et al. 2017) from the baseline x′ (zeros
