@@ -84,10 +84,16 @@ struct Heatmap: ParsableCommand {
         }
         let scoreNode = scoreNode(of: m, postSoftmax: postSoftmax)
         let classIndex = try classChoice.map { try resolveClass($0, labels: m.labels, count: m.network.nodes[scoreNode].outputShape.last ?? 0) }
-        let cam = try m.network.gradCAM(x, CAMRequest(layerNode: layerSummary.nodeId, scoreNode: scoreNode, classIndex: classIndex),
-                                        method: method)
+        let result = try m.network.classActivationMap(
+            x, CAMRequest(layerNode: layerSummary.nodeId, scoreNode: scoreNode, classIndex: classIndex), method: method)
+        let cam = result.map
         let label = m.labels.flatMap { cam.classIndex < $0.count ? $0[cam.classIndex] : nil }
-        printErr("class \(cam.classIndex)\(label.map { " (\($0))" } ?? ""), score \(cam.score) (\(postSoftmax ? "probability" : "logit")), layer \(layerSummary.name) \(cam.height)×\(cam.width), \(method.rawValue)")
+        let where_ = result.resolution == .layer ? "layer \(layerSummary.name) \(cam.height)×\(cam.width)" : "input \(cam.height)×\(cam.width)"
+        printErr("class \(cam.classIndex)\(label.map { " (\($0))" } ?? ""), score \(cam.score) (\(postSoftmax ? "probability" : "logit")), \(where_), \(method.rawValue)")
+        if let c = result.completeness {
+            printErr(String(format: "integrated gradients: Σ attributions %.4f vs score difference %.4f (completeness error %.2e)",
+                            c.attributionSum, c.scoreDifference, c.error))
+        }
 
         switch format {
         case .npy:
@@ -95,20 +101,18 @@ struct Heatmap: ParsableCommand {
         case .json:
             let obj: [String: Any] = [
                 "class": cam.classIndex, "label": label ?? NSNull(), "score": Double(cam.score),
-                "layer": layerSummary.name, "method": method.rawValue, "height": cam.height, "width": cam.width,
+                "layer": result.resolution == .layer ? layerSummary.name : "input", "method": method.rawValue, "height": cam.height, "width": cam.width,
                 "heatmap": cam.heatmap.map { Double($0) },
             ]
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) + Data("\n".utf8)
             if let o { try data.write(to: URL(fileURLWithPath: o), options: .atomic) } else { FileHandle.standardOutput.write(data) }
         case .png:
             let (w, h) = (photo?.width ?? pipeline.width, photo?.height ?? pipeline.height)
-            let upsampled = try upsampleBilinear(cam.heatmap, width: cam.width, height: cam.height, toWidth: w, toHeight: h)
-            let colored = try colormap.apply(normalized: upsampled, width: w, height: h)
             switch show {
-            case .heatmap: try writePNG(colored, to: o)
+            case .heatmap: try writePNG(try camHeatmapImage(cam, width: w, height: h, colormap: colormap), to: o)
             case .overlay:
                 guard let photo else { throw CLIError("an overlay needs an image input; with .npy use --show heatmap") }
-                try writePNG(try overlayAdditive(heatmap: colored, onto: photo, alpha: alpha), to: o)
+                try writePNG(try camOverlay(cam, on: photo, alpha: alpha, colormap: colormap), to: o)
             }
         }
     }
