@@ -5,21 +5,31 @@ import Imaging
 /// The map coloured (jet by default, the book's) at `width` × `height`: upsampled
 /// bilinearly with half-pixel centres (a map already at that size is unchanged),
 /// then quantised the book's way, `uint8(255 · v)`, and looked up in the colormap.
+///
+/// `displayPercentile` (e.g. 99) rescales for display only: values are divided by
+/// that percentile of the map (nearest rank) and clipped to 1 — gradient saliency is
+/// so peaked that max-normalised it is nearly black (PAIR saliency's
+/// `VisualizeImageGrayscale` uses 99). nil (default) draws the map as it is.
 public func camHeatmapImage(_ map: ClassActivationMap, width: Int, height: Int,
-                            colormap: Colormap = .jet) throws -> Image {
+                            colormap: Colormap = .jet, displayPercentile: Float? = nil) throws -> Image {
     guard map.heatmap.count == map.width * map.height, map.width > 0, map.height > 0 else {
         throw VisualizationError.invalid("heatmap of \(map.heatmap.count) values is not \(map.width)x\(map.height)")
     }
-    let values = (map.width == width && map.height == height)
+    var values = (map.width == width && map.height == height)
         ? map.heatmap
         : try upsampleBilinear(map.heatmap, width: map.width, height: map.height, toWidth: width, toHeight: height)
+    if let q = displayPercentile {
+        guard q > 0, q <= 100 else { throw VisualizationError.invalid("display percentile must be in (0, 100], got \(q)") }
+        let top = percentile(values, q)
+        if top > 0 { values = values.map { min($0 / top, 1) } }
+    }
     return try colormap.apply(normalized: values, width: width, height: height)
 }
 
 /// The book's overlay on `image` (8-bit RGB, or grey, drawn as RGB):
 /// `heatmap_rgb × alpha + image`, clipped to [0, 255] (rounded), alpha 0.4 by default.
 public func camOverlay(_ map: ClassActivationMap, on image: Image, alpha: Float = 0.4,
-                       colormap: Colormap = .jet) throws -> Image {
+                       colormap: Colormap = .jet, displayPercentile: Float? = nil) throws -> Image {
     let rgb: Image
     switch image.channels {
     case 3: rgb = image
@@ -30,6 +40,16 @@ public func camOverlay(_ map: ClassActivationMap, on image: Image, alpha: Float 
     default:
         throw VisualizationError.invalid("the overlay needs an RGB or grey image, got \(image.channels) channels")
     }
-    let heat = try camHeatmapImage(map, width: rgb.width, height: rgb.height, colormap: colormap)
+    let heat = try camHeatmapImage(map, width: rgb.width, height: rgb.height, colormap: colormap,
+                                   displayPercentile: displayPercentile)
     return try overlayAdditive(heatmap: heat, onto: rgb, alpha: alpha)
+}
+
+/// The q-th percentile by nearest rank: the smallest value with at least q % of the
+/// values at or below it.
+func percentile(_ values: [Float], _ q: Float) -> Float {
+    guard !values.isEmpty else { return 0 }
+    let sorted = values.sorted()
+    let rank = Int((Double(q) / 100 * Double(sorted.count)).rounded(.up))
+    return sorted[min(max(rank, 1), sorted.count) - 1]
 }

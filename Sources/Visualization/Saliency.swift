@@ -17,7 +17,7 @@ extension Network {
     /// SmoothGrad (Smilkov et al. 2017): the mean of the input gradients over n noisy
     /// copies x + N(0, σ²), σ = `smoothGradNoiseLevel` × (max − min) of the input,
     /// then the saliency reduction (|·|, max over channels) of that mean gradient.
-    /// The class is fixed on the clean input. Copies run `batchSize` at a time; the
+    /// The class is fixed on the clean input. Copies run `gradientBatchSize` at a time; the
     /// noise is drawn in copy order from `seed`, so the batch size does not change it.
     public func smoothGrad(_ input: Tensor, _ request: CAMRequest, options: CAMOptions = CAMOptions()) throws -> CAMResult {
         guard input.batch == 1 else { throw VisualizationError.invalid("SmoothGrad takes one image, got a batch of \(input.batch)") }
@@ -30,13 +30,13 @@ extension Network {
         var start = 0
         while start < n {
             // Copies are drawn batch by batch (memory: one batch), in the order of smoothGradInputs.
-            let copies = (start..<min(start + options.batchSize, n)).map { _ in Self.noisyCopy(input, sigma, &rng) }
+            let copies = (start..<min(start + options.gradientBatchSize, n)).map { _ in Self.noisyCopy(input, sigma, &rng) }
             let chunk = Tensor.concatenateBatches(copies)
             let (g, _) = try inputGradients(chunk, scoreNode: request.scoreNode, classIndex: k)
             for b in 0..<chunk.batch {
                 for i in 0..<input.count { sum[i] += Double(g.scalars[b * input.count + i]) }
             }
-            start += options.batchSize
+            start += options.gradientBatchSize
         }
         let mean = Tensor(shape: input.shape, scalars: sum.map { Float($0 / Double(n)) })
         return inputResult(.smoothgrad, input, mean, classIndex: k, score: scores.scalars[k])
@@ -63,7 +63,7 @@ extension Network {
     /// Integrated Gradients (Sundararajan et al. 2017) from the baseline x′ (zeros
     /// unless given): IG = (x − x′) ⊙ ∫₀¹ ∂F/∂x(x′ + α(x − x′)) dα with the trapezoid
     /// rule on m = `integratedGradientsSteps` intervals (α = j/m, j = 0…m; the end
-    /// points weigh ½). The m + 1 points run `batchSize` at a time. `completeness`
+    /// points weigh ½). The m + 1 points run `gradientBatchSize` at a time. `completeness`
     /// compares Σ IG with F(x) − F(x′). The map is the saliency reduction of IG.
     public func integratedGradients(_ input: Tensor, _ request: CAMRequest, options: CAMOptions = CAMOptions()) throws -> CAMResult {
         guard input.batch == 1 else { throw VisualizationError.invalid("Integrated Gradients takes one image, got a batch of \(input.batch)") }
@@ -79,7 +79,7 @@ extension Network {
         var endScores: (Float, Float) = (0, 0)
         var j = 0
         while j <= m {
-            let steps = Array(j...min(j + options.batchSize - 1, m))
+            let steps = Array(j...min(j + options.gradientBatchSize - 1, m))
             var points = [Float](repeating: 0, count: steps.count * count)
             for (n, step) in steps.enumerated() {
                 let alpha = Float(step) / Float(m)
@@ -95,7 +95,7 @@ extension Network {
                 if step == 0 { endScores.0 = s[n] }
                 if step == m { endScores.1 = s[n] }
             }
-            j += options.batchSize
+            j += options.gradientBatchSize
         }
         var attribution = input
         var total = 0.0
