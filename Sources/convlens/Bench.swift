@@ -64,11 +64,15 @@ struct Bench: ParsableCommand {
             // The update, as bench_keras.py does it: x + step × g / (rms(g) + 1e-5), per image.
             let per = g.sampleCount
             var next = x
-            for n in 0..<g.batch {
-                var sq: Float = 0
-                for i in (n * per)..<((n + 1) * per) { sq += g.scalars[i] * g.scalars[i] }
-                let scale = 10 / ((sq / Float(per)).squareRoot() + 1e-5)
-                for i in (n * per)..<((n + 1) * per) { next.scalars[i] += g.scalars[i] * scale }
+            next.scalars.withUnsafeMutableBufferPointer { nx in
+                g.scalars.withUnsafeBufferPointer { gs in
+                    for n in 0..<g.batch {
+                        var sq: Float = 0
+                        for i in (n * per)..<((n + 1) * per) { sq += gs[i] * gs[i] }
+                        let scale = 10 / ((sq / Float(per)).squareRoot() + 1e-5)
+                        for i in (n * per)..<((n + 1) * per) { nx[i] += gs[i] * scale }
+                    }
+                }
             }
             g = next
             _ = g
