@@ -46,6 +46,11 @@ struct Heatmap: ParsableCommand {
     @Option(name: .long, help: "Colormap: jet (the book), turbo, viridis, magma, inferno, grey.")
     var colormap: Colormap = .jet
 
+    @Option(name: .customLong("display-percentile"), help: ArgumentHelp(
+        "Draw the map scaled to this percentile instead of its maximum (default: 99 for the saliency family, whose maps are peaked; none for CAMs).",
+        valueName: "p"))
+    var displayPercentile: Float?
+
     @Option(name: .long, help: "png: a picture; npy/json: the map at the layer's own resolution, in [0, 1].")
     var format: PictureFormat = .png
 
@@ -108,11 +113,13 @@ struct Heatmap: ParsableCommand {
             if let o { try data.write(to: URL(fileURLWithPath: o), options: .atomic) } else { FileHandle.standardOutput.write(data) }
         case .png:
             let (w, h) = (photo?.width ?? pipeline.width, photo?.height ?? pipeline.height)
+            let percentile = displayPercentile ?? (result.resolution == .input ? 99 : nil)
+            if let p = percentile, !(0 < p && p <= 100) { throw CLIError("--display-percentile must be in (0, 100], got \(p)") }
             switch show {
-            case .heatmap: try writePNG(try camHeatmapImage(cam, width: w, height: h, colormap: colormap), to: o)
+            case .heatmap: try writePNG(try camHeatmapImage(cam, width: w, height: h, colormap: colormap, displayPercentile: percentile), to: o)
             case .overlay:
                 guard let photo else { throw CLIError("an overlay needs an image input; with .npy use --show heatmap") }
-                try writePNG(try camOverlay(cam, on: photo, alpha: alpha, colormap: colormap), to: o)
+                try writePNG(try camOverlay(cam, on: photo, alpha: alpha, colormap: colormap, displayPercentile: percentile), to: o)
             }
         }
     }
