@@ -30,11 +30,14 @@ struct Filters: ParsableCommand {
     @Option(name: .long, help: "Grid of the first N filters (from --index, default 0).")
     var count: Int?
 
-    @Option(name: .long, help: "Method: book.")
-    var method: String = "book"
+    @Option(name: .long, help: "Method: book (the book's plain ascent) or lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too).")
+    var method: FilterMethod = .book
 
-    @Option(name: .long, help: "Ascent steps.")
-    var steps = 40
+    @Option(name: .long, help: "What each image maximises (lucid): channel (its mean) or neuron (the centre unit). A flat (Dense) layer's unit is used as is.")
+    var objective: String = "channel"
+
+    @Option(name: .long, help: "Ascent steps (default: book 40, lucid 256).")
+    var steps: Int?
 
     @Option(name: .long, help: "Step size.")
     var step: Float = 1
@@ -63,14 +66,18 @@ struct Filters: ParsableCommand {
     var o: String?
 
     func run() throws {
-        guard method == "book" else { throw CLIError("--method \(method): only 'book' is available so far") }
+        let steps = self.steps ?? (method == .book ? 40 : 256)
         guard (1...10_000).contains(steps) else { throw CLIError("--steps must be in 1...10000, got \(steps)") }
+        guard ["channel", "neuron"].contains(objective) else { throw CLIError("--objective must be channel or neuron, got '\(objective)'") }
         let m = try model.load()
-        let node = try resolveLayer(layer, in: m)
-        guard let summary = m.keras.layers.first(where: { $0.nodeId == node }), summary.isSpatial else {
-            throw CLIError("layer '\(layer)' has no spatial feature map; choose a convolutional layer")
+        var node = try resolveLayer(layer, in: m)
+        guard let summary = m.keras.layers.first(where: { $0.nodeId == node }) else { throw CLIError("no layer named '\(layer)'") }
+        guard summary.isSpatial || method == .lucid else {
+            throw CLIError("layer '\(layer)' has no spatial feature map; choose a convolutional layer (or --method lucid for a Dense unit)")
         }
-        let channels = summary.outputShape[2]
+        // A class unit is maximised before its softmax (a softmax can rise by pushing other classes down).
+        if !summary.isSpatial, node == m.network.outputNode, let logits = m.keras.logitsNode { node = logits }
+        let channels = summary.outputShape.last!
         let first = index ?? 0
         let n = count ?? 1
         guard n >= 1, first >= 0, first + n <= channels else {
@@ -107,6 +114,34 @@ struct Filters: ParsableCommand {
         let began = Date()
         var lastReport = Date.distantPast
         let filters = Array(first..<(first + n))
+        if method == .lucid {
+            let objectives: [LucidObjective] = filters.map {
+                !summary.isSpatial ? .unit($0) : (objective == "neuron" ? .neuron($0) : .channel($0))
+            }
+            var parameters = LucidParameters(steps: steps, seed: seed)
+            if inputShape[0] == -1 || inputShape[1] == -1 { parameters.size = (h, w) }
+            let result = try m.network.lucidVisualization(
+                layerNode: node, objectives: objectives, inputMap: LucidInputMap(preprocessing: pipeline.preprocessing),
+                parameters: parameters, progress: { p in
+                    if Date().timeIntervalSince(lastReport) > 1 || p.step == p.steps, Date().timeIntervalSince(began) > 1 {
+                        lastReport = Date()
+                        printErr(String(format: "step %d/%d  mean objective %.4f  (%.1f s)", p.step, p.steps,
+                                        p.losses.reduce(0, +) / Float(p.losses.count), Date().timeIntervalSince(began)))
+                    }
+                    return true
+                })
+            printErr(String(format: "%d filter(s) of %@, lucid, %d steps at %d×%d: %.2f s", n, layer, steps, h, w, Date().timeIntervalSince(began)))
+            switch format {
+            case .npy: try writeTensor(result.images, format: .npy, to: o)
+            case .json: try writeTensor(result.images, format: .json, to: o)
+            case .png:
+                let cells = try lucidImages(result.images)
+                let columns = min(cols, cells.count)
+                try writePNG(n == 1 ? cells[0] : try composeGrid(cells, rows: GridLayout.rows(for: n, cols: columns), cols: columns,
+                                                                 margin: 5, background: [0]), to: o)
+            }
+            return
+        }
         let progress: (AscentProgress) -> Bool = { p in
             if Date().timeIntervalSince(lastReport) > 1 || p.step == p.steps, Date().timeIntervalSince(began) > 1 {
                 lastReport = Date()
@@ -138,6 +173,10 @@ struct Filters: ParsableCommand {
             try writePNG(n == 1 ? try filterImages(images)[0] : try filterGrid(images, cols: cols), to: o)
         }
     }
+}
+
+enum FilterMethod: String, ExpressibleByArgument, CaseIterable {
+    case book, lucid
 }
 
 /// How far one grey level moves a model input under this preprocessing (per-channel
