@@ -54,6 +54,9 @@ public final class MaxPooling2D: Layer {
         // of a separate zero fill. Overlapping windows add into shared rows, so
         // there a task is a whole sample.
         let disjoint = sy >= py && sx >= px
+        // Windows that cover every input cell exactly once: nothing to zero first.
+        let tiled = sy == py && sx == px && g.padTop == 0 && g.padLeft == 0
+            && g.oh * sy == g.h && g.ow * sx == g.w
         let rowsPerTask = disjoint ? 1 : g.oh
         let tasksPerSample = disjoint ? g.oh : 1
         @Sendable func start(_ oy: Int) -> Int {
@@ -72,7 +75,67 @@ public final class MaxPooling2D: Layer {
                             let n = task / tasksPerSample
                             let oy0 = (task % tasksPerSample) * rowsPerTask
                             let r0 = start(oy0), r1 = start(oy0 + rowsPerTask)
-                            (dp + (n * g.h + r0) * rowBytes).initialize(repeating: 0, count: (r1 - r0) * rowBytes)
+                            if !tiled {
+                                (dp + (n * g.h + r0) * rowBytes).initialize(repeating: 0, count: (r1 - r0) * rowBytes)
+                            }
+                            if disjoint {
+                                // Every input cell lies in at most one window: store
+                                // g or 0 into each window cell with vector selects
+                                // (no read-modify-write, no index arithmetic per lane).
+                                let oy = oy0
+                                let y0 = oy * sy - g.padTop
+                                let ys = max(0, y0)..<min(g.h, y0 + py)
+                                for ox in 0..<g.ow {
+                                    let x0 = ox * sx - g.padLeft
+                                    let xr = max(0, x0)..<min(g.w, x0 + px)
+                                    let out = ((n * g.oh + oy) * g.ow + ox) * c
+                                    var k = 0
+                                    while k + 8 <= c {
+                                        var best = SIMD8<Float>(repeating: -.infinity)
+                                        var arg = SIMD8<Int32>(repeating: 0)
+                                        var pos: Int32 = 0
+                                        for iy in ys {
+                                            for ix in xr {
+                                                let v = xp.loadUnaligned(fromByteOffset: (((n * g.h + iy) * g.w + ix) * c + k) * 4,
+                                                                         as: SIMD8<Float>.self)
+                                                let better = v .> best   // strict: the first maximum wins
+                                                best.replace(with: v, where: better)
+                                                arg.replace(with: SIMD8(repeating: pos), where: better)
+                                                pos += 1
+                                            }
+                                        }
+                                        let gv = gp.loadUnaligned(fromByteOffset: (out + k) * 4, as: SIMD8<Float>.self)
+                                        pos = 0
+                                        for iy in ys {
+                                            for ix in xr {
+                                                var v = SIMD8<Float>(repeating: 0)
+                                                v.replace(with: gv, where: arg .== SIMD8(repeating: pos))
+                                                UnsafeMutableRawPointer(dp).storeBytes(
+                                                    of: v, toByteOffset: (((n * g.h + iy) * g.w + ix) * c + k) * 4,
+                                                    as: SIMD8<Float>.self)
+                                                pos += 1
+                                            }
+                                        }
+                                        k += 8
+                                    }
+                                    while k < c {
+                                        var best = -Float.infinity
+                                        var (by, bx) = (ys.lowerBound, xr.lowerBound)
+                                        for iy in ys {
+                                            for ix in xr {
+                                                let i = ((n * g.h + iy) * g.w + ix) * c + k
+                                                let v = xp.load(fromByteOffset: i * 4, as: Float.self)
+                                                if v > best { best = v; (by, bx) = (iy, ix) }
+                                                dp[i] = 0
+                                            }
+                                        }
+                                        dp[((n * g.h + by) * g.w + bx) * c + k] =
+                                            gp.load(fromByteOffset: (out + k) * 4, as: Float.self)
+                                        k += 1
+                                    }
+                                }
+                                continue
+                            }
                             for oy in oy0..<(oy0 + rowsPerTask) {
                                 let y0 = oy * sy - g.padTop
                                 let ys = max(0, y0)..<min(g.h, y0 + py)
