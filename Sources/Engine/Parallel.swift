@@ -1,4 +1,30 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// libgomp's entry points (oneDNN links libgomp, so they are loaded), found
+/// once at run time: <omp.h> is not on Swift's include path.
+private struct OpenMP: @unchecked Sendable {
+    typealias Region = @convention(c) (UnsafeMutableRawPointer?) -> Void
+    let parallel: @convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void
+    let threadNum: @convention(c) () -> Int32
+    let numThreads: @convention(c) () -> Int32
+
+    struct Job {
+        let count: Int
+        let body: @Sendable (Range<Int>) -> Void
+    }
+
+    static let shared: OpenMP? = {
+        let all = UnsafeMutableRawPointer(bitPattern: 0)  // RTLD_DEFAULT
+        guard let p = dlsym(all, "GOMP_parallel"), let t = dlsym(all, "omp_get_thread_num"),
+              let n = dlsym(all, "omp_get_num_threads") else { return nil }
+        return OpenMP(parallel: unsafeBitCast(p, to: (@convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void).self),
+                      threadNum: unsafeBitCast(t, to: (@convention(c) () -> Int32).self),
+                      numThreads: unsafeBitCast(n, to: (@convention(c) () -> Int32).self))
+    }()
+}
 
 /// Splits `0..<count` into contiguous chunks and runs `body` on them on up to
 /// `ComputeThreads.current` threads (the calling thread's compute budget, the
@@ -8,15 +34,36 @@ import Dispatch
 /// never overlap, so `body` may write its own range without locks; the call
 /// returns when every chunk is done.
 ///
-/// (Tried: running the chunks on libgomp's OpenMP team via `GOMP_parallel`,
-/// the threads oneDNN itself uses. It was consistently slower here than
-/// Dispatch's pool — VGG16 forward at batch 1 ~430 → ~530-780 ms with the
-/// cores shared with another job — so Dispatch it is.)
+/// The chunks run on the calling thread's OpenMP team (`GOMP_parallel`, what
+/// `#pragma omp parallel` compiles to): the very threads oneDNN just ran on,
+/// which spin-wait for the next parallel region for a while after each
+/// primitive. Chunks on Dispatch's pool instead shared the cores with that
+/// spinning thread (libgomp's spin loops were ~25% of a batch-1 profile).
+/// Quiet machine, same conditions, A/B twice: forward 159 → 154 ms, Grad-CAM
+/// 173 → 170, ascent step 109 → 106, ascent at batch 8 873 → 851. (Under heavy
+/// contention from other jobs the order reversed; the benchmark is meant for a
+/// quiet machine.) Dispatch is the fallback if libgomp's symbols are missing.
 func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: @Sendable (Range<Int>) -> Void) {
     guard count > 0 else { return }
     let threads = min(ComputeThreads.current, max(1, count / max(1, grain)))
     if threads <= 1 {
         body(0..<count)
+        return
+    }
+    if let omp = OpenMP.shared {
+        withoutActuallyEscaping(body) { body in
+            var job = OpenMP.Job(count: count, body: body)
+            withUnsafeMutablePointer(to: &job) { p in
+                omp.parallel({ raw in
+                    let job = raw!.assumingMemoryBound(to: OpenMP.Job.self)
+                    guard let omp = OpenMP.shared else { return }
+                    let t = Int(omp.threadNum()), n = Int(omp.numThreads())
+                    let count = job.pointee.count
+                    let lo = count * t / n, hi = count * (t + 1) / n
+                    if lo < hi { job.pointee.body(lo..<hi) }
+                }, UnsafeMutableRawPointer(p), UInt32(threads), 0)
+            }
+        }
         return
     }
     // A few chunks per thread even out a thread that starts late.
