@@ -18,7 +18,7 @@ struct Bench: ParsableCommand {
             Then:  swift run -c release convlens bench --model /tmp/vgg16.h5 --python venv/bin/python
             Lines: forward (batch 1, 224×224); gradcam (forward + backward from the top logit to
             block5_conv3); ascent (forward to block3_conv1 + backward of one channel's mean to the
-            input; image n takes the n-th live channel), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
+            input; image n takes the first live channel from n mod c on), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
             Run it on a quiet machine: other load on the cores ruins the timings.
             """)
 
@@ -56,18 +56,18 @@ struct Bench: ParsableCommand {
             let c = out.shape[3], hw = out.shape[1] * out.shape[2]
             var seed = Tensor(zeros: out.shape)
             // Each image's loss is the mean of its own channel, as a filter grid
-            // does: image n takes the n-th (mod count) channel that is alive (> 0
-            // somewhere) in that image. A dead channel's gradient is identically
+            // does: image n takes the first channel from n mod c on that is alive
+            // (> 0 somewhere) in that image. A dead channel's gradient is identically
             // zero, and the engine skips backward convolutions of all-zero
             // gradients, so a dead target (channel 0 of block3_conv1 for this
             // input) would time a forward pass only. TensorFlow's side targets
             // channel 0; its work does not depend on the channel.
             out.scalars.withUnsafeBufferPointer { o in
                 for n in 0..<out.batch {
-                    var live = [Bool](repeating: false, count: c)
-                    for p in 0..<hw { for ch in 0..<c where o[(n * hw + p) * c + ch] > 0 { live[ch] = true } }
-                    let alive = live.indices.filter { live[$0] }
-                    let ch = alive.isEmpty ? n % c : alive[n % alive.count]
+                    // the first live channel at or after n mod c (a live channel is found
+                    // after a few pixels; only dead ones are scanned in full)
+                    let live = { (ch: Int) in (0..<hw).contains { o[(n * hw + $0) * c + ch] > 0 } }
+                    let ch = (0..<c).lazy.map { (n + $0) % c }.first(where: live) ?? n % c
                     for p in 0..<hw { seed.scalars[(n * hw + p) * c + ch] = 1 / Float(hw) }
                 }
             }
