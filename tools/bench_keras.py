@@ -99,6 +99,17 @@ def linear_head(model):
     return clone
 
 
+def peak_rss_mb():
+    """This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries a
+    parent's ru_maxrss across fork+exec, so a child launched by a large process
+    would report the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def timeit(name, fn, x, runs, batch):
     for _ in range(args.warmup):
         r = fn(x)
@@ -156,12 +167,12 @@ def main():
 
         if "ascent_step" in want:
             timeit("ascent_step", ascent, x1, args.runs, 1)
+        print(json.dumps({"name": "peak_rss_b1", "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
         if "ascent_step_b64" in want:
             xb = tf.constant(rng.uniform(0, 255, (args.batch, size, size, 3)).astype(np.float32))
             timeit(f"ascent_step_b{args.batch}", ascent, xb, args.runs_batch, args.batch)
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    print(json.dumps({"name": "peak_rss", "peak_rss_mb": round(peak, 1)}), flush=True)
+    print(json.dumps({"name": "peak_rss", "peak_rss_mb": round(peak_rss_mb(), 1)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ struct Bench: ParsableCommand {
             return Tensor(shape: [batch] + size, scalars: (0..<(batch * size.reduce(1, *))).map { _ in Float(g.nextUnit() * 255 - 128) })
         }
         let x1 = input(batch: 1)
-        let xBig = input(batch: bigBatch)
 
         func ascentStep(_ x: Tensor) throws {
             let trace = try net.forward(x, stopAfter: ascentLayer, keepAll: true)
@@ -99,6 +98,9 @@ struct Bench: ParsableCommand {
             _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
         }))
         results.append(("ascent_step", try time(runs) { try ascentStep(x1) }))
+        // The memory bound is about batch 1: forward + backward to the input at 224².
+        let rssBatch1 = peakRSSMiB()
+        let xBig = input(batch: bigBatch)
         results.append(("ascent_step_b\(bigBatch)", try time(max(1, runs / 2)) { try ascentStep(xBig) }))
 
         let flops = forwardFLOPs(net, input: size)
@@ -118,12 +120,18 @@ struct Bench: ParsableCommand {
         let fwd = results[0].ms
         let total = flops.conv + flops.dense
         let gflops = Double(total) / (fwd / 1000) / 1e9
-        // Zen 3 here: 2.87 GHz × 32 FLOP/cycle per core (2 FMA units × 8 floats × 2).
-        let peak = 2.87 * 32 * Double(threads)
-        print(String(format: "forward: %.1f GFLOP (convolutions %.1f, dense %.1f) in %.1f ms = %.1f GFLOP/s, %.0f%% of the %.0f GFLOP/s FMA peak of %d core(s)",
-                     Double(total) / 1e9, Double(flops.conv) / 1e9, Double(flops.dense) / 1e9, fwd, gflops, 100 * gflops / peak, peak, threads))
-        let tfRSS = reference["peak_rss"].map { String(format: "; TensorFlow %.0f MiB (ratio %.2f)", $0, peakRSSMiB() / $0) } ?? ""
-        print(String(format: "peak RSS: ConvLens %.0f MiB", peakRSSMiB()) + tfRSS)
+        // FMA peak: 32 FP32 FLOP per cycle per core (two 256-bit FMA pipes: Zen 3 and Zen 4
+        // alike) at the clock the kernel reports; turbo clocks can exceed it.
+        let ghz = nominalGHz()
+        let peak = ghz * 32 * Double(threads)
+        print(String(format: "forward: %.1f GFLOP (convolutions %.1f, dense %.1f) in %.1f ms = %.1f GFLOP/s = %.0f%% of the FMA peak at the reported %.2f GHz (%.0f GFLOP/s for %d core(s))",
+                     Double(total) / 1e9, Double(flops.conv) / 1e9, Double(flops.dense) / 1e9, fwd, gflops, 100 * gflops / peak, ghz, peak, threads))
+        func rssLine(_ label: String, _ ours: Double, _ theirs: Double?) -> String {
+            String(format: "peak RSS %@: ConvLens %.0f MiB", label, ours)
+                + (theirs.map { String(format: ", TensorFlow %.0f MiB (ratio %.2f)", $0, ours / $0) } ?? "")
+        }
+        print(rssLine("after the batch-1 lines", rssBatch1, reference["peak_rss_b1"]))
+        print(rssLine("overall", peakRSSMiB(), reference["peak_rss"]))
     }
 }
 
@@ -140,10 +148,26 @@ func time(_ runs: Int, _ body: () throws -> Void) throws -> Double {
     return ms[ms.count / 2]
 }
 
+/// This process's peak resident set (VmHWM from /proc/self/status), in MiB.
 func peakRSSMiB() -> Double {
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kib = Double(line.split(separator: " ").dropFirst().first ?? "") {
+        return kib / 1024
+    }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_maxrss) / 1024  // Linux reports KiB
+}
+
+/// The CPU clock the kernel reports (/proc/cpuinfo "cpu MHz"), in GHz.
+func nominalGHz() -> Double {
+    if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+       let line = info.split(separator: "\n").first(where: { $0.hasPrefix("cpu MHz") }),
+       let mhz = Double(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") {
+        return mhz / 1000
+    }
+    return 2.6
 }
 
 /// Runs tools/bench_keras.py and reads its JSON lines (`{"name": ..., "ms_median": ...}`).

@@ -3,7 +3,12 @@ import Synchronization
 
 /// y = x·W + b on oneDNN's inner product, for x of shape [rows, in] (row-major)
 /// and a Keras kernel W of shape [in, out]. Source and destination stay plain
-/// (`nc`); the weights go to whatever layout oneDNN prefers, reordered once.
+/// (`nc`). The weights are used in place — the Keras array itself, described
+/// as `io` forward and `oi` for the transposed backward — so a dense layer holds
+/// its weights once: a reordered copy per direction cost VGG16 ~1 GB (fc1 alone
+/// is 411 MB) and pushed forward + backward past 2 GiB, while these products are
+/// memory-bound either way. Only when oneDNN refuses the plain layout do the
+/// weights go to the layout it prefers, reordered once.
 final class DNNLInnerProduct: Sendable {
     let inputs: Int
     let outputs: Int
@@ -18,8 +23,22 @@ final class DNNLInnerProduct: Sendable {
 
     private struct Plan: Sendable {
         let primitive: DNNLPrimitive
-        let weights: DNNLMemory
+        /// A reordered copy, or nil: the kernel array itself, described by `inPlace`.
+        let weights: DNNLMemory?
+        let inPlace: MemoryDesc?
         let bias: DNNLMemory?
+
+        /// Runs with the weights argument bound to the copy or to the kernel array.
+        func execute(_ args: [(Int32, DNNLMemory)], kernel: [Float], on stream: DNNLStream) throws {
+            if let weights {
+                try primitive.execute(args + [(DNNL_ARG_WEIGHTS, weights)], on: stream)
+            } else {
+                try kernel.withUnsafeBufferPointer { k in
+                    let w = try DNNLMemory(inPlace!, reading: k)
+                    try primitive.execute(args + [(DNNL_ARG_WEIGHTS, w)], on: stream)
+                }
+            }
+        }
     }
 
     /// `kernel` is Keras' `[in, out]`.
@@ -44,10 +63,9 @@ final class DNNLInnerProduct: Sendable {
                 let stream = try DNNLStream()
                 let src = try DNNLMemory(MD.tag([rows, inputs], dnnl_nc), reading: xs)
                 let dst = try DNNLMemory(MD.tag([rows, outputs], dnnl_nc), writing: os)
-                var args: [(Int32, DNNLMemory)] = [(DNNL_ARG_SRC, src), (DNNL_ARG_WEIGHTS, plan.weights),
-                                                   (DNNL_ARG_DST, dst)]
+                var args: [(Int32, DNNLMemory)] = [(DNNL_ARG_SRC, src), (DNNL_ARG_DST, dst)]
                 if let b = plan.bias { args.append((DNNL_ARG_BIAS, b)) }
-                try plan.primitive.execute(args, on: stream)
+                try plan.execute(args, kernel: kernel, on: stream)
             }
         }
         return out
@@ -62,16 +80,16 @@ final class DNNLInnerProduct: Sendable {
                 let diffDst = try DNNLMemory(MD.tag([rows, outputs], dnnl_nc), reading: gs)
                 let diffSrc = try DNNLMemory(MD.tag([rows, inputs], dnnl_nc), writing: os)
                 // (a forward primitive on the transposed problem: see makeBackwardPlan)
-                try plan.primitive.execute([(DNNL_ARG_SRC, diffDst), (DNNL_ARG_WEIGHTS, plan.weights),
-                                            (DNNL_ARG_DST, diffSrc)], on: stream)
+                try plan.execute([(DNNL_ARG_SRC, diffDst), (DNNL_ARG_DST, diffSrc)], kernel: kernel, on: stream)
             }
         }
         return out
     }
 
-    private func forwardDesc(_ rows: Int, prop: dnnl_prop_kind_t, withBias: Bool) throws -> DNNLPrimitiveDesc {
+    private func forwardDesc(_ rows: Int, prop: dnnl_prop_kind_t, withBias: Bool,
+                             weightsTag: dnnl_format_tag_t = dnnl_format_tag_any) throws -> DNNLPrimitiveDesc {
         var src = try MD.tag([rows, inputs], dnnl_nc)
-        var wei = try MD.tag([outputs, inputs], dnnl_format_tag_any)
+        var wei = try MD.tag([outputs, inputs], weightsTag)
         var bia = try MD.tag([outputs], dnnl_a)
         var dst = try MD.tag([rows, outputs], dnnl_nc)
         var d = dnnl_inner_product_desc_t()
@@ -88,9 +106,14 @@ final class DNNLInnerProduct: Sendable {
     }
 
     private func makeForwardPlan(_ rows: Int) throws -> Plan {
+        // Logical weights [out, in]; Keras' [in, out] row-major array is that matrix as `io`.
+        if let pd = try? forwardDesc(rows, prop: dnnl_forward_inference, withBias: bias != nil, weightsTag: dnnl_io) {
+            return Plan(primitive: try DNNLPrimitive(pd), weights: nil, inPlace: try MD.tag([outputs, inputs], dnnl_io),
+                        bias: try biasMem())
+        }
         let pd = try forwardDesc(rows, prop: dnnl_forward_inference, withBias: bias != nil)
         return Plan(primitive: try DNNLPrimitive(pd), weights: try weights(in: pd.md(dnnl_query_weights_md)),
-                    bias: try biasMem())
+                    inPlace: nil, bias: try biasMem())
     }
 
     /// Backward-data as a *forward* inner product on the transposed problem:
@@ -101,17 +124,24 @@ final class DNNLInnerProduct: Sendable {
     /// sizes (VGG16 fc1 at batch 1: 64 vs 42 ms, fc2: 22 vs 14 ms; both
     /// memory-bound on the weights), and Grad-CAM runs all three.
     private func makeBackwardPlan(_ rows: Int) throws -> Plan {
-        var src = try MD.tag([rows, outputs], dnnl_nc)
-        var wei = try MD.tag([inputs, outputs], dnnl_format_tag_any)
-        var dst = try MD.tag([rows, inputs], dnnl_nc)
-        var d = dnnl_inner_product_desc_t()
-        try check(dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &src, &wei, nil, &dst),
-                  "dnnl_inner_product_forward_desc_init (transposed)")
-        let pd = try withUnsafePointer(to: &d) {
-            try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(inner product backward data as forward)")
+        func desc(_ tag: dnnl_format_tag_t) throws -> DNNLPrimitiveDesc {
+            var src = try MD.tag([rows, outputs], dnnl_nc)
+            var wei = try MD.tag([inputs, outputs], tag)
+            var dst = try MD.tag([rows, inputs], dnnl_nc)
+            var d = dnnl_inner_product_desc_t()
+            try check(dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &src, &wei, nil, &dst),
+                      "dnnl_inner_product_forward_desc_init (transposed)")
+            return try withUnsafePointer(to: &d) {
+                try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(inner product backward data as forward)")
+            }
         }
+        // Logical weights [in, out]: Keras' row-major array as it is (`oi`).
+        if let pd = try? desc(dnnl_oi) {
+            return Plan(primitive: try DNNLPrimitive(pd), weights: nil, inPlace: try MD.tag([inputs, outputs], dnnl_oi), bias: nil)
+        }
+        let pd = try desc(dnnl_format_tag_any)
         return Plan(primitive: try DNNLPrimitive(pd), weights: try transposedWeights(in: pd.md(dnnl_query_weights_md)),
-                    bias: nil)
+                    inPlace: nil, bias: nil)
     }
 
     /// The kernel as the logical [in, out] weights of the transposed product, in layout `md`.
