@@ -56,7 +56,7 @@ def main():
                 ours = np.array(json.loads(res.stdout)["output"], dtype=np.float32)
                 rows.append(("output", rel(ours, ref_out.reshape(-1))))
             for layer, f in e.get("activations", {}).items():
-                run([args.convlens, "activations", "--model", model, "--input", x, "--layer", layer, "-o", out])
+                run([args.convlens, "activations", "--model", model, "--input", x, "--layer", layer, "--format", "npy", "-o", out])
                 rows.append((f"activation {layer}", rel(np.load(out), np.load(p(f)))))
             g = e.get("gradients")
             if g:
