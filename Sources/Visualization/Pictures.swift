@@ -49,3 +49,32 @@ public func filterImages(_ images: Tensor) throws -> [Image] {
         return try Image(width: w, height: h, channels: c, pixels: bytes)
     }
 }
+
+/// The book's first look at a network in one picture: a row per spatial layer
+/// (in network order), its first `channels` channels for one image, each
+/// book-normalised, coloured and scaled (nearest) to `cellSize` so shallow and
+/// deep layers line up; the row's first cell is labelled with the layer's name, the others with their channel. Shows at a glance
+/// how deeper layers turn abstract and sparse.
+public func activationOverview(_ layers: [(name: String, activation: Tensor)], channels: Int = 8,
+                               cellSize: Int = 64, colormap: Colormap = .viridis) throws -> Image {
+    guard channels >= 1, cellSize >= 8 else { throw VisualizationError.invalid("channels ≥ 1 and cell size ≥ 8 needed") }
+    var cells: [Image] = []
+    var labels: [String] = []
+    for (name, activation) in layers {
+        let planes = try bookNormalizedChannels(activation)
+        let (h, w) = (activation.shape[1], activation.shape[2])
+        for ch in 0..<channels {
+            if ch < planes.count {
+                cells.append(try colormap.apply(indices: planes[ch], width: w, height: h)
+                    .resized(width: cellSize, height: cellSize, filter: .nearest))
+                labels.append(ch == 0 ? name : "\(ch)")
+            } else {
+                cells.append(Image(width: cellSize, height: cellSize, channels: 3, fill: [255]))
+                labels.append("")
+            }
+        }
+    }
+    guard !cells.isEmpty else { throw VisualizationError.invalid("no spatial layers to show") }
+    return try composeGrid(cells, rows: layers.count, cols: channels, margin: 2, background: [255],
+                           labels: labels, labelColour: [0])
+}

@@ -22,7 +22,13 @@ struct Activations: ParsableCommand {
     var input: String
 
     @Option(name: .long, help: "Layer name (see `convlens summary`).")
-    var layer: String
+    var layer: String?
+
+    @Flag(name: .long, help: "One picture of the first --overview-channels channels of every spatial layer, a row per layer.")
+    var overview = false
+
+    @Option(name: .customLong("overview-channels"), help: "Channels per layer in the overview.")
+    var overviewChannels = 8
 
     @Option(name: .long, help: "png: the grid (or one channel); npy/json: the layer's raw float output.")
     var format: PictureFormat = .png
@@ -44,6 +50,20 @@ struct Activations: ParsableCommand {
 
     func run() throws {
         let m = try model.load()
+        if overview {
+            guard layer == nil, format == .png else { throw CLIError("--overview draws every spatial layer as a PNG; drop --layer/--format") }
+            let x = try readInput(input, for: m, options: inputOptions).sample(0)
+            // Layers that compute something new: not padding, normalisation or dropout copies.
+            let skipped: Set<String> = ["InputLayer", "ZeroPadding2D", "BatchNormalization", "Dropout", "SpatialDropout2D",
+                                        "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization"]
+            let spatial = m.keras.layers.filter { $0.isSpatial && $0.nodeId > 0 && !skipped.contains($0.className) }
+            let trace = try m.network.forward(x, stopAfter: spatial.map(\.nodeId).max() ?? 0, keep: Set(spatial.map(\.nodeId)))
+            let picture = try activationOverview(spatial.compactMap { l in trace[l.nodeId].map { (l.name, $0) } },
+                                                 channels: overviewChannels, colormap: colormap)
+            try writePNG(picture, to: o)
+            return
+        }
+        guard let layer else { throw CLIError("give --layer (see `convlens summary`) or --overview") }
         let node = try resolveLayer(layer, in: m)
         let x = try readInput(input, for: m, options: inputOptions)
         // Stop right after the layer: nothing above it is computed.

@@ -110,3 +110,18 @@ private func temporary(_ name: String) -> String {
         #expect(r.stderr.lowercased().contains("corrupt"), "stderr: \(r.stderr)")
     }
 }
+
+extension CLITests {
+    @Test func overviewDrawsARowPerSpatialLayer() throws {
+        let out = temporary("overview.png")
+        let r = try convlens(["activations", "--input", "public/samples/chelsea.png", "--overview", "--overview-channels", "4", "-o", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let png = try Data(contentsOf: URL(fileURLWithPath: out))
+        let be = { (o: Int) in png[o..<(o + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        // 4 cells of 64 px with 2-px margins across; many layer rows down.
+        #expect(be(16) == 4 * 64 + 3 * 2)
+        #expect(be(20) > 20 * 64)
+        let bad = try convlens(["activations", "--input", "public/samples/chelsea.png", "-o", out])
+        #expect(bad.status != 0 && bad.stderr.contains("--layer"))
+    }
+}
