@@ -48,28 +48,13 @@ public final class Conv2D: Layer {
     }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        let conv = try validConv()
-        let s = try singleShape(inputShapes)
-        try checkFeatureMapShape(s, channels: conv.cin)
-        var out = [-1, -1, conv.cout]
-        for axis in 0..<2 where s[axis] != -1 {
-            let size = padding.outputSizeAndPadding(input: s[axis], kernel: kernel.shape[axis],
-                                                    stride: strides[axis], dilation: dilation[axis]).size
-            guard size > 0 else { throw mismatch("input \(s) is smaller than the \(kernel.shape[0])x\(kernel.shape[1]) window") }
-            out[axis] = size
-        }
-        return out
+        try convolvedShape(inputShapes, conv: validConv())
     }
 
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
-        let conv = try validConv()
-        let x = try singleInput(inputs)
-        try checkFeatureMap(x, channels: conv.cin)
-        guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }
-        if g.n == 0 { return Tensor(zeros: [0, g.oh, g.ow, conv.cout]) }
-        return try conv.forward(x)
+        try convolve(inputs, conv: validConv())
     }
 
     // MARK: backward to the input
@@ -77,7 +62,37 @@ public final class Conv2D: Layer {
     /// dL/dx = the transposed convolution of dL/dy with the same kernel
     /// (oneDNN backward-data); the bias has no effect on it.
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
-        let conv = try validConv()
+        try convolveBackward(inputs, outputGradient: outputGradient, conv: validConv())
+    }
+}
+
+/// The checks around a oneDNN convolution, shared by Conv2D and DepthwiseConv2D
+/// (the convolution object knows its kernel size, strides, dilation and padding;
+/// the layer supplies its name for errors).
+extension Layer {
+    func convolvedShape(_ inputShapes: [[Int]], conv: DNNLConvolution) throws -> [Int] {
+        let s = try singleShape(inputShapes)
+        try checkFeatureMapShape(s, channels: conv.cin)
+        var out = [-1, -1, conv.cout]
+        let window = [conv.kh, conv.kw]
+        for axis in 0..<2 where s[axis] != -1 {
+            let size = conv.padding.outputSizeAndPadding(input: s[axis], kernel: window[axis],
+                                                         stride: conv.strides[axis], dilation: conv.dilation[axis]).size
+            guard size > 0 else { throw mismatch("input \(s) is smaller than the \(conv.kh)x\(conv.kw) window") }
+            out[axis] = size
+        }
+        return out
+    }
+
+    func convolve(_ inputs: [Tensor], conv: DNNLConvolution) throws -> Tensor {
+        let x = try singleInput(inputs)
+        try checkFeatureMap(x, channels: conv.cin)
+        guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }
+        if g.n == 0 { return Tensor(zeros: [0, g.oh, g.ow, conv.cout]) }
+        return try conv.forward(x)
+    }
+
+    func convolveBackward(_ inputs: [Tensor], outputGradient: Tensor, conv: DNNLConvolution) throws -> [Tensor] {
         let x = try singleInput(inputs)
         try checkFeatureMap(x, channels: conv.cin)
         guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }

@@ -45,28 +45,13 @@ public final class DepthwiseConv2D: Layer {
     }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        let conv = try validConv()
-        let s = try singleShape(inputShapes)
-        try checkFeatureMapShape(s, channels: conv.cin)
-        var out = [-1, -1, conv.cout]
-        for axis in 0..<2 where s[axis] != -1 {
-            let size = padding.outputSizeAndPadding(input: s[axis], kernel: kernel.shape[axis],
-                                                    stride: strides[axis], dilation: dilation[axis]).size
-            guard size > 0 else { throw mismatch("input \(s) is smaller than the \(kernel.shape[0])x\(kernel.shape[1]) window") }
-            out[axis] = size
-        }
-        return out
+        try convolvedShape(inputShapes, conv: validConv())
     }
 
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
-        let conv = try validConv()
-        let x = try singleInput(inputs)
-        try checkFeatureMap(x, channels: conv.cin)
-        guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }
-        if g.n == 0 { return Tensor(zeros: [0, g.oh, g.ow, conv.cout]) }
-        return try conv.forward(x)
+        try convolve(inputs, conv: validConv())
     }
 
     // MARK: backward to the input
@@ -74,14 +59,6 @@ public final class DepthwiseConv2D: Layer {
     /// dL/dx per channel: the transposed depthwise convolution of dL/dy
     /// (oneDNN grouped backward-data); the bias has no effect on it.
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
-        let conv = try validConv()
-        let x = try singleInput(inputs)
-        try checkFeatureMap(x, channels: conv.cin)
-        guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }
-        guard outputGradient.shape == [g.n, g.oh, g.ow, conv.cout] else {
-            throw mismatch("output gradient \(outputGradient.shape) does not match the output \([g.n, g.oh, g.ow, conv.cout])")
-        }
-        if g.n == 0 { return [Tensor(zeros: x.shape)] }
-        return [try conv.backwardData(outputGradient, inputShape: x.shape)]
+        try convolveBackward(inputs, outputGradient: outputGradient, conv: validConv())
     }
 }
