@@ -19,13 +19,12 @@ final class DNNLConvolution: Sendable {
     private let weightDims: [Int]
     private let weightStrides: [Int]
     private let kernel: [Float]
-    private let bias: [Float]?
 
     private let forwardPlans = PlanCache<[Int], ForwardPlan>()
     private let backwardPlans = PlanCache<[Int], BackwardPlan>()
-    /// Reordered weights, one per layout asked for by some primitive.
-    private let weightLayouts = Mutex<[DNNLMemory]>([])
-    private let biasMemory = Mutex<DNNLMemory?>(nil)
+    /// The kernel and bias in the layouts primitives ask for (reordered once each).
+    private let weightLayouts: ReorderedConstants
+    private let biasLayouts: ReorderedConstants?
     /// Convolutions restricted to a few output channels (backward from a sparse gradient).
     private let subConvolutions = Mutex<[(channels: [Int], conv: DNNLConvolution)]>([])
 
@@ -64,7 +63,6 @@ final class DNNLConvolution: Sendable {
         self.dilation = dilation
         self.padding = padding
         self.kernel = kernel.scalars
-        self.bias = bias?.scalars
         if depthwise {
             let m = s[3]
             cout = cin * m
@@ -80,6 +78,8 @@ final class DNNLConvolution: Sendable {
             weightDims = [cout, cin, kh, kw]
             weightStrides = [1, cout, kw * cin * cout, cin * cout]
         }
+        weightLayouts = ReorderedConstants(kernel.scalars, dims: weightDims, strides: weightStrides)
+        biasLayouts = bias.map { ReorderedConstants($0.scalars, dims: [$0.count], strides: [1]) }
     }
 
     /// Output geometry for an NHWC input shape; nil when the window does not fit.
@@ -252,7 +252,7 @@ final class DNNLConvolution: Sendable {
 
     private func makeForwardPlan(_ shape: [Int]) throws -> ForwardPlan {
         guard let g = geometry(shape) else { throw EngineError.invalidRequest("convolution window does not fit \(shape)") }
-        let pd = try forwardDesc(g, prop: dnnl_forward_inference, withBias: bias != nil)
+        let pd = try forwardDesc(g, prop: dnnl_forward_inference, withBias: biasLayouts != nil)
         let d = try descriptors(g)
         return ForwardPlan(
             geometry: g,
@@ -359,22 +359,10 @@ final class DNNLConvolution: Sendable {
 
     /// The kernel in layout `md`, reordered on first request and cached.
     private func weights(in md: MemoryDesc) throws -> DNNLMemory {
-        try weightLayouts.withLock { cached in
-            if let m = cached.first(where: { MD.equal($0.desc, md) }) { return m }
-            let m = try DNNLMemory.reordered(kernel, plain: MD.strided(weightDims, strides: weightStrides), to: md)
-            cached.append(m)
-            return m
-        }
+        try weightLayouts.memory(in: md)
     }
 
     private func biasMem() throws -> DNNLMemory? {
-        guard let bias else { return nil }
-        return try biasMemory.withLock { cached in
-            if let cached { return cached }
-            let md = try MD.tag([cout], dnnl_a)
-            let m = try DNNLMemory.reordered(bias, plain: md, to: md)
-            cached = m
-            return m
-        }
+        try biasLayouts?.memory(in: MD.tag([cout], dnnl_a))
     }
 }

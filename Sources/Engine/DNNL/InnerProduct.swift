@@ -13,13 +13,14 @@ final class DNNLInnerProduct: Sendable {
     let inputs: Int
     let outputs: Int
     private let kernel: [Float]
-    private let bias: [Float]?
 
     private let forwardPlans = PlanCache<Int, Plan>()
     private let backwardPlans = PlanCache<Int, Plan>()
-    private let weightLayouts = Mutex<[DNNLMemory]>([])
-    private let transposedLayouts = Mutex<[DNNLMemory]>([])
-    private let biasMemory = Mutex<DNNLMemory?>(nil)
+    /// Copies in oneDNN's preferred layouts, made only when a plain layout is refused:
+    /// the kernel as logical [out, in] (forward) and [in, out] (transposed backward).
+    private let weightLayouts: ReorderedConstants
+    private let transposedLayouts: ReorderedConstants
+    private let biasLayouts: ReorderedConstants?
 
     private struct Plan: Sendable {
         let primitive: DNNLPrimitive
@@ -46,13 +47,10 @@ final class DNNLInnerProduct: Sendable {
         inputs = kernel.shape[0]
         outputs = kernel.shape[1]
         self.kernel = kernel.scalars
-        self.bias = bias?.scalars
-    }
-
-    /// oneDNN's weights are logically [out, in]; Keras' [in, out] row-major
-    /// array is that matrix with strides (1, out).
-    private var userWeights: MemoryDesc {
-        get throws { try MD.strided([outputs, inputs], strides: [1, outputs]) }
+        // Keras' [in, out] row-major array is [out, in] with strides (1, out), and [in, out] with (out, 1).
+        weightLayouts = ReorderedConstants(kernel.scalars, dims: [outputs, inputs], strides: [1, outputs])
+        transposedLayouts = ReorderedConstants(kernel.scalars, dims: [inputs, outputs], strides: [outputs, 1])
+        biasLayouts = bias.map { ReorderedConstants($0.scalars, dims: [$0.count], strides: [1]) }
     }
 
     /// `x` holds `rows * inputs` scalars; returns `rows * outputs`.
@@ -107,11 +105,11 @@ final class DNNLInnerProduct: Sendable {
 
     private func makeForwardPlan(_ rows: Int) throws -> Plan {
         // Logical weights [out, in]; Keras' [in, out] row-major array is that matrix as `io`.
-        if let pd = try? forwardDesc(rows, prop: dnnl_forward_inference, withBias: bias != nil, weightsTag: dnnl_io) {
+        if let pd = try? forwardDesc(rows, prop: dnnl_forward_inference, withBias: biasLayouts != nil, weightsTag: dnnl_io) {
             return Plan(primitive: try DNNLPrimitive(pd), weights: nil, inPlace: try MD.tag([outputs, inputs], dnnl_io),
                         bias: try biasMem())
         }
-        let pd = try forwardDesc(rows, prop: dnnl_forward_inference, withBias: bias != nil)
+        let pd = try forwardDesc(rows, prop: dnnl_forward_inference, withBias: biasLayouts != nil)
         return Plan(primitive: try DNNLPrimitive(pd), weights: try weights(in: pd.md(dnnl_query_weights_md)),
                     inPlace: nil, bias: try biasMem())
     }
@@ -146,31 +144,14 @@ final class DNNLInnerProduct: Sendable {
 
     /// The kernel as the logical [in, out] weights of the transposed product, in layout `md`.
     private func transposedWeights(in md: MemoryDesc) throws -> DNNLMemory {
-        try transposedLayouts.withLock { cached in
-            if let m = cached.first(where: { MD.equal($0.desc, md) }) { return m }
-            let m = try DNNLMemory.reordered(kernel, plain: MD.tag([inputs, outputs], dnnl_nc), to: md)
-            cached.append(m)
-            return m
-        }
+        try transposedLayouts.memory(in: md)
     }
 
     private func weights(in md: MemoryDesc) throws -> DNNLMemory {
-        try weightLayouts.withLock { cached in
-            if let m = cached.first(where: { MD.equal($0.desc, md) }) { return m }
-            let m = try DNNLMemory.reordered(kernel, plain: userWeights, to: md)
-            cached.append(m)
-            return m
-        }
+        try weightLayouts.memory(in: md)
     }
 
     private func biasMem() throws -> DNNLMemory? {
-        guard let bias else { return nil }
-        return try biasMemory.withLock { cached in
-            if let cached { return cached }
-            let md = try MD.tag([outputs], dnnl_a)
-            let m = try DNNLMemory.reordered(bias, plain: md, to: md)
-            cached = m
-            return m
-        }
+        try biasLayouts?.memory(in: MD.tag([outputs], dnnl_a))
     }
 }

@@ -50,3 +50,30 @@ final class PlanCache<Key: Hashable & Sendable, Plan: Sendable>: Sendable {
 
     var count: Int { entries.withLock { $0.plans.count } }
 }
+
+/// One array of constants (a kernel or a bias) in the layouts primitives ask
+/// for: each layout is reordered from the plain source once, on first request,
+/// and shared by every plan (forward and backward) that wants it.
+final class ReorderedConstants: Sendable {
+    private let source: [Float]
+    /// How `source` is laid out: logical dims and the element strides of the plain array.
+    private let dims: [Int]
+    private let strides: [Int]
+    private let layouts = Mutex<[DNNLMemory]>([])
+
+    init(_ source: [Float], dims: [Int], strides: [Int]) {
+        self.source = source
+        self.dims = dims
+        self.strides = strides
+    }
+
+    /// The constants in layout `md`.
+    func memory(in md: MemoryDesc) throws -> DNNLMemory {
+        try layouts.withLock { cached in
+            if let m = cached.first(where: { MD.equal($0.desc, md) }) { return m }
+            let m = try DNNLMemory.reordered(source, plain: MD.strided(dims, strides: strides), to: md)
+            cached.append(m)
+            return m
+        }
+    }
+}
