@@ -16,11 +16,19 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: ["JSON", "YAML"]),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // System libraries (Debian packages installed by scripts/setup).
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5"),
         .systemLibrary(name: "CDNNL"),
+        // OpenSSL's libcrypto, for SHA-256 content addresses of models, images and results.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto"),
 
         .target(
             name: "Engine",
@@ -37,16 +45,39 @@ let package = Package(
             name: "KerasFormat",
             dependencies: ["Engine", "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        // HTTP routes, the job queue, the result cache, configuration and errors.
+        // It only routes, queues and caches: every picture comes from Visualization.
+        .target(
+            name: "Server",
+            dependencies: [
+                "Engine", "KerasFormat", "Imaging", "Visualization", "COpenSSL",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "convlens",
             dependencies: [
-                "Engine", "KerasFormat", "Imaging", "Visualization",
+                "Engine", "KerasFormat", "Imaging", "Visualization", "Server",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "EngineTests", dependencies: ["Engine"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "CLITests", dependencies: ["convlens"]),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "Server", "Imaging", "KerasFormat",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(name: "VisualizationTests", dependencies: ["Visualization", "Engine", "Imaging", "KerasFormat"]),
         .testTarget(
             name: "KerasFormatTests",

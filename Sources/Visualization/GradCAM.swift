@@ -49,6 +49,10 @@ public enum VisualizationError: Error, CustomStringConvertible, Equatable {
     case classOutOfRange(Int, count: Int)
     case cancelled
     case invalid(String)
+    /// No layer of that name; `valid` lists the names that exist.
+    case unknownLayer(String, valid: [String])
+    /// A filter, channel or class index outside what the layer or model has.
+    case outOfRange(String)
 
     public var description: String {
         switch self {
@@ -57,6 +61,8 @@ public enum VisualizationError: Error, CustomStringConvertible, Equatable {
         case .classOutOfRange(let k, let count): return "class \(k) is out of range: the model has \(count) outputs (0...\(count - 1))"
         case .cancelled: return "cancelled"
         case .invalid(let detail): return detail
+        case .unknownLayer(let name, let valid): return "no layer named '\(name)'. Layers: \(valid.joined(separator: ", "))"
+        case .outOfRange(let detail): return detail
         }
     }
 }

@@ -38,16 +38,17 @@ struct ModelOptions: ParsableArguments {
         guard FileManager.default.fileExists(atPath: profile.modelURL.path) else {
             throw CLIError("model file not found: \(profile.modelURL.path)")
         }
-        return OpenedModel(keras: try KerasModel.load(contentsOf: profile.modelURL), profile: profile)
+        return OpenedModel(session: try ModelSession(profile: profile))
     }
 }
 
 /// A loaded model and what its profile says about it.
 struct OpenedModel {
-    let keras: KerasModel
-    let profile: ModelProfile
-    var network: Network { keras.network }
-    var labels: [String]? { profile.labels }
+    let session: ModelSession
+    var keras: KerasModel { session.keras }
+    var profile: ModelProfile { session.profile }
+    var network: Network { session.network }
+    var labels: [String]? { session.labels }
 }
 
 struct CLIError: Error, CustomStringConvertible {
@@ -127,8 +128,7 @@ func writeTensor(_ t: Tensor, format: OutputFormat, to path: String?) throws {
 /// The node whose output unit `k` a gradient starts from: the logits when the
 /// model ends in softmax (unless the probability is asked for), else the output.
 func scoreNode(of model: OpenedModel, postSoftmax: Bool) -> Int {
-    if !postSoftmax, let logits = model.keras.logitsNode { return logits }
-    return model.network.outputNode
+    model.session.scoreNode(postSoftmax: postSoftmax)
 }
 
 func resolveLayer(_ name: String, in model: OpenedModel) throws -> Int {

@@ -1,0 +1,108 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Imaging
+import KerasFormat
+import Visualization
+
+/// An error answered as JSON `{"error": "...", "detail": "..."}` with its HTTP status.
+/// `error` is a short stable code a client can switch on; `detail` says what to do.
+public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var detail: String
+    public var extraHeaders: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ detail: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.extraHeaders = headers
+    }
+
+    public var description: String { "\(status.code) \(code): \(detail)" }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = extraHeaders
+        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        let body = try JSONEncoder.api.encode(ErrorBody(error: code, detail: detail))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body + [0x0A])))
+    }
+
+    struct ErrorBody: Encodable {
+        var error: String
+        var detail: String
+    }
+
+    static func badRequest(_ detail: String) -> APIError { APIError(.badRequest, "bad_request", detail) }
+    static func notFound(_ detail: String) -> APIError { APIError(.notFound, "not_found", detail) }
+}
+
+extension APIError {
+    /// The HTTP meaning of an error thrown below the server.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let e as APIError:
+            return e
+        case let e as ImagingError:
+            switch e {
+            case .tooManyPixels: return APIError(.contentTooLarge, "image_too_large", e.description)
+            case .notAnImage: return APIError(.unsupportedMediaType, "unsupported_media_type", e.description)
+            case .unsupported: return APIError(.unsupportedMediaType, "unsupported_image", e.description)
+            case .corrupt: return APIError(.badRequest, "corrupt_image", e.description)
+            case .outOfMemory: return APIError(.contentTooLarge, "image_too_large", e.description)
+            case .invalidArgument: return APIError(.badRequest, "bad_request", e.description)
+            }
+        case let e as VisualizationError:
+            switch e {
+            case .unknownLayer: return APIError(.notFound, "unknown_layer", e.description)
+            case .outOfRange: return APIError(.notFound, "out_of_range", e.description)
+            case .classOutOfRange: return APIError(.badRequest, "class_out_of_range", e.description)
+            case .notSpatial: return APIError(.unprocessableContent, "not_spatial",
+                                              e.description + "; choose a convolutional layer (GET /api/model lists which are spatial)")
+            case .cancelled: return APIError(.serviceUnavailable, "cancelled", "the computation was cancelled (the server is shutting down?)")
+            case .invalid: return APIError(.badRequest, "bad_request", e.description)
+            }
+        case let e as ComputeExecutor.Overloaded:
+            return APIError(.tooManyRequests, "overloaded", e.description, headers: [.retryAfter: "\(e.retryAfterSeconds)"])
+        case let e as HTTPError:
+            let code: String
+            switch e.status {
+            case .notFound: code = "not_found"
+            case .contentTooLarge: code = "body_too_large"
+            case .methodNotAllowed: code = "method_not_allowed"
+            default: code = e.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
+            }
+            var headers = e.headers
+            headers[.contentType] = nil
+            return APIError(e.status, code, e.body ?? e.status.reasonPhrase, headers: headers)
+        default:
+            return APIError(.internalServerError, "internal_error", "\(error)")
+        }
+    }
+}
+
+/// Turns every error a route throws (ours, the router's 404, the body limit's 413) into
+/// the JSON error body, so a client never sees an HTML or empty error.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let api = APIError.from(error)
+            if api.status == .internalServerError {
+                context.logger.error("internal error: \(error)")
+            }
+            return try api.response(from: request, context: context)
+        }
+    }
+}
+
+extension JSONEncoder {
+    static var api: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}

@@ -1,0 +1,160 @@
+import Engine
+import Foundation
+import Imaging
+import KerasFormat
+import Logging
+import Synchronization
+import Visualization
+
+/// Everything a running server shares: the model (loaded once), the compute threads,
+/// the job queue, the result cache and the metrics. Routes only translate HTTP to calls here.
+public final class ConvLensService: Sendable {
+    public let settings: ServerSettings
+    public let session: ModelSession
+    /// SHA-256 of the model file (and its profile): part of every content address.
+    public let modelDigest: String
+    public let executor: ComputeExecutor
+    public let jobs: JobQueue
+    public let cache: ResultCache
+    public let metrics: ServerMetrics
+    let ready = Atomic<Bool>(true)
+
+    /// Loads the model and sets up the queue and cache. Throws `ServerStartupError`
+    /// with a message naming the file for a missing or unreadable model.
+    public init(settings: ServerSettings, executable: URL) throws {
+        try settings.validate()
+        let profile: ModelProfile
+        if settings.modelPath.isEmpty {
+            guard let url = ModelProfile.bundledDefault(executable: executable) else {
+                throw ServerStartupError("no model.path configured and the bundled model (models/efficientnet_lite0.json) was not found; run from the ConvLens checkout, or set --model / CONVLENS_MODEL_PATH")
+            }
+            profile = try Self.profile(at: url)
+        } else {
+            profile = try Self.profile(at: URL(fileURLWithPath: settings.modelPath))
+        }
+        guard FileManager.default.fileExists(atPath: profile.modelURL.path) else {
+            throw ServerStartupError("model file not found: \(profile.modelURL.path)")
+        }
+        do {
+            session = try ModelSession(profile: profile)
+        } catch {
+            throw ServerStartupError("cannot load the model \(profile.modelURL.path): \(error)")
+        }
+        do {
+            _ = try session.imagePipeline()
+        } catch {
+            throw ServerStartupError("the model \(profile.modelURL.path) does not take images: \(error)")
+        }
+        var digest = SHA256Digest()
+        digest.update(try SHA256Digest.hexOfFile(at: profile.modelURL))
+        if let p = profile.profileURL { digest.update((try? Data(contentsOf: p)) ?? Data()) }
+        modelDigest = digest.finalizeHex()
+        self.settings = settings
+        metrics = ServerMetrics()
+        executor = ComputeExecutor(threads: settings.computeThreads, ompThreads: settings.ompThreads,
+                                   maxPending: settings.maxPendingComputations)
+        cache = try ResultCache(capacityBytes: settings.memoryCacheBytes,
+                                directory: settings.cacheDir.isEmpty ? nil
+                                    : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+        jobs = JobQueue(executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
+                        maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
+                        keptFinished: settings.keptFinishedJobs)
+    }
+
+    private static func profile(at url: URL) throws -> ModelProfile {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ServerStartupError("model file not found: \(url.path)")
+        }
+        do {
+            return try ModelProfile.resolve(url)
+        } catch {
+            throw ServerStartupError("cannot read the model profile \(url.path): \(error)")
+        }
+    }
+
+    /// A content address: the model, a kind of result, and its canonical parameters.
+    func key(_ kind: String, _ parameters: String, image: Data? = nil) -> String {
+        var d = SHA256Digest()
+        d.update("\(modelDigest)\n\(kind)\n\(parameters)\n")
+        if let image { d.update(image) }
+        return d.finalizeHex()
+    }
+
+    /// The layers a filter grid is drawn for: convolutions with a spatial output.
+    public var convolutionLayers: [LayerSummary] {
+        session.keras.layers.filter { $0.isSpatial && $0.className.contains("Conv") }
+    }
+
+    /// Submits the filter visualisation `spec` as a job (or joins the identical one),
+    /// unless its result is cached. Throws for bad specs before queueing anything.
+    func submitFilters(_ spec: FilterSpec, priority: ComputePriority) throws -> (key: String, url: String, job: JobStatus?) {
+        _ = try session.validate(spec)
+        let (key, url) = filterAddress(spec)
+        if cache.contains(key) { return (key, url, nil) }
+        let session = self.session
+        let status = try jobs.submit(
+            key: key, kind: spec.count == 1 ? "filter" : "filter_grid",
+            description: spec.count == 1
+                ? "\(spec.method.rawValue) visualisation of filter \(spec.first) of \(spec.layer)"
+                : "\(spec.method.rawValue) grid of filters \(spec.first)..<\(spec.first + spec.count) of \(spec.layer)",
+            result: url, priority: priority
+        ) { control in
+            let rendering = try session.renderFilters(spec) { p in
+                control.report(step: p.step, steps: p.steps, loss: p.meanLoss)
+            }
+            return try encodePNG(rendering.picture)
+        }
+        return (key, url, status)
+    }
+
+    /// The cache key and the canonical URL of a filter picture.
+    func filterAddress(_ spec: FilterSpec) -> (key: String, url: String) {
+        let (_, _, h, w) = (try? session.validate(spec)) ?? (0, false, 0, 0)
+        var query = "method=\(spec.method.rawValue)&steps=\(spec.steps)&step=\(spec.stepSize)&seed=\(spec.seed)&size=\(h)x\(w)"
+        if spec.method == .lucid { query += "&objective=\(spec.objective.rawValue)" }
+        let url: String
+        if spec.count == 1 {
+            url = "/filters/\(spec.layer)/\(spec.first)?" + query.replacingOccurrences(of: "size=\(h)x\(w)", with: "size=\(h)")
+        } else {
+            url = "/filters/\(spec.layer)?first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&"
+                + query.replacingOccurrences(of: "size=\(h)x\(w)", with: "size=\(h)")
+        }
+        let parameters = "layer=\(spec.layer)&first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&\(query)"
+        return (key("filters", parameters), url)
+    }
+
+    /// Queues every convolution layer's filter grid at bulk priority (skipping cached ones).
+    /// Returns how many were queued; stops quietly when the queue is full.
+    @discardableResult
+    public func prerenderGallery(logger: Logger) -> Int {
+        var queued = 0
+        for layer in convolutionLayers {
+            let channels = layer.outputShape.last ?? 0
+            let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
+                                  size: settings.filterSize)
+            do {
+                let r = try submitFilters(spec, priority: .bulk)
+                if r.job != nil { queued += 1 }
+            } catch {
+                logger.warning("gallery pre-rendering stopped at \(layer.name): \(error)")
+                break
+            }
+        }
+        return queued
+    }
+}
+
+extension ConvLensService {
+    /// Renders the gallery's filter grid of one layer now, on the calling thread, and
+    /// stores it in the cache (what `convlens gallery` does for every layer).
+    public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (png: Data, cached: Bool) {
+        let channels = layer.outputShape.last ?? 0
+        let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
+                              size: settings.filterSize)
+        let (key, _) = filterAddress(spec)
+        if let png = cache.get(key) { return (png, true) }
+        let png = try encodePNG(try session.renderFilters(spec, progress: progress).picture)
+        try cache.put(key, png)
+        return (png, false)
+    }
+}

@@ -1,0 +1,341 @@
+import Foundation
+import Synchronization
+import Visualization
+
+public enum JobState: String, Sendable, Codable {
+    case queued, running, done, failed, cancelled
+
+    public var isFinished: Bool { self == .done || self == .failed || self == .cancelled }
+}
+
+/// What `GET /jobs/{id}` answers and each Server-Sent Event carries.
+public struct JobStatus: Sendable, Codable, Equatable {
+    public var id: String
+    public var kind: String
+    public var description: String
+    public var priority: String
+    public var state: JobState
+    public var step: Int
+    public var steps: Int
+    public var loss: Float?
+    /// Where the finished picture is (served from the cache); set from the start.
+    public var result: String
+    public var error: String?
+    /// Seconds since the job was created / started / finished.
+    public var createdAt: Double
+    public var startedAt: Double?
+    public var finishedAt: Double?
+    /// Jobs ahead of this one (queued jobs only).
+    public var queuePosition: Int?
+    /// Whether it failed by running out of time.
+    public var timedOut: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, description, priority, state, step, steps, loss, result, error
+        case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at"
+        case queuePosition = "queue_position", timedOut = "timed_out"
+    }
+}
+
+/// Handed to a running job: report progress; `false` means stop (cancelled, timed out
+/// or shutting down). Between steps it lets waiting interactive requests run.
+public struct JobControl: Sendable {
+    let job: JobQueue.Job
+    let queue: JobQueue
+
+    public func report(step: Int, steps: Int, loss: Float) -> Bool {
+        queue.progress(job, step: step, steps: steps, loss: loss)
+    }
+}
+
+/// The bounded worker queue for costly work (filter visualisations). Identical jobs in
+/// flight are computed once (single-flight, by content key); interactive jobs (one filter)
+/// go ahead of bulk ones (grids, pre-rendering); a full queue rejects with 429. A finished
+/// job's PNG goes into the result cache under its key before the job reports done, so the
+/// result URL answers from the cache.
+public final class JobQueue: Sendable {
+    public struct Full: Error, CustomStringConvertible {
+        public let queued: Int
+        public var description: String { "the job queue is full (\(queued) jobs waiting); retry later" }
+    }
+    public struct ShuttingDown: Error, CustomStringConvertible {
+        public var description: String { "the server is shutting down and takes no new jobs" }
+    }
+
+    final class Job: Sendable {
+        let id: String
+        let key: String
+        let kind: String
+        let work: @Sendable (JobControl) throws -> Data
+        let status: Mutex<JobStatus>
+        let stopRequested = Atomic<Bool>(false)
+        let deadline: Mutex<ContinuousClock.Instant?> = Mutex(nil)
+        let listeners = Mutex<[UUID: AsyncStream<JobStatus>.Continuation]>([:])
+
+        init(id: String, key: String, kind: String, status: JobStatus, work: @escaping @Sendable (JobControl) throws -> Data) {
+            self.id = id
+            self.key = key
+            self.kind = kind
+            self.status = Mutex(status)
+            self.work = work
+        }
+
+        var priority: ComputePriority { status.withLock { $0.priority == "bulk" ? .bulk : .job } }
+    }
+
+    private struct State {
+        var jobs: [String: Job] = [:]
+        var active: [String: Job] = [:]     // by key: queued or running
+        var queued: [Job] = []              // in run order
+        var running = 0
+        var finishedOrder: [String] = []
+        var accepting = true
+    }
+
+    private let state = Mutex(State())
+    private let executor: ComputeExecutor
+    private let cache: ResultCache
+    private let metrics: ServerMetrics
+    private let workers: Int
+    private let maxQueued: Int
+    private let timeout: Duration
+    private let keptFinished: Int
+    private let clock = ContinuousClock()
+    private let epoch = Date()
+
+    public init(executor: ComputeExecutor, cache: ResultCache, metrics: ServerMetrics,
+                workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int) {
+        self.executor = executor
+        self.cache = cache
+        self.metrics = metrics
+        self.workers = workers
+        self.maxQueued = maxQueued
+        self.timeout = .milliseconds(Int64(timeoutSeconds * 1000))
+        self.keptFinished = keptFinished
+    }
+
+    private func now() -> Double { Date().timeIntervalSince1970 }
+
+    /// Submits a job, or joins the identical one already queued or running.
+    /// A bulk job joined by an interactive request is promoted.
+    public func submit(key: String, kind: String, description: String, result: String, priority: ComputePriority,
+                       work: @escaping @Sendable (JobControl) throws -> Data) throws -> JobStatus {
+        let job: Job = try state.withLock { s in
+            guard s.accepting else { throw ShuttingDown() }
+            if let existing = s.active[key] {
+                if priority < existing.priority, existing.status.withLock({ $0.state == .queued }) {
+                    existing.status.withLock { $0.priority = priority.name }
+                    s.queued.removeAll { $0 === existing }
+                    insert(existing, into: &s.queued)
+                }
+                return existing
+            }
+            guard s.queued.count < maxQueued else { throw Full(queued: s.queued.count) }
+            let id = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16)).lowercased()
+            let status = JobStatus(id: id, kind: kind, description: description, priority: priority.name, state: .queued,
+                                   step: 0, steps: 0, loss: nil, result: result, error: nil, createdAt: now(),
+                                   startedAt: nil, finishedAt: nil, queuePosition: nil, timedOut: false)
+            let job = Job(id: id, key: key, kind: kind, status: status, work: work)
+            s.jobs[id] = job
+            s.active[key] = job
+            insert(job, into: &s.queued)
+            metrics.queueDepth.set(to: Double(s.queued.count))
+            return job
+        }
+        startWaitingJobs()
+        return self.status(job.id)!
+    }
+
+    private func insert(_ job: Job, into queue: inout [Job]) {
+        let p = job.priority
+        let at = queue.firstIndex { $0.priority > p } ?? queue.count
+        queue.insert(job, at: at)
+    }
+
+    /// The job's status (with its place in the queue), or nil for an unknown id.
+    public func status(_ id: String) -> JobStatus? {
+        state.withLock { s in
+            guard let job = s.jobs[id] else { return nil }
+            var st = job.status.withLock { $0 }
+            if st.state == .queued { st.queuePosition = s.queued.firstIndex { $0 === job } }
+            return st
+        }
+    }
+
+    public var counts: (queued: Int, running: Int) { state.withLock { ($0.queued.count, $0.running) } }
+
+    /// Cancels a queued job at once, a running one at its next step. Returns the status,
+    /// or nil for an unknown id.
+    public func cancel(_ id: String) -> JobStatus? {
+        let queuedJob: Job? = state.withLock { s in
+            guard let job = s.jobs[id] else { return nil }
+            job.stopRequested.store(true, ordering: .relaxed)
+            if let i = s.queued.firstIndex(where: { $0 === job }) {
+                s.queued.remove(at: i)
+                s.active[job.key] = nil
+                metrics.queueDepth.set(to: Double(s.queued.count))
+                return job
+            }
+            return nil
+        }
+        if let queuedJob { finish(queuedJob, state: .cancelled, error: "cancelled before it started", timedOut: false) }
+        return status(id)
+    }
+
+    /// A stream of the job's status: the current one at once, then every change,
+    /// ending after the final state. nil for an unknown id.
+    public func updates(_ id: String) -> AsyncStream<JobStatus>? {
+        guard let job = state.withLock({ $0.jobs[id] }) else { return nil }
+        let (stream, continuation) = AsyncStream<JobStatus>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        let token = UUID()
+        let current: JobStatus = job.listeners.withLock { listeners in
+            let st = job.status.withLock { $0 }
+            if !st.state.isFinished { listeners[token] = continuation }
+            return st
+        }
+        continuation.yield(status(id) ?? current)
+        if current.state.isFinished { continuation.finish() }
+        continuation.onTermination = { [weak job] _ in
+            _ = job?.listeners.withLock { $0.removeValue(forKey: token) }
+        }
+        return stream
+    }
+
+    /// Waits until the job finishes or `seconds` pass; returns its status then.
+    public func wait(_ id: String, seconds: Double) async -> JobStatus? {
+        guard let stream = updates(id) else { return nil }
+        return await withTaskGroup(of: JobStatus?.self) { group in
+            group.addTask {
+                var last: JobStatus?
+                for await st in stream {
+                    last = st
+                    if st.state.isFinished { break }
+                }
+                return last
+            }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first?.state.isFinished == true ? first : status(id)
+        }
+    }
+
+    fileprivate func progress(_ job: Job, step: Int, steps: Int, loss: Float) -> Bool {
+        let st = job.status.withLock { s -> JobStatus in
+            s.step = step
+            s.steps = steps
+            s.loss = loss.isFinite ? loss : nil
+            return s
+        }
+        broadcast(job, st)
+        // Let interactive requests waiting for a compute thread run between steps.
+        executor.runWaitingInteractive()
+        if job.stopRequested.load(ordering: .relaxed) { return false }
+        if let deadline = job.deadline.withLock({ $0 }), clock.now > deadline { return false }
+        return true
+    }
+
+    private func broadcast(_ job: Job, _ st: JobStatus) {
+        let listeners = job.listeners.withLock { Array($0.values) }
+        for l in listeners { l.yield(st) }
+    }
+
+    private func startWaitingJobs() {
+        while let job = state.withLock({ s -> Job? in
+            guard s.running < workers, !s.queued.isEmpty else { return nil }
+            s.running += 1
+            let job = s.queued.removeFirst()
+            metrics.queueDepth.set(to: Double(s.queued.count))
+            metrics.runningJobs.set(to: Double(s.running))
+            return job
+        }) {
+            Task { await self.execute(job) }
+        }
+    }
+
+    private func execute(_ job: Job) async {
+        let started = clock.now
+        job.deadline.withLock { $0 = started + timeout }
+        let st = job.status.withLock { s -> JobStatus in
+            s.state = .running
+            s.startedAt = now()
+            return s
+        }
+        broadcast(job, st)
+        let control = JobControl(job: job, queue: self)
+        let cache = self.cache
+        let key = job.key
+        do {
+            _ = try await executor.run(job.priority) {
+                let data = try job.work(control)
+                try cache.put(key, data)
+                return data.count
+            }
+            finish(job, state: .done, error: nil, timedOut: false)
+        } catch VisualizationError.cancelled {
+            let timedOut = !job.stopRequested.load(ordering: .relaxed)
+            if timedOut {
+                finish(job, state: .failed, error: "timed out after \(timeout) (jobs.timeout_seconds)", timedOut: true)
+            } else {
+                finish(job, state: .cancelled, error: "cancelled", timedOut: false)
+            }
+        } catch {
+            finish(job, state: .failed, error: APIError.from(error).detail, timedOut: false)
+        }
+        metrics.recordJob(kind: job.kind, state: job.status.withLock { $0.state.rawValue }, duration: clock.now - started)
+        state.withLock { s in
+            s.running -= 1
+            metrics.runningJobs.set(to: Double(s.running))
+        }
+        startWaitingJobs()
+    }
+
+    private func finish(_ job: Job, state final: JobState, error: String?, timedOut: Bool) {
+        let st = job.status.withLock { s -> JobStatus in
+            s.state = final
+            s.error = error
+            s.timedOut = timedOut
+            s.finishedAt = now()
+            return s
+        }
+        state.withLock { s in
+            if s.active[job.key] === job { s.active[job.key] = nil }
+            s.finishedOrder.append(job.id)
+            while s.finishedOrder.count > keptFinished {
+                s.jobs[s.finishedOrder.removeFirst()] = nil
+            }
+        }
+        let listeners = job.listeners.withLock { l -> [AsyncStream<JobStatus>.Continuation] in
+            let all = Array(l.values)
+            l.removeAll()
+            return all
+        }
+        for l in listeners {
+            l.yield(st)
+            l.finish()
+        }
+    }
+
+    /// Stops taking jobs, cancels the queued ones, lets running ones finish until
+    /// `deadline`, then stops them at their next step and waits for them.
+    public func shutdown(deadline seconds: Double) async {
+        let queued: [Job] = state.withLock { s in
+            s.accepting = false
+            let q = s.queued
+            s.queued.removeAll()
+            for j in q { s.active[j.key] = nil }
+            metrics.queueDepth.set(to: 0)
+            return q
+        }
+        for j in queued { finish(j, state: .cancelled, error: "cancelled: the server shut down before it started", timedOut: false) }
+        let end = clock.now + .milliseconds(Int64(seconds * 1000))
+        while counts.running > 0, clock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
+        if counts.running > 0 {
+            state.withLock { s in for j in s.active.values { j.stopRequested.store(true, ordering: .relaxed) } }
+            while counts.running > 0 { try? await Task.sleep(for: .milliseconds(50)) }
+        }
+    }
+}

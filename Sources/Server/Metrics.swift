@@ -1,0 +1,78 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Prometheus
+
+/// The server's Prometheus metrics, on a registry of its own (not the process-wide
+/// MetricsSystem), so several servers in one process — the tests — keep separate counts.
+public final class ServerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let queueDepth: Gauge
+    let runningJobs: Gauge
+    let pendingComputations: Gauge
+    let cacheHits: Counter
+    let cacheMisses: Counter
+
+    static let latencyBuckets: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+                                             .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+                                             .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
+    static let jobBuckets: [Duration] = [.milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5), .seconds(10),
+                                         .seconds(30), .seconds(60), .seconds(120), .seconds(300), .seconds(600)]
+
+    public init() {
+        queueDepth = registry.makeGauge(name: "convlens_queue_depth", help: "Jobs waiting in the queue.")
+        runningJobs = registry.makeGauge(name: "convlens_running_jobs", help: "Jobs running now.")
+        pendingComputations = registry.makeGauge(name: "convlens_pending_computations",
+                                                 help: "Computations waiting for a compute thread.")
+        cacheHits = registry.makeCounter(name: "convlens_cache_hits_total", help: "Results served from the cache.")
+        cacheMisses = registry.makeCounter(name: "convlens_cache_misses_total", help: "Results not in the cache.")
+    }
+
+    func recordRequest(route: String, method: String, status: Int, duration: Duration) {
+        let labels = [("route", route), ("method", method), ("status", String(status))]
+        registry.makeCounter(name: "convlens_http_requests_total", labels: labels,
+                             help: "HTTP requests by route, method and status.").increment()
+        registry.makeDurationHistogram(name: "convlens_http_request_duration_seconds", labels: [("route", route), ("method", method)],
+                                       buckets: Self.latencyBuckets, help: "HTTP request latency by route.").record(duration)
+    }
+
+    func recordJob(kind: String, state: String, duration: Duration) {
+        registry.makeDurationHistogram(name: "convlens_job_duration_seconds", labels: [("kind", kind), ("state", state)],
+                                       buckets: Self.jobBuckets, help: "Job run time by kind and final state.").record(duration)
+    }
+
+    func recordCache(hit: Bool) {
+        (hit ? cacheHits : cacheMisses).increment()
+    }
+}
+
+/// One log line per request — method, path, status, duration, request id — and the
+/// request metrics. Sits outside the JSON error middleware, so it sees final statuses.
+struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var status = 500
+        defer {
+            let elapsed = clock.now - start
+            // Label by route template, not the raw path, to keep the label set bounded.
+            let route = context.endpointPath ?? (status == 404 ? "unmatched" : "static")
+            metrics.recordRequest(route: route, method: request.method.rawValue, status: status, duration: elapsed)
+            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            // The logger's metadata carries the request id (hb.request.id).
+            context.logger.info("\(request.method) \(request.uri.path) \(status) \(String(format: "%.1f", ms)) ms")
+        }
+        do {
+            var response = try await next(request, context)
+            status = response.status.code
+            response.headers[HTTPField.Name("X-Request-Id")!] = context.id
+            return response
+        } catch {
+            status = APIError.from(error).status.code
+            throw error
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import Synchronization
+
+/// Finished results (PNG bytes), content-addressed by a SHA-256 of the model file and
+/// the parameters: in memory (LRU, bounded in bytes) and on disk, so a restart serves
+/// finished work at once.
+///
+/// Disk layout: `<dir>/<key[0..<2]>/<key>.png`, written to a temporary file in the same
+/// directory, flushed, then renamed into place — rename is atomic, so a crash leaves
+/// either no file or the whole file, never half a PNG. The directory is the index:
+/// nothing else needs flushing at shutdown; stray temporary files are removed at start.
+public final class ResultCache: Sendable {
+    public struct Stats: Sendable {
+        public var entries: Int
+        public var bytes: Int
+        public var hits: Int
+        public var diskHits: Int
+        public var misses: Int
+    }
+
+    private struct State {
+        var entries: [String: (data: Data, tick: UInt64)] = [:]
+        var bytes = 0
+        var tick: UInt64 = 0
+        var hits = 0
+        var diskHits = 0
+        var misses = 0
+    }
+
+    private let state = Mutex(State())
+    public let capacityBytes: Int
+    public let directory: URL?
+
+    public init(capacityBytes: Int, directory: URL?) throws {
+        self.capacityBytes = capacityBytes
+        self.directory = directory
+        if let directory {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            removeStrayTemporaries(in: directory)
+        }
+    }
+
+    /// The result for `key`, from memory or disk.
+    public func get(_ key: String) -> Data? {
+        if let data = state.withLock({ s -> Data? in
+            guard let e = s.entries[key] else { return nil }
+            s.tick += 1
+            s.entries[key] = (e.data, s.tick)
+            s.hits += 1
+            return e.data
+        }) {
+            return data
+        }
+        if let url = fileURL(key), let data = try? Data(contentsOf: url) {
+            remember(key, data)
+            state.withLock { $0.diskHits += 1 }
+            return data
+        }
+        state.withLock { $0.misses += 1 }
+        return nil
+    }
+
+    /// Whether `key` is cached, without counting a hit or a miss.
+    public func contains(_ key: String) -> Bool {
+        if state.withLock({ $0.entries[key] != nil }) { return true }
+        return fileURL(key).map { FileManager.default.fileExists(atPath: $0.path) } ?? false
+    }
+
+    /// Stores a result in memory and (atomically) on disk.
+    public func put(_ key: String, _ data: Data) throws {
+        remember(key, data)
+        guard let url = fileURL(key) else { return }
+        let dir = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let temporary = dir.appendingPathComponent(".\(key).\(UUID().uuidString).tmp")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary.path])
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: temporary)
+            try handle.write(contentsOf: data)
+            try handle.synchronize()
+            try handle.close()
+            guard rename(temporary.path, url.path) == 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
+        }
+    }
+
+    public var stats: Stats {
+        state.withLock { Stats(entries: $0.entries.count, bytes: $0.bytes, hits: $0.hits, diskHits: $0.diskHits, misses: $0.misses) }
+    }
+
+    private func remember(_ key: String, _ data: Data) {
+        guard data.count <= capacityBytes else { return }
+        state.withLock { s in
+            if let old = s.entries[key] { s.bytes -= old.data.count }
+            s.tick += 1
+            s.entries[key] = (data, s.tick)
+            s.bytes += data.count
+            // Evict least recently used entries until under capacity (O(n) per eviction:
+            // entries are whole PNGs, so n stays in the thousands).
+            while s.bytes > capacityBytes, let oldest = s.entries.min(by: { $0.value.tick < $1.value.tick }) {
+                s.entries[oldest.key] = nil
+                s.bytes -= oldest.value.data.count
+            }
+        }
+    }
+
+    private func fileURL(_ key: String) -> URL? {
+        guard let directory, key.count >= 2, key.allSatisfy({ $0.isHexDigit }) else { return nil }
+        return directory.appendingPathComponent(String(key.prefix(2))).appendingPathComponent("\(key).png")
+    }
+
+    private func removeStrayTemporaries(in directory: URL) {
+        let fm = FileManager.default
+        guard let shards = try? fm.contentsOfDirectory(atPath: directory.path) else { return }
+        for shard in shards {
+            let dir = directory.appendingPathComponent(shard)
+            for name in (try? fm.contentsOfDirectory(atPath: dir.path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+                try? fm.removeItem(at: dir.appendingPathComponent(name))
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Configuration
+import Foundation
+
+/// Every setting of `convlens serve`, with its default. `config/convlens.yaml`
+/// documents each key; a key `a.b_c` is overridden by the environment variable
+/// `CONVLENS_A_B_C` and (for the common ones) by a command-line flag.
+public struct ServerSettings: Sendable {
+    // server
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Directory of the static gallery served at `/`.
+    public var publicDir = "public"
+    /// Largest request body accepted (413 beyond).
+    public var maxBodyBytes = 20 << 20
+    /// Largest image accepted, in pixels, checked from the header before decoding (413 beyond).
+    public var maxImagePixels = 40_000_000
+    /// Seconds a connection may idle before it is closed.
+    public var idleTimeoutSeconds = 60.0
+
+    // model
+    /// Keras model (.h5/.keras) or ConvLens profile (.json); empty = the bundled model.
+    public var modelPath = ""
+
+    // compute
+    /// Threads that run model computations (each uses `ompThreads` OpenMP threads).
+    public var computeThreads = 1
+    /// OpenMP threads per compute thread; 0 = all cores.
+    public var ompThreads = 0
+    /// Interactive computations waiting for a compute thread before new ones get 429.
+    public var maxPendingComputations = 16
+
+    // jobs
+    /// Filter jobs running at once.
+    public var jobWorkers = 1
+    /// Jobs waiting to run before new ones get 429.
+    public var maxQueuedJobs = 64
+    /// How long `GET /filters/...` waits for an uncached result before answering 202.
+    public var jobWaitSeconds = 10.0
+    /// A job running longer than this fails with a timeout.
+    public var jobTimeoutSeconds = 600.0
+    /// Finished jobs whose status stays queryable.
+    public var keptFinishedJobs = 1000
+
+    // cache
+    /// Directory of the on-disk result cache; empty disables it.
+    public var cacheDir = ".cache/convlens"
+    /// Bytes of results kept in memory (LRU).
+    public var memoryCacheBytes = 256 << 20
+
+    // gallery
+    /// Pre-render every conv layer's filter grid in the background at start (bulk priority).
+    public var prerenderGallery = false
+    /// Filters per pre-rendered grid.
+    public var galleryCount = 16
+
+    // filters (defaults of GET /filters)
+    public var filterSize = 150
+    public var filterMaxSteps = 1000
+    public var filterMaxCount = 256
+
+    public init() {}
+
+    /// Reads every key from a configuration reader; missing keys keep their defaults.
+    public init(reader c: ConfigReader) {
+        let d = ServerSettings()
+        host = c.string(forKey: "server.host", default: d.host)
+        port = c.int(forKey: "server.port", default: d.port)
+        publicDir = c.string(forKey: "server.public_dir", default: d.publicDir)
+        maxBodyBytes = c.int(forKey: "server.max_body_bytes", default: d.maxBodyBytes)
+        maxImagePixels = c.int(forKey: "server.max_image_pixels", default: d.maxImagePixels)
+        idleTimeoutSeconds = c.double(forKey: "server.idle_timeout_seconds", default: d.idleTimeoutSeconds)
+        modelPath = c.string(forKey: "model.path", default: d.modelPath)
+        computeThreads = c.int(forKey: "compute.threads", default: d.computeThreads)
+        ompThreads = c.int(forKey: "compute.omp_threads", default: d.ompThreads)
+        maxPendingComputations = c.int(forKey: "compute.max_pending", default: d.maxPendingComputations)
+        jobWorkers = c.int(forKey: "jobs.workers", default: d.jobWorkers)
+        maxQueuedJobs = c.int(forKey: "jobs.max_queued", default: d.maxQueuedJobs)
+        jobWaitSeconds = c.double(forKey: "jobs.wait_seconds", default: d.jobWaitSeconds)
+        jobTimeoutSeconds = c.double(forKey: "jobs.timeout_seconds", default: d.jobTimeoutSeconds)
+        keptFinishedJobs = c.int(forKey: "jobs.kept_finished", default: d.keptFinishedJobs)
+        cacheDir = c.string(forKey: "cache.dir", default: d.cacheDir)
+        memoryCacheBytes = c.int(forKey: "cache.memory_bytes", default: d.memoryCacheBytes)
+        prerenderGallery = c.bool(forKey: "gallery.prerender", default: d.prerenderGallery)
+        galleryCount = c.int(forKey: "gallery.count", default: d.galleryCount)
+        filterSize = c.int(forKey: "filters.size", default: d.filterSize)
+        filterMaxSteps = c.int(forKey: "filters.max_steps", default: d.filterMaxSteps)
+        filterMaxCount = c.int(forKey: "filters.max_count", default: d.filterMaxCount)
+    }
+
+    /// Settings that make no sense stop start-up with a message naming the key.
+    public func validate() throws {
+        func need(_ ok: Bool, _ key: String, _ rule: String) throws {
+            if !ok { throw ServerStartupError("configuration key \(key) \(rule)") }
+        }
+        try need((0...65535).contains(port), "server.port", "must be in 0...65535, got \(port)")
+        try need(maxBodyBytes >= 1024, "server.max_body_bytes", "must be at least 1024, got \(maxBodyBytes)")
+        try need(maxImagePixels >= 1, "server.max_image_pixels", "must be at least 1")
+        try need(idleTimeoutSeconds > 0, "server.idle_timeout_seconds", "must be positive")
+        try need((1...64).contains(computeThreads), "compute.threads", "must be in 1...64, got \(computeThreads)")
+        try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")
+        try need(maxPendingComputations >= 1, "compute.max_pending", "must be at least 1")
+        try need((1...64).contains(jobWorkers), "jobs.workers", "must be in 1...64, got \(jobWorkers)")
+        try need(maxQueuedJobs >= 1, "jobs.max_queued", "must be at least 1")
+        try need(jobWaitSeconds >= 0, "jobs.wait_seconds", "must be ≥ 0")
+        try need(jobTimeoutSeconds > 0, "jobs.timeout_seconds", "must be positive")
+        try need(keptFinishedJobs >= 1, "jobs.kept_finished", "must be at least 1")
+        try need(memoryCacheBytes >= 0, "cache.memory_bytes", "must be ≥ 0")
+        try need((1...1024).contains(galleryCount), "gallery.count", "must be in 1...1024")
+        try need((8...1024).contains(filterSize), "filters.size", "must be in 8...1024")
+        try need((1...10_000).contains(filterMaxSteps), "filters.max_steps", "must be in 1...10000")
+        try need((1...1024).contains(filterMaxCount), "filters.max_count", "must be in 1...1024")
+    }
+}
+
+/// A problem that stops the server from starting (bad configuration, missing model).
+public struct ServerStartupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

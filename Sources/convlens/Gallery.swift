@@ -1,0 +1,68 @@
+import ArgumentParser
+import Configuration
+import Engine
+import Foundation
+import Server
+
+struct Gallery: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pre-render every convolution layer's filter grid (book method) into a folder and the server's cache.",
+        discussion: """
+            Uses the same settings as `serve` (config file, CONVLENS_* variables), so the grids land
+            in the cache the server reads (cache.dir) and the gallery shows them at once. Grids
+            already cached are copied, not recomputed. `gallery.prerender: true` in the config
+            does the same inside a running server, at low priority.
+            """)
+
+    @Option(name: .long, help: "Folder for the PNGs (one per layer: <layer>.png).")
+    var out: String
+
+    @Option(name: .long, help: "Keras model (.h5/.keras) or ConvLens profile (.json). Default: the bundled model.")
+    var model: String?
+
+    @Option(name: .long, help: "Filters per grid (default: gallery.count, 16).")
+    var count: Int?
+
+    @Option(name: .long, help: "Configuration file. Default: config/convlens.yaml if it exists.")
+    var config: String?
+
+    @Option(name: .long, help: "Only these layers (comma-separated).")
+    var layers: String?
+
+    func run() async throws {
+        var flags: [String: ConfigValue] = [:]
+        if let model { flags["model.path"] = .init(.string(model), isSecret: false) }
+        if let count { flags["gallery.count"] = .init(.int(count), isSecret: false) }
+        let configFile = config ?? (FileManager.default.fileExists(atPath: "config/convlens.yaml") ? "config/convlens.yaml" : nil)
+        let service: ConvLensService
+        do {
+            let settings = try await ConvLensServer.settings(flags: flags, configFile: configFile)
+            service = try ConvLensService(settings: settings, executable: URL(fileURLWithPath: CommandLine.arguments[0]))
+        } catch let error as ServerStartupError {
+            printErr("convlens gallery: \(error)")
+            throw ExitCode(2)
+        }
+        service.executor.shutdown()
+        ComputeThreads.set(service.settings.ompThreads > 0 ? service.settings.ompThreads : ProcessInfo.processInfo.activeProcessorCount)
+        let outURL = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
+        var chosen = service.convolutionLayers
+        if let layers {
+            let names = layers.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            for n in names where !chosen.contains(where: { $0.name == n }) {
+                throw CLIError("'\(n)' is not a convolution layer of the model; see `convlens summary`")
+            }
+            chosen = chosen.filter { names.contains($0.name) }
+        }
+        let began = Date()
+        for (i, layer) in chosen.enumerated() {
+            let t0 = Date()
+            let (png, cached) = try service.renderGalleryGrid(layer)
+            try png.write(to: outURL.appendingPathComponent("\(layer.name).png"), options: .atomic)
+            printErr(String(format: "[%d/%d] %@: %@ (%.1f s)", i + 1, chosen.count, layer.name, cached ? "from the cache" : "rendered",
+                            Date().timeIntervalSince(t0)))
+        }
+        printErr(String(format: "%d grid(s) in %@ (%.1f s); cache: %@", chosen.count, out, Date().timeIntervalSince(began),
+                        service.cache.directory?.path ?? "memory only"))
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import Logging
+import Server
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP service: heatmaps, activations, filters and the gallery at http://127.0.0.1:8080/.",
+        discussion: """
+            The model is loaded once. Settings come from, in order of precedence: these flags,
+            CONVLENS_* environment variables (key server.port → CONVLENS_SERVER_PORT), the config
+            file (--config, default config/convlens.yaml when it exists), then built-in defaults.
+            config/convlens.yaml documents every key. SIGTERM/SIGINT shut down gracefully.
+
+            Examples:
+              convlens serve
+              curl -F image=@cat.jpg localhost:8080/heatmap > overlay.png
+              curl localhost:8080/filters/block3a_expand_activation/7 > f.png
+            """)
+
+    @Option(name: .long, help: "Keras model (.h5/.keras) or ConvLens profile (.json). Default: the bundled EfficientNet-Lite0.")
+    var model: String?
+
+    @Option(name: .long, help: "Address to listen on (default 127.0.0.1).")
+    var host: String?
+
+    @Option(name: .long, help: "Port to listen on (default 8080; 0 picks a free one).")
+    var port: Int?
+
+    @Option(name: .long, help: "Configuration file (.yaml or .json). Default: config/convlens.yaml if it exists.")
+    var config: String?
+
+    @Option(name: .long, help: "Directory of the result cache (empty: memory only).")
+    var cacheDir: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        var flags: [String: ConfigValue] = [:]
+        if let model { flags["model.path"] = .init(.string(model), isSecret: false) }
+        if let host { flags["server.host"] = .init(.string(host), isSecret: false) }
+        if let port { flags["server.port"] = .init(.int(port), isSecret: false) }
+        if let cacheDir { flags["cache.dir"] = .init(.string(cacheDir), isSecret: false) }
+        let configFile = config ?? (FileManager.default.fileExists(atPath: "config/convlens.yaml") ? "config/convlens.yaml" : nil)
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var logger = Logger(label: "convlens")
+        logger.logLevel = level
+        let service: ConvLensService
+        do {
+            let settings = try await ConvLensServer.settings(flags: flags, configFile: configFile)
+            let began = Date()
+            service = try ConvLensService(settings: settings, executable: URL(fileURLWithPath: CommandLine.arguments[0]))
+            logger.info("model \(service.session.profile.name) (\(service.session.keras.layers.count) layers) loaded in \(String(format: "%.2f", Date().timeIntervalSince(began))) s from \(service.session.profile.modelURL.path)\(configFile.map { "; config \($0)" } ?? "")")
+        } catch let error as ServerStartupError {
+            printErr("convlens serve: \(error)")
+            throw ExitCode(2)
+        }
+        let runningLogger = logger
+        let app = ConvLensServer.application(service: service, logger: logger) { port in
+            let logger = runningLogger
+            logger.info("serving on http://\(service.settings.host):\(port)/")
+        }
+        try await app.runService()
+    }
+}
