@@ -64,6 +64,10 @@ extension APIError {
             case .cancelled: return APIError(.serviceUnavailable, "cancelled", "the computation was cancelled (the server is shutting down?)")
             case .invalid: return APIError(.badRequest, "bad_request", e.description)
             }
+        case let e as JobQueue.Full:
+            return APIError(.tooManyRequests, "queue_full", e.description, headers: [.retryAfter: "10"])
+        case let e as JobQueue.ShuttingDown:
+            return APIError(.serviceUnavailable, "shutting_down", e.description)
         case let e as ComputeExecutor.Overloaded:
             return APIError(.tooManyRequests, "overloaded", e.description, headers: [.retryAfter: "\(e.retryAfterSeconds)"])
         case let e as HTTPError:

@@ -37,6 +37,7 @@ public enum ConvLensServer {
     /// The application: routes, middleware (request log → JSON errors → static gallery),
     /// and the services that run beside the HTTP server (job drain at shutdown, gallery pre-rendering).
     public static func application(service: ConvLensService, logger: Logger,
+                                   registered: (@Sendable ([String]) -> Void)? = nil,
                                    onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in })
         -> some ApplicationProtocol
     {
@@ -44,7 +45,8 @@ public enum ConvLensServer {
         router.add(middleware: RequestLogMiddleware(metrics: service.metrics))
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: FileMiddleware(service.settings.publicDir, searchForIndexHtml: true, logger: logger))
-        Routes(service: service).register(on: router)
+        let endpoints = Routes(service: service).register(on: router)
+        registered?(endpoints.map { "\($0.method) \($0.path)" })
         var configuration = ApplicationConfiguration(
             address: .hostname(service.settings.host, port: service.settings.port),
             serverName: "ConvLens")

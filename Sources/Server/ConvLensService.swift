@@ -21,7 +21,7 @@ public final class ConvLensService: Sendable {
 
     /// Loads the model and sets up the queue and cache. Throws `ServerStartupError`
     /// with a message naming the file for a missing or unreadable model.
-    public init(settings: ServerSettings, executable: URL) throws {
+    public convenience init(settings: ServerSettings, executable: URL) throws {
         try settings.validate()
         let profile: ModelProfile
         if settings.modelPath.isEmpty {
@@ -35,30 +35,48 @@ public final class ConvLensService: Sendable {
         guard FileManager.default.fileExists(atPath: profile.modelURL.path) else {
             throw ServerStartupError("model file not found: \(profile.modelURL.path)")
         }
+        let session: ModelSession
         do {
             session = try ModelSession(profile: profile)
         } catch {
             throw ServerStartupError("cannot load the model \(profile.modelURL.path): \(error)")
         }
+        try self.init(settings: settings, session: session, modelDigest: try Self.digest(of: profile))
+    }
+
+    /// A service around a model already loaded (tests share one load between servers).
+    public init(settings: ServerSettings, session: ModelSession, modelDigest: String) throws {
+        try settings.validate()
         do {
             _ = try session.imagePipeline()
         } catch {
-            throw ServerStartupError("the model \(profile.modelURL.path) does not take images: \(error)")
+            throw ServerStartupError("the model \(session.profile.modelURL.path) does not take images: \(error)")
         }
-        var digest = SHA256Digest()
-        digest.update(try SHA256Digest.hexOfFile(at: profile.modelURL))
-        if let p = profile.profileURL { digest.update((try? Data(contentsOf: p)) ?? Data()) }
-        modelDigest = digest.finalizeHex()
+        self.session = session
+        self.modelDigest = modelDigest
         self.settings = settings
         metrics = ServerMetrics()
         executor = ComputeExecutor(threads: settings.computeThreads, ompThreads: settings.ompThreads,
                                    maxPending: settings.maxPendingComputations)
-        cache = try ResultCache(capacityBytes: settings.memoryCacheBytes,
-                                directory: settings.cacheDir.isEmpty ? nil
-                                    : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+        do {
+            cache = try ResultCache(capacityBytes: settings.memoryCacheBytes,
+                                    directory: settings.cacheDir.isEmpty ? nil
+                                        : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+        } catch {
+            throw ServerStartupError("cannot use the cache directory \(settings.cacheDir) (cache.dir): \(error)")
+        }
         jobs = JobQueue(executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
                         maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
                         keptFinished: settings.keptFinishedJobs)
+    }
+
+    /// SHA-256 of the model file and its profile: a different model or profile gives
+    /// different content addresses.
+    public static func digest(of profile: ModelProfile) throws -> String {
+        var digest = SHA256Digest()
+        digest.update(try SHA256Digest.hexOfFile(at: profile.modelURL))
+        if let p = profile.profileURL { digest.update((try? Data(contentsOf: p)) ?? Data()) }
+        return digest.finalizeHex()
     }
 
     private static func profile(at url: URL) throws -> ModelProfile {

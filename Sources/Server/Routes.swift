@@ -15,23 +15,38 @@ struct Routes: Sendable {
     var settings: ServerSettings { service.settings }
     var session: ModelSession { service.session }
 
-    func register(on router: Router<BasicRequestContext>) {
-        router.get("/healthz") { _, _ in try json(["status": "ok"]) }
-        router.get("/readyz") { _, _ in try readiness() }
-        router.get("/metrics") { _, _ in metrics() }
-        router.get("/api/model") { _, _ in try model() }
-        router.post("/api/predict") { request, _ in try await predict(request) }
-        router.post("/heatmap") { request, _ in try await heatmap(request) }
-        router.post("/activations") { request, _ in try await activations(request) }
-        router.get("/filters/:layer/:index") { request, context in
+    /// A route as registered (path in the router's `:name` syntax).
+    struct Endpoint: Sendable, Hashable {
+        var method: String
+        var path: String
+    }
+
+    /// Registers every route; returns them, so a test can check each is documented.
+    @discardableResult
+    func register(on router: Router<BasicRequestContext>) -> [Endpoint] {
+        var endpoints: [Endpoint] = []
+        func add(_ method: HTTPRequest.Method, _ path: String,
+                 _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response) {
+            router.on(RouterPath(path), method: method, use: handler)
+            endpoints.append(Endpoint(method: method.rawValue, path: path))
+        }
+        add(.get, "/healthz") { _, _ in try json(["status": "ok"]) }
+        add(.get, "/readyz") { _, _ in try readiness() }
+        add(.get, "/metrics") { _, _ in metrics() }
+        add(.get, "/api/model") { _, _ in try model() }
+        add(.post, "/api/predict") { request, _ in try await predict(request) }
+        add(.post, "/heatmap") { request, _ in try await heatmap(request) }
+        add(.post, "/activations") { request, _ in try await activations(request) }
+        add(.get, "/filters/:layer/:index") { request, context in
             try await filter(request, layer: context.parameters.get("layer")!, index: context.parameters.get("index")!)
         }
-        router.get("/filters/:layer") { request, context in
+        add(.get, "/filters/:layer") { request, context in
             try await filterGrid(request, layer: context.parameters.get("layer")!)
         }
-        router.get("/jobs/:id") { _, context in try job(context.parameters.get("id")!) }
-        router.delete("/jobs/:id") { _, context in try cancelJob(context.parameters.get("id")!) }
-        router.get("/jobs/:id/events") { _, context in try jobEvents(context.parameters.get("id")!) }
+        add(.get, "/jobs/:id") { _, context in try job(context.parameters.get("id")!) }
+        add(.delete, "/jobs/:id") { _, context in try cancelJob(context.parameters.get("id")!) }
+        add(.get, "/jobs/:id/events") { _, context in try jobEvents(context.parameters.get("id")!) }
+        return endpoints
     }
 
     // MARK: - Health and metrics
@@ -261,10 +276,11 @@ struct Routes: Sendable {
                 throw VisualizationError.notSpatial(layer: layer.name, shape: layer.outputShape)
             }
             let one = activation.sample(0)
-            if format == "json" { return (nil, try channelStatistics(one), one.shape) }
+            let shape = Array(activation.shape.dropFirst())
+            if format == "json" { return (nil, try channelStatistics(one), shape) }
             let picture = try channel.map { try activationChannel(one, channel: $0, colormap: colormap) }
                 ?? activationGrid(one, cols: cols, colormap: colormap)
-            return (try encodePNG(picture), nil, one.shape)
+            return (try encodePNG(picture), nil, shape)
         }
         if let png = outcome.png {
             return pngResponse(png, etag: etag, extra: [.init("X-Layer")!: layer.name, .init("X-Shape")!: outcome.shape.map(String.init).joined(separator: "x")])

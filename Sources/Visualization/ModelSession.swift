@@ -78,7 +78,7 @@ public final class ModelSession: Sendable {
         let match = labels.indices.first { i in
             labels[i].lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(wanted)
         }
-        guard let match else { throw VisualizationError.outOfRange("no class labelled '\(text)'") }
+        guard let match else { throw VisualizationError.invalid("no class labelled '\(text)'") }
         return match
     }
 

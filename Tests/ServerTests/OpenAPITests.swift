@@ -1,0 +1,63 @@
+import Foundation
+import HTTPTypes
+import Server
+import Testing
+import Yams
+
+/// public/openapi.yaml against the router: every route is documented, and every
+/// documented operation answers (not 404/405) on a live server.
+@Suite struct OpenAPITests {
+    @Test func everyRouteIsDocumentedAndEveryDocumentedOperationAnswers() async throws {
+        let text = try String(contentsOf: root.appendingPathComponent("public/openapi.yaml"), encoding: .utf8)
+        let doc = try #require(try Yams.load(yaml: text) as? [String: Any])
+        #expect((doc["openapi"] as? String)?.hasPrefix("3.1") == true)
+        let paths = try #require(doc["paths"] as? [String: [String: Any]])
+        var documented = Set<String>()
+        for (path, operations) in paths {
+            for method in operations.keys where ["get", "post", "put", "delete", "patch"].contains(method) {
+                documented.insert("\(method.uppercased()) \(path)")
+            }
+        }
+        let registered = RegisteredRoutes()
+        let settings = testSettings()
+        let service = try ConvLensService(settings: settings, session: bundled.session, modelDigest: bundled.digest)
+        let app = ConvLensServer.application(service: service, logger: .init(label: "openapi-test"),
+                                             registered: { registered.set($0) })
+        let routes = Set(registered.get().map { route in
+            // The router's ":name" is OpenAPI's "{name}".
+            route.replacing(/:([a-z]+)/) { "{\($0.1)}" }
+        })
+        #expect(!routes.isEmpty)
+        let undocumented = routes.subtracting(documented)
+        #expect(undocumented.isEmpty, "routes missing from openapi.yaml: \(undocumented.sorted())")
+        // Documented extras must be served by something (the static files: /, /openapi.yaml).
+        let extras = documented.subtracting(routes)
+        #expect(extras == ["GET /", "GET /openapi.yaml"], "\(extras.sorted())")
+
+        let operations = documented.sorted()
+        try await app.test(.live) { client in
+            let photo = try sample("chelsea.png")
+            let job = try await client.get("/filters/stem_activation/0?steps=2&wait=0")
+            let jobID = String(try #require(job.headers[.location]).dropFirst("/jobs/".count))
+            for operation in operations {
+                let parts = operation.split(separator: " ", maxSplits: 1)
+                let method = HTTPRequest.Method(String(parts[0]))!
+                let uri = String(parts[1]).replacingOccurrences(of: "{layer}", with: "stem_activation")
+                    .replacingOccurrences(of: "{index}", with: "1").replacingOccurrences(of: "{id}", with: jobID)
+                    + (parts[1].hasPrefix("/filters") ? "?steps=1&wait=0" : "")
+                let r = method == .post
+                    ? try await client.post(uri, image: photo)
+                    : try await client.execute(uri: uri, method: method)
+                #expect(r.status != .notFound && r.status != .methodNotAllowed && r.status.code < 500,
+                        "\(operation) → \(r.status) \(r.text.prefix(200))")
+            }
+        }
+    }
+}
+
+final class RegisteredRoutes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var routes: [String] = []
+    func set(_ r: [String]) { lock.withLock { routes = r } }
+    func get() -> [String] { lock.withLock { routes } }
+}
