@@ -67,7 +67,7 @@ public enum ConvLensServer {
 struct ShutdownService: Service {
     let service: ConvLensService
     let logger: Logger
-    var deadlineSeconds = 20.0
+    var deadlineSeconds: Double { service.settings.shutdownGraceSeconds }
 
     func run() async throws {
         if service.settings.prerenderGallery {

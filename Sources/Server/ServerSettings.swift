@@ -40,6 +40,8 @@ public struct ServerSettings: Sendable {
     public var jobTimeoutSeconds = 600.0
     /// Finished jobs whose status stays queryable.
     public var keptFinishedJobs = 1000
+    /// At shutdown, how long running jobs may go on before they are cancelled.
+    public var shutdownGraceSeconds = 20.0
 
     // cache
     /// Directory of the on-disk result cache; empty disables it.
@@ -78,6 +80,7 @@ public struct ServerSettings: Sendable {
         jobWaitSeconds = c.double(forKey: "jobs.wait_seconds", default: d.jobWaitSeconds)
         jobTimeoutSeconds = c.double(forKey: "jobs.timeout_seconds", default: d.jobTimeoutSeconds)
         keptFinishedJobs = c.int(forKey: "jobs.kept_finished", default: d.keptFinishedJobs)
+        shutdownGraceSeconds = c.double(forKey: "jobs.shutdown_grace_seconds", default: d.shutdownGraceSeconds)
         cacheDir = c.string(forKey: "cache.dir", default: d.cacheDir)
         memoryCacheBytes = c.int(forKey: "cache.memory_bytes", default: d.memoryCacheBytes)
         prerenderGallery = c.bool(forKey: "gallery.prerender", default: d.prerenderGallery)
@@ -104,6 +107,7 @@ public struct ServerSettings: Sendable {
         try need(jobWaitSeconds >= 0, "jobs.wait_seconds", "must be ≥ 0")
         try need(jobTimeoutSeconds > 0, "jobs.timeout_seconds", "must be positive")
         try need(keptFinishedJobs >= 1, "jobs.kept_finished", "must be at least 1")
+        try need(shutdownGraceSeconds >= 0, "jobs.shutdown_grace_seconds", "must be ≥ 0")
         try need(memoryCacheBytes >= 0, "cache.memory_bytes", "must be ≥ 0")
         try need((1...1024).contains(galleryCount), "gallery.count", "must be in 1...1024")
         try need((8...1024).contains(filterSize), "filters.size", "must be in 8...1024")

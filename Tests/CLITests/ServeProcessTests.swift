@@ -1,0 +1,113 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// `convlens serve` as a process: start-up on the bundled model, a clear exit for a bad
+/// model, graceful shutdown on SIGTERM with a job running.
+private let root = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+private let executable: URL = {
+    var dir = Bundle.main.bundleURL
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("convlens")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return root.appendingPathComponent(".build/debug/convlens")
+}()
+
+/// A running `convlens serve`; its log (stderr) is collected as it comes.
+private final class ServerProcess: @unchecked Sendable {
+    let process = Process()
+    private let lock = NSLock()
+    private var log = ""
+
+    init(_ args: [String], environment: [String: String] = [:]) throws {
+        process.executableURL = executable
+        process.arguments = ["serve"] + args
+        process.currentDirectoryURL = root
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+            let d = h.availableData
+            guard let self, !d.isEmpty else { return }
+            self.lock.withLock { self.log += String(decoding: d, as: UTF8.self) }
+        }
+        try process.run()
+    }
+
+    var output: String { lock.withLock { log } }
+
+    /// The port from the "serving on http://127.0.0.1:PORT/" line.
+    func waitForPort(timeout: Double = 60) async throws -> Int {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if let m = output.firstMatch(of: /serving on http:\/\/127\.0\.0\.1:(\d+)\//) { return Int(m.1)! }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw CancellationError()
+    }
+
+    func waitForExit(timeout: Double) async throws -> Int32? {
+        let end = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < end { try await Task.sleep(for: .milliseconds(100)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+}
+
+private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) {
+    let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
+    let http = response as! HTTPURLResponse
+    return (http.statusCode, data, http.allHeaderFields)
+}
+
+@Suite(.serialized) struct ServeProcessTests {
+    @Test func servesTheBundledModelAndShutsDownGracefullyOnSIGTERM() async throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-serve-\(UUID().uuidString)").path
+        let server = try ServerProcess(["--port", "0", "--cache-dir", cache],
+                                       environment: ["CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "1"])
+        defer { if server.process.isRunning { server.process.terminate() } }
+        let port = try await server.waitForPort()
+        #expect(server.output.contains("EfficientNet-Lite0"), "the log names the bundled model")
+        let (status, body, _) = try await get("http://127.0.0.1:\(port)/healthz")
+        #expect(status == 200)
+        #expect(String(decoding: body, as: UTF8.self).contains("ok"))
+        // A job that will still be running when SIGTERM arrives.
+        let (accepted, _, headers) = try await get("http://127.0.0.1:\(port)/filters/stem_activation/0?steps=1000&wait=0")
+        #expect(accepted == 202)
+        let location = headers["Location"] as? String ?? ""
+        #expect(location.hasPrefix("/jobs/"))
+        // One log line per request: method, path, status, duration, request id.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(server.output.contains("GET /healthz 200"))
+        #expect(server.output.contains("hb.request.id="))
+
+        kill(server.process.processIdentifier, SIGTERM)
+        let code = try await server.waitForExit(timeout: 60)
+        #expect(code == 0, "exit status after SIGTERM: \(String(describing: code))\n\(server.output.suffix(2000))")
+        #expect(server.output.contains("shutting down: 1 running"))
+        #expect(server.output.contains("job queue drained"))
+    }
+
+    @Test func aMissingOrBrokenModelStopsStartUpWithAClearMessage() async throws {
+        let missing = try ServerProcess(["--port", "0", "--model", "/nonexistent/model.h5"])
+        #expect(try await missing.waitForExit(timeout: 30) == 2)
+        #expect(missing.output.contains("model file not found: /nonexistent/model.h5"))
+
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-broken-\(UUID().uuidString).h5")
+        try Data("not an HDF5 file".utf8).write(to: broken)
+        let bad = try ServerProcess(["--port", "0", "--model", broken.path])
+        #expect(try await bad.waitForExit(timeout: 30) == 2)
+        #expect(bad.output.contains("cannot load the model \(broken.path)"))
+
+        let badConfig = try ServerProcess(["--port", "0"], environment: ["CONVLENS_COMPUTE_THREADS": "0"])
+        #expect(try await badConfig.waitForExit(timeout: 30) == 2)
+        #expect(badConfig.output.contains("compute.threads"))
+    }
+}
