@@ -111,3 +111,34 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         #expect(badConfig.output.contains("compute.threads"))
     }
 }
+
+@Suite struct GalleryCommandTests {
+    @Test func galleryRendersGridsIntoTheFolderAndTheServersCache() throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-gallery-\(UUID().uuidString)")
+        let out = tmp.appendingPathComponent("out").path
+        func run() throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = executable
+            p.arguments = ["gallery", "--out", out, "--layers", "stem_conv", "--count", "2"]
+            p.currentDirectoryURL = root
+            p.environment = ProcessInfo.processInfo.environment.merging(["CONVLENS_CACHE_DIR": tmp.appendingPathComponent("cache").path]) { $1 }
+            let err = Pipe()
+            p.standardError = err
+            try p.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text)
+        }
+        let (status, log) = try run()
+        #expect(status == 0, "\(log)")
+        #expect(log.contains("stem_conv: rendered"))
+        let png = try Data(contentsOf: URL(fileURLWithPath: out).appendingPathComponent("stem_conv.png"))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+        let cached = FileManager.default.enumerator(atPath: tmp.appendingPathComponent("cache").path)?.allObjects as? [String] ?? []
+        #expect(cached.contains { $0.hasSuffix(".png") }, "the grid is in the server's cache")
+        let (again, log2) = try run()
+        #expect(again == 0)
+        #expect(log2.contains("stem_conv: from the cache"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out).appendingPathComponent("stem_conv.png")) == png)
+    }
+}
