@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Browser check of the ConvLens gallery (public/index.html, app.js, style.css).
+
+Drives headless Chromium through a running `convlens serve` and exits 0 only if:
+  - the page loads and the layer list appears (one row per layer of GET /api/model);
+  - clicking the chelsea.png sample gives predictions whose top label is "Egyptian cat",
+    a heatmap image that actually loaded (naturalWidth > 0) and an activation grid;
+  - moving the opacity slider reloads the heatmap;
+  - the first convolution layer's filter card, scrolled into view, reaches
+    data-state=done with a loaded image (within --filter-timeout seconds);
+  - no error message is shown on the page and the browser console has no SEVERE entry.
+
+Usage (against an already running server):
+    /usr/bin/python3 tools/gallery_check.py --url http://127.0.0.1:8091 --screenshots /tmp/shots
+
+Needs Debian's python3-selenium (4.8), chromium and chromium-driver (/usr/bin/chromedriver).
+Full-page screenshots are written to --screenshots at each stage.
+"""
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--url", required=True, help="base URL of a running convlens server, e.g. http://127.0.0.1:8091")
+    p.add_argument("--screenshots", required=True, help="directory for the full-page screenshots")
+    p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--timeout", type=float, default=120,
+                   help="seconds to wait for predictions, heatmap and activations (default 120; a debug server is slow)")
+    p.add_argument("--filter-timeout", type=float, default=180,
+                   help="seconds to wait for the first filter card to finish (default 180)")
+    return p.parse_args()
+
+
+def make_driver(args):
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    options.add_argument("--headless=new")
+    options.add_argument("--no-sandbox")            # running as root in a container
+    options.add_argument("--disable-dev-shm-usage")
+    options.add_argument("--window-size=1400,1000")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(args.chromedriver), options=options)
+
+
+class Check:
+    def __init__(self, driver, args):
+        self.driver = driver
+        self.args = args
+        self.console = []          # every browser log entry seen so far
+        self.shot_index = 0
+
+    # -- helpers --------------------------------------------------------------
+
+    def collect_console(self):
+        # get_log drains the browser's buffer, so keep what it returns.
+        self.console.extend(self.driver.get_log("browser"))
+
+    def wait(self, seconds, condition, what):
+        try:
+            return WebDriverWait(self.driver, seconds, poll_frequency=0.25).until(lambda d: condition())
+        except TimeoutException:
+            self.fail_with_page_errors(f"timed out after {seconds:.0f} s waiting for {what}")
+
+    def page_errors(self):
+        """Error messages the page shows (each panel's role=alert element)."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('.error')]"
+            ".filter(e => !e.hidden && e.textContent.trim())"
+            ".map(e => (e.closest('[id]') ? e.closest('[id]').id + ': ' : '') + e.textContent.trim());")
+
+    def fail_with_page_errors(self, reason):
+        errors = self.page_errors()
+        if errors:
+            reason += "; the page shows: " + " | ".join(errors)
+        raise CheckFailed(reason)
+
+    def image_loaded(self, selector):
+        return self.driver.execute_script(
+            "const img = document.querySelector(arguments[0]);"
+            "return !!img && img.dataset.loaded === 'true' && img.complete && img.naturalWidth > 0;", selector)
+
+    def natural_size(self, selector):
+        return self.driver.execute_script(
+            "const img = document.querySelector(arguments[0]); return [img.naturalWidth, img.naturalHeight];", selector)
+
+    def screenshot(self, name):
+        """Full-page PNG through the DevTools protocol (Selenium's own is viewport-only for Chrome)."""
+        self.shot_index += 1
+        path = os.path.join(self.args.screenshots, f"{self.shot_index:02d}-{name}.png")
+        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        })
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        log(f"  screenshot {path}")
+
+    # -- the checks -----------------------------------------------------------
+
+    def model(self):
+        with urllib.request.urlopen(self.args.url.rstrip("/") + "/api/model", timeout=30) as r:
+            return json.load(r)
+
+    def run(self):
+        model = self.model()
+        layers = model["layers"]
+        convolutions = [l["name"] for l in layers if l.get("convolution")]
+        if not convolutions:
+            raise CheckFailed("GET /api/model lists no convolution layer")
+        log(f"model: {model['name']}, {len(layers)} layers, {len(convolutions)} convolutions")
+
+        started = time.monotonic()
+        self.driver.get(self.args.url.rstrip("/") + "/")
+        title = self.driver.title
+        log(f"ok  page loaded: title {title!r}")
+
+        self.wait(30, lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#layer-list tbody tr")) == len(layers),
+                  f"the layer list ({len(layers)} rows)")
+        header = self.driver.find_element(By.ID, "model-name").text
+        if header != model["name"]:
+            raise CheckFailed(f"header shows model {header!r}, expected {model['name']!r}")
+        log(f"ok  layer list: {len(layers)} rows; header names {header!r}")
+        cards = self.driver.find_elements(By.CSS_SELECTOR, ".filter-card")
+        if len(cards) != len(convolutions):
+            raise CheckFailed(f"{len(cards)} filter cards, expected one per convolution layer ({len(convolutions)})")
+        log(f"ok  {len(cards)} filter cards (one per convolution layer)")
+        self.screenshot("loaded")
+
+        # -- a sample photo: predictions, heatmap, activations
+        t0 = time.monotonic()
+        self.driver.find_element(By.CSS_SELECTOR, '[data-sample="chelsea.png"]').click()
+        self.wait(self.args.timeout, lambda: self.driver.find_elements(By.CSS_SELECTOR, "#predictions li"),
+                  "predictions (#predictions li)")
+        items = self.driver.find_elements(By.CSS_SELECTOR, "#predictions li")
+        top = [(li.get_attribute("data-label"), float(li.get_attribute("data-score"))) for li in items]
+        if top[0][0] != "Egyptian cat":
+            raise CheckFailed(f"top prediction for chelsea.png is {top[0][0]!r}, expected 'Egyptian cat'")
+        log(f"ok  predictions after {time.monotonic() - t0:.1f} s: "
+            + ", ".join(f"{label} {score:.3f}" for label, score in top))
+        bar = self.driver.find_element(By.CSS_SELECTOR, "#predictions li .bar span").get_attribute("style")
+        if "width" not in bar:
+            raise CheckFailed(f"the first prediction has no probability bar (style {bar!r})")
+
+        self.wait(self.args.timeout, lambda: self.image_loaded("#heatmap-img"), "the heatmap image to load")
+        info = self.driver.find_element(By.ID, "heatmap-info").text
+        log(f"ok  heatmap loaded after {time.monotonic() - t0:.1f} s, {self.natural_size('#heatmap-img')} px: {info}")
+
+        self.wait(self.args.timeout, lambda: self.image_loaded("#activations-img"), "the activation grid to load")
+        layer = self.driver.find_element(By.ID, "activation-layer").get_attribute("value")
+        if layer != convolutions[0]:
+            raise CheckFailed(f"activation layer defaults to {layer!r}, expected the first convolution {convolutions[0]!r}")
+        log(f"ok  activation grid of {layer} loaded after {time.monotonic() - t0:.1f} s, "
+            f"{self.natural_size('#activations-img')} px")
+        self.screenshot("image-analysed")
+
+        # -- the opacity slider asks again (debounced) and the new picture loads
+        old_src = self.driver.find_element(By.ID, "heatmap-img").get_attribute("src")
+        self.driver.execute_script(
+            "const s = document.getElementById('cam-alpha'); s.value = '0.8';"
+            "s.dispatchEvent(new Event('input', {bubbles: true}));")
+        self.wait(self.args.timeout,
+                  lambda: self.driver.find_element(By.ID, "heatmap-img").get_attribute("src") != old_src
+                  and self.image_loaded("#heatmap-img"),
+                  "the heatmap to reload after moving the opacity slider")
+        log("ok  heatmap reloaded after the opacity slider moved to 0.8")
+
+        # -- filters: scroll the first convolution's card into view; it must finish
+        first = convolutions[0]
+        card_selector = f'.filter-card[data-layer="{first}"]'
+        card = self.driver.find_element(By.CSS_SELECTOR, card_selector)
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", card)
+        t0 = time.monotonic()
+        deadline = t0 + self.args.filter_timeout
+        last_report = 0
+        while True:
+            state = card.get_attribute("data-state")
+            if state == "done" and self.image_loaded(f"{card_selector} img"):
+                break
+            if state == "failed":
+                raise CheckFailed(f"filter card {first} failed: {card.find_element(By.CSS_SELECTOR, '.error').text}")
+            now = time.monotonic()
+            if now > deadline:
+                raise CheckFailed(f"filter card {first} not done after {self.args.filter_timeout:.0f} s "
+                                  f"(state {state}: {card.get_attribute('data-status-text')})")
+            if now - last_report >= 15:
+                log(f"    {first}: {state} — {card.get_attribute('data-status-text')}")
+                last_report = now
+            time.sleep(0.5)
+        transport = card.get_attribute("data-transport") or "none (served from the cache)"
+        log(f"ok  filter card {first} done after {time.monotonic() - t0:.1f} s "
+            f"({card.get_attribute('data-status-text')}; progress via {transport}), "
+            f"grid {self.natural_size(card_selector + ' img')} px")
+        done = self.driver.find_elements(By.CSS_SELECTOR, ".filter-card[data-state=done] img")
+        log(f"    cards done so far: {len(done)}")
+        self.screenshot("filters")
+
+        # -- nothing went wrong on the way
+        errors = self.page_errors()
+        if errors:
+            raise CheckFailed("the page shows errors: " + " | ".join(errors))
+        log("ok  no error message on the page")
+        self.collect_console()
+        severe = [e for e in self.console if e.get("level") == "SEVERE"]
+        for entry in self.console:
+            log(f"    console {entry.get('level')}: {entry.get('message')}")
+        if severe:
+            raise CheckFailed(f"{len(severe)} SEVERE console entr{'y' if len(severe) == 1 else 'ies'}: "
+                              + " | ".join(e.get("message", "") for e in severe))
+        log(f"ok  browser console: {len(self.console)} entries, none SEVERE")
+        log(f"all checks passed in {time.monotonic() - started:.1f} s")
+
+
+def main():
+    args = parse_args()
+    os.makedirs(args.screenshots, exist_ok=True)
+    try:
+        driver = make_driver(args)
+    except WebDriverException as e:
+        print(f"FAIL: cannot start Chromium through {args.chromedriver}: {e.msg}", file=sys.stderr)
+        return 1
+    check = Check(driver, args)
+    try:
+        return run_check(check)
+    finally:
+        driver.quit()
+
+
+def run_check(check):
+    try:
+        check.run()
+        return 0
+    except CheckFailed as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+    except WebDriverException as e:
+        print(f"FAIL: browser error: {e.msg}", file=sys.stderr)
+    except OSError as e:
+        print(f"FAIL: cannot reach {check.args.url}: {e}", file=sys.stderr)
+    # On failure: keep a picture of the page and show what the console said.
+    try:
+        check.screenshot("failure")
+        check.collect_console()
+        for entry in check.console:
+            print(f"    console {entry.get('level')}: {entry.get('message')}", file=sys.stderr)
+    except WebDriverException:
+        pass
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
