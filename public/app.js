@@ -9,10 +9,11 @@
 //   GET  /jobs/{id}/events the job's progress (Server-Sent Events; /jobs/{id} is the fallback)
 'use strict';
 
-// Filters per gallery card and columns of its grid. The server's gallery pre-rendering
-// (gallery.count, default 16, and the default cols=8) uses the same, so cards share its cache.
-const FILTER_COUNT = 16;
-const FILTER_COLS = 8;
+// Filters per gallery card and columns of its grid: the server's gallery settings
+// (GET /api/model → filter_defaults.gallery_count / gallery_cols), so cards share the
+// grids its pre-rendering and `convlens gallery` put in the cache.
+function galleryCount() { return (state.model && state.model.filter_defaults.gallery_count) || 16; }
+function galleryCols() { return (state.model && state.model.filter_defaults.gallery_cols) || 8; }
 // Filter jobs this page keeps in flight. The server runs one job at a time; asking for
 // more only fills its queue with cards the user may have scrolled past, and every job
 // holds an event-stream connection (browsers allow six per host).
@@ -571,7 +572,7 @@ function renderFilterCards(model) {
   const layers = model.layers.filter((l) => l.convolution);
   const steps = model.filter_defaults ? model.filter_defaults.steps_book : null;
   setText('#filters-intro', `${$('#filters-intro').textContent.trim()} Each card shows the first ` +
-    `${FILTER_COUNT} filters of its layer${steps ? ` after ${steps} ascent steps` : ''}.`);
+    `${galleryCount()} filters of its layer${steps ? ` after ${steps} ascent steps` : ''}.`);
   const observer = new IntersectionObserver(onCardsIntersect, { rootMargin: '100px 0px' });
   state.filterCards = layers.map((layer) => {
     const card = { layer, el: buildFilterCard(layer), visible: false, active: false, retryTimer: null };
@@ -583,7 +584,7 @@ function renderFilterCards(model) {
 }
 
 function buildFilterCard(layer) {
-  const count = Math.min(FILTER_COUNT, layer.filters || FILTER_COUNT);
+  const count = Math.min(galleryCount(), layer.filters || galleryCount());
   const retry = el('button', { type: 'button', class: 'retry', hidden: true }, 'Try again');
   const node = el('article', { class: 'filter-card', id: `filters-${layer.name}`, dataset: { layer: layer.name, state: 'idle' } },
     el('header', {},
@@ -631,8 +632,8 @@ function scheduleFilterJobs() {
 }
 
 function filterGridUrl(layer) {
-  const count = Math.min(FILTER_COUNT, layer.filters || FILTER_COUNT);
-  return `/filters/${encodeURIComponent(layer.name)}?count=${count}&cols=${FILTER_COLS}`;
+  const count = Math.min(galleryCount(), layer.filters || galleryCount());
+  return `/filters/${encodeURIComponent(layer.name)}?count=${count}&cols=${galleryCols()}`;
 }
 
 /** wait=0: the server answers at once (PNG or 202), never holding the connection. */
@@ -743,7 +744,7 @@ function updateCardProgress(card, job) {
 }
 
 async function showFilterGrid(card, blob, url, seconds) {
-  const img = el('img', { alt: `Filters 0–${FILTER_COUNT - 1} of ${card.layer.name}`, class: 'filter-grid', dataset: { loaded: 'false' } });
+  const img = el('img', { alt: `Filters 0–${galleryCount() - 1} of ${card.layer.name}`, class: 'filter-grid', dataset: { loaded: 'false' } });
   const link = el('a', { href: url, target: '_blank', rel: 'noopener', title: 'Open the grid at full size' }, img);
   await showBlobImage(img, blob);
   card.el.querySelector('.grid-area').replaceChildren(link);

@@ -2,7 +2,7 @@ import Foundation
 
 /// Input scalings, in Float32 arithmetic with the same operation order as
 /// `keras.applications.imagenet_utils.preprocess_input` on NumPy arrays.
-public enum Preprocessing: Sendable, Equatable {
+public enum Preprocessing: Sendable, Equatable, CustomStringConvertible {
     /// VGG/ResNet50: RGB→BGR, then subtract [103.939, 116.779, 123.68] (BGR order). No scaling.
     case caffe
     /// MobileNet/Inception/EfficientNet-style: `x / 127.5 − 1`.
@@ -53,5 +53,19 @@ extension Image {
             for i in 0..<n { v[i] = Float(pixels[i]) * scale + offset }
         }
         return FloatImage(unchecked: width, height, channels, v)
+    }
+}
+
+extension Preprocessing {
+    /// The keras.applications name, or the affine map written out.
+    public var description: String {
+        switch self {
+        case .caffe: return "caffe"
+        case .tf: return "tf"
+        case .torch: return "torch"
+        case .scale: return "scale"
+        case .none: return "none"
+        case .affine(let scale, let offset): return "custom: x × \(scale) + \(offset)"
+        }
     }
 }

@@ -98,6 +98,9 @@ public final class ConvLensService: Sendable {
         return d.finalizeHex()
     }
 
+    /// Columns of the gallery's filter grids.
+    public static let galleryColumns = 8
+
     /// The layers a filter grid is drawn for: convolutions with a spatial output.
     public var convolutionLayers: [LayerSummary] {
         session.keras.layers.filter { $0.isSpatial && $0.className.contains("Conv") }
@@ -115,7 +118,7 @@ public final class ConvLensService: Sendable {
             description: spec.count == 1
                 ? "\(spec.method.rawValue) visualisation of filter \(spec.first) of \(spec.layer)"
                 : "\(spec.method.rawValue) grid of filters \(spec.first)..<\(spec.first + spec.count) of \(spec.layer)",
-            result: url, priority: priority
+            result: url, priority: priority, steps: spec.steps
         ) { control in
             let rendering = try session.renderFilters(spec) { p in
                 control.report(step: p.step, steps: p.steps, loss: p.meanLoss)
@@ -149,7 +152,7 @@ public final class ConvLensService: Sendable {
         for layer in convolutionLayers {
             let channels = layer.outputShape.last ?? 0
             let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
-                                  size: settings.filterSize)
+                                  size: settings.filterSize, cols: Self.galleryColumns)
             do {
                 let r = try submitFilters(spec, priority: .bulk)
                 if r.job != nil { queued += 1 }
@@ -168,7 +171,7 @@ extension ConvLensService {
     public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (png: Data, cached: Bool) {
         let channels = layer.outputShape.last ?? 0
         let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
-                              size: settings.filterSize)
+                              size: settings.filterSize, cols: Self.galleryColumns)
         let (key, _) = filterAddress(spec)
         if let png = cache.get(key) { return (png, true) }
         let png = try encodePNG(try session.renderFilters(spec, progress: progress).picture)

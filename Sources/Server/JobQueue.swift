@@ -119,7 +119,7 @@ public final class JobQueue: Sendable {
     /// Submits a job, or joins the identical one already queued or running.
     /// A bulk job joined by an interactive request is promoted.
     public func submit(key: String, kind: String, description: String, result: String, priority: ComputePriority,
-                       work: @escaping @Sendable (JobControl) throws -> Data) throws -> JobStatus {
+                       steps: Int = 0, work: @escaping @Sendable (JobControl) throws -> Data) throws -> JobStatus {
         let job: Job = try state.withLock { s in
             guard s.accepting else { throw ShuttingDown() }
             if let existing = s.active[key] {
@@ -133,7 +133,7 @@ public final class JobQueue: Sendable {
             guard s.queued.count < maxQueued else { throw Full(queued: s.queued.count) }
             let id = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16)).lowercased()
             let status = JobStatus(id: id, kind: kind, description: description, priority: priority.name, state: .queued,
-                                   step: 0, steps: 0, loss: nil, result: result, error: nil, createdAt: now(),
+                                   step: 0, steps: steps, loss: nil, result: result, error: nil, createdAt: now(),
                                    startedAt: nil, finishedAt: nil, queuePosition: nil, timedOut: false)
             let job = Job(id: id, key: key, kind: kind, status: status, work: work)
             s.jobs[id] = job

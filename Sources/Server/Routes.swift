@@ -46,6 +46,13 @@ struct Routes: Sendable {
         add(.get, "/jobs/:id") { _, context in try job(context.parameters.get("id")!) }
         add(.delete, "/jobs/:id") { _, context in try cancelJob(context.parameters.get("id")!) }
         add(.get, "/jobs/:id/events") { _, context in try jobEvents(context.parameters.get("id")!) }
+        // Read once: the document ships with the gallery and does not change while serving.
+        let openAPI = try? Data(contentsOf: URL(fileURLWithPath: settings.publicDir).appendingPathComponent("openapi.yaml"))
+        add(.get, "/openapi.yaml") { _, _ in
+            guard let openAPI else { throw APIError.notFound("openapi.yaml is not in \(settings.publicDir) (server.public_dir)") }
+            return Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8", .cacheControl: "no-cache"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: openAPI)))
+        }
         return endpoints
     }
 
@@ -100,8 +107,13 @@ struct Routes: Sendable {
                          preprocessing: "\(pipeline.preprocessing)", preprocessing_source: pipeline.preprocessingSource),
             classes: session.classCount, labels: session.labels != nil, default_heatmap_layer: defaultLayer,
             cam_methods: CAMMethod.allCases.map(\.rawValue), colormaps: Colormap.allCases.map(\.rawValue),
+            cam_method_info: CAMMethod.allCases.map { m in
+                .init(name: m.rawValue, uses_layer: m.weightsALayer,
+                      passes: m.passes(layerChannels: defaultCAMLayer(of: keras)?.outputShape.last ?? 0))
+            },
             filter_defaults: .init(method: "book", steps_book: FilterMethod.book.defaultSteps, steps_lucid: FilterMethod.lucid.defaultSteps,
-                                   size: settings.filterSize, max_steps: settings.filterMaxSteps, max_count: settings.filterMaxCount),
+                                   size: settings.filterSize, max_steps: settings.filterMaxSteps, max_count: settings.filterMaxCount,
+                                   gallery_count: settings.galleryCount, gallery_cols: ConvLensService.galleryColumns),
             layers: layers)
         return try json(body, cacheable: true)
     }
@@ -114,6 +126,16 @@ struct Routes: Sendable {
         struct FilterDefaults: Encodable {
             var method: String
             var steps_book, steps_lucid, size, max_steps, max_count: Int
+            /// What the gallery's grids use (gallery.count; columns fixed), so a page asking
+            /// the same gets the pre-rendered grids from the cache.
+            var gallery_count, gallery_cols: Int
+        }
+        struct CAMMethodInfo: Encodable {
+            var name: String
+            /// false: the method works on the input pixels (saliency family); `layer` is ignored.
+            var uses_layer: Bool
+            /// Model passes one heatmap costs at the default layer, roughly (Grad-CAM = 1).
+            var passes: Int
         }
         struct Layer: Encodable {
             var name, class_name: String
@@ -130,6 +152,7 @@ struct Routes: Sendable {
         var labels: Bool
         var default_heatmap_layer: String?
         var cam_methods, colormaps: [String]
+        var cam_method_info: [CAMMethodInfo]
         var filter_defaults: FilterDefaults
         var layers: [Layer]
     }

@@ -53,3 +53,26 @@ func percentile(_ values: [Float], _ q: Float) -> Float {
     let rank = Int((Double(q) / 100 * Double(sorted.count)).rounded(.up))
     return sorted[min(max(rank, 1), sorted.count) - 1]
 }
+
+extension CAMMethod {
+    /// Whether the method weights a layer's feature map (the CAM family) rather than
+    /// attributing to the input pixels (the saliency family).
+    public var weightsALayer: Bool {
+        switch self {
+        case .gradcam, .gradcamPlusPlus, .scorecam, .layercam, .eigencam, .guidedGradcam: return true
+        case .saliency, .smoothgrad, .integratedGradients, .guidedBackprop: return false
+        }
+    }
+
+    /// Model passes (forward, or forward + backward) one heatmap costs, roughly — Grad-CAM
+    /// is 1; Score-CAM runs one forward pass per channel of the layer.
+    public func passes(options: CAMOptions = CAMOptions(), layerChannels: Int) -> Int {
+        switch self {
+        case .gradcam, .gradcamPlusPlus, .layercam, .eigencam, .saliency, .guidedBackprop: return 1
+        case .guidedGradcam: return 2
+        case .scorecam: return layerChannels + 1
+        case .smoothgrad: return options.smoothGradSamples
+        case .integratedGradients: return options.integratedGradientsSteps + 1
+        }
+    }
+}

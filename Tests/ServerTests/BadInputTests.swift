@@ -7,7 +7,7 @@ import Testing
 
 /// Every kind of bad request gets its JSON error with the right status, and the
 /// server keeps serving afterwards.
-@Suite struct BadInputTests {
+@Suite(.timeLimit(.minutes(5))) struct BadInputTests {
     @Test func bodyTooLargeIs413() async throws {
         try await withServer(testSettings { $0.maxBodyBytes = 50_000 }) { _, client in
             let big = try sample("chelsea.png")  // 200+ KB

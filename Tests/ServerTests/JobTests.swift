@@ -5,7 +5,7 @@ import Testing
 
 /// The worker queue through HTTP: 202 + Location, job status, Server-Sent Events,
 /// cancellation, single-flight, priorities, a full queue, timeouts, shutdown.
-@Suite struct JobTests {
+@Suite(.timeLimit(.minutes(5))) struct JobTests {
     /// A filter job long enough to still be running when the test looks (the
     /// debug build takes well over a second for 1000 steps).
     static let long = "/filters/stem_activation/0?steps=1000"

@@ -7,7 +7,7 @@ import Visualization
 
 /// Every endpoint against a real server on loopback with the bundled model; pictures and
 /// numbers compared with what the library computes for the same input.
-@Suite struct RouteTests {
+@Suite(.timeLimit(.minutes(5))) struct RouteTests {
     @Test func healthReadinessAndModelSummary() async throws {
         try await withServer { service, client in
             try await client.expectHealthy()
@@ -214,6 +214,7 @@ import Visualization
             let spec = try await client.get("/openapi.yaml")
             #expect(spec.status == .ok)
             #expect(spec.text.hasPrefix("openapi: 3.1"))
+            #expect(spec.headers[.contentType]?.hasPrefix("application/yaml") == true)
         }
     }
 }
