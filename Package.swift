@@ -76,7 +76,7 @@ let package = Package(
             name: "ServerTests",
             dependencies: [
                 "Server", "Imaging", "KerasFormat",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -55,19 +55,37 @@ public enum ConvLensServer {
             router: router,
             server: .http1(configuration: .init(idleTimeout: .seconds(Int64(service.settings.idleTimeoutSeconds)))),
             configuration: configuration,
-            services: [ShutdownService(service: service, logger: logger)],
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
 }
 
-/// Runs beside the HTTP server. At start it may queue the gallery pre-rendering; on
-/// SIGTERM/SIGINT it marks the server not ready, lets running jobs finish within the
-/// deadline (others are recorded as cancelled), and stops the compute threads.
+extension ConvLensServer {
+    /// Runs the server until SIGTERM/SIGINT, then shuts down in this order: readiness
+    /// goes 503 and the queue stops taking jobs (queued ones are recorded as cancelled);
+    /// the HTTP server stops accepting and finishes the requests in flight, while running
+    /// jobs get `jobs.shutdown_grace_seconds` before they are cancelled at their next step
+    /// (their event streams end with them); then the compute threads stop. Finished results
+    /// are already on disk: the cache directory is its own index, nothing is left to flush.
+    public static func run(service: ConvLensService, logger: Logger,
+                           onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
+        let app = application(service: service, logger: logger, onRunning: onRunning)
+        // A service group shuts its services down in reverse order: the drain starts
+        // first, so the HTTP server's wait for in-flight requests (an event stream
+        // follows a job) is bounded by the jobs' grace period.
+        let group = ServiceGroup(services: [app, ShutdownService(service: service, logger: logger)],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        await service.drain()
+        logger.info("stopped; results are on disk at \(service.cache.directory?.path ?? "(memory only)")")
+    }
+}
+
+/// Runs beside the HTTP server: at start it may queue the gallery pre-rendering; on
+/// SIGTERM/SIGINT it starts the drain and returns, so the HTTP server shuts down next.
 struct ShutdownService: Service {
     let service: ConvLensService
     let logger: Logger
-    var deadlineSeconds: Double { service.settings.shutdownGraceSeconds }
 
     func run() async throws {
         if service.settings.prerenderGallery {
@@ -75,11 +93,8 @@ struct ShutdownService: Service {
             logger.info("gallery: queued \(n) filter grid(s) at bulk priority")
         }
         try? await gracefulShutdown()
-        service.ready.store(false, ordering: .relaxed)
         let counts = service.jobs.counts
-        logger.info("shutting down: \(counts.running) running and \(counts.queued) queued job(s); waiting up to \(Int(deadlineSeconds)) s")
-        await service.jobs.shutdown(deadline: deadlineSeconds)
-        service.executor.shutdown()
-        logger.info("job queue drained; cache is on disk at \(service.cache.directory?.path ?? "(memory only)")")
+        logger.info("shutting down: \(counts.running) running and \(counts.queued) queued job(s); running jobs get up to \(service.settings.shutdownGraceSeconds) s")
+        service.beginDrain()
     }
 }

@@ -18,6 +18,7 @@ public final class ConvLensService: Sendable {
     public let cache: ResultCache
     public let metrics: ServerMetrics
     let ready = Atomic<Bool>(true)
+    private let drainTask = Mutex<Task<Void, Never>?>(nil)
 
     /// Loads the model and sets up the queue and cache. Throws `ServerStartupError`
     /// with a message naming the file for a missing or unreadable model.
@@ -88,6 +89,26 @@ public final class ConvLensService: Sendable {
         } catch {
             throw ServerStartupError("cannot read the model profile \(url.path): \(error)")
         }
+    }
+
+    /// Starts shutting down (once): readiness off, no new jobs, queued jobs cancelled,
+    /// running jobs given the grace period and then cancelled, compute threads stopped.
+    public func beginDrain() {
+        drainTask.withLock { task in
+            guard task == nil else { return }
+            ready.store(false, ordering: .relaxed)
+            let (jobs, executor, grace) = (self.jobs, self.executor, settings.shutdownGraceSeconds)
+            task = Task {
+                await jobs.shutdown(deadline: grace)
+                executor.shutdown()
+            }
+        }
+    }
+
+    /// Shuts down (starting the drain if nothing has) and waits until it is done.
+    public func drain() async {
+        beginDrain()
+        await drainTask.withLock { $0 }?.value
     }
 
     /// A content address: the model, a kind of result, and its canonical parameters.

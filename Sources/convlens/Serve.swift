@@ -60,10 +60,9 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let runningLogger = logger
-        let app = ConvLensServer.application(service: service, logger: logger, onRunning: { port in
+        try await ConvLensServer.run(service: service, logger: logger, onRunning: { port in
             let logger = runningLogger
             logger.info("serving on http://\(service.settings.host):\(port)/")
         })
-        try await app.runService()
     }
 }

@@ -173,7 +173,7 @@ import Testing
     }
 
     @Test func overloadedComputeAnswers429() async throws {
-        try await withServer(testSettings { $0.maxPendingComputations = 1; $0.computeThreads = 1 }, setup: .ahc(.http)) { _, client in
+        try await withServer(testSettings { $0.maxPendingComputations = 1; $0.computeThreads = 1 }) { _, client in
             let photo = try sample("astronaut.png")
             // Many heatmaps at once (a pool of connections) on one compute thread with room for one waiting.
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in

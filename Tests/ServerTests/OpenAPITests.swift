@@ -19,23 +19,20 @@ import Yams
             }
         }
         let registered = RegisteredRoutes()
-        let settings = testSettings()
-        let service = try ConvLensService(settings: settings, session: bundled.session, modelDigest: bundled.digest)
-        let app = ConvLensServer.application(service: service, logger: .init(label: "openapi-test"),
-                                             registered: { registered.set($0) })
-        let routes = Set(registered.get().map { route in
-            // The router's ":name" is OpenAPI's "{name}".
-            route.replacing(/:([a-z]+)/) { "{\($0.1)}" }
-        })
-        #expect(!routes.isEmpty)
-        let undocumented = routes.subtracting(documented)
-        #expect(undocumented.isEmpty, "routes missing from openapi.yaml: \(undocumented.sorted())")
-        // The one documented extra is the gallery page, served by the static-file middleware.
-        let extras = documented.subtracting(routes)
-        #expect(extras == ["GET /"], "\(extras.sorted())")
-
         let operations = documented.sorted()
-        try await app.test(.live) { client in
+        let documentedSet = documented
+        try await withServer(registered: { registered.set($0) }) { _, client in
+            let routes = Set(registered.get().map { route in
+                // The router's ":name" is OpenAPI's "{name}".
+                route.replacing(/:([a-z]+)/) { "{\($0.1)}" }
+            })
+            #expect(!routes.isEmpty)
+            let undocumented = routes.subtracting(documentedSet)
+            #expect(undocumented.isEmpty, "routes missing from openapi.yaml: \(undocumented.sorted())")
+            // The one documented extra is the gallery page, served by the static-file middleware.
+            let extras = documentedSet.subtracting(routes)
+            #expect(extras == ["GET /"], "\(extras.sorted())")
+
             let photo = try sample("chelsea.png")
             let job = try await client.get("/filters/stem_activation/0?steps=2&wait=0")
             let jobID = String(try #require(job.headers[.location]).dropFirst("/jobs/".count))
