@@ -203,6 +203,7 @@ public final class JobQueue: Sendable {
 
     /// Waits until the job finishes or `seconds` pass; returns its status then.
     public func wait(_ id: String, seconds: Double) async -> JobStatus? {
+        if seconds <= 0 { return status(id) }
         guard let stream = updates(id) else { return nil }
         return await withTaskGroup(of: JobStatus?.self) { group in
             group.addTask {
