@@ -212,10 +212,14 @@ struct Routes: Sendable {
         let result = try await service.executor.run(.interactive) { () -> HeatmapOutcome in
             let photo = try decodeImage(image, options: DecodeOptions(maxPixels: maxPixels, layout: .rgb))
             let input = try session.imagePipeline().prepare(photo).input
-            let predictions = try session.predict(input, top: top)
-            let request = CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postSoftmax: postSoftmax), classIndex: classIndex)
+            let scoreNode = session.scoreNode(postSoftmax: postSoftmax)
+            let request = CAMRequest(layerNode: layer.nodeId, scoreNode: scoreNode, classIndex: classIndex)
             let cam = try session.network.classActivationMap(input, request, method: method)
             let map = cam.map
+            // The CAM's forward pass already gave every score: rank those instead of a second pass.
+            let predictions = map.scores.count == session.classCount
+                ? session.rank(scoreNode == session.network.outputNode ? map.scores : softmax(map.scores), top: top)
+                : try session.predict(input, top: top)
             var png: Data?
             if format == "png" {
                 let p = percentile.map(Float.init) ?? (cam.resolution == .input ? 99 : nil)

@@ -59,7 +59,7 @@ extension Network {
         if dot < 0 { projection = projection.map { -$0 } }
         var map = projection.map { Float(max($0, 0)) }
         normalizeByMax(&map)
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k])
+        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 }
 

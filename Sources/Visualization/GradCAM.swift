@@ -14,6 +14,9 @@ public struct ClassActivationMap: Sendable {
     /// The class whose evidence is shown, and its score (logit or probability).
     public var classIndex: Int
     public var score: Float
+    /// Every output of the score node for this image (the logits, or the model's
+    /// output), when the method computed them: predictions come free with the map.
+    public var scores: [Float] = []
 }
 
 public enum CAMMethod: String, Sendable, CaseIterable {
@@ -117,6 +120,6 @@ extension Network {
         let top = map.max() ?? 0
         // An all-zero map stays zero rather than dividing by zero.
         if top > 0 { for i in map.indices { map[i] /= top } }
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k])
+        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 }

@@ -18,6 +18,6 @@ extension Network {
             map[p] = max(s, 0)
         }
         normalizeByMax(&map)
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k])
+        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 }

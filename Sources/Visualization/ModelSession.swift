@@ -84,10 +84,22 @@ public final class ModelSession: Sendable {
 
     /// The top-k of the model's output for one prepared input.
     public func predict(_ input: Tensor, top: Int) throws -> [Prediction] {
-        let y = try network.predict(input)
-        let ranked = y.scalars.indices.sorted { y.scalars[$0] > y.scalars[$1] }.prefix(max(1, top))
-        return ranked.map { Prediction(classIndex: $0, label: label(of: $0), score: y.scalars[$0]) }
+        rank(try network.predict(input).scalars, top: top)
     }
+
+    /// The top-k of one output vector, labelled.
+    public func rank(_ output: [Float], top: Int) -> [Prediction] {
+        let ranked = output.indices.sorted { output[$0] > output[$1] }.prefix(max(1, top))
+        return ranked.map { Prediction(classIndex: $0, label: label(of: $0), score: output[$0]) }
+    }
+}
+
+/// Softmax of a logit vector (max subtracted first, as Keras does).
+public func softmax(_ logits: [Float]) -> [Float] {
+    let m = logits.max() ?? 0
+    let e = logits.map { Foundation.exp($0 - m) }
+    let sum = e.reduce(0, +)
+    return e.map { $0 / sum }
 }
 
 public struct Prediction: Sendable, Codable, Equatable {

@@ -75,7 +75,7 @@ extension Network {
             map[p] = max(sum, 0)
         }
         normalizeByMax(&map)
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k])
+        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 }
 
