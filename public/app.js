@@ -589,7 +589,8 @@ function buildFilterCard(layer) {
   const node = el('article', { class: 'filter-card', id: `filters-${layer.name}`, dataset: { layer: layer.name, state: 'idle' } },
     el('header', {},
       el('h3', {}, layer.name),
-      el('span', { class: 'meta' }, `${layer.class_name} · ${layer.filters} filters · showing ${count}`)),
+      el('span', { class: 'meta' }, `${layer.class_name} · ${layer.filters} filters · showing ${count}` +
+        (layer.activated_output && layer.activated_output !== layer.name ? ` · seen at ${layer.activated_output}` : ''))),
     el('div', { class: 'grid-area' },
       el('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' },
         el('div', { class: 'bar' })),
@@ -631,9 +632,12 @@ function scheduleFilterJobs() {
   }
 }
 
+// A convolution's filters are drawn at its output after its own BatchNorm/activation
+// (activated_output): the raw output of a linear convolution is maximised by flat colour.
 function filterGridUrl(layer) {
   const count = Math.min(galleryCount(), layer.filters || galleryCount());
-  return `/filters/${encodeURIComponent(layer.name)}?count=${count}&cols=${galleryCols()}`;
+  const target = layer.activated_output || layer.name;
+  return `/filters/${encodeURIComponent(target)}?count=${count}&cols=${galleryCols()}`;
 }
 
 /** wait=0: the server answers at once (PNG or 202), never holding the connection. */

@@ -122,9 +122,15 @@ public final class ConvLensService: Sendable {
     /// Columns of the gallery's filter grids.
     public static let galleryColumns = 8
 
-    /// The layers a filter grid is drawn for: convolutions with a spatial output.
+    /// The convolutions of the model (spatial output).
     public var convolutionLayers: [LayerSummary] {
         session.keras.layers.filter { $0.isSpatial && $0.className.contains("Conv") }
+    }
+
+    /// What the gallery draws for each convolution: the filters of its output after its
+    /// own BatchNorm/activation (`activatedOutput`), where patterns show.
+    public var galleryLayers: [(convolution: LayerSummary, target: LayerSummary)] {
+        convolutionLayers.map { ($0, activatedOutput(of: $0, in: session.keras)) }
     }
 
     /// Submits the filter visualisation `spec` as a job (or joins the identical one),
@@ -170,7 +176,7 @@ public final class ConvLensService: Sendable {
     @discardableResult
     public func prerenderGallery(logger: Logger) -> Int {
         var queued = 0
-        for layer in convolutionLayers {
+        for (_, layer) in galleryLayers {
             let channels = layer.outputShape.last ?? 0
             let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
                                   size: settings.filterSize, cols: Self.galleryColumns)
@@ -187,8 +193,8 @@ public final class ConvLensService: Sendable {
 }
 
 extension ConvLensService {
-    /// Renders the gallery's filter grid of one layer now, on the calling thread, and
-    /// stores it in the cache (what `convlens gallery` does for every layer).
+    /// Renders the gallery's filter grid of one layer (a convolution's activated output)
+    /// now, on the calling thread, and stores it in the cache (what `convlens gallery` does).
     public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (png: Data, cached: Bool) {
         let channels = layer.outputShape.last ?? 0
         let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,

@@ -93,11 +93,12 @@ struct Routes: Sendable {
         let keras = session.keras
         let pipeline = try session.imagePipeline()
         let defaultLayer = defaultCAMLayer(of: keras)?.name
-        let convNames = Set(service.convolutionLayers.map(\.name))
+        let activated = Dictionary(service.galleryLayers.map { ($0.convolution.name, $0.target.name) }, uniquingKeysWith: { a, _ in a })
         let layers = keras.layers.map { l in
             ModelBody.Layer(name: l.name, class_name: l.className, output_shape: l.outputShape, parameters: l.parameterCount,
-                            spatial: l.isSpatial, convolution: convNames.contains(l.name),
-                            filters: l.isSpatial && l.nodeId > 0 ? l.outputShape.last : nil)
+                            spatial: l.isSpatial, convolution: activated[l.name] != nil,
+                            filters: l.isSpatial && l.nodeId > 0 ? l.outputShape.last : nil,
+                            activated_output: activated[l.name])
         }
         let body = ModelBody(
             name: session.profile.name, keras_name: keras.name, format: keras.format.rawValue, keras_version: keras.kerasVersion,
@@ -143,6 +144,8 @@ struct Routes: Sendable {
             var parameters: Int
             var spatial, convolution: Bool
             var filters: Int?
+            /// Convolutions: the layer after its own BatchNorm/activation, whose filters the gallery shows.
+            var activated_output: String?
         }
         var name, keras_name, format: String
         var keras_version: String?

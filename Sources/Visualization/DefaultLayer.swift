@@ -12,13 +12,24 @@ import KerasFormat
 /// EfficientNet-Lite0 → `top_activation`.
 public func defaultCAMLayer(of model: KerasModel) -> LayerSummary? {
     let convolutions: Set<String> = ["Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Convolution2D"]
-    let followUps: Set<String> = ["BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU"]
     func spatial(_ l: LayerSummary) -> Bool {
         l.isSpatial && (l.outputShape[0] == -1 || l.outputShape[0] > 1) && (l.outputShape[1] == -1 || l.outputShape[1] > 1)
     }
-    guard var current = model.layers.last(where: { convolutions.contains($0.className) && spatial($0) }) else {
+    guard let current = model.layers.last(where: { convolutions.contains($0.className) && spatial($0) }) else {
         return model.layers.last(where: spatial)
     }
+    return activatedOutput(of: current, in: model)
+}
+
+/// A convolution's output after its own normalisation and activation: while the
+/// layer's output feeds exactly one layer and that layer is an element-wise follow-up
+/// (BatchNormalization, Activation, ReLU, LeakyReLU, ELU, PReLU) with a spatial output,
+/// move to it. EfficientNet-Lite0's `stem_conv` → `stem_activation`; a VGG16 convolution
+/// (activation fused) is its own. What a filter "looks for" is best seen there: the
+/// channel mean of a linear convolution's raw output rises with a flat colour.
+public func activatedOutput(of layer: LayerSummary, in model: KerasModel) -> LayerSummary {
+    let followUps: Set<String> = ["BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU"]
+    var current = layer
     let byNode = Dictionary(model.layers.map { ($0.nodeId, $0) }, uniquingKeysWith: { a, _ in a })
     let nodes = model.network.nodes
     while true {
@@ -32,8 +43,8 @@ public func defaultCAMLayer(of model: KerasModel) -> LayerSummary? {
             guard next.count == 1 else { return current }
             node = next[0]
         }
-        guard let layer = byNode[node.id], followUps.contains(layer.className), spatial(layer) else { break }
-        current = layer
+        guard let next = byNode[node.id], followUps.contains(next.className), next.isSpatial else { break }
+        current = next
     }
     return current
 }

@@ -6,7 +6,7 @@ import Server
 
 struct Gallery: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pre-render every convolution layer's filter grid (book method) into a folder and the server's cache.",
+        abstract: "Pre-render every convolution layer's filter grid (book method, at its activated output) into a folder and the server's cache.",
         discussion: """
             Uses the same settings as `serve` (config file, CONVLENS_* variables), so the grids land
             in the cache the server reads (cache.dir) and the gallery shows them at once. Grids
@@ -46,20 +46,21 @@ struct Gallery: AsyncParsableCommand {
         ComputeThreads.set(service.settings.ompThreads > 0 ? service.settings.ompThreads : ProcessInfo.processInfo.activeProcessorCount)
         let outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        var chosen = service.convolutionLayers
+        var chosen = service.galleryLayers
         if let layers {
             let names = layers.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-            for n in names where !chosen.contains(where: { $0.name == n }) {
+            for n in names where !chosen.contains(where: { $0.convolution.name == n }) {
                 throw CLIError("'\(n)' is not a convolution layer of the model; see `convlens summary`")
             }
-            chosen = chosen.filter { names.contains($0.name) }
+            chosen = chosen.filter { names.contains($0.convolution.name) }
         }
         let began = Date()
-        for (i, layer) in chosen.enumerated() {
+        for (i, (convolution, target)) in chosen.enumerated() {
             let t0 = Date()
-            let (png, cached) = try service.renderGalleryGrid(layer)
-            try png.write(to: outURL.appendingPathComponent("\(layer.name).png"), options: .atomic)
-            printErr(String(format: "[%d/%d] %@: %@ (%.1f s)", i + 1, chosen.count, layer.name, cached ? "from the cache" : "rendered",
+            let (png, cached) = try service.renderGalleryGrid(target)
+            try png.write(to: outURL.appendingPathComponent("\(convolution.name).png"), options: .atomic)
+            let shown = target.name == convolution.name ? convolution.name : "\(convolution.name) → \(target.name)"
+            printErr(String(format: "[%d/%d] %@: %@ (%.1f s)", i + 1, chosen.count, shown, cached ? "from the cache" : "rendered",
                             Date().timeIntervalSince(t0)))
         }
         printErr(String(format: "%d grid(s) in %@ (%.1f s); cache: %@", chosen.count, out, Date().timeIntervalSince(began),

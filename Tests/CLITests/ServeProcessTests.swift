@@ -131,14 +131,14 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         }
         let (status, log) = try run()
         #expect(status == 0, "\(log)")
-        #expect(log.contains("stem_conv: rendered"))
+        #expect(log.contains("stem_conv → stem_activation: rendered"), "the grid is drawn at the activated output")
         let png = try Data(contentsOf: URL(fileURLWithPath: out).appendingPathComponent("stem_conv.png"))
         #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
         let cached = FileManager.default.enumerator(atPath: tmp.appendingPathComponent("cache").path)?.allObjects as? [String] ?? []
         #expect(cached.contains { $0.hasSuffix(".png") }, "the grid is in the server's cache")
         let (again, log2) = try run()
         #expect(again == 0)
-        #expect(log2.contains("stem_conv: from the cache"))
+        #expect(log2.contains("stem_conv → stem_activation: from the cache"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: out).appendingPathComponent("stem_conv.png")) == png)
     }
 }

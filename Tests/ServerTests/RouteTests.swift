@@ -28,6 +28,7 @@ import Visualization
             #expect(layers.count == service.session.keras.layers.count)
             let stem = try #require(layers.first { $0["name"] as? String == "stem_conv" })
             #expect(stem["convolution"] as? Bool == true && stem["spatial"] as? Bool == true && stem["filters"] as? Int == 32)
+            #expect(stem["activated_output"] as? String == "stem_activation", "BN and ReLU6 follow stem_conv")
             let pool = try #require(layers.first { $0["name"] as? String == "avg_pool" })
             #expect(pool["spatial"] as? Bool == false)
         }

@@ -74,3 +74,17 @@ func top5EqualsKerasOnEverySamplePhoto(resize: String) throws {
     let cam = try KerasModel.load(contentsOf: root.appendingPathComponent("Tests/Fixtures/visualization/cam_classifier.k3.h5"))
     #expect(defaultCAMLayer(of: cam)?.name == "last_conv")
 }
+
+@Test func aConvolutionsActivatedOutputFollowsItsOwnBNAndActivationOnly() throws {
+    func after(_ name: String, in model: KerasModel) throws -> String {
+        activatedOutput(of: try #require(model.layers.first { $0.name == name }), in: model).name
+    }
+    #expect(try after("stem_conv", in: bundled.model) == "stem_activation")
+    #expect(try after("block2a_expand_conv", in: bundled.model) == "block2a_expand_activation")
+    #expect(try after("block2a_dwconv", in: bundled.model) == "block2a_activation")
+    // A projection has BatchNorm and no activation; the next block's convolution is not a follow-up.
+    #expect(try after("block1a_project_conv", in: bundled.model) == "block1a_project_bn")
+    // Fused activation: the convolution is its own activated output.
+    let cam = try KerasModel.load(contentsOf: root.appendingPathComponent("Tests/Fixtures/visualization/cam_classifier.k3.h5"))
+    #expect(try after("last_conv", in: cam) == "last_conv")
+}
