@@ -22,10 +22,10 @@
 # Change the port with CONVLENS_SERVER_PORT, not `serve --port`: the HEALTHCHECK
 # reads CONVLENS_SERVER_PORT.
 #
-# Stopping: on SIGTERM running jobs get jobs.shutdown_grace_seconds (20 s) to
-# finish. Docker's default stop timeout is 10 s, after which it sends SIGKILL, so
-# give `docker stop -t 30` / `--stop-timeout 30` / compose `stop_grace_period: 30s`,
-# or lower CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS.
+# Stopping: on SIGTERM running jobs get jobs.shutdown_grace_seconds to finish, then
+# are cancelled. The image sets it to 8 s so Docker's default 10 s stop timeout
+# (then SIGKILL) still ends in a clean exit; to give jobs longer, raise both, e.g.
+# -e CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS=25 --stop-timeout 30.
 #
 # No Docker engine runs on the development machines: scripts/container-host-run
 # reads this file and performs the same build and run steps on the host (same
@@ -113,6 +113,7 @@ ENV CONVLENS_SERVER_HOST=0.0.0.0 \
     CONVLENS_SERVER_PORT=8080 \
     CONVLENS_SERVER_PUBLIC_DIR=/app/public \
     CONVLENS_CACHE_DIR=/var/cache/convlens \
+    CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS=8 \
     SWIFT_BACKTRACE=enable=yes,sanitize=yes,threads=all,images=all,interactive=no,swift-backtrace=/usr/local/bin/swift-backtrace-static
 
 # The bundled model is found as ./models/efficientnet_lite0.json, the config file
