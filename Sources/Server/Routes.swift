@@ -229,7 +229,7 @@ struct Routes: Sendable {
                 let picture = show == "overlay"
                     ? try camOverlay(map, on: photo, alpha: alpha, colormap: colormap, displayPercentile: p)
                     : try camHeatmapImage(map, width: photo.width, height: photo.height, colormap: colormap, displayPercentile: p)
-                png = try encodePNG(picture)
+                png = try encodePNG(picture, fast: true)
             }
             return HeatmapOutcome(map: map, layer: cam.resolution == .layer ? layer.name : "input", predictions: predictions, png: png)
         }
@@ -310,7 +310,7 @@ struct Routes: Sendable {
             if format == "json" { return (nil, try channelStatistics(one), shape) }
             let picture = try channel.map { try activationChannel(one, channel: $0, colormap: colormap) }
                 ?? activationGrid(one, cols: cols, colormap: colormap)
-            return (try encodePNG(picture), nil, shape)
+            return (try encodePNG(picture, fast: true), nil, shape)
         }
         if let png = outcome.png {
             return pngResponse(png, etag: etag, extra: [.init("X-Layer")!: layer.name, .init("X-Shape")!: outcome.shape.map(String.init).joined(separator: "x")])
