@@ -354,6 +354,27 @@ def dynamic_input(K):
     return K.Model(x_in, out, name="dynamic_input")
 
 
+def squeeze_excite_concat(K):
+    """Squeeze-and-excite (GAP keepdims → 1×1 convs → sigmoid, Multiply broadcasting
+    (1,1,C) over the map), Concatenate of two branches on the channel axis, Multiply of
+    three same-shape tensors."""
+    L = K.layers
+    x_in = K.Input(shape=(9, 10, 3), name="input")
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(x_in)
+    s = L.GlobalAveragePooling2D(keepdims=True, name="se_squeeze")(x)
+    s = L.Conv2D(3, 1, activation="relu", name="se_reduce")(s)
+    s = L.Conv2D(6, 1, activation="sigmoid", name="se_expand")(s)
+    x = L.Multiply(name="se_excite")([x, s])
+    a = L.Conv2D(4, 3, padding="same", name="branch_a")(x)
+    b = L.Conv2D(5, 1, activation="tanh", name="branch_b")(x)
+    x = L.Concatenate(name="concat")([a, b, x])
+    c = L.Conv2D(15, 1, name="gate")(x)
+    x = L.Multiply(name="product3")([x, c, x])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(4, activation="softmax", name="head")(x)
+    return K.Model(x_in, out, name="squeeze_excite_concat")
+
+
 def unsupported_upsampling(K):
     L = K.layers
     x_in = K.Input(shape=(8, 8, 2), name="input")
@@ -376,6 +397,9 @@ def unsupported_groups(K):
 # --------------------------------------------------------------------------
 # name, builder, formats, activation layers, gradient-wrt layer, extra batch sizes, notes
 CASES = [
+    dict(name="squeeze_excite_concat", build=squeeze_excite_concat, formats=ALL_FORMATS,
+         acts=["se_squeeze", "se_expand", "se_excite", "concat", "product3"], wrt="se_excite", input="normal",
+         notes="Multiply with (1,1,C) broadcasting (squeeze-excite) and of three tensors; Concatenate on the channel axis"),
     dict(name="seq_conv_basic", build=seq_conv_basic, formats=ALL_FORMATS,
          acts=["conv1", "conv2", "pool", "fc1"], wrt="conv3", batches=(1, 2), input="normal",
          notes="Sequential; odd input, same/stride 2 on odd size; softmax Dense head"),

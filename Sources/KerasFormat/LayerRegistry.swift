@@ -38,6 +38,8 @@ struct LayerRegistry: Sendable {
         r.register("Flatten", buildFlatten)
         r.register("ZeroPadding2D", buildZeroPadding2D)
         r.register("Add", buildAdd)
+        r.register("Multiply", buildMultiply)
+        r.register("Concatenate", buildConcatenate)
         // Layers that only act in training: the identity at inference.
         for cls in ["Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
                     "ActivityRegularization", "Identity"] {
@@ -252,6 +254,21 @@ private func buildAdd(_ ctx: LayerContext) throws -> BuiltLayer {
     guard ctx.inputShapes.count >= 2 else { throw ctx.invalid("Add needs at least 2 inputs, got \(ctx.inputShapes.count)") }
     try ctx.expectNoVariables()
     return BuiltLayer([Add(name: ctx.nodeName)])
+}
+
+private func buildMultiply(_ ctx: LayerContext) throws -> BuiltLayer {
+    guard ctx.inputShapes.count >= 2 else { throw ctx.invalid("Multiply needs at least 2 inputs, got \(ctx.inputShapes.count)") }
+    try ctx.expectNoVariables()
+    return BuiltLayer([Multiply(name: ctx.nodeName)])
+}
+
+private func buildConcatenate(_ ctx: LayerContext) throws -> BuiltLayer {
+    guard ctx.inputShapes.count >= 2 else { throw ctx.invalid("Concatenate needs at least 2 inputs, got \(ctx.inputShapes.count)") }
+    let rank = ctx.inputShapes[0].count
+    let axis = try ctx.int("axis", default: -1)
+    guard axis == -1 || axis == rank else { throw ctx.unsupported("axis=\(axis) (only the last axis)") }
+    try ctx.expectNoVariables()
+    return BuiltLayer([Concatenate(name: ctx.nodeName)])
 }
 
 private func buildInferenceIdentity(_ ctx: LayerContext) throws -> BuiltLayer {
