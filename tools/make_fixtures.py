@@ -375,6 +375,24 @@ def squeeze_excite_concat(K):
     return K.Model(x_in, out, name="squeeze_excite_concat")
 
 
+def smooth_activations(K):
+    """swish/silu, elu, exact gelu, selu, softplus as Activation layers and fused into
+    convolutions; the ELU layer with a non-default alpha."""
+    L = K.layers
+    x_in = K.Input(shape=(8, 9, 3), name="input")
+    x = L.Conv2D(6, 3, padding="same", activation="swish", name="conv_swish")(x_in)
+    x = L.Conv2D(6, 3, padding="same", activation="gelu", name="conv_gelu")(x)
+    x = L.Activation("elu", name="act_elu")(x)
+    x = L.Conv2D(6, 1, name="conv_plain")(x)
+    x = L.ELU(alpha=0.7, name="elu_layer")(x)
+    x = L.Activation("selu", name="act_selu")(x)
+    x = L.Conv2D(6, 1, activation="softplus", name="conv_softplus")(x)
+    x = L.Activation("silu", name="act_silu")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(3, activation="softmax", name="head")(x)
+    return K.Model(x_in, out, name="smooth_activations")
+
+
 def unsupported_upsampling(K):
     L = K.layers
     x_in = K.Input(shape=(8, 8, 2), name="input")
@@ -397,6 +415,10 @@ def unsupported_groups(K):
 # --------------------------------------------------------------------------
 # name, builder, formats, activation layers, gradient-wrt layer, extra batch sizes, notes
 CASES = [
+    dict(name="smooth_activations", build=smooth_activations, formats=ALL_FORMATS,
+         acts=["conv_swish", "conv_gelu", "act_elu", "elu_layer", "act_selu", "conv_softplus", "act_silu"],
+         wrt="conv_gelu", input="normal",
+         notes="swish/silu, elu (string and ELU layer alpha 0.7), exact gelu, selu, softplus"),
     dict(name="squeeze_excite_concat", build=squeeze_excite_concat, formats=ALL_FORMATS,
          acts=["se_squeeze", "se_expand", "se_excite", "concat", "product3"], wrt="se_excite", input="normal",
          notes="Multiply with (1,1,C) broadcasting (squeeze-excite) and of three tensors; Concatenate on the channel axis"),

@@ -175,6 +175,11 @@ struct LayerContext {
         case "sigmoid": return .sigmoid
         case "tanh": return .tanh
         case "softmax": return .softmax
+        case "swish", "silu": return .swish
+        case "elu": return .elu()
+        case "gelu": return .gelu
+        case "selu": return .selu
+        case "softplus": return .softplus
         default: return nil
         }
     }

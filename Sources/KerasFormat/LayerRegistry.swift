@@ -28,6 +28,7 @@ struct LayerRegistry: Sendable {
         r.register("Activation", buildActivation)
         r.register("ReLU", buildReLU)
         r.register("LeakyReLU", buildLeakyReLU)
+        r.register("ELU", buildELU)
         r.register("Softmax", buildSoftmax)
         r.register("MaxPooling2D") { try buildPooling($0, max: true) }
         r.register("MaxPool2D") { try buildPooling($0, max: true) }
@@ -187,6 +188,13 @@ private func buildLeakyReLU(_ ctx: LayerContext) throws -> BuiltLayer {
     let slope = try ctx.value("negative_slope") != nil ? ctx.float("negative_slope") : ctx.float("alpha", default: 0.3)
     try ctx.expectNoVariables()
     return BuiltLayer([Activation(name: ctx.nodeName, function: .relu(negativeSlope: slope), kind: "LeakyReLU")])
+}
+
+private func buildELU(_ ctx: LayerContext) throws -> BuiltLayer {
+    _ = try ctx.singleInputShape()
+    let alpha = try ctx.float("alpha", default: 1)
+    try ctx.expectNoVariables()
+    return BuiltLayer([Activation(name: ctx.nodeName, function: .elu(alpha: alpha), kind: "ELU")])
 }
 
 private func buildSoftmax(_ ctx: LayerContext) throws -> BuiltLayer {

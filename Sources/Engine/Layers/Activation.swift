@@ -49,6 +49,9 @@ public final class Activation: Layer {
             return Tensor(shape: x.shape, scalars: relu!.forward(x.scalars))
         case .sigmoid, .tanh:
             return Tensor(shape: x.shape, scalars: try eltwise!.forward(x.scalars))
+        case .swish, .elu, .gelu, .selu, .softplus:
+            let f = Self.smooth(function)
+            return Tensor(shape: x.shape, scalars: x.scalars.map { f.value($0) })
         case .softmax:
             guard x.rank >= 2, let last = x.shape.last, last > 0 || x.count == 0 else {
                 throw mismatch("softmax needs a non-empty last axis, got \(x.shape)")
@@ -72,6 +75,9 @@ public final class Activation: Layer {
             return [outputGradient]
         case .relu:
             dx = relu!.backward(x.scalars, g)
+        case .swish, .elu, .gelu, .selu, .softplus:
+            let f = Self.smooth(function)
+            dx = zip(x.scalars, g).map { f.derivative($0) * $1 }
         case .sigmoid:
             // dσ/dx = σ(1 − σ), from the output.
             dx = output.scalars.withUnsafeBufferPointer { y in
@@ -117,6 +123,32 @@ public final class Activation: Layer {
             }
         }
         return [Tensor(shape: x.shape, scalars: dx)]
+    }
+
+    /// A smooth activation and its derivative, each as Keras/TensorFlow define it.
+    static func smooth(_ function: ActivationFunction) -> (value: (Float) -> Float, derivative: (Float) -> Float) {
+        func sigmoid(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+        switch function {
+        case .swish:
+            return ({ $0 * sigmoid($0) }, { x in let s = sigmoid(x); return s * (1 + x * (1 - s)) })
+        case .elu(let alpha):
+            return ({ $0 > 0 ? $0 : alpha * (Foundation.exp($0) - 1) }, { $0 > 0 ? 1 : alpha * Foundation.exp($0) })
+        case .gelu:
+            // The exact form (Keras' default, approximate=False).
+            let invSqrt2: Float = 0.70710678118654752
+            let invSqrt2Pi: Float = 0.39894228040143268
+            return ({ 0.5 * $0 * (1 + erf($0 * invSqrt2)) },
+                    { x in 0.5 * (1 + erf(x * invSqrt2)) + x * invSqrt2Pi * Foundation.exp(-0.5 * x * x) })
+        case .selu:
+            let alpha: Float = 1.67326324, scale: Float = 1.05070098
+            return ({ $0 > 0 ? scale * $0 : scale * alpha * (Foundation.exp($0) - 1) },
+                    { $0 > 0 ? scale : scale * alpha * Foundation.exp($0) })
+        case .softplus:
+            // log(1 + eˣ) without overflow; its derivative is σ(x).
+            return ({ x in max(x, 0) + Foundation.log1p(Foundation.exp(-abs(x))) }, { sigmoid($0) })
+        default:
+            return ({ $0 }, { _ in 1 })
+        }
     }
 
     /// Numerically stable softmax over consecutive rows of length `axis`.

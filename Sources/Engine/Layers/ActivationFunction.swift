@@ -7,4 +7,12 @@ public enum ActivationFunction: Sendable, Equatable {
     case sigmoid
     case tanh
     case softmax
+    /// Smooth activations, written out element by element (forward and derivative side by side
+    /// in `Activation.smooth`): swish/silu x·σ(x); elu α(eˣ−1) below 0; exact gelu
+    /// ½x(1+erf(x/√2)); selu λ·elu with Klambauer's α, λ; softplus log(1+eˣ).
+    case swish
+    case elu(alpha: Float = 1)
+    case gelu
+    case selu
+    case softplus
 }
