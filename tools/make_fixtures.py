@@ -393,6 +393,21 @@ def smooth_activations(K):
     return K.Model(x_in, out, name="smooth_activations")
 
 
+def rescale_maxpool(K):
+    """Rescaling (scale and offset) at the input, as models carrying their own scaling do;
+    GlobalMaxPooling2D with and without keepdims."""
+    L = K.layers
+    x_in = K.Input(shape=(7, 8, 3), name="input")
+    x = L.Rescaling(1 / 127.5, offset=-1, name="rescale")(x_in)
+    x = L.Conv2D(5, 3, padding="same", activation="relu", name="conv1")(x)
+    m = L.GlobalMaxPooling2D(keepdims=True, name="gmp_keep")(x)
+    x = L.Multiply(name="scale_by_max")([x, m])
+    x = L.Conv2D(4, 3, name="conv2")(x)
+    x = L.GlobalMaxPooling2D(name="gmp")(x)
+    out = L.Dense(3, name="logits")(x)
+    return K.Model(x_in, out, name="rescale_maxpool")
+
+
 def unsupported_upsampling(K):
     L = K.layers
     x_in = K.Input(shape=(8, 8, 2), name="input")
@@ -415,6 +430,9 @@ def unsupported_groups(K):
 # --------------------------------------------------------------------------
 # name, builder, formats, activation layers, gradient-wrt layer, extra batch sizes, notes
 CASES = [
+    dict(name="rescale_maxpool", build=rescale_maxpool, formats=ALL_FORMATS,
+         acts=["rescale", "conv1", "gmp_keep", "scale_by_max", "gmp"], wrt="conv1", input="normal",
+         notes="Rescaling(1/127.5, offset -1) on 0-255 input; GlobalMaxPooling2D keepdims and not"),
     dict(name="smooth_activations", build=smooth_activations, formats=ALL_FORMATS,
          acts=["conv_swish", "conv_gelu", "act_elu", "elu_layer", "act_selu", "conv_softplus", "act_silu"],
          wrt="conv_gelu", input="normal",

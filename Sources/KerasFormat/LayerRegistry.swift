@@ -36,6 +36,9 @@ struct LayerRegistry: Sendable {
         r.register("AvgPool2D") { try buildPooling($0, max: false) }
         r.register("GlobalAveragePooling2D", buildGlobalAveragePooling2D)
         r.register("GlobalAvgPool2D", buildGlobalAveragePooling2D)
+        r.register("GlobalMaxPooling2D", buildGlobalMaxPooling2D)
+        r.register("GlobalMaxPool2D", buildGlobalMaxPooling2D)
+        r.register("Rescaling", buildRescaling)
         r.register("Flatten", buildFlatten)
         r.register("ZeroPadding2D", buildZeroPadding2D)
         r.register("Add", buildAdd)
@@ -221,6 +224,23 @@ private func buildGlobalAveragePooling2D(_ ctx: LayerContext) throws -> BuiltLay
     _ = try spatialInput(ctx)
     try ctx.expectNoVariables()
     return BuiltLayer([GlobalAveragePooling2D(name: ctx.nodeName, keepDims: try ctx.bool("keepdims", default: false))])
+}
+
+private func buildGlobalMaxPooling2D(_ ctx: LayerContext) throws -> BuiltLayer {
+    try ctx.requireChannelsLast()
+    _ = try spatialInput(ctx)
+    try ctx.expectNoVariables()
+    return BuiltLayer([GlobalMaxPooling2D(name: ctx.nodeName, keepDims: try ctx.bool("keepdims", default: false))])
+}
+
+private func buildRescaling(_ ctx: LayerContext) throws -> BuiltLayer {
+    _ = try ctx.singleInputShape()
+    // Per-channel lists are legal Keras but unused by the applications; refuse them by name.
+    for key in ["scale", "offset"] {
+        if let v = ctx.value(key), v.double == nil { throw ctx.unsupported("\(key)=\(v.compact) (only a single number)") }
+    }
+    try ctx.expectNoVariables()
+    return BuiltLayer([Rescaling(name: ctx.nodeName, scale: try ctx.float("scale"), offset: try ctx.float("offset", default: 0))])
 }
 
 private func buildFlatten(_ ctx: LayerContext) throws -> BuiltLayer {
