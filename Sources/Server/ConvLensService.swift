@@ -136,8 +136,7 @@ public final class ConvLensService: Sendable {
     /// Submits the filter visualisation `spec` as a job (or joins the identical one),
     /// unless its result is cached. Throws for bad specs before queueing anything.
     func submitFilters(_ spec: FilterSpec, priority: ComputePriority) throws -> (key: String, url: String, job: JobStatus?) {
-        _ = try session.validate(spec)
-        let (key, url) = filterAddress(spec)
+        let (key, url) = try filterAddress(spec)
         if cache.contains(key) { return (key, url, nil) }
         let session = self.session
         let status = try jobs.submit(
@@ -155,19 +154,16 @@ public final class ConvLensService: Sendable {
         return (key, url, status)
     }
 
-    /// The cache key and the canonical URL of a filter picture.
-    func filterAddress(_ spec: FilterSpec) -> (key: String, url: String) {
-        let (_, _, h, w) = (try? session.validate(spec)) ?? (0, false, 0, 0)
-        var query = "method=\(spec.method.rawValue)&steps=\(spec.steps)&step=\(spec.stepSize)&seed=\(spec.seed)&size=\(h)x\(w)"
-        if spec.method == .lucid { query += "&objective=\(spec.objective.rawValue)" }
-        let url: String
-        if spec.count == 1 {
-            url = "/filters/\(spec.layer)/\(spec.first)?" + query.replacingOccurrences(of: "size=\(h)x\(w)", with: "size=\(h)")
-        } else {
-            url = "/filters/\(spec.layer)?first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&"
-                + query.replacingOccurrences(of: "size=\(h)x\(w)", with: "size=\(h)")
-        }
-        let parameters = "layer=\(spec.layer)&first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&\(query)"
+    /// The cache key and the canonical URL of a filter picture. Validates the spec
+    /// (unknown layer, range, flat layer) — the one check before anything is queued.
+    func filterAddress(_ spec: FilterSpec) throws -> (key: String, url: String) {
+        let (_, _, h, w) = try session.validate(spec)
+        let run = "method=\(spec.method.rawValue)&steps=\(spec.steps)&step=\(spec.stepSize)&seed=\(spec.seed)"
+        let objective = spec.method == .lucid ? "&objective=\(spec.objective.rawValue)" : ""
+        let url = spec.count == 1
+            ? "/filters/\(spec.layer)/\(spec.first)?\(run)&size=\(h)\(objective)"
+            : "/filters/\(spec.layer)?first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&\(run)&size=\(h)\(objective)"
+        let parameters = "layer=\(spec.layer)&first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&\(run)&size=\(h)x\(w)\(objective)"
         return (key("filters", parameters), url)
     }
 
@@ -199,7 +195,7 @@ extension ConvLensService {
         let channels = layer.outputShape.last ?? 0
         let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
                               size: settings.filterSize, cols: Self.galleryColumns)
-        let (key, _) = filterAddress(spec)
+        let (key, _) = try filterAddress(spec)
         if let png = cache.get(key) { return (png, true) }
         let png = try encodePNG(try session.renderFilters(spec, progress: progress).picture)
         try cache.put(key, png)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Configuration
 import Engine
 import Foundation
 import Server
@@ -30,20 +29,13 @@ struct Gallery: AsyncParsableCommand {
     var layers: String?
 
     func run() async throws {
-        var flags: [String: ConfigValue] = [:]
-        if let model { flags["model.path"] = .init(.string(model), isSecret: false) }
-        if let count { flags["gallery.count"] = .init(.int(count), isSecret: false) }
-        let configFile = config ?? (FileManager.default.fileExists(atPath: "config/convlens.yaml") ? "config/convlens.yaml" : nil)
-        let service: ConvLensService
-        do {
-            let settings = try await ConvLensServer.settings(flags: flags, configFile: configFile)
-            service = try ConvLensService(settings: settings, executable: URL(fileURLWithPath: CommandLine.arguments[0]))
-        } catch let error as ServerStartupError {
-            printErr("convlens gallery: \(error)")
-            throw ExitCode(2)
-        }
+        var loader = ServiceLoader(command: "gallery")
+        loader.set("model.path", model)
+        loader.set("gallery.count", count)
+        let service = try await loader.load(config: config).service
+        // Rendered here, on this thread, not on the server's compute threads.
         service.executor.shutdown()
-        ComputeThreads.set(service.settings.ompThreads > 0 ? service.settings.ompThreads : ProcessInfo.processInfo.activeProcessorCount)
+        ComputeThreads.set(service.executor.ompThreads)
         let outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
         var chosen = service.galleryLayers

@@ -88,7 +88,7 @@ struct Heatmap: ParsableCommand {
             throw CLIError("layer '\(layerSummary.name)' has output shape \(layerSummary.outputShape), not a spatial feature map; choose a convolutional layer")
         }
         let scoreNode = scoreNode(of: m, postSoftmax: postSoftmax)
-        let classIndex = try classChoice.map { try resolveClass($0, labels: m.labels, count: m.network.nodes[scoreNode].outputShape.last ?? 0) }
+        let classIndex = try classChoice.map { try m.session.resolveClass($0) }
         let result = try m.network.classActivationMap(
             x, CAMRequest(layerNode: layerSummary.nodeId, scoreNode: scoreNode, classIndex: classIndex), method: method)
         let cam = result.map
@@ -130,19 +130,3 @@ enum HeatmapView: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension CAMMethod: ExpressibleByArgument {}
-
-/// A class given as an index or as (a prefix-free match of) a label.
-func resolveClass(_ text: String, labels: [String]?, count: Int) throws -> Int {
-    if let k = Int(text) {
-        guard k >= 0, k < count else { throw CLIError("class \(k) is out of range: the model has \(count) classes (0...\(count - 1))") }
-        return k
-    }
-    guard let labels else { throw CLIError("class '\(text)' is not a number and the model has no labels") }
-    let wanted = text.lowercased()
-    let matches = labels.indices.filter { i in
-        labels[i].lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(wanted)
-    }
-    guard let first = matches.first else { throw CLIError("no class labelled '\(text)'") }
-    if matches.count > 1 { printErr("'\(text)' names classes \(matches); using \(first)") }
-    return first
-}

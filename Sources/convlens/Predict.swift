@@ -25,20 +25,18 @@ struct Predict: ParsableCommand {
         let x = try readInput(input, for: m, options: inputOptions)
         guard x.batch == 1 else { throw CLIError("predict takes one sample; \(input) holds \(x.batch)") }
         let y = try m.network.predict(x)
-        let ranked = y.scalars.indices.sorted { y.scalars[$0] > y.scalars[$1] }.prefix(top)
-        let labels = m.labels
+        let ranked = m.session.rank(y.scalars, top: top)
         if json {
-            let topList: [[String: Any]] = ranked.map { i in
-                var entry: [String: Any] = ["class": i, "score": Double(y.scalars[i])]
-                if let labels, i < labels.count { entry["label"] = labels[i] }
+            let topList: [[String: Any]] = ranked.map { p in
+                var entry: [String: Any] = ["class": p.classIndex, "score": Double(p.score)]
+                if let label = p.label { entry["label"] = label }
                 return entry
             }
             let obj: [String: Any] = ["output": y.scalars.map { Double($0) }, "top": topList]
             FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) + Data("\n".utf8))
         } else {
-            for (rank, i) in ranked.enumerated() {
-                let label = labels.flatMap { i < $0.count ? $0[i] : nil } ?? ""
-                print(String(format: "%2d. class %5d  %.6f  %@", rank + 1, i, y.scalars[i], label))
+            for (rank, p) in ranked.enumerated() {
+                print(String(format: "%2d. class %5d  %.6f  %@", rank + 1, p.classIndex, p.score, p.label ?? ""))
             }
         }
     }

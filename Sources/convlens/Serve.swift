@@ -1,5 +1,4 @@
 import ArgumentParser
-import Configuration
 import Foundation
 import Logging
 import Server
@@ -38,27 +37,18 @@ struct Serve: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        var flags: [String: ConfigValue] = [:]
-        if let model { flags["model.path"] = .init(.string(model), isSecret: false) }
-        if let host { flags["server.host"] = .init(.string(host), isSecret: false) }
-        if let port { flags["server.port"] = .init(.int(port), isSecret: false) }
-        if let cacheDir { flags["cache.dir"] = .init(.string(cacheDir), isSecret: false) }
-        let configFile = config ?? (FileManager.default.fileExists(atPath: "config/convlens.yaml") ? "config/convlens.yaml" : nil)
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         var logger = Logger(label: "convlens")
         logger.logLevel = level
-        let service: ConvLensService
-        do {
-            let settings = try await ConvLensServer.settings(flags: flags, configFile: configFile)
-            let began = Date()
-            service = try ConvLensService(settings: settings, executable: URL(fileURLWithPath: CommandLine.arguments[0]))
-            logger.info("model \(service.session.profile.name) (\(service.session.keras.layers.count) layers) loaded in \(String(format: "%.2f", Date().timeIntervalSince(began))) s from \(service.session.profile.modelURL.path)\(configFile.map { "; config \($0)" } ?? "")")
-        } catch let error as ServerStartupError {
-            printErr("convlens serve: \(error)")
-            throw ExitCode(2)
-        }
+        var loader = ServiceLoader(command: "serve")
+        loader.set("model.path", model)
+        loader.set("server.host", host)
+        loader.set("server.port", port)
+        loader.set("cache.dir", cacheDir)
+        let (service, configFile, seconds) = try await loader.load(config: config)
+        logger.info("model \(service.session.profile.name) (\(service.session.keras.layers.count) layers) loaded in \(String(format: "%.2f", seconds)) s from \(service.session.profile.modelURL.path)\(configFile.map { "; config \($0)" } ?? "")")
         let runningLogger = logger
         try await ConvLensServer.run(service: service, logger: logger, onRunning: { port in
             let logger = runningLogger

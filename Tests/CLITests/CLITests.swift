@@ -1,21 +1,8 @@
 import Foundation
 import Testing
 
-/// The `convlens` executable as a user runs it: real files in, exit codes,
-/// messages and outputs checked.
-private let root = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-/// The built executable sits next to the test bundle in the build products folder.
-private let executable: URL = {
-    var dir = Bundle.main.bundleURL
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("convlens")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    return root.appendingPathComponent(".build/debug/convlens")
-}()
+// The `convlens` executable as a user runs it: real files in, exit codes,
+// messages and outputs checked.
 
 private struct Run {
     let status: Int32

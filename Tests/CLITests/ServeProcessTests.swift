@@ -4,20 +4,8 @@ import FoundationNetworking
 #endif
 import Testing
 
-/// `convlens serve` as a process: start-up on the bundled model, a clear exit for a bad
-/// model, graceful shutdown on SIGTERM with a job running.
-private let root = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-private let executable: URL = {
-    var dir = Bundle.main.bundleURL
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("convlens")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    return root.appendingPathComponent(".build/debug/convlens")
-}()
+// `convlens serve` as a process: start-up on the bundled model, a clear exit for a bad
+// model, graceful shutdown on SIGTERM with a job running.
 
 /// A running `convlens serve`; its log (stderr) is collected as it comes.
 private final class ServerProcess: @unchecked Sendable {

@@ -12,9 +12,7 @@ public final class GlobalAveragePooling2D: Layer {
     }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        let s = try singleShape(inputShapes)
-        try checkFeatureMapShape(s, channels: nil)
-        return keepDims ? [1, 1, s[2]] : [s[2]]
+        try globalPoolingShape(inputShapes, keepDims: keepDims)
     }
 
     // MARK: forward

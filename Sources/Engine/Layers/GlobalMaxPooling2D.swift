@@ -13,9 +13,7 @@ public final class GlobalMaxPooling2D: Layer {
     }
 
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        let s = try singleShape(inputShapes)
-        try checkFeatureMapShape(s, channels: nil)
-        return keepDims ? [1, 1, s[2]] : [s[2]]
+        try globalPoolingShape(inputShapes, keepDims: keepDims)
     }
 
     /// For each (sample, channel), the flat index of its maximum.

@@ -34,6 +34,13 @@ extension Layer {
             throw mismatch("expected \(channels) input channels, got \(s[2]) (input \(s))")
         }
     }
+
+    /// A global pooling's output shape: `[h, w, c]` → `[c]`, or `[1, 1, c]` keeping dims.
+    func globalPoolingShape(_ shapes: [[Int]], keepDims: Bool) throws -> [Int] {
+        let s = try singleShape(shapes)
+        try checkFeatureMapShape(s, channels: nil)
+        return keepDims ? [1, 1, s[2]] : [s[2]]
+    }
 }
 
 /// Validates a two-element list of positive integers (strides, pool sizes, dilations).
