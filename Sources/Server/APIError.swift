@@ -41,7 +41,7 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
 
 extension APIError {
     /// The HTTP meaning of an error thrown below the server.
-    static func from(_ error: any Error) -> APIError {
+    public static func from(_ error: any Error) -> APIError {
         switch error {
         case let e as APIError:
             return e
@@ -67,6 +67,8 @@ extension APIError {
         case let e as JobQueue.Full:
             return APIError(.tooManyRequests, "queue_full", e.description, headers: [.retryAfter: "10"])
         case let e as JobQueue.ShuttingDown:
+            return APIError(.serviceUnavailable, "shutting_down", e.description)
+        case let e as ComputeExecutor.Stopped:
             return APIError(.serviceUnavailable, "shutting_down", e.description)
         case let e as ComputeExecutor.Overloaded:
             return APIError(.tooManyRequests, "overloaded", e.description, headers: [.retryAfter: "\(e.retryAfterSeconds)"])

@@ -32,6 +32,11 @@ public final class ComputeExecutor: @unchecked Sendable {
         }
     }
 
+    /// Work offered after `shutdown()`.
+    public struct Stopped: Error, CustomStringConvertible {
+        public var description: String { "the server is shutting down and takes no new computations" }
+    }
+
     private struct Item {
         let priority: ComputePriority
         let sequence: Int
@@ -88,7 +93,7 @@ public final class ComputeExecutor: @unchecked Sendable {
     private func enqueue(_ priority: ComputePriority, _ work: @escaping () -> Void) -> (any Error)? {
         condition.lock()
         defer { condition.unlock() }
-        if stopping { return ServerStartupError("the compute executor is stopped") }
+        if stopping { return Stopped() }
         if priority == .interactive {
             let pending = waiting.lazy.filter { $0.priority == .interactive }.count
             if pending >= maxPending {

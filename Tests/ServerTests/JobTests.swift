@@ -187,3 +187,17 @@ import Testing
         }
     }
 }
+
+@Test func workOfferedAfterShutdownIsA503NotACrashOrA500() async throws {
+    let executor = ComputeExecutor(threads: 1, ompThreads: 1, maxPending: 4)
+    #expect(try await executor.run { 41 + 1 } == 42)
+    executor.shutdown()
+    do {
+        _ = try await executor.run { 1 }
+        Issue.record("a stopped executor must refuse work")
+    } catch {
+        #expect(error is ComputeExecutor.Stopped)
+        let api = APIError.from(error)
+        #expect(api.status == .serviceUnavailable && api.code == "shutting_down")
+    }
+}
