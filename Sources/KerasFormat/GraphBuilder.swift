@@ -4,12 +4,15 @@ import Foundation
 /// Turns a `ModelSpec` plus its weights into engine nodes. A nested model (a
 /// Functional or Sequential model used as a layer, like a convolutional base
 /// inside a Sequential) is flattened: its layers become nodes of the one
-/// network, addressed by their own names (`outer/inner` only where a name
-/// occurs twice in the model tree), and the nested model's name addresses its output.
+/// network, addressed by their paths in the model tree (`outer/inner`) and, where
+/// the name occurs once in the whole tree, by their own names too; the nested
+/// model's name addresses its output.
 final class GraphBuilder {
     let spec: ModelSpec
     let weights: WeightStore
     let registry: LayerRegistry
+    /// 2 or 3: where Keras versions define a layer differently (`hard_sigmoid`).
+    let kerasMajorVersion: Int
 
     struct Result {
         let network: Network
@@ -26,10 +29,11 @@ final class GraphBuilder {
     /// Layer names that occur more than once in the model tree.
     private var ambiguous: Set<String> = []
 
-    init(spec: ModelSpec, weights: WeightStore, registry: LayerRegistry) {
+    init(spec: ModelSpec, weights: WeightStore, registry: LayerRegistry, kerasMajorVersion: Int) {
         self.spec = spec
         self.weights = weights
         self.registry = registry
+        self.kerasMajorVersion = kerasMajorVersion
     }
 
     func build() throws -> Result {
@@ -104,10 +108,10 @@ final class GraphBuilder {
         // Every call of every layer, resolved once its inputs exist. Config order
         // is topological for single-call layers; a shared layer's later calls may
         // need layers listed after it, hence the passes.
-        struct Call { let layer: LayerSpec; let index: Int; let inputs: [TensorRef] }
+        struct Call { let layer: LayerSpec; let index: Int; let call: LayerCall }
         var pending: [Call] = []
         for layer in model.layers where layer.className != "InputLayer" {
-            for (k, inputs) in layer.calls.enumerated() { pending.append(Call(layer: layer, index: k, inputs: inputs)) }
+            for (k, call) in layer.calls.enumerated() { pending.append(Call(layer: layer, index: k, call: call)) }
         }
         for layer in model.layers where layer.className == "InputLayer" && layer.name != model.inputLayer {
             throw KerasFormatError.unsupportedModel("a second InputLayer '\(layer.name)'; only one input is supported")
@@ -121,7 +125,7 @@ final class GraphBuilder {
                 // first layer of a Sequential model without an InputLayer).
                 var inputIds: [Int] = []
                 var ready = true
-                for ref in call.inputs {
+                for ref in call.call.inputs {
                     guard byName[ref.layer] != nil else {
                         throw KerasFormatError.invalidFile("layer '\(call.layer.name)' takes its input from an unknown layer '\(ref.layer)'")
                     }
@@ -133,9 +137,13 @@ final class GraphBuilder {
                     inputIds.append(id)
                 }
                 if !ready { stillPending.append(call); continue }
-                if inputIds.isEmpty { inputIds = [input] }
+                var operands = call.call.operands
+                if inputIds.isEmpty {
+                    inputIds = [input]
+                    operands = [.tensor(0)] + operands
+                }
                 progressed = true
-                let out = try buildCall(call.layer, index: call.index, inputs: inputIds, path: path)
+                let out = try buildCall(call.layer, index: call.index, inputs: inputIds, operands: operands, path: path)
                 callOutputs[call.layer.name, default: [:]][call.index] = out
                 if call.layer.nested != nil {
                     // Keras 2 numbers a nested model's calls from 1 (its node 0 links its
@@ -161,9 +169,11 @@ final class GraphBuilder {
     }
 
     /// Builds one call of one layer (or nested model); returns its output node.
-    private func buildCall(_ layer: LayerSpec, index: Int, inputs inputIds: [Int], path: [String]) throws -> Int {
+    private func buildCall(_ layer: LayerSpec, index: Int, inputs inputIds: [Int], operands: [CallOperand],
+                           path: [String]) throws -> Int {
         let display = displayName(layer.name, path: path)
         let nodeName = index == 0 ? display : "\(display)@\(index)"
+        let treePath = (path + [layer.name]).joined(separator: "/")
 
         if let nested = layer.nested {
             guard layer.calls.count == 1 else {
@@ -176,19 +186,25 @@ final class GraphBuilder {
             let first = nodes.count
             let out = try buildModel(nested, path: path + [layer.name], input: inputIds[0])
             layerIndex[display] = out
+            layerIndex[treePath] = out
             let params = nodes[first...].reduce(0) { $0 + ($1.layer?.parameterCount ?? 0) }
             summaries[display] = LayerSummary(name: display, className: layer.className,
-                                              outputShape: nodes[out].outputShape, parameterCount: params, nodeId: out)
+                                              outputShape: nodes[out].outputShape, parameterCount: params, nodeId: out,
+                                              path: treePath, depth: path.count)
             return out
         }
 
-        guard let builder = registry.builder(for: layer.className) else {
+        let registryKey = layer.isOperation ? LayerRegistry.operationKey(layer.className) : layer.className
+        guard let builder = registry.builder(for: registryKey) else {
+            if layer.isOperation {
+                throw KerasFormatError.unsupportedLayer(layer: display, className: "operation \(layer.className)")
+            }
             throw KerasFormatError.unsupportedLayer(layer: display, className: layer.className)
         }
         let key = (path + [layer.name]).joined(separator: "/")
         let context = LayerContext(
             layerName: display, nodeName: nodeName, className: layer.className, config: layer.config,
-            inputShapes: inputIds.map { nodes[$0].outputShape },
+            inputShapes: inputIds.map { nodes[$0].outputShape }, operands: operands, kerasMajorVersion: kerasMajorVersion,
             loadVariables: { [self] in
                 if let v = cachedVariables[key] { return v }
                 let v = try weights.variables(forLayer: layer.name, className: layer.className, path: path)
@@ -215,11 +231,16 @@ final class GraphBuilder {
         }
         let out = ids.last!
         layerIndex[nodeName] = out
-        if let pre = built.preActivation { preActivationIndex[nodeName] = ids[pre] }
+        if index == 0 && treePath != display { layerIndex[treePath] = out }
+        if let pre = built.preActivation {
+            preActivationIndex[nodeName] = ids[pre]
+            if index == 0 && treePath != display { preActivationIndex[treePath] = ids[pre] }
+        }
         if index == 0 {
             summaries[display] = LayerSummary(
                 name: display, className: layer.className, outputShape: nodes[out].outputShape,
-                parameterCount: built.ops.reduce(0) { $0 + $1.parameterCount }, nodeId: out)
+                parameterCount: built.ops.reduce(0) { $0 + $1.parameterCount }, nodeId: out,
+                path: treePath, depth: path.count)
         }
         return out
     }

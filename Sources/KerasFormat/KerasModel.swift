@@ -25,14 +25,23 @@ public struct LayerSummary: Sendable, Codable, Equatable {
     public let isSpatial: Bool
     /// The engine node holding the layer's (post-activation) output.
     public let nodeId: Int
+    /// Where the layer sits in the model tree: the names of the nested models
+    /// it is in and its own, joined by "/" (`vgg16/block5_conv3`); its name
+    /// at the top level. Every request that takes a layer accepts this path.
+    public let path: String
+    /// How many nested models the layer is inside (0 at the top level).
+    public let depth: Int
 
-    public init(name: String, className: String, outputShape: [Int], parameterCount: Int, nodeId: Int) {
+    public init(name: String, className: String, outputShape: [Int], parameterCount: Int, nodeId: Int,
+                path: String? = nil, depth: Int = 0) {
         self.name = name
         self.className = className
         self.outputShape = outputShape
         self.parameterCount = parameterCount
         self.isSpatial = outputShape.count == 3
         self.nodeId = nodeId
+        self.path = path ?? name
+        self.depth = depth
     }
 }
 
@@ -231,7 +240,10 @@ public struct KerasModel: Sendable {
 
     static func assemble(spec: ModelSpec, store: WeightStore, format: KerasFileFormat, version: String?,
                                  registry: LayerRegistry) throws -> KerasModel {
-        let result = try GraphBuilder(spec: spec, weights: store, registry: registry).build()
+        // A .keras zip is always Keras 3; a legacy HDF5 file says which Keras wrote it
+        // (files without a version predate Keras 3).
+        let major = format == .kerasZip ? 3 : (version?.split(separator: ".").first.flatMap { Int($0) } ?? 2)
+        let result = try GraphBuilder(spec: spec, weights: store, registry: registry, kerasMajorVersion: major).build()
         let network = result.network
         var logits: Int?
         if let act = network.nodes[network.outputNode].layer as? Activation, act.function == .softmax {
@@ -250,8 +262,11 @@ public struct KerasModel: Sendable {
             "(" + s.map { $0 < 0 ? "None" : String($0) }.joined(separator: ", ") + (s.count == 1 ? ",)" : ")")
         }
         let header = ["Layer", "Class", "Output shape", "Params", "Node", "Map"]
+        // A nested model's layers are indented under it, by their own names
+        // (their paths, e.g. `vgg16/block5_conv3`, address them anywhere).
         var rows = layers.map {
-            [$0.name, $0.className, shape($0.outputShape), String($0.parameterCount), String($0.nodeId), $0.isSpatial ? "yes" : ""]
+            [String(repeating: "  ", count: $0.depth) + ($0.depth > 0 ? ($0.path.split(separator: "/").last.map(String.init) ?? $0.name) : $0.name),
+             $0.className, shape($0.outputShape), String($0.parameterCount), String($0.nodeId), $0.isSpatial ? "yes" : ""]
         }
         rows.insert(header, at: 0)
         let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }

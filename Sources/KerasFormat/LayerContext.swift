@@ -24,6 +24,9 @@ struct VariableSpec {
     var aliases: [String] = []
     /// Whether this layer instance has the variable (`use_bias`, `scale`, ...).
     var present: Bool = true
+    /// A layer's only variable, created without a name (Keras 3 calls it
+    /// `variable_N`), matches whatever name the file gives it.
+    var anyNameWhenAlone: Bool = false
 }
 
 /// Everything a builder may look at for one call of one Keras layer, with
@@ -37,6 +40,10 @@ struct LayerContext {
     let config: JSON
     /// Per-sample shapes of the call's inputs (-1: variable).
     let inputShapes: [[Int]]
+    /// The call's arguments in order: input tensors (indices into `inputShapes`) and constants.
+    var operands: [CallOperand] = []
+    /// The Keras that wrote the file (2 or 3), where the versions define a layer differently.
+    var kerasMajorVersion: Int = 3
     let loadVariables: () throws -> StoredVariables
 
     // MARK: errors
@@ -163,10 +170,12 @@ struct LayerContext {
             name = cfg.string ?? cfg["name"]?.string
         }
         guard let n = name else { throw unsupported("\(key)=\(v.compact)") }
-        return try Self.activationFunction(named: n) ?? { throw unsupported("\(key)='\(n)'") }()
+        return try Self.activationFunction(named: n, kerasMajorVersion: kerasMajorVersion)
+            ?? { throw unsupported("\(key)='\(n)'") }()
     }
 
-    static func activationFunction(named name: String) -> ActivationFunction? {
+    /// Keras' activation by name, as the Keras that wrote the file defines it.
+    static func activationFunction(named name: String, kerasMajorVersion: Int = 3) -> ActivationFunction? {
         switch name {
         case "linear", "identity": return .linear
         case "relu": return .relu()
@@ -180,6 +189,8 @@ struct LayerContext {
         case "gelu": return .gelu
         case "selu": return .selu
         case "softplus": return .softplus
+        case "hard_sigmoid": return kerasMajorVersion >= 3 ? .hardSigmoid : .hardSigmoidKeras2
+        case "hard_silu", "hard_swish": return .hardSwish
         default: return nil
         }
     }
@@ -203,7 +214,8 @@ struct LayerContext {
         case .named(let list):
             var unused = list.map(\.name)
             for spec in wanted {
-                guard let hit = list.first(where: { $0.name == spec.name || spec.aliases.contains($0.name) }) else {
+                let alone = spec.anyNameWhenAlone && wanted.count == 1 && list.count == 1
+                guard let hit = list.first(where: { alone || $0.name == spec.name || spec.aliases.contains($0.name) }) else {
                     let have = list.isEmpty ? "none" : list.map(\.name).joined(separator: ", ")
                     throw invalid("weight '\(spec.name)' is missing from the file (stored: \(have))")
                 }

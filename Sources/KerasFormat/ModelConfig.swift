@@ -7,17 +7,43 @@ struct TensorRef: Equatable {
     let tensor: Int
 }
 
+/// One argument of a call, in the callee's argument order: an input tensor
+/// (its index in the call's `inputs`) or a constant, as in `x + 3.0`, which
+/// Keras 2 records as a `TFOpLambda` call with kwargs `{"y": 3.0}` and Keras 3
+/// as an operation layer called with args `[x, 3.0]`.
+enum CallOperand: Equatable {
+    case tensor(Int)
+    case constant(JSON)
+}
+
+/// One call of a layer (one Keras inbound node).
+struct LayerCall: Equatable {
+    /// The call's input tensors, in argument order.
+    var inputs: [TensorRef]
+    /// Every argument, tensors and constants, in argument order (keyword
+    /// arguments after the positional ones, Keras' `name` left out).
+    var operands: [CallOperand]
+
+    init(inputs: [TensorRef], operands: [CallOperand]? = nil) {
+        self.inputs = inputs
+        self.operands = operands ?? inputs.indices.map { .tensor($0) }
+    }
+}
+
 /// One layer entry of a model config.
 struct LayerSpec {
     let name: String
     let className: String
     /// The layer's own `config` object.
     let config: JSON
-    /// One entry per call of the layer (Keras' inbound nodes), each the list of
-    /// the call's input tensors. Empty for an InputLayer.
-    let calls: [[TensorRef]]
+    /// One entry per call of the layer (Keras' inbound nodes). Empty for an InputLayer.
+    let calls: [LayerCall]
     /// The model's own config when this "layer" is a nested Sequential / Functional model.
     var nested: ModelSpec? = nil
+    /// A Keras 3 operation recorded as a layer (module `keras.src.ops.*`: `x + y`
+    /// on symbolic tensors becomes class `Add` of `keras.src.ops.numpy`, which is
+    /// not the `Add` layer).
+    var isOperation = false
 }
 
 /// A model config reduced to what the loader needs: layers in config order,
@@ -59,6 +85,12 @@ struct ModelSpec {
     }
 
     static let modelClasses: Set<String> = ["Sequential", "Functional", "Model"]
+
+    /// Whether a layer entry is a Keras 3 operation (`keras.src.ops.numpy.Add`, ...).
+    static func isOperation(_ entry: JSON) -> Bool {
+        guard let module = entry["module"]?.string else { return false }
+        return module.hasPrefix("keras.src.ops") || module.hasPrefix("keras.ops")
+    }
 
     private static func basics(_ entry: JSON) throws -> (name: String, className: String, config: JSON, nested: ModelSpec?) {
         guard let className = entry["class_name"]?.string, let config = entry["config"],
@@ -132,7 +164,8 @@ struct ModelSpec {
                 }
             }
             let inputs = previous.map { [$0] } ?? []
-            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: [inputs], nested: nested))
+            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: [LayerCall(inputs: inputs)],
+                                    nested: nested, isOperation: isOperation(entry)))
             previous = TensorRef(layer: lname, node: 0, tensor: 0)
         }
         guard let shape = inputShape, let last = previous, last.layer != inputLayer else {
@@ -151,7 +184,8 @@ struct ModelSpec {
             // A layer that is never called (or an InputLayer) may have no inbound nodes.
             let nodes = entry["inbound_nodes"]?.array ?? []
             let calls = try nodes.map { try parseInboundNode($0, layer: lname) }
-            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: calls, nested: nested))
+            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: calls, nested: nested,
+                                    isOperation: isOperation(entry)))
         }
         let inputs = try tensorRefList(config["input_layers"], what: "input_layers")
         let outputs = try tensorRefList(config["output_layers"], what: "output_layers")
@@ -191,28 +225,57 @@ struct ModelSpec {
         return TensorRef(layer: l, node: n, tensor: t)
     }
 
-    /// One inbound node: Keras 2 `[[layer, node, tensor, kwargs], ...]` or
-    /// Keras 3 `{"args": [...], "kwargs": {...}}` with `__keras_tensor__` objects
-    /// (possibly inside lists, as for Add).
-    private static func parseInboundNode(_ node: JSON, layer: String) throws -> [TensorRef] {
+    /// One inbound node: Keras 2 `[[layer, node, tensor, kwargs], ...]` (a
+    /// `TFOpLambda` writes its single call as `[layer, node, tensor, kwargs]`,
+    /// the kwargs holding its other arguments: constants or `[layer, node, tensor]`)
+    /// or Keras 3 `{"args": [...], "kwargs": {...}}` with `__keras_tensor__`
+    /// objects (possibly inside lists, as for Add) and constants.
+    private static func parseInboundNode(_ node: JSON, layer: String) throws -> LayerCall {
         if let args = node["args"] {
             var refs: [TensorRef] = []
-            collectKerasTensors(args, into: &refs)
+            var operands: [CallOperand] = []
+            for arg in args.array ?? [args] {
+                let before = refs.count
+                collectKerasTensors(arg, into: &refs)
+                if refs.count == before {
+                    operands.append(.constant(arg))
+                } else {
+                    operands += (before..<refs.count).map { .tensor($0) }
+                }
+            }
             var kwargRefs: [TensorRef] = []
             if let kwargs = node["kwargs"] { collectKerasTensors(kwargs, into: &kwargRefs) }
             if !kwargRefs.isEmpty {
                 throw KerasFormatError.unsupportedModel(
                     "layer '\(layer)' is called with tensors as keyword arguments (\(kwargRefs.map(\.layer).joined(separator: ", ")))")
             }
-            return try refs.map { r in
-                guard r.node >= 0, r.tensor >= 0 else { throw KerasFormatError.invalidFile("layer '\(layer)': bad keras_history") }
-                return r
+            for r in refs where r.node < 0 || r.tensor < 0 {
+                throw KerasFormatError.invalidFile("layer '\(layer)': bad keras_history")
             }
+            return LayerCall(inputs: refs, operands: operands)
         }
         guard let list = node.array else {
             throw KerasFormatError.invalidFile("layer '\(layer)': unrecognised inbound node \(node.compact.prefix(200))")
         }
-        return try list.map { try tensorRef($0, what: "inbound node of layer '\(layer)'") }
+        if list.first?.string != nil {
+            // A TFOpLambda call: the first argument, then the keyword arguments.
+            var inputs = [try tensorRef(node, what: "inbound node of layer '\(layer)'")]
+            var operands: [CallOperand] = [.tensor(0)]
+            if list.count >= 4, let kwargs = list[3].object {
+                for key in kwargs.keys.sorted() where key != "name" {
+                    let value = kwargs[key]!
+                    if value.isNull { continue }
+                    if let ref = try? tensorRef(value, what: ""), value.array?.count == 3 {
+                        operands.append(.tensor(inputs.count))
+                        inputs.append(ref)
+                    } else {
+                        operands.append(.constant(value))
+                    }
+                }
+            }
+            return LayerCall(inputs: inputs, operands: operands)
+        }
+        return LayerCall(inputs: try list.map { try tensorRef($0, what: "inbound node of layer '\(layer)'") })
     }
 
     private static func collectKerasTensors(_ value: JSON, into refs: inout [TensorRef]) {

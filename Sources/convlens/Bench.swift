@@ -33,11 +33,31 @@ struct Bench: ParsableCommand {
     @Option(help: "Python with TensorFlow; runs tools/bench_keras.py on the same model for the side-by-side.")
     var python: String?
 
+    @Flag(help: "Time only the batch-1 forward pass, on any model (tools/compare_with_keras.py uses it for the keras.applications table).")
+    var forwardOnly = false
+
+    @Flag(help: "With --forward-only: print one JSON line {\"line\", \"ms_median\", \"batch\", \"input\"}.")
+    var json = false
+
     func run() throws {
         let threads = model.threads ?? ProcessInfo.processInfo.activeProcessorCount
         ComputeThreads.set(threads)
         let m = try model.load()
         let net = m.network
+        if forwardOnly {
+            // A variable input size is timed at 224×224, as the applications' defaults.
+            let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
+            var g = SplitMix64(seed: 7)
+            let x = Tensor(shape: [1] + size, scalars: (0..<size.reduce(1, *)).map { _ in Float(g.nextUnit() * 255 - 128) })
+            let ms = try time(runs) { _ = try net.predict(x) }
+            if json {
+                print("{\"line\": \"forward\", \"ms_median\": \(String(format: "%.3f", ms)), \"batch\": 1, \"input\": \(size), \"threads\": \(threads)}")
+            } else {
+                print(String(format: "forward (batch 1, input %@): %.1f ms, median of %d runs, %d thread(s)",
+                             size.map(String.init).joined(separator: "×") as NSString, ms, runs, threads))
+            }
+            return
+        }
         let lastConv = try resolveLayer("block5_conv3", in: m)
         let ascentLayer = try resolveLayer("block3_conv1", in: m)
         let logits = scoreNode(of: m, postSoftmax: false)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import KerasFormat
+import Visualization
 
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,12 +15,25 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         let m = try model.load()
+        let camLayer = defaultCAMLayer(of: m.keras)
         if json {
+            struct Output: Encodable {
+                let summary: ModelSummary
+                let defaultCAMLayer: String?
+                func encode(to encoder: any Encoder) throws {
+                    try summary.encode(to: encoder)
+                    enum Key: String, CodingKey { case default_cam_layer }
+                    var c = encoder.container(keyedBy: Key.self)
+                    try c.encode(defaultCAMLayer, forKey: .default_cam_layer)
+                }
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            FileHandle.standardOutput.write(try encoder.encode(m.keras.summary) + Data("\n".utf8))
+            let out = Output(summary: m.keras.summary, defaultCAMLayer: camLayer?.path)
+            FileHandle.standardOutput.write(try encoder.encode(out) + Data("\n".utf8))
         } else {
-            print(m.keras.summaryTable())
+            print(m.keras.summaryTable(), terminator: "")
+            print("Default Grad-CAM layer: \(camLayer?.path ?? "none (no spatial layer)")")
         }
     }
 }

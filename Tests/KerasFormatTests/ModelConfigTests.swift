@@ -98,11 +98,11 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         func one(_ cls: String, _ config: [String: Any]) throws {
             _ = try build(try sequential([input8, layer(cls, "c", config)]), store)
         }
-        expectFailure(["'c'", "Conv2D", "groups=2"]) { try one("Conv2D", conv.merging(["groups": 2]) { $1 }) }
+        expectFailure(["'c'", "Conv2D", "groups=2", "one group per input channel"]) { try one("Conv2D", conv.merging(["groups": 2]) { $1 }) }
         expectFailure(["'c'", "Conv2D", "data_format='channels_first'"]) {
             try one("Conv2D", conv.merging(["data_format": "channels_first"]) { $1 })
         }
-        expectFailure(["'c'", "Conv2D", "activation='hard_sigmoid'"]) { try one("Conv2D", conv.merging(["activation": "hard_sigmoid"]) { $1 }) }
+        expectFailure(["'c'", "Conv2D", "activation='mish'"]) { try one("Conv2D", conv.merging(["activation": "mish"]) { $1 }) }
         expectFailure(["'c'", "Conv2D", "padding='causal'"]) { try one("Conv2D", conv.merging(["padding": "causal"]) { $1 }) }
         expectFailure(["'c'", "Conv2D", "dtype"]) {
             try one("Conv2D", conv.merging(["dtype": ["class_name": "QuantizedDTypePolicy", "config": ["name": "int8_from_float32"]]]) { $1 })
@@ -292,6 +292,17 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         #expect(model.parameterCount == 3 * 3 * 3 * 4 + 4 + 4 * 2 + 2)
         #expect(try net.node(named: "base") == 3)
         #expect(try net.node(named: "conv") == 2)
+        // Every inner layer is also addressed by its path in the model tree.
+        #expect(try net.node(named: "base/conv") == 2)
+        #expect(try net.node(named: "base/act") == 3)
+        #expect(net.preActivationIndex["base/conv"] == 1)
+        #expect(model.layers.map(\.path) == ["in", "base", "base/conv", "base/act", "gap", "head"])
+        #expect(model.layers.map(\.depth) == [0, 0, 1, 1, 0, 0])
+        // The summary shows the tree: inner layers indented under their model.
+        let table = model.summaryTable().split(separator: "\n").map(String.init)
+        #expect(table.contains { $0.hasPrefix("base ") })
+        #expect(table.contains { $0.hasPrefix("  conv ") })
+        #expect(table.contains { $0.hasPrefix("  act ") })
         #expect(net.preActivationIndex["conv"] == 1)
         #expect(model.logitsNode == 5)
 
@@ -313,6 +324,98 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         // A nested model's input must fit what it is given.
         let small = try sequential([layer("InputLayer", "in", ["batch_input_shape": [NSNull(), 5, 5, 3]]), base])
         expectFailure(["'base'", "expects input [8, 8, 3], gets [5, 5, 3]"]) { _ = try build(small, store) }
+    }
+
+    /// Arithmetic on tensors: Keras 2 records `TFOpLambda` calls `[layer, node, tensor,
+    /// {"y": constant or [layer, node, tensor]}]`; Keras 3 operation layers (module
+    /// `keras.src.ops.numpy`) take constants among their args.
+    @Test func tensorArithmeticFromKeras2AndKeras3() throws {
+        func tfop(_ name: String, _ function: String, _ x: String, y: Any) -> [String: Any] {
+            ["class_name": "TFOpLambda", "name": name,
+             "config": ["name": name, "function": function, "dtype": "float32"] as [String: Any],
+             "inbound_nodes": [[x, 0, 0, ["y": y, "name": NSNull()] as [String: Any]]]]
+        }
+        let k2 = try build(try functional([
+            input8,
+            tfop("tf.__operators__.add", "__operators__.add", "in", y: 3.0),
+            layer("ReLU", "r", ["max_value": 6], inbound: [["tf.__operators__.add"]]),
+            tfop("tf.math.multiply", "math.multiply", "r", y: 1.0 / 6),
+            tfop("tf.__operators__.add_1", "__operators__.add", "in", y: ["tf.math.multiply", 0, 0] as [Any]),
+            tfop("tf.math.subtract", "math.subtract", "tf.__operators__.add_1", y: 0.5),
+        ], outputs: ["tf.math.subtract"]))
+        let nodes = k2.network.nodes
+        #expect(nodes.map(\.inputs) == [[], [0], [1], [2], [0, 3], [4]])
+        let add3 = try #require(nodes[1].layer as? ChannelAffine)
+        #expect(add3.offset == [3] && add3.scale == [1] && add3.kind == "TFOpLambda")
+        #expect(try #require(nodes[3].layer as? ChannelAffine).scale == [Float(1.0 / 6)])
+        #expect(nodes[4].layer is Engine.Add)
+        #expect(try #require(nodes[5].layer as? ChannelAffine).center == [0.5])
+        let x = Tensor(shape: [1, 8, 8, 3], scalars: (0..<192).map { Float($0 % 17) * 0.5 - 4 })
+        let y = try k2.network.predict(x)
+        for (xi, yi) in zip(x.scalars, y.scalars) {
+            let hs = min(max(xi + 3, 0), 6) * Float(1.0 / 6)
+            #expect(abs(yi - (xi + hs - 0.5)) < 1e-6)
+        }
+
+        func kt(_ l: String) -> [String: Any] {
+            ["class_name": "__keras_tensor__", "config": ["shape": [NSNull(), 8, 8, 3], "dtype": "float32",
+                                                          "keras_history": [l, 0, 0] as [Any]]]
+        }
+        func op(_ cls: String, _ name: String, _ args: [Any]) -> [String: Any] {
+            ["module": "keras.src.ops.numpy", "class_name": cls, "name": name, "config": ["name": name],
+             "inbound_nodes": [["args": args, "kwargs": [String: Any]()]]]
+        }
+        var inputLayer = input8
+        inputLayer["inbound_nodes"] = [Any]()
+        func k3(_ layers: [[String: Any]], output: String) throws -> KerasModel {
+            try build(try parse(["class_name": "Functional", "config": [
+                "name": "f", "layers": [inputLayer] + layers, "input_layers": ["in", 0, 0], "output_layers": [output, 0, 0],
+            ] as [String: Any]]))
+        }
+        let m3 = try k3([op("Subtract", "sub", [2.0, kt("in")]), op("Multiply", "mul", [kt("sub"), [1.0, 2.0, 3.0]]),
+                         op("Add", "add", [kt("mul"), kt("in")])], output: "add")
+        let y3 = try m3.network.predict(x)
+        for (i, (xi, yi)) in zip(x.scalars, y3.scalars).enumerated() {
+            #expect(abs(yi - ((2 - xi) * Float(i % 3 + 1) + xi)) < 1e-6)
+        }
+        // Not the Add layer: the operation's class is looked up among operations.
+        expectFailure(["'pow'", "operation Power"]) { _ = try k3([op("Power", "pow", [kt("in"), 2.0])], output: "pow") }
+        expectFailure(["'div'", "division of a constant by a tensor"]) {
+            _ = try k3([op("Divide", "div", [1.0, kt("in")])], output: "div")
+        }
+        expectFailure(["'tf.math.reduce_mean'", "function='math.reduce_mean'"]) {
+            _ = try build(try functional([input8, tfop("tf.math.reduce_mean", "math.reduce_mean", "in", y: 1)],
+                                         outputs: ["tf.math.reduce_mean"]))
+        }
+    }
+
+    @Test func newLayerKindsRefuseWhatTheyDoNotSupport() throws {
+        let store = MemoryWeightStore()
+        func one(_ cls: String, _ config: [String: Any]) throws {
+            _ = try build(try sequential([input8, layer(cls, "c", config)]), store)
+        }
+        expectFailure(["'c'", "Normalization", "invert=true"]) { try one("Normalization", ["mean": [1, 2, 3], "variance": [1, 1, 1], "invert": true]) }
+        expectFailure(["'c'", "Normalization", "axis=[1]"]) { try one("Normalization", ["axis": [1], "mean": 0, "variance": 1]) }
+        expectFailure(["'c'", "Normalization", "mean has 2 values for 3 channels"]) {
+            try one("Normalization", ["mean": [1, 2], "variance": 1])
+        }
+        expectFailure(["'c'", "LayerNormalization", "rms_scaling=true"]) { try one("LayerNormalization", ["rms_scaling": true]) }
+        expectFailure(["'c'", "Rescaling", "scale has 4 values for 3 channels"]) { try one("Rescaling", ["scale": [1, 2, 3, 4]]) }
+        expectFailure(["'c'", "Reshape", "cannot reshape [8, 8, 3]"]) { try one("Reshape", ["target_shape": [5, -1]]) }
+        expectFailure(["'c'", "Cropping2D", "leaves nothing"]) { try one("Cropping2D", ["cropping": [[4, 4], [0, 0]]]) }
+        expectFailure(["'c'", "PReLU", "shared_axes=[4]"]) { try one("PReLU", ["shared_axes": [4]]) }
+    }
+
+    /// A Conv2D with one group per channel is a depthwise convolution (ConvNeXt).
+    @Test func groupedConvolutionWithOneGroupPerChannelIsDepthwise() throws {
+        let store = MemoryWeightStore()
+        let kernel = ramp([3, 3, 1, 6], scale: 0.1)
+        store.named["g"] = [("kernel", kernel), ("bias", ramp([6]))]
+        store.named["d"] = [("depthwise_kernel", kernel.reshaped([3, 3, 3, 2])), ("bias", ramp([6]))]
+        let grouped = try build(try sequential([input8, layer("Conv2D", "g", ["filters": 6, "kernel_size": 3, "groups": 3])]), store)
+        let depthwise = try build(try sequential([input8, layer("DepthwiseConv2D", "d", ["kernel_size": 3, "depth_multiplier": 2])]), store)
+        let x = Tensor(shape: [1, 8, 8, 3], scalars: (0..<192).map { Float($0 % 11) * 0.1 })
+        #expect(try grouped.network.predict(x) == depthwise.network.predict(x))
     }
 
     @Test func helpers() {

@@ -49,7 +49,7 @@ public final class Activation: Layer {
             return Tensor(shape: x.shape, scalars: relu!.forward(x.scalars))
         case .sigmoid, .tanh:
             return Tensor(shape: x.shape, scalars: try eltwise!.forward(x.scalars))
-        case .swish, .elu, .gelu, .selu, .softplus:
+        case .swish, .elu, .gelu, .selu, .softplus, .hardSigmoid, .hardSigmoidKeras2, .hardSwish:
             let f = Self.smooth(function)
             return Tensor(shape: x.shape, scalars: x.scalars.map { f.value($0) })
         case .softmax:
@@ -75,7 +75,7 @@ public final class Activation: Layer {
             return [outputGradient]
         case .relu:
             dx = relu!.backward(x.scalars, g)
-        case .swish, .elu, .gelu, .selu, .softplus:
+        case .swish, .elu, .gelu, .selu, .softplus, .hardSigmoid, .hardSigmoidKeras2, .hardSwish:
             let f = Self.smooth(function)
             dx = zip(x.scalars, g).map { f.derivative($0) * $1 }
         case .sigmoid:
@@ -125,7 +125,9 @@ public final class Activation: Layer {
         return [Tensor(shape: x.shape, scalars: dx)]
     }
 
-    /// A smooth activation and its derivative, each as Keras/TensorFlow define it.
+    /// A smooth or piecewise-linear activation and its derivative, each as
+    /// Keras/TensorFlow define it (at kinks, the one-sided value TensorFlow's
+    /// registered gradient takes: relu6' = [0 < x < 6], clip' = [lo ≤ x ≤ hi]).
     static func smooth(_ function: ActivationFunction) -> (value: (Float) -> Float, derivative: (Float) -> Float) {
         func sigmoid(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
         switch function {
@@ -146,10 +148,20 @@ public final class Activation: Layer {
         case .softplus:
             // log(1 + eˣ) without overflow; its derivative is σ(x).
             return ({ x in max(x, 0) + Foundation.log1p(Foundation.exp(-abs(x))) }, { sigmoid($0) })
+        case .hardSigmoid:
+            return ({ relu6($0 + 3) / 6 }, { x in x + 3 > 0 && x + 3 < 6 ? 1 / 6 : 0 })
+        case .hardSigmoidKeras2:
+            return ({ Swift.min(Swift.max($0 * 0.2 + 0.5, 0), 1) },
+                    { x in let v = x * 0.2 + 0.5; return v >= 0 && v <= 1 ? 0.2 : 0 })
+        case .hardSwish:
+            return ({ $0 * (relu6($0 + 3) / 6) },
+                    { x in relu6(x + 3) / 6 + (x + 3 > 0 && x + 3 < 6 ? x / 6 : 0) })
         default:
             return ({ $0 }, { _ in 1 })
         }
     }
+
+    private static func relu6(_ x: Float) -> Float { Swift.min(Swift.max(x, 0), 6) }
 
     /// Numerically stable softmax over consecutive rows of length `axis`.
     static func softmax(_ x: [Float], axis c: Int) -> [Float] {

@@ -15,4 +15,10 @@ public enum ActivationFunction: Sendable, Equatable {
     case gelu
     case selu
     case softplus
+    /// Piecewise-linear sigmoids, which Keras 2 and 3 define differently:
+    /// Keras 3 `hard_sigmoid` relu6(x + 3) / 6; Keras 2 `hard_sigmoid` clip(0.2x + 0.5, 0, 1).
+    case hardSigmoid
+    case hardSigmoidKeras2
+    /// Keras 3 `hard_silu` / `hard_swish`: x · relu6(x + 3) / 6.
+    case hardSwish
 }

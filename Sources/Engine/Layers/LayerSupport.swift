@@ -47,3 +47,32 @@ extension Layer {
 func checkPair(_ v: [Int], _ what: String) -> String? {
     v.count == 2 && v.allSatisfy({ $0 > 0 }) ? nil : "\(what) must be two positive integers, got \(v)"
 }
+
+/// For each position of a tensor shaped `out`, the flat index into a tensor shaped
+/// `shape` of the same rank broadcast to it (its size-1 axes repeat). Multiply and PReLU use it.
+func broadcastSourceIndex(of shape: [Int], in out: [Int]) -> [Int] {
+    if shape == out { return Array(0..<out.reduce(1, *)) }
+    let rank = out.count
+    var strides = [Int](repeating: 0, count: rank)
+    var s = 1
+    for i in stride(from: rank - 1, through: 0, by: -1) {
+        strides[i] = shape[i] == 1 ? 0 : s
+        s *= shape[i]
+    }
+    let count = out.reduce(1, *)
+    var index = [Int](repeating: 0, count: count)
+    var coordinate = [Int](repeating: 0, count: rank)
+    for p in 0..<count {
+        var flat = 0
+        for i in 0..<rank { flat += coordinate[i] * strides[i] }
+        index[p] = flat
+        var axis = rank - 1
+        while axis >= 0 {
+            coordinate[axis] += 1
+            if coordinate[axis] < out[axis] { break }
+            coordinate[axis] = 0
+            axis -= 1
+        }
+    }
+    return index
+}

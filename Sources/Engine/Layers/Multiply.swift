@@ -42,34 +42,6 @@ public final class Multiply: Layer {
         return out
     }
 
-    /// For each output position, the flat index into `shape` (size-1 axes repeat).
-    private func sourceIndex(of shape: [Int], in out: [Int]) -> [Int] {
-        if shape == out { return Array(0..<out.reduce(1, *)) }
-        let rank = out.count
-        var strides = [Int](repeating: 0, count: rank)
-        var s = 1
-        for i in stride(from: rank - 1, through: 0, by: -1) {
-            strides[i] = shape[i] == 1 ? 0 : s
-            s *= shape[i]
-        }
-        let count = out.reduce(1, *)
-        var index = [Int](repeating: 0, count: count)
-        var coordinate = [Int](repeating: 0, count: rank)
-        for p in 0..<count {
-            var flat = 0
-            for i in 0..<rank { flat += coordinate[i] * strides[i] }
-            index[p] = flat
-            var axis = rank - 1
-            while axis >= 0 {
-                coordinate[axis] += 1
-                if coordinate[axis] < out[axis] { break }
-                coordinate[axis] = 0
-                axis -= 1
-            }
-        }
-        return index
-    }
-
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
@@ -77,7 +49,7 @@ public final class Multiply: Layer {
         let count = out.reduce(1, *)
         var y = [Float](repeating: 1, count: count)
         for t in inputs {
-            let index = sourceIndex(of: t.shape, in: out)
+            let index = broadcastSourceIndex(of: t.shape, in: out)
             for p in 0..<count { y[p] *= t.scalars[index[p]] }
         }
         return Tensor(shape: out, scalars: y)
@@ -91,7 +63,7 @@ public final class Multiply: Layer {
             throw mismatch("output gradient \(outputGradient.shape) does not match the output \(out)")
         }
         let count = out.reduce(1, *)
-        let indices = inputs.map { sourceIndex(of: $0.shape, in: out) }
+        let indices = inputs.map { broadcastSourceIndex(of: $0.shape, in: out) }
         return inputs.indices.map { j in
             var g = [Float](repeating: 0, count: inputs[j].count)
             for p in 0..<count {

@@ -1,0 +1,100 @@
+/// `(x − center) · scale + offset`, each a single number or one per channel
+/// (the last axis). One kernel for the Keras layers that only shift and scale:
+/// `Rescaling` (scale, offset), `Normalization` ((x − mean) / √variance),
+/// ConvNeXt's `LayerScale` (x · γ), and arithmetic with a constant written on
+/// tensors (`x + 3.0`, `x * (1/6)`: `TFOpLambda` in Keras 2 files, operation
+/// layers in Keras 3 files). `kind` names which, for summaries.
+/// Backward: the gradient times scale.
+public final class ChannelAffine: Layer {
+    public let name: String
+    public let kind: String
+    public let center: [Float]
+    public let scale: [Float]
+    public let offset: [Float]
+
+    /// Each vector has 1 or C entries.
+    public init(name: String, kind: String, center: [Float] = [0], scale: [Float] = [1], offset: [Float] = [0]) {
+        self.name = name
+        self.kind = kind
+        self.center = center
+        self.scale = scale
+        self.offset = offset
+    }
+
+    /// Scalar convenience: `x · scale + offset`.
+    public convenience init(name: String, kind: String, scale: Float, offset: Float = 0) {
+        self.init(name: name, kind: kind, scale: [scale], offset: [offset])
+    }
+
+    public var parameterCount: Int {
+        [center, scale, offset].reduce(0) { $0 + ($1.count > 1 ? $1.count : 0) }
+    }
+
+    /// The channel count the vectors need (nil: all are single numbers).
+    private var channels: Int? { [center.count, scale.count, offset.count].first { $0 > 1 } }
+
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
+        let s = try singleShape(inputShapes)
+        let counts = Set([center.count, scale.count, offset.count].filter { $0 > 1 })
+        guard !(center.isEmpty || scale.isEmpty || offset.isEmpty), counts.count <= 1 else {
+            throw mismatch("center, scale and offset must each have 1 or C entries, got \(center.count), \(scale.count), \(offset.count)")
+        }
+        if let c = channels {
+            guard let last = s.last, last == c || last == -1 else {
+                throw mismatch("\(c) per-channel values do not fit the input's last axis (input \(s))")
+            }
+        }
+        return s
+    }
+
+    private func checkChannels(_ x: Tensor) throws {
+        if let c = channels, x.shape.last != c {
+            throw mismatch("\(c) per-channel values do not fit the input's last axis (input \(x.shape))")
+        }
+    }
+
+    /// Entry `i` of a 1-or-C vector for channel `k`.
+    @inline(__always) private static func at(_ v: UnsafeBufferPointer<Float>, _ k: Int) -> Float {
+        v.count == 1 ? v[0] : v[k]
+    }
+
+    // MARK: forward
+
+    public func forward(_ inputs: [Tensor]) throws -> Tensor {
+        let x = try singleInput(inputs)
+        try checkChannels(x)
+        let c = channels ?? 1
+        let y: [Float] = x.scalars.withUnsafeBufferPointer { xs in
+            center.withUnsafeBufferPointer { m in
+                scale.withUnsafeBufferPointer { s in
+                    offset.withUnsafeBufferPointer { o in
+                        uninitializedFloats(xs.count) { y in
+                            for i in 0..<xs.count {
+                                let k = i % c
+                                y[i] = (xs[i] - Self.at(m, k)) * Self.at(s, k) + Self.at(o, k)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: x.shape, scalars: y)
+    }
+
+    // MARK: backward to the input
+
+    public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
+        let x = try singleInput(inputs)
+        guard outputGradient.shape == x.shape else { throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)") }
+        let c = scale.count
+        let g = outputGradient.scalars
+        let dx: [Float] = g.withUnsafeBufferPointer { gs in
+            scale.withUnsafeBufferPointer { s in
+                uninitializedFloats(gs.count) { d in
+                    for i in 0..<gs.count { d[i] = gs[i] * s[i % c] }
+                }
+            }
+        }
+        return [Tensor(shape: x.shape, scalars: dx)]
+    }
+}
