@@ -218,7 +218,8 @@ async function boot() {
 
 function renderHeader(model) {
   const { height, width, channels } = model.input;
-  const parameters = model.layers.reduce((sum, l) => sum + (l.parameters || 0), 0);
+  // A nested model's row sums its own layers' parameters, which have rows too.
+  const parameters = model.layers.reduce((sum, l) => sum + (l.nested_model ? 0 : l.parameters || 0), 0);
   const rows = [
     ['Model', model.name],
     ['Input', `${width}×${height}×${channels}`],
@@ -241,9 +242,11 @@ function renderLayerTable(model) {
     const name = layer.convolution
       ? el('a', { href: `#filters-${layer.name}`, title: 'Show its filters' }, layer.name)
       : layer.name;
+    // Layers inside a nested model are indented under it; their path shows on hover.
+    const depth = layer.depth || 0;
     return el('tr', { dataset: { layer: layer.name, convolution: String(layer.convolution) } },
       el('td', { class: 'num' }, String(index)),
-      el('td', { class: 'name' }, name),
+      el('td', { class: 'name', style: depth ? `padding-left: ${0.5 + 1.25 * depth}em` : '', title: layer.path || layer.name }, name),
       el('td', {}, layer.class_name),
       el('td', {}, formatShape(layer.output_shape)),
       el('td', { class: 'num' }, layer.parameters ? formatInteger(layer.parameters) : '—'),

@@ -28,7 +28,12 @@ Good entries ("kind": "ok") -- one entry per (model case, file format):
     "output": "seq_conv_basic.output.npy",  Keras' final output (inference mode;
                                             softmax included if the model has it)
     "activations": {"layer_name": "file.npy", ...}
-              output of that layer, keras.Model(model.inputs, layer.output)
+              output of that layer, keras.Model(model.inputs, layer.output).
+              A layer inside a nested model (a Sequential/Functional used as
+              a layer) is keyed by its PATH joined with '/', without the top
+              model's name: "conv_base/block2_conv2"; a nested model's own
+              name keys its output; a key without '/' is a top-level layer.
+              In file names '/' becomes '__'.
     "gradients": {
         "output_index": k,   index into the per-sample output flattened in C
                              order (for a (B, N) output simply unit k)
@@ -39,9 +44,15 @@ Good entries ("kind": "ok") -- one entry per (model case, file format):
         "wrt": {"input": "file.npy", "layer_name": "file.npy"}
               d target / d input, and d target / d (that layer's output tensor),
               the total derivative through all downstream paths. Each has the
-              shape of the tensor it is w.r.t. (batch included).
+              shape of the tensor it is w.r.t. (batch included). Layer keys as
+              in "activations" (paths for nested layers).
     },
-    "layers": ["Conv2D", ...]   Keras class names in the model (informational)
+    "layers": ["Conv2D", ...]   class_name of every layer entry in the file's
+                                config, nested models' layers included, as
+                                that file records them (tf_keras: TFOpLambda,
+                                "Custom>CustomScaleLayer"; Keras 3: operation
+                                layers such as Add/TrueDivide of
+                                keras.src.ops.numpy), plus InputLayer
     "notes": "..."              optional
   }
 
@@ -60,8 +71,11 @@ Bad entries ("kind": "bad"): loading must fail with an error.
 
 Numbers: references come from Keras 3 (TensorFlow backend, CPU). The tf_keras
 copy of each model has the same weights and is checked to produce the same
-output (within 1e-5); every saved file is re-loaded by the library that wrote
-it and checked against the reference output.
+output and top-level activations (within 1e-5); every saved file is re-loaded
+by the library that wrote it and checked against the reference output. Where
+the Keras versions define a layer differently (hard_sigmoid), the Keras 2 file
+is a case of its own whose Keras 3 reference twin uses Keras 2's definition
+(hard_activations_k2).
 """
 import argparse
 import hashlib
@@ -80,6 +94,9 @@ import tf_keras  # noqa: E402
 
 ALL_FORMATS = ("keras2-h5", "keras3-h5", "keras3-zip")
 K3_FORMATS = ("keras3-h5", "keras3-zip")
+# Keras 3 writes operation layers (`x + y` on symbolic tensors) into legacy .h5
+# files but cannot load them back: such cases are saved as .keras only.
+NO_K3_H5 = ("keras2-h5", "keras3-zip")
 SUFFIX = {"keras2-h5": ".k2.h5", "keras3-h5": ".k3.h5", "keras3-zip": ".keras"}
 
 
@@ -408,6 +425,271 @@ def rescale_maxpool(K):
     return K.Model(x_in, out, name="rescale_maxpool")
 
 
+# --- cases added for SeparableConv2D, Cropping2D, Normalization, PReLU,
+# --- Reshape, operator layers (TFOpLambda / keras.src.ops), LayerNormalization,
+# --- LayerScale, nested models --------------------------------------------
+def _applications(K):
+    """(convnext, inception_resnet_v2) application modules of Keras 3 or tf_keras:
+    LayerScale and StochasticDepth live in convnext, CustomScaleLayer in
+    inception_resnet_v2; none is exported as a public layer."""
+    if K is keras:
+        from keras.src.applications import convnext, inception_resnet_v2
+    else:
+        from tf_keras.src.applications import convnext, inception_resnet_v2
+    return convnext, inception_resnet_v2
+
+
+def _custom_objects(K):
+    cv, ir = _applications(K)
+    return {"LayerScale": cv.LayerScale, "StochasticDepth": cv.StochasticDepth,
+            "CustomScaleLayer": ir.CustomScaleLayer}
+
+
+# Keras 3's legacy .h5 loader needs these (the .keras zip records the module);
+# tf_keras only registers CustomScaleLayer (as "Custom>CustomScaleLayer").
+APPLICATION_OBJECTS = {"keras2": _custom_objects(tf_keras), "keras3": _custom_objects(keras)}
+
+
+def separable_crop(K):
+    """SeparableConv2D: depth_multiplier 1 and 2, stride 2 same on an odd size,
+    dilation 2 stride 1, valid, no bias, fused relu; Cropping2D symmetric int and
+    asymmetric ((1, 2), (0, 1)); AveragePooling2D((3, 3), strides 1, 'same') as
+    InceptionV3 / NASNet use it (the average excludes the padding)."""
+    L = K.layers
+    x_in = K.Input(shape=(17, 15, 3), name="input")
+    x = L.SeparableConv2D(6, 3, padding="same", name="sep_same_m1")(x_in)                    # 17x15x6
+    x = L.Cropping2D(1, name="crop_sym")(x)                                                  # 15x13
+    x = L.AveragePooling2D((3, 3), strides=(1, 1), padding="same", name="ap_3_s1_same")(x)   # 15x13
+    x = L.SeparableConv2D(8, 3, strides=2, padding="same", depth_multiplier=2, use_bias=False,
+                          name="sep_s2_same_m2_nobias")(x)                                   # 8x7x8 (odd -> padded)
+    x = L.SeparableConv2D(8, 3, dilation_rate=2, padding="same", activation="relu",
+                          name="sep_dil2_relu")(x)                                           # 8x7x8
+    x = L.Cropping2D(((1, 2), (0, 1)), name="crop_asym")(x)                                  # 5x6x8
+    x = L.SeparableConv2D(6, 3, padding="valid", depth_multiplier=2, name="sep_valid_m2")(x)  # 3x4x6
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(4, activation="softmax", name="predictions")(x)
+    return K.Model(x_in, out, name="separable_crop")
+
+
+def _normalization_adapt_data():
+    """Fixed data for Normalization.adapt: per-channel means (1, -0.5, 2) and
+    standard deviations (0.5, 2, 1.2)."""
+    rng = np.random.default_rng(20250101)
+    return rng.normal([1.0, -0.5, 2.0], [0.5, 2.0, 1.2], (16, 12, 12, 3)).astype(np.float32)
+
+
+def normalization_reshape(K):
+    """Normalization adapted on data (mean, variance, count stored as weights;
+    axis -1) and Normalization(mean=[...], variance=[...]) as ConvNeXt's PreStem
+    writes it (constants in the config, no weights); Rescaling with per-channel
+    scale and offset lists (both Keras versions accept and save them); an
+    EfficientNet-style squeeze-excite branch GlobalAveragePooling2D → Reshape((1, 1, C))
+    → 1x1 convs → Multiply; PReLU with shared_axes [1, 2] (alpha (1, 1, C)) and
+    without (alpha (H, W, C)), random alphas; LeakyReLU(0.15) (Keras 3 argument
+    negative_slope, tf_keras alpha); Reshape((-1,)) to a flat vector before the
+    Dense head."""
+    L = K.layers
+    x_in = K.Input(shape=(12, 12, 3), name="input")
+    norm = L.Normalization(axis=-1, name="norm_adapted")
+    norm.adapt(_normalization_adapt_data())
+    x = norm(x_in)
+    x = L.Normalization(mean=[0.4, -0.3, 1.2], variance=[0.5, 2.0, 1.5], name="norm_const")(x)
+    x = L.Rescaling(scale=[1 / 0.8, 1 / 1.6, 1 / 0.5], offset=[0.1, -0.2, 0.05], name="rescale_channels")(x)
+    x = L.Conv2D(6, 3, padding="same", name="conv1")(x)
+    x = L.PReLU(shared_axes=[1, 2], name="prelu_shared")(x)
+    s = L.GlobalAveragePooling2D(name="se_squeeze")(x)
+    s = L.Reshape((1, 1, 6), name="se_reshape")(s)
+    s = L.Conv2D(3, 1, activation="swish", name="se_reduce")(s)
+    s = L.Conv2D(6, 1, activation="sigmoid", name="se_expand")(s)
+    x = L.Multiply(name="se_excite")([x, s])
+    x = L.Conv2D(4, 3, strides=2, padding="same", name="conv2")(x)  # 6x6x4
+    if K is keras:
+        x = L.LeakyReLU(negative_slope=0.15, name="leaky")(x)
+    else:
+        x = L.LeakyReLU(alpha=0.15, name="leaky")(x)
+    x = L.Conv2D(4, 1, name="conv3")(x)
+    x = L.PReLU(name="prelu_full")(x)
+    x = L.Reshape((-1,), name="reshape_flat")(x)  # 144
+    out = L.Dense(3, name="logits")(x)
+    return K.Model(x_in, out, name="normalization_reshape")
+
+
+def _keras2_hard_sigmoid(x):
+    """tf_keras' hard_sigmoid, clip(0.2 x + 0.5, 0, 1), written with Keras 3 ops
+    (Keras 3's is relu6(x + 3) / 6): the Keras 3 reference twin of a Keras 2 file."""
+    return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def hard_activations(K, keras2_semantics=False):
+    """MobileNetV3's arithmetic as keras.applications writes it:
+    hard_sigmoid(x) = layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0) and hard swish
+    layers.Multiply()([x, hard_sigmoid(x)]); a tensor-tensor `x + y` (ConvNeXt's
+    residual); `x - 0.5`, `2.0 * x`, `x / 4.0` as Python operators; the Activation
+    string "hard_sigmoid" on the input (fixture input uniform in [-4, 4]) and fused
+    into a Conv2D; Keras 3 only: Activation("hard_silu") and Activation("hard_swish")
+    (tf_keras has neither: "Unknown activation function 'hard_silu'").
+
+    Keras 2 (tf_keras 2.21) records the operators as TFOpLambda layers
+    (`tf.__operators__.add`, `tf.math.multiply`, `tf.math.subtract`,
+    `tf.math.truediv`) whose inbound node carries the other operand in kwargs
+    ({"y": 3.0} or {"y": [layer, node, tensor]}); `2.0 * x` becomes
+    ["_CONSTANT_VALUE", -1, 2.0, {"y": [x]}]. Keras 3 (3.15) records operation
+    layers (module keras.src.ops.numpy, classes Add, Multiply, Subtract,
+    TrueDivide) with the constant among the call args. Keras 3's legacy .h5
+    loader cannot read such a file back (it takes Add/Multiply for the merge
+    layers and refuses constant positional args; TrueDivide is unknown), so the
+    Keras 3 case is written as .keras only.
+
+    hard_sigmoid differs: Keras 2 clip(0.2 x + 0.5, 0, 1), Keras 3 relu6(x + 3) / 6.
+    The two versions therefore get separate cases: `hard_activations` (Keras 3,
+    keras3-zip) and `hard_activations_k2` (the tf_keras file; its references come
+    from a Keras 3 twin using Keras 2's definition, `keras2_semantics=True`, checked
+    against tf_keras' own output and activations)."""
+    L = K.layers
+    keras3 = K is keras and not keras2_semantics
+    hard_sigmoid = _keras2_hard_sigmoid if (K is keras and keras2_semantics) else "hard_sigmoid"
+    x_in = K.Input(shape=(10, 10, 3), name="input")
+    h = L.Activation(hard_sigmoid, name="act_hard_sigmoid")(x_in)        # on [-4, 4]: both kinks of both definitions
+    x = L.Conv2D(6, 3, padding="same", name="conv1")(x_in)
+    hs = L.ReLU(6.0, name="hsig_relu6")(x + 3.0) * (1.0 / 6.0)           # MobileNetV3 hard_sigmoid
+    x = L.Multiply(name="hswish")([x, hs])                                # MobileNetV3 hard_swish (tf_keras)
+    y = L.Conv2D(6, 1, name="conv2")(x)
+    x = x + y                                                             # tensor + tensor
+    x = x - 0.5
+    x = 2.0 * x
+    x = x / 4.0
+    x = L.Conv2D(3, 1, activation=hard_sigmoid, name="conv3_hsig")(x)
+    x = L.Concatenate(name="concat")([x, h])
+    if keras3:
+        a = L.Activation("hard_silu", name="act_hard_silu")(x)
+        b = L.Activation("hard_swish", name="act_hard_swish")(x)       # MobileNetV3 hard_swish (Keras 3)
+        x = L.Add(name="add_hard")([a, b])
+    x = L.Conv2D(6, 3, padding="same", name="conv4")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(4, name="logits")(x)
+    return K.Model(x_in, out, name="hard_activations")
+
+
+def hard_activations_k2(K):
+    """tf_keras file of `hard_activations` (no hard_silu / hard_swish); built with
+    K = keras it is the Keras 3 reference twin with Keras 2's hard_sigmoid."""
+    return hard_activations(K, keras2_semantics=True)
+
+
+def _convnext_block(K, x_in, dim, name, drop_path_rate):
+    """keras.applications.convnext.ConvNeXtBlock with DepthwiseConv2D for the 7x7
+    depthwise convolution (the applications write Conv2D(groups=dim), which
+    ConvLens refuses: see unsupported_groups)."""
+    L = K.layers
+    cv, _ = _applications(K)
+    x = L.DepthwiseConv2D(7, padding="same", name=f"{name}_depthwise_conv")(x_in)
+    x = L.LayerNormalization(epsilon=1e-6, name=f"{name}_layernorm")(x)
+    x = L.Dense(4 * dim, name=f"{name}_pointwise_conv_1")(x)
+    x = L.Activation("gelu", name=f"{name}_gelu")(x)
+    x = L.Dense(dim, name=f"{name}_pointwise_conv_2")(x)
+    x = cv.LayerScale(1e-6, dim, name=f"{name}_layer_scale")(x)
+    if drop_path_rate:
+        layer = cv.StochasticDepth(drop_path_rate, name=f"{name}_stochastic_depth")
+    else:
+        layer = L.Activation("linear", name=f"{name}_identity")
+    return x_in + layer(x)
+
+
+def convnext_block(K):
+    """Miniature ConvNeXt as keras.applications.convnext builds it: a nested
+    Sequential stem (Conv2D 2x2 stride 2 + LayerNormalization(epsilon=1e-6)), two
+    blocks (DepthwiseConv2D 7x7 same → LayerNormalization → Dense(4C) on the 4-D
+    tensor → gelu → Dense(C) → LayerScale (random gamma) → Activation('linear'),
+    resp. StochasticDepth(0.3), identity at inference → residual `x + y`), a nested
+    Sequential downsampling block (LayerNormalization + Conv2D 2x2 stride 2), an
+    InceptionResNetV2 CustomScaleLayer(scale=0.17) on two tensors (x + b * 0.17),
+    LayerNormalization with center=False and with scale=False, and the head
+    GlobalAveragePooling2D → LayerNormalization → Dense(softmax).
+    LayerScale, StochasticDepth and CustomScaleLayer come from the applications
+    modules of each version; tf_keras registers only CustomScaleLayer (class name
+    "Custom>CustomScaleLayer" in its files). The residual `x + y` is an operation
+    layer in Keras 3 (keras.src.ops.numpy Add), which its legacy .h5 loader cannot
+    read back, so Keras 3 writes this case as .keras only.
+    Nested layers are addressed by path, e.g. "stem/stem_conv"."""
+    L = K.layers
+    _, ir = _applications(K)
+    x_in = K.Input(shape=(16, 16, 3), name="input")
+    stem = K.Sequential([
+        L.Conv2D(8, 2, strides=2, name="stem_conv"),
+        L.LayerNormalization(epsilon=1e-6, name="stem_layernorm"),
+    ], name="stem")
+    x = stem(x_in)                                                      # 8x8x8
+    x = _convnext_block(K, x, 8, "block0", drop_path_rate=0.0)
+    x = _convnext_block(K, x, 8, "block1", drop_path_rate=0.3)
+    down = K.Sequential([
+        L.LayerNormalization(epsilon=1e-6, name="downsampling_layernorm"),
+        L.Conv2D(16, 2, strides=2, name="downsampling_conv"),
+    ], name="downsampling_block")
+    x = down(x)                                                         # 4x4x16
+    b = L.Conv2D(16, 1, name="branch_conv")(x)
+    x = ir.CustomScaleLayer(scale=0.17, name="custom_scale")([x, b])
+    x = L.LayerNormalization(center=False, name="ln_nocenter")(x)
+    x = L.LayerNormalization(scale=False, epsilon=1e-3, name="ln_noscale")(x)
+    x = L.GlobalAveragePooling2D(name="head_gap")(x)
+    x = L.LayerNormalization(epsilon=1e-6, name="head_layernorm")(x)
+    out = L.Dense(5, activation="softmax", name="head_dense")(x)
+    return K.Model(x_in, out, name="convnext_block")
+
+
+def nested_base(K):
+    """Deep Learning with Python §5.3: a convolutional base (a Functional model
+    named `conv_base`, VGG-style layer names, one BatchNormalization) used as the
+    first layer of Sequential([conv_base, Flatten(), Dense(16, relu), Dense(1,
+    sigmoid)]). Activations and gradient targets of nested layers are keyed by
+    their PATH in the model tree joined with '/', e.g. "conv_base/block2_conv2" —
+    this is how ConvLens addresses nested layers; "conv_base" is the nested
+    model's output; a key without '/' is a top-level layer."""
+    L = K.layers
+    c_in = K.Input(shape=(24, 24, 3), name="input")
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="block1_conv1")(c_in)
+    x = L.BatchNormalization(name="block1_bn")(x)
+    x = L.MaxPooling2D(2, name="block1_pool")(x)                        # 12
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="block2_conv1")(x)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="block2_conv2")(x)
+    x = L.MaxPooling2D(2, name="block2_pool")(x)                        # 6
+    conv_base = K.Model(c_in, x, name="conv_base")
+    return K.Sequential([
+        conv_base,
+        L.Flatten(name="flatten"),
+        L.Dense(16, activation="relu", name="dense_1"),
+        L.Dense(1, activation="sigmoid", name="dense_2"),
+    ], name="nested_base")
+
+
+def nested_deep(K):
+    """Nesting depth 3: the top Functional model `nested_deep` calls a Functional
+    `outer` that calls a Sequential `middle` (no InputLayer of its own, as
+    ConvNeXt's stem). `middle` has a layer named "bn" and so has the top level:
+    the bare name "bn" names two layers. Keys are paths joined with '/' (how
+    ConvLens addresses nested layers): "outer/middle/inner_conv",
+    "outer/middle/bn"; "bn" (no '/') is the top-level BatchNormalization;
+    "outer/middle" and "outer" are the nested models' outputs."""
+    L = K.layers
+    middle = K.Sequential([
+        L.Conv2D(6, 3, padding="same", name="inner_conv"),
+        L.BatchNormalization(name="bn"),
+        L.ReLU(name="inner_relu"),
+    ], name="middle")
+    o_in = K.Input(shape=(10, 10, 4), name="outer_input")
+    a = L.Conv2D(6, 1, name="proj")(o_in)
+    b = middle(a)
+    o = L.Add(name="outer_add")([a, b])
+    outer = K.Model(o_in, o, name="outer")
+    x_in = K.Input(shape=(12, 12, 3), name="input")
+    x = L.Conv2D(4, 3, name="conv")(x_in)                                # 10x10x4
+    x = outer(x)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(name="relu")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(3, name="logits")(x)
+    return K.Model(x_in, out, name="nested_deep")
+
+
 def unsupported_upsampling(K):
     L = K.layers
     x_in = K.Input(shape=(8, 8, 2), name="input")
@@ -490,6 +772,57 @@ CASES = [
     dict(name="dynamic_input", build=dynamic_input, formats=ALL_FORMATS, shape=(20, 22, 3),
          acts=["conv2", "add3"], wrt="conv2", input="normal",
          notes="Input shape (None, None, 3) in the model file, fed 20x22; Add of 3 inputs; Dense use_bias=False"),
+    dict(name="separable_crop", build=separable_crop, formats=ALL_FORMATS,
+         acts=["sep_same_m1", "crop_sym", "ap_3_s1_same", "sep_s2_same_m2_nobias", "sep_dil2_relu",
+               "crop_asym", "sep_valid_m2"],
+         wrt="crop_asym", input="normal",
+         notes="SeparableConv2D multiplier 1/2, stride 2 same on odd, dilation 2, valid, no bias, fused relu; "
+               "Cropping2D int and ((1,2),(0,1)); AveragePooling2D 3x3 stride 1 same (InceptionV3/NASNet)"),
+    dict(name="normalization_reshape", build=normalization_reshape, formats=ALL_FORMATS,
+         acts=["norm_adapted", "norm_const", "rescale_channels", "prelu_shared", "se_reshape", "se_excite",
+               "leaky", "prelu_full", "reshape_flat"],
+         wrt="prelu_shared", input="normal",
+         notes="Normalization adapted (weights mean/variance/count) and with constructor mean/variance (config); "
+               "Rescaling per-channel scale/offset lists; SE branch GAP -> Reshape((1,1,C)) -> 1x1 convs -> Multiply; "
+               "PReLU shared_axes [1,2] and unshared, random alphas; LeakyReLU 0.15; Reshape((-1,)) before Dense"),
+    dict(name="hard_activations", build=hard_activations, formats=("keras3-zip",),
+         acts=["act_hard_sigmoid", "hsig_relu6", "hswish", "conv2", "conv3_hsig", "concat",
+               "act_hard_silu", "act_hard_swish", "add_hard"],
+         wrt="hswish", input="uniform4",
+         notes="Keras 3.15 definitions: hard_sigmoid = relu6(x+3)/6, hard_silu/hard_swish = x*relu6(x+3)/6; "
+               "MobileNetV3 arithmetic as operation layers (keras.src.ops.numpy Add/Multiply/Subtract/TrueDivide, "
+               "constants among the call args); .keras only (Keras 3 cannot re-load op layers from legacy .h5); "
+               "input uniform in [-4, 4]; Keras 2 file: hard_activations_k2"),
+    dict(name="hard_activations_k2", build=hard_activations_k2, formats=("keras2-h5",),
+         acts=["act_hard_sigmoid", "hsig_relu6", "hswish", "conv2", "conv3_hsig", "concat"],
+         wrt="hswish", input="uniform4",
+         notes="tf_keras 2.21 file of hard_activations: Keras 2 hard_sigmoid = clip(0.2x+0.5, 0, 1) "
+               "(references from a Keras 3 twin with that definition, checked against tf_keras); "
+               "operators as TFOpLambda (tf.__operators__.add, tf.math.multiply/subtract/truediv) with the "
+               "other operand in the inbound node's kwargs; 2.0*x as [\"_CONSTANT_VALUE\", -1, 2.0, {\"y\": x}]; "
+               "no hard_silu/hard_swish (tf_keras has none); input uniform in [-4, 4]"),
+    dict(name="convnext_block", build=convnext_block, formats=NO_K3_H5, custom_objects=APPLICATION_OBJECTS,
+         acts=["stem/stem_conv", "stem", "block0_layernorm", "block0_gelu", "block0_layer_scale",
+               "block1_stochastic_depth", "downsampling_block/downsampling_layernorm", "downsampling_block",
+               "custom_scale", "ln_nocenter", "ln_noscale", "head_layernorm"],
+         wrt=["block0_gelu", "stem/stem_conv"], input="normal",
+         notes="mini ConvNeXt: nested Sequential stem/downsampling (no InputLayer), DepthwiseConv2D 7x7, "
+               "LayerNormalization (eps 1e-6; center=False; scale=False), Dense on 4-D, gelu, LayerScale "
+               "(random gamma), Activation linear / StochasticDepth(0.3) (identity), residual x + y "
+               "(TFOpLambda / ops Add), CustomScaleLayer(scale 0.17), GAP -> LayerNormalization -> softmax Dense; "
+               "no keras3-h5 (Keras 3 cannot re-load op layers from legacy .h5); nested layers keyed by path"),
+    dict(name="nested_base", build=nested_base, formats=ALL_FORMATS,
+         acts=["conv_base/block1_conv1", "conv_base/block1_bn", "conv_base/block1_pool",
+               "conv_base/block2_conv2", "conv_base", "dense_1"],
+         wrt="conv_base/block2_conv2", input="uniform",
+         notes="DLwP §5.3: Functional conv_base as first layer of a Sequential; nested layers keyed by "
+               "path 'conv_base/LAYER' ('conv_base' = its output); sigmoid output"),
+    dict(name="nested_deep", build=nested_deep, formats=ALL_FORMATS,
+         acts=["conv", "outer/proj", "outer/middle/inner_conv", "outer/middle/bn", "outer/middle", "outer",
+               "bn", "gap"],
+         wrt=["outer/middle/inner_conv", "bn"], input="normal",
+         notes="nesting depth 3 (Functional > Functional 'outer' > Sequential 'middle'); 'bn' is both a "
+               "top-level layer and outer/middle/bn: keys are paths, 'bn' (no '/') is the top-level one"),
 ]
 
 BAD_MODELS = [
@@ -507,11 +840,17 @@ def seed_of(name):
 def make_input(rng, shape, kind):
     if kind == "uniform":
         return rng.uniform(0.0, 1.0, shape).astype(np.float32)
+    if kind == "uniform4":
+        return rng.uniform(-4.0, 4.0, shape).astype(np.float32)
     return rng.standard_normal(shape).astype(np.float32)
 
 
 def build_pair(case, rng):
     """Keras 3 model with random weights, and (if needed) the tf_keras twin."""
+    # fresh name counters: auto-generated names (operation layers, TFOpLambda)
+    # must not depend on which cases ran before
+    keras.backend.clear_session()
+    tf_keras.backend.clear_session()
     keras.utils.set_random_seed(seed_of(case["name"]))
     m3 = case["build"](keras)
     fc.randomize_weights(m3, rng)
@@ -545,7 +884,7 @@ def save_formats(case, m3, m2, out_dir, x_check, y_check):
         else:
             fc.save_keras3(m3, path)
         if y_check is not None:
-            fc.check_reload(path, fmt, x_check, y_check)
+            fc.check_reload(path, fmt, x_check, y_check, custom_objects=case.get("custom_objects"))
         files.append((fmt, fmt, fname))
         if fmt == "keras2-h5" and case.get("fixed_strings"):
             fname2 = case["name"] + ".k2fixed.h5"
@@ -582,8 +921,36 @@ def fixed_length_strings(src, dst):
         f.visititems(lambda name, obj: fix(obj))
 
 
-def layer_classes(model):
-    return sorted({l.__class__.__name__ for l in model.layers} | {"InputLayer"})
+def saved_config(path):
+    """The model config stored in a saved file (.h5 attribute model_config or
+    the .keras zip's config.json)."""
+    if path.endswith(".keras"):
+        import zipfile
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("config.json"))
+    import h5py
+    with h5py.File(path, "r") as f:
+        v = f.attrs["model_config"]
+        return json.loads(v.decode() if isinstance(v, bytes) else v)
+
+
+def config_classes(cfg):
+    """class_name of every layer entry in a model config, nested models'
+    layers included (the nested models' own classes too), plus InputLayer.
+    Includes tf_keras' TFOpLambda and Keras 3 operation layers (e.g. class
+    Add of module keras.src.ops.numpy) as the file records them."""
+    out = {"InputLayer"}
+    for entry in cfg["config"]["layers"]:
+        out.add(entry["class_name"])
+        if entry["class_name"] in ("Functional", "Sequential", "Model"):
+            out |= config_classes(entry)
+    return out
+
+
+def file_key(layer_key):
+    """A layer key in a file name: a nested layer's path "a/b/c" becomes
+    "a__b__c" (the manifest maps keys to files)."""
+    return layer_key.replace("/", "__")
 
 
 def run_case(case, out_dir, manifest):
@@ -606,6 +973,14 @@ def run_case(case, out_dir, manifest):
         k = int(np.argmax(logits[0].reshape(-1)))
         grads = fc.gradients(logits_model, x, k, case["wrt"])
         acts = fc.activations(m3, x, case["acts"])
+        if m2 is not None:
+            # the tf_keras twin agrees layer by layer too (top-level layers, not nested models)
+            for lname, a in acts.items():
+                if "/" in lname or isinstance(m2.get_layer(lname), tf_keras.Model):
+                    continue
+                a2 = np.asarray(tf_keras.Model(m2.inputs, m2.get_layer(lname).output)(tf.constant(x), training=False))
+                d = float(np.max(np.abs(a2 - a)))
+                assert d <= 1e-5 * max(1.0, float(np.max(np.abs(a)))), f"{name}: tf_keras {lname} differs by {d}"
         for arr, what in [(y, "output")] + [(v, "grad") for v in grads.values()]:
             assert np.all(np.isfinite(arr)), f"{tag}: non-finite {what}"
         assert np.any(grads["input"] != 0), f"{tag}: zero input gradient"
@@ -614,17 +989,18 @@ def run_case(case, out_dir, manifest):
         fc.save_npy(os.path.join(out_dir, f"{tag}.output.npy"), y)
         act_files = {}
         for lname, a in acts.items():
-            f = f"{tag}.act.{lname}.npy"
+            f = f"{tag}.act.{file_key(lname)}.npy"
             fc.save_npy(os.path.join(out_dir, f), a)
             act_files[lname] = f
         wrt_files = {}
         for key, g in grads.items():
-            f = f"{tag}.grad.{key}.npy"
+            f = f"{tag}.grad.{file_key(key)}.npy"
             fc.save_npy(os.path.join(out_dir, f), g)
             wrt_files[key] = f
         if first is None:
             files = save_formats(case, m3, m2, out_dir, x, y)
             first = files
+            classes = {f: sorted(config_classes(saved_config(os.path.join(out_dir, f)))) for _, _, f in files}
         for variant, fmt, fname in first:
             manifest.append({
                 "kind": "ok",
@@ -641,7 +1017,7 @@ def run_case(case, out_dir, manifest):
                     "target": "sum over batch of y[b].flat[output_index]",
                     "wrt": wrt_files,
                 },
-                "layers": layer_classes(m3),
+                "layers": classes[fname],
                 "notes": case.get("notes", ""),
             })
         print(f"{tag}: input {x.shape} output {y.shape} k={k} pre_softmax={pre_softmax} "

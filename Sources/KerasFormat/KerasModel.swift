@@ -73,10 +73,18 @@ public struct KerasModel: Sendable {
     /// layer with `activation="softmax"`, or a final Activation / Softmax layer), else nil.
     public let logitsNode: Int?
 
+    /// The layer called `name`, or at the path `name` in the model tree (`vgg16/block5_conv3`).
+    public func layer(named name: String) -> LayerSummary? {
+        layers.first { $0.name == name } ?? layers.first { $0.path == name }
+    }
+
     /// Parameters of the whole model (a nested model's row, which sums its own layers, is not counted twice).
     public var parameterCount: Int {
-        layers.filter { !ModelSpec.modelClasses.contains($0.className) }.reduce(0) { $0 + $1.parameterCount }
+        layers.filter { !Self.isModelClass($0.className) }.reduce(0) { $0 + $1.parameterCount }
     }
+
+    /// Whether a layer row is a nested model (Sequential, Functional, Model).
+    public static func isModelClass(_ className: String) -> Bool { ModelSpec.modelClasses.contains(className) }
 
     public var summary: ModelSummary {
         ModelSummary(name: name, format: format, kerasVersion: kerasVersion, inputShape: network.inputShape,

@@ -258,9 +258,16 @@ struct ModelSpec {
             throw KerasFormatError.invalidFile("layer '\(layer)': unrecognised inbound node \(node.compact.prefix(200))")
         }
         if list.first?.string != nil {
-            // A TFOpLambda call: the first argument, then the keyword arguments.
-            var inputs = [try tensorRef(node, what: "inbound node of layer '\(layer)'")]
-            var operands: [CallOperand] = [.tensor(0)]
+            // A TFOpLambda call: the first argument, then the keyword arguments. A
+            // constant first argument (`2.0 * x`) is written ["_CONSTANT_VALUE", -1, 2.0, {...}].
+            var inputs: [TensorRef] = []
+            var operands: [CallOperand] = []
+            if list.count >= 3, list[0].string == "_CONSTANT_VALUE", list[1].int == -1 {
+                operands.append(.constant(list[2]))
+            } else {
+                inputs.append(try tensorRef(node, what: "inbound node of layer '\(layer)'"))
+                operands.append(.tensor(0))
+            }
             if list.count >= 4, let kwargs = list[3].object {
                 for key in kwargs.keys.sorted() where key != "name" {
                     let value = kwargs[key]!

@@ -37,11 +37,16 @@ struct Routes: Sendable {
         add(.post, "/api/predict") { request, _ in try await predict(request) }
         add(.post, "/heatmap") { request, _ in try await heatmap(request) }
         add(.post, "/activations") { request, _ in try await activations(request) }
+        // A nested layer's path (`vgg16/block5_conv3`) travels as one segment, its "/" as %2F.
+        @Sendable func layerParameter(_ context: some RequestContext) -> String {
+            let raw = context.parameters.get("layer")!
+            return raw.removingPercentEncoding ?? raw
+        }
         add(.get, "/filters/:layer/:index") { request, context in
-            try await filter(request, layer: context.parameters.get("layer")!, index: context.parameters.get("index")!)
+            try await filter(request, layer: layerParameter(context), index: context.parameters.get("index")!)
         }
         add(.get, "/filters/:layer") { request, context in
-            try await filterGrid(request, layer: context.parameters.get("layer")!)
+            try await filterGrid(request, layer: layerParameter(context))
         }
         add(.get, "/jobs/:id") { _, context in try job(context.parameters.get("id")!) }
         add(.delete, "/jobs/:id") { _, context in try cancelJob(context.parameters.get("id")!) }
@@ -95,7 +100,8 @@ struct Routes: Sendable {
         let defaultLayer = defaultCAMLayer(of: keras)?.name
         let activated = Dictionary(service.galleryLayers.map { ($0.convolution.name, $0.target.name) }, uniquingKeysWith: { a, _ in a })
         let layers = keras.layers.map { l in
-            ModelBody.Layer(name: l.name, class_name: l.className, output_shape: l.outputShape, parameters: l.parameterCount,
+            ModelBody.Layer(name: l.name, path: l.path, depth: l.depth, class_name: l.className, output_shape: l.outputShape,
+                            parameters: l.parameterCount, nested_model: KerasModel.isModelClass(l.className),
                             spatial: l.isSpatial, convolution: activated[l.name] != nil,
                             filters: l.isSpatial && l.nodeId > 0 ? l.outputShape.last : nil,
                             activated_output: activated[l.name])
@@ -139,9 +145,14 @@ struct Routes: Sendable {
             var passes: Int
         }
         struct Layer: Encodable {
-            var name, class_name: String
+            /// `name` addresses the layer; `path` too (`outer/inner` for a layer inside a nested model, at `depth` > 0).
+            var name, path: String
+            var depth: Int
+            var class_name: String
             var output_shape: [Int]
+            /// A nested model's row counts its layers' parameters, which have their own rows.
             var parameters: Int
+            var nested_model: Bool
             var spatial, convolution: Bool
             var filters: Int?
             /// Convolutions: the layer after its own BatchNorm/activation, whose filters the gallery shows.

@@ -46,7 +46,7 @@ public final class ModelSession: Sendable {
 
     /// The layer of that name (`input` is the model's input).
     public func layer(named name: String) throws -> LayerSummary {
-        if let s = keras.layers.first(where: { $0.name == name }) { return s }
+        if let s = keras.layer(named: name) { return s }
         throw VisualizationError.unknownLayer(name, valid: keras.layers.map(\.name))
     }
 

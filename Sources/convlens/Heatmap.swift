@@ -78,7 +78,7 @@ struct Heatmap: ParsableCommand {
         let layerSummary: LayerSummary
         if let layer {
             _ = try resolveLayer(layer, in: m)
-            guard let s = m.keras.layers.first(where: { $0.name == layer }) else { throw CLIError("no layer named '\(layer)'") }
+            guard let s = m.keras.layer(named: layer) else { throw CLIError("no layer named '\(layer)'") }
             layerSummary = s
         } else {
             guard let s = defaultCAMLayer(of: m.keras) else { throw CLIError("the model has no spatial convolutional layer for a heatmap") }

@@ -90,6 +90,7 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 
         let broken = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-broken-\(UUID().uuidString).h5")
         try Data("not an HDF5 file".utf8).write(to: broken)
+        defer { try? FileManager.default.removeItem(at: broken) }
         let bad = try ServerProcess(["--port", "0", "--model", broken.path])
         #expect(try await bad.waitForExit(timeout: 30) == 2)
         #expect(bad.output.contains("cannot load the model \(broken.path)"))

@@ -342,19 +342,24 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
             tfop("tf.math.multiply", "math.multiply", "r", y: 1.0 / 6),
             tfop("tf.__operators__.add_1", "__operators__.add", "in", y: ["tf.math.multiply", 0, 0] as [Any]),
             tfop("tf.math.subtract", "math.subtract", "tf.__operators__.add_1", y: 0.5),
-        ], outputs: ["tf.math.subtract"]))
+            // `2.0 * x`: the constant comes first, as Keras 2 writes it.
+            ["class_name": "TFOpLambda", "name": "tf.math.multiply_1",
+             "config": ["name": "tf.math.multiply_1", "function": "math.multiply"] as [String: Any],
+             "inbound_nodes": [["_CONSTANT_VALUE", -1, 2.0, ["y": ["tf.math.subtract", 0, 0], "name": NSNull()] as [String: Any]] as [Any]]],
+        ], outputs: ["tf.math.multiply_1"]))
         let nodes = k2.network.nodes
-        #expect(nodes.map(\.inputs) == [[], [0], [1], [2], [0, 3], [4]])
+        #expect(nodes.map(\.inputs) == [[], [0], [1], [2], [0, 3], [4], [5]])
         let add3 = try #require(nodes[1].layer as? ChannelAffine)
         #expect(add3.offset == [3] && add3.scale == [1] && add3.kind == "TFOpLambda")
         #expect(try #require(nodes[3].layer as? ChannelAffine).scale == [Float(1.0 / 6)])
         #expect(nodes[4].layer is Engine.Add)
         #expect(try #require(nodes[5].layer as? ChannelAffine).center == [0.5])
+        #expect(try #require(nodes[6].layer as? ChannelAffine).scale == [2])
         let x = Tensor(shape: [1, 8, 8, 3], scalars: (0..<192).map { Float($0 % 17) * 0.5 - 4 })
         let y = try k2.network.predict(x)
         for (xi, yi) in zip(x.scalars, y.scalars) {
             let hs = min(max(xi + 3, 0), 6) * Float(1.0 / 6)
-            #expect(abs(yi - (xi + hs - 0.5)) < 1e-6)
+            #expect(abs(yi - 2 * (xi + hs - 0.5)) < 1e-5)
         }
 
         func kt(_ l: String) -> [String: Any] {
