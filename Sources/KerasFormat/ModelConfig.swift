@@ -87,9 +87,19 @@ struct ModelSpec {
     static let modelClasses: Set<String> = ["Sequential", "Functional", "Model"]
 
     /// Whether a layer entry is a Keras 3 operation (`keras.src.ops.numpy.Add`, ...).
+    /// A `.keras` config names its module. Keras 3's legacy HDF5 config does not:
+    /// there an operation shows by its config, which holds no `trainable` and no
+    /// `dtype` (every layer's config has both), and by its call: an operation takes
+    /// its operands as separate arguments (`x, 3.0`), a layer one argument (a
+    /// tensor, or a list of tensors for a merge).
     static func isOperation(_ entry: JSON) -> Bool {
-        guard let module = entry["module"]?.string else { return false }
-        return module.hasPrefix("keras.src.ops") || module.hasPrefix("keras.ops")
+        if let module = entry["module"]?.string {
+            return module.hasPrefix("keras.src.ops") || module.hasPrefix("keras.ops")
+        }
+        guard let className = entry["class_name"]?.string, className != "InputLayer", !modelClasses.contains(className),
+              let config = entry["config"]?.object, config["trainable"] == nil, config["dtype"] == nil,
+              let args = entry["inbound_nodes"]?.array?.first?["args"]?.array else { return false }
+        return args.count >= 2
     }
 
     private static func basics(_ entry: JSON) throws -> (name: String, className: String, config: JSON, nested: ModelSpec?) {

@@ -383,6 +383,12 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         for (i, (xi, yi)) in zip(x.scalars, y3.scalars).enumerated() {
             #expect(abs(yi - ((2 - xi) * Float(i % 3 + 1) + xi)) < 1e-6)
         }
+        // Keras 3's legacy .h5 config has no module: an operation shows by its bare config
+        // (no trainable, no dtype) and its separate operands.
+        var bare = op("Add", "add_h5", [kt("in"), 3.0])
+        bare["module"] = nil
+        let h5 = try k3([bare], output: "add_h5")
+        #expect(try #require(h5.network.nodes[1].layer as? ChannelAffine).offset == [3])
         // Not the Add layer: the operation's class is looked up among operations.
         expectFailure(["'pow'", "operation Power"]) { _ = try k3([op("Power", "pow", [kt("in"), 2.0])], output: "pow") }
         expectFailure(["'div'", "division of a constant by a tensor"]) {

@@ -35,7 +35,7 @@ private func formats(_ fixtureCase: String) -> [String] {
     /// ConvNeXt's pieces: the last convolution (a strided Conv2D inside the nested
     /// downsampling Sequential, then a 1×1 branch) is carried through the
     /// CustomScaleLayer merge and two LayerNormalizations to the head's pooling.
-    @Test(arguments: ["convnext_block.k2.h5", "convnext_block.keras"])
+    @Test(arguments: formats("convnext_block"))
     func throughMergesAndNormalisations(file: String) throws {
         #expect(try defaultLayer(file) == "ln_noscale")
     }
