@@ -31,6 +31,7 @@ const state = {
   filterCards: [],      // { layer, el, visible, active, retryTimer }
   activeFilterJobs: 0,
   submittingFilterJob: false,  // a /filters request is on its way; its answer is not in yet
+  filterMethod: 'book',        // book (§5.4, what the server pre-renders) or lucid
 };
 
 // ---------------------------------------------------------------------------
@@ -279,6 +280,13 @@ function fillLayerSelect(select, layers, selected) {
 }
 
 function fillControls(model) {
+  // Switching the filter method redraws the cards; jobs already running finish on the
+  // server and stay cached, so switching back shows them at once.
+  $('#filter-method').addEventListener('change', (event) => {
+    state.filterMethod = event.target.value;
+    renderFilterCards(model);
+  });
+
   fillSelect($('#cam-method'), model.cam_methods, 'gradcam');
   fillSelect($('#cam-colormap'), model.colormaps, 'jet');
   fillSelect($('#activation-colormap'), model.colormaps, 'viridis');
@@ -573,10 +581,17 @@ async function loadActivations() {
 
 function renderFilterCards(model) {
   const layers = model.layers.filter((l) => l.convolution);
-  const steps = model.filter_defaults ? model.filter_defaults.steps_book : null;
-  setText('#filters-intro', `${$('#filters-intro').textContent.trim()} Each card shows the first ` +
-    `${galleryCount()} filters of its layer${steps ? ` after ${steps} ascent steps` : ''}.`);
+  if (!state.filtersIntro) state.filtersIntro = $('#filters-intro').textContent.trim();
+  const defaults = model.filter_defaults || {};
+  const steps = state.filterMethod === 'lucid' ? defaults.steps_lucid : defaults.steps_book;
+  setText('#filters-intro', `${state.filtersIntro} Each card shows the first ` +
+    `${galleryCount()} filters of its layer${steps ? ` after ${steps} ${state.filterMethod} steps` : ''}.`);
+  if (state.filterObserver) state.filterObserver.disconnect();
+  // Cards of the previous method stop following their jobs (which finish on the
+  // server and stay cached) so they hold no connection or job slot.
+  for (const old of state.filterCards) retireFilterCard(old);
   const observer = new IntersectionObserver(onCardsIntersect, { rootMargin: '100px 0px' });
+  state.filterObserver = observer;
   state.filterCards = layers.map((layer) => {
     const card = { layer, el: buildFilterCard(layer), visible: false, active: false, retryTimer: null };
     card.el.card = card;
@@ -640,7 +655,8 @@ function scheduleFilterJobs() {
 function filterGridUrl(layer) {
   const count = Math.min(galleryCount(), layer.filters || galleryCount());
   const target = layer.activated_output || layer.name;
-  return `/filters/${encodeURIComponent(target)}?count=${count}&cols=${galleryCols()}`;
+  const method = state.filterMethod === 'lucid' ? '&method=lucid' : '';
+  return `/filters/${encodeURIComponent(target)}?count=${count}&cols=${galleryCols()}${method}`;
 }
 
 /** wait=0: the server answers at once (PNG or 202), never holding the connection. */
@@ -648,6 +664,12 @@ function withoutWaiting(url) {
   const u = new URL(url, location.href);
   u.searchParams.set('wait', '0');
   return u.pathname + u.search;
+}
+
+function retireFilterCard(card) {
+  card.retired = true;
+  if (card.retryTimer) clearTimeout(card.retryTimer);
+  if (card.stopFollowing) card.stopFollowing();
 }
 
 async function loadFilterCard(card) {
@@ -659,7 +681,7 @@ async function loadFilterCard(card) {
     const { blob, url } = await fetchFilterGrid(card, filterGridUrl(card.layer));
     await showFilterGrid(card, blob, url, (performance.now() - started) / 1000);
   } catch (err) {
-    failFilterCard(card, err);
+    if (!card.retired) failFilterCard(card, err);
   } finally {
     card.active = false;
     state.activeFilterJobs -= 1;
@@ -711,6 +733,12 @@ function followJob(card, job) {
       source.close(); // or EventSource would reconnect when the server ends the stream
       resolve(JSON.parse(event.data));
     };
+    card.stopFollowing = () => {
+      if (settled) return;
+      settled = true;
+      source.close();
+      reject(new ApiError(null, 'retired', 'no longer shown'));
+    };
     source.addEventListener('progress', (event) => updateCardProgress(card, JSON.parse(event.data)));
     for (const name of ['done', 'failed', 'cancelled']) source.addEventListener(name, finish);
     source.onerror = () => {
@@ -727,6 +755,7 @@ function followJob(card, job) {
 async function pollJob(card, id) {
   for (;;) {
     await sleep(POLL_INTERVAL_MS);
+    if (card.retired) throw new ApiError(null, 'retired', 'no longer shown');
     const status = await (await request(`/jobs/${encodeURIComponent(id)}`)).json();
     updateCardProgress(card, status);
     if (isFinished(status.state)) return status;

@@ -8,6 +8,8 @@ Drives headless Chromium through a running `convlens serve` and exits 0 only if:
   - moving the opacity slider reloads the heatmap;
   - the first convolution layer's filter card, scrolled into view, reaches
     data-state=done with a loaded image (within --filter-timeout seconds);
+  - choosing the lucid method makes that card request a lucid grid; choosing
+    book again shows the book grid (from the cache);
   - no error message is shown on the page and the browser console has no SEVERE entry.
 
 Usage (against an already running server):
@@ -218,6 +220,26 @@ class Check:
         done = self.driver.find_elements(By.CSS_SELECTOR, ".filter-card[data-state=done] img")
         log(f"    cards done so far: {len(done)}")
         self.screenshot("filters")
+
+        # -- the method switch: lucid asks the server for lucid grids; switching back
+        #    to book redraws the cards and the first one comes from the cache at once
+        from selenium.webdriver.support.ui import Select
+        Select(self.driver.find_element(By.ID, "filter-method")).select_by_value("lucid")
+        lucid_seen = lambda: self.driver.execute_script(
+            "return performance.getEntriesByType('resource').some("
+            "e => e.name.includes('/filters/') && e.name.includes('method=lucid'))")
+        self.wait(self.args.timeout, lucid_seen, "a lucid filter request after choosing lucid")
+        card = self.driver.find_element(By.CSS_SELECTOR, card_selector)
+        self.wait(self.args.timeout, lambda: card.get_attribute("data-state") in ("queued", "running", "done"),
+                  "the first card to start its lucid grid")
+        if card.get_attribute("data-state") == "failed":
+            raise CheckFailed(f"lucid card {first} failed: {card.find_element(By.CSS_SELECTOR, '.error').text}")
+        log(f"ok  lucid chosen: the first card asked for method=lucid ({card.get_attribute('data-status-text')})")
+        Select(self.driver.find_element(By.ID, "filter-method")).select_by_value("book")
+        card = self.driver.find_element(By.CSS_SELECTOR, card_selector)
+        self.wait(self.args.timeout, lambda: card.get_attribute("data-state") == "done"
+                  and self.image_loaded(f"{card_selector} img"), "the book grid back from the cache")
+        log(f"ok  book again: {card.get_attribute('data-status-text')}")
 
         # -- nothing went wrong on the way
         errors = self.page_errors()
