@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 // The `convlens` executable as a user runs it: real files in, exit codes,
@@ -27,7 +28,7 @@ private func convlens(_ args: [String]) throws -> Run {
 }
 
 private func temporary(_ name: String) -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("convlens-cli-\(UUID().uuidString)-\(name)").path
+    scratchURL("cli", suffix: "." + name).path
 }
 
 @Suite(.serialized) struct CLITests {

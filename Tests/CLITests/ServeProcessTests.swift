@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -57,7 +58,7 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 
 @Suite(.serialized) struct ServeProcessTests {
     @Test func servesTheBundledModelAndShutsDownGracefullyOnSIGTERM() async throws {
-        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-serve-\(UUID().uuidString)").path
+        let cache = scratchURL("serve").path
         let server = try ServerProcess(["--port", "0", "--cache-dir", cache],
                                        environment: ["CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "1"])
         defer { if server.process.isRunning { server.process.terminate() } }
@@ -88,9 +89,8 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         #expect(try await missing.waitForExit(timeout: 30) == 2)
         #expect(missing.output.contains("model file not found: /nonexistent/model.h5"))
 
-        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-broken-\(UUID().uuidString).h5")
+        let broken = scratchURL("broken", suffix: ".h5")
         try Data("not an HDF5 file".utf8).write(to: broken)
-        defer { try? FileManager.default.removeItem(at: broken) }
         let bad = try ServerProcess(["--port", "0", "--model", broken.path])
         #expect(try await bad.waitForExit(timeout: 30) == 2)
         #expect(bad.output.contains("cannot load the model \(broken.path)"))
@@ -103,7 +103,7 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 
 @Suite struct GalleryCommandTests {
     @Test func galleryRendersGridsIntoTheFolderAndTheServersCache() throws {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-gallery-\(UUID().uuidString)")
+        let tmp = scratchURL("gallery")
         let out = tmp.appendingPathComponent("out").path
         func run() throws -> (Int32, String) {
             let p = Process()
@@ -139,7 +139,7 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 /// python3-selenium; without them this test fails, it is not skipped.
 @Suite struct GalleryBrowserTests {
     @Test(.timeLimit(.minutes(10))) func theGalleryWorksInARealBrowser() async throws {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-browser-\(UUID().uuidString)")
+        let tmp = scratchURL("browser")
         let server = try ServerProcess(["--port", "0", "--cache-dir", tmp.appendingPathComponent("cache").path])
         defer { if server.process.isRunning { server.process.terminate() } }
         let port = try await server.waitForPort()

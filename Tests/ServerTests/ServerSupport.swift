@@ -11,6 +11,7 @@ import FoundationNetworking
 import NIOCore
 import Server
 import Testing
+import TestSupport
 import Visualization
 
 /// The repository root (sources, bundled model, public/).
@@ -32,7 +33,7 @@ func fixtureImage(_ name: String) throws -> Data {
 }
 
 func temporaryDirectory(_ name: String) -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-server-\(name)-\(UUID().uuidString)")
+    let url = scratchURL("server-\(name)")
     try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
