@@ -109,11 +109,15 @@ COPY --from=build /staging/convlens /staging/swift-backtrace-static /usr/local/b
 # The service's own default address is 127.0.0.1, which inside a container is the
 # container's private loopback: the published port would reach nothing. So the
 # image listens on all the container's interfaces; -p decides what the host exposes.
+# OMP_WAIT_POLICY=PASSIVE: OpenMP waiters sleep instead of spinning, which keeps a
+# shared or CPU-limited host from slowing a request 25-fold (Sources/convlens/WaitPolicy.swift;
+# set here, the process need not re-execute itself to set it).
 ENV CONVLENS_SERVER_HOST=0.0.0.0 \
     CONVLENS_SERVER_PORT=8080 \
     CONVLENS_SERVER_PUBLIC_DIR=/app/public \
     CONVLENS_CACHE_DIR=/var/cache/convlens \
     CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS=8 \
+    OMP_WAIT_POLICY=PASSIVE \
     SWIFT_BACKTRACE=enable=yes,sanitize=yes,threads=all,images=all,interactive=no,swift-backtrace=/usr/local/bin/swift-backtrace-static
 
 # The bundled model is found as ./models/efficientnet_lite0.json, the config file

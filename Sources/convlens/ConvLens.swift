@@ -22,4 +22,18 @@ struct ConvLens: AsyncParsableCommand {
         subcommands: [Serve.self, Summary.self, Predict.self, Activations.self, Filters.self, Heatmap.self, Gallery.self,
                       Gradient.self, Bench.self]
     )
+
+    static func main() async {
+        WaitPolicy.passiveUnlessSet()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
