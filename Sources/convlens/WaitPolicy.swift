@@ -2,14 +2,16 @@
 import Glibc
 #endif
 
-/// OpenMP threads (oneDNN's) that wait at a barrier spin by default. When another
-/// process holds one of the cores, a spinning thread waits for a descheduled
-/// one, every parallel region: measured here with one core busy, a forward
-/// pass of the bundled model took 584 ms instead of 21 ms. Sleeping waiters
-/// (OMP_WAIT_POLICY=PASSIVE) cost nothing measurable on an idle machine, so
-/// they are the default. libgomp reads the variable when it is loaded — before
-/// `main` — so the process sets it and re-executes itself once; a value the
-/// user set is left alone.
+/// OpenMP threads (oneDNN's) that wait at a barrier spin by default. When
+/// another spinning process shares the cores, each waits for a descheduled
+/// thread at every parallel region: two ConvLens processes on this 2-core
+/// machine took 600 ms per bundled-model forward pass instead of 25 ms with
+/// sleeping waiters (OMP_WAIT_POLICY=PASSIVE; GOMP_SPINCOUNT=10000 gave 61 ms).
+/// Alone on an idle machine sleeping costs ~7 ms of that 14 ms forward pass
+/// (21 ms): a price worth paying against a 25-fold collapse, so sleeping is
+/// the default; a dedicated host can set OMP_WAIT_POLICY=ACTIVE. libgomp reads the
+/// variable when it is loaded, before `main`, so the process sets it and
+/// re-executes itself once; a value the user set is left alone.
 enum WaitPolicy {
     static func passiveUnlessSet() {
         guard getenv("OMP_WAIT_POLICY") == nil else { return }
