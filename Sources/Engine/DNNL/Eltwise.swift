@@ -2,7 +2,8 @@ import CDNNL
 
 /// An element-wise function forward on oneDNN (its vectorised exp/tanh), over
 /// a flat array. Used for sigmoid and tanh, whose backward passes are cheap
-/// closed forms of the output that the layers compute themselves.
+/// closed forms of the output that the layers compute themselves, and for
+/// swish, whose backward reuses the vectorised sigmoid.
 final class DNNLEltwise: Sendable {
     private let algorithm: dnnl_alg_kind_t
     private let alpha: Float
@@ -16,6 +17,8 @@ final class DNNLEltwise: Sendable {
     }
 
     static var logistic: DNNLEltwise { DNNLEltwise(algorithm: dnnl_eltwise_logistic) }
+    /// x · σ(αx) with α = 1: swish / silu.
+    static var swish: DNNLEltwise { DNNLEltwise(algorithm: dnnl_eltwise_swish, alpha: 1) }
     static var tanh: DNNLEltwise { DNNLEltwise(algorithm: dnnl_eltwise_tanh) }
 
     func forward(_ x: [Float]) throws -> [Float] {

@@ -44,7 +44,34 @@ public final class Multiply: Layer {
 
     // MARK: forward
 
+    /// The shape squeeze-and-excite multiplies: `big` [n, …, c] by `small` [n, 1, …, 1, c]
+    /// (or two equal shapes, c = the whole sample). Returns c and the positions per sample.
+    private static func channelBroadcast(_ big: [Int], _ small: [Int]) -> (channels: Int, positions: Int)? {
+        guard big.count == small.count, big.count >= 2, big[0] == small[0] else { return nil }
+        if big == small { return (big.dropFirst().reduce(1, *), 1) }
+        guard small.last == big.last, small.dropFirst().dropLast().allSatisfy({ $0 == 1 }) else { return nil }
+        return (big.last!, big.dropFirst().dropLast().reduce(1, *))
+    }
+
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
+        if inputs.count == 2 {
+            // The common case, written out: a map times per-channel weights.
+            for (a, b) in [(inputs[0], inputs[1]), (inputs[1], inputs[0])] {
+                guard let (c, positions) = Self.channelBroadcast(a.shape, b.shape) else { continue }
+                var y = a.scalars
+                b.scalars.withUnsafeBufferPointer { w in
+                    y.withUnsafeMutableBufferPointer { y in
+                        for n in 0..<a.shape[0] {
+                            for p in 0..<positions {
+                                let base = (n * positions + p) * c
+                                for k in 0..<c { y[base + k] *= w[n * c + k] }
+                            }
+                        }
+                    }
+                }
+                return Tensor(shape: a.shape, scalars: y)
+            }
+        }
         let out = try broadcastShape(inputs)
         let count = out.reduce(1, *)
         var y = [Float](repeating: 1, count: count)
@@ -61,6 +88,31 @@ public final class Multiply: Layer {
         let out = try broadcastShape(inputs)
         guard outputGradient.shape == out else {
             throw mismatch("output gradient \(outputGradient.shape) does not match the output \(out)")
+        }
+        if inputs.count == 2, let (c, positions) = Self.channelBroadcast(inputs[0].shape, inputs[1].shape)
+            ?? Self.channelBroadcast(inputs[1].shape, inputs[0].shape) {
+            // The map [n, …, c] gets g · weights; the weights [n, 1, …, 1, c] get Σ g · map over positions.
+            let bigFirst = inputs[0].shape == out
+            let (a, b) = bigFirst ? (inputs[0], inputs[1]) : (inputs[1], inputs[0])
+            var ga = [Float](repeating: 0, count: a.count)
+            var gb = [Float](repeating: 0, count: b.count)
+            outputGradient.scalars.withUnsafeBufferPointer { g in
+                a.scalars.withUnsafeBufferPointer { x in
+                    b.scalars.withUnsafeBufferPointer { w in
+                        for n in 0..<a.shape[0] {
+                            for p in 0..<positions {
+                                let base = (n * positions + p) * c
+                                for k in 0..<c {
+                                    ga[base + k] = g[base + k] * w[n * c + k]
+                                    gb[n * c + k] += g[base + k] * x[base + k]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let da = Tensor(shape: a.shape, scalars: ga), db = Tensor(shape: b.shape, scalars: gb)
+            return bigFirst ? [da, db] : [db, da]
         }
         let count = out.reduce(1, *)
         let indices = inputs.map { broadcastSourceIndex(of: $0.shape, in: out) }
