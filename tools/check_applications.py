@@ -432,10 +432,10 @@ def _check_nested_call(path, args, kwargs):
         f"{path}: nested model called with {len(args)} args, {kwargs}"
 
 
-def run_graph(model, x, hook=None, prefix=""):
+def run_graph(model, x, hook=None, prefix="", before=None):
     """Run the Keras 3 graph op by op (training=False), nested models
-    recursively; hook(path, op, args, out) after each op (layers and
-    operation layers)."""
+    recursively; before(path, op, args) ahead of each op and hook(path, op,
+    args, out) after it (layers and operation layers)."""
     g = fc._graph(model)
 
     def op_fn(op):
@@ -443,8 +443,10 @@ def run_graph(model, x, hook=None, prefix=""):
             path = prefix + op.name
             if _is_model(op):
                 _check_nested_call(path, args, kwargs)
-                out = run_graph(op, args[0], hook, path + "/")
+                out = run_graph(op, args[0], hook, path + "/", before)
             else:
+                if before is not None:
+                    before(path, op, args)
                 if isinstance(op, keras.layers.Layer):
                     kwargs["training"] = False
                 out = op(*args, **kwargs)
@@ -530,39 +532,23 @@ def calibrate(model, x_cal, rng):
         var = var * rng.uniform(0.5, 1.5, var.shape) + 1e-3
         return mean, var
 
-    g_run = model  # the hook changes weights before the op runs: wrap op calls
+    def calibrate_op(path, op, args):
+        # Before the op runs: its statistics come from its own input.
+        c = _cls(op)
+        if c == "BatchNormalization":
+            mean, var = stats(args[0])
+            gamma_beta = op.get_weights()[:-2]
+            op.set_weights(gamma_beta + [mean.astype(np.float32), var.astype(np.float32)])
+            done.append(path)
+        elif c == "Normalization" and op.get_weights():
+            mean, var = stats(args[0])
+            ws = op.get_weights()  # mean, variance, count
+            op.set_weights([mean.reshape(ws[0].shape).astype(ws[0].dtype),
+                            var.reshape(ws[1].shape).astype(ws[1].dtype)] + ws[2:])
+            op.finalize_state()
+            done.append(path)
 
-    def op_wrap(model, x, prefix=""):
-        g = fc._graph(model)
-
-        def op_fn(op):
-            def call(*args, **kwargs):
-                path = prefix + op.name
-                if _is_model(op):
-                    _check_nested_call(path, args, kwargs)
-                    return op_wrap(op, args[0], path + "/")
-                c = _cls(op)
-                if c == "BatchNormalization":
-                    mean, var = stats(args[0])
-                    gamma_beta = op.get_weights()[:-2]
-                    op.set_weights(gamma_beta + [mean.astype(np.float32), var.astype(np.float32)])
-                    done.append(path)
-                elif c == "Normalization" and op.get_weights():
-                    mean, var = stats(args[0])
-                    ws = op.get_weights()  # mean, variance, count
-                    op.set_weights([mean.reshape(ws[0].shape).astype(ws[0].dtype),
-                                    var.reshape(ws[1].shape).astype(ws[1].dtype)] + ws[2:])
-                    op.finalize_state()
-                    done.append(path)
-                if isinstance(op, keras.layers.Layer):
-                    kwargs["training"] = False
-                return op(*args, **kwargs)
-            return call
-
-        y = g._run_through_graph([x], operation_fn=op_fn)
-        return y[0] if isinstance(y, (list, tuple)) else y
-
-    op_wrap(g_run, tf.constant(x_cal))
+    run_graph(model, tf.constant(x_cal), before=calibrate_op)
     return done
 
 
