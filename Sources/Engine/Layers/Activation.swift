@@ -14,6 +14,8 @@ public final class Activation: Layer {
     public let kind: String
     public let function: ActivationFunction
     private let eltwise: DNNLEltwise?
+    /// Swish's backward needs σ(x): its own kernel, so its oneDNN plan is made once.
+    private let swishSigmoid: DNNLEltwise?
     private let relu: ReLUSpec?
 
     public init(name: String, function: ActivationFunction, kind: String = "Activation") {
@@ -28,6 +30,7 @@ public final class Activation: Layer {
         case .swish: eltwise = .swish
         default: eltwise = nil
         }
+        swishSigmoid = function == .swish ? .logistic : nil
         if case let .relu(maxValue, negativeSlope, threshold) = function {
             relu = ReLUSpec(maxValue: maxValue, negativeSlope: negativeSlope, threshold: threshold)
         } else {
@@ -80,7 +83,7 @@ public final class Activation: Layer {
             dx = relu!.backward(x.scalars, g)
         case .swish:
             // d(x·σ)/dx = σ(1 + x(1 − σ)), with σ from the vectorised kernel.
-            let sig = try DNNLEltwise.logistic.forward(x.scalars)
+            let sig = try swishSigmoid!.forward(x.scalars)
             dx = x.scalars.withUnsafeBufferPointer { xb in
                 sig.withUnsafeBufferPointer { sb in
                     g.withUnsafeBufferPointer { gb in

@@ -53,28 +53,19 @@ public final class ChannelAffine: Layer {
         }
     }
 
-    /// Entry `i` of a 1-or-C vector for channel `k`.
-    @inline(__always) private static func at(_ v: UnsafeBufferPointer<Float>, _ k: Int) -> Float {
-        v.count == 1 ? v[0] : v[k]
-    }
-
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
         let x = try singleInput(inputs)
         try checkChannels(x)
+        // Per-channel vectors are expanded to c entries once; the loop runs row by row.
         let c = channels ?? 1
+        func expand(_ v: [Float]) -> [Float] { v.count == c ? v : [Float](repeating: v[0], count: c) }
+        let (m, sc, o) = (expand(center), expand(scale), expand(offset))
         let y: [Float] = x.scalars.withUnsafeBufferPointer { xs in
-            center.withUnsafeBufferPointer { m in
-                scale.withUnsafeBufferPointer { s in
-                    offset.withUnsafeBufferPointer { o in
-                        uninitializedFloats(xs.count) { y in
-                            for i in 0..<xs.count {
-                                let k = i % c
-                                y[i] = (xs[i] - Self.at(m, k)) * Self.at(s, k) + Self.at(o, k)
-                            }
-                        }
-                    }
+            uninitializedFloats(xs.count) { y in
+                for base in stride(from: 0, to: xs.count, by: c) {
+                    for k in 0..<c { y[base + k] = (xs[base + k] - m[k]) * sc[k] + o[k] }
                 }
             }
         }
@@ -87,11 +78,10 @@ public final class ChannelAffine: Layer {
         let x = try singleInput(inputs)
         guard outputGradient.shape == x.shape else { throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)") }
         let c = scale.count
-        let g = outputGradient.scalars
-        let dx: [Float] = g.withUnsafeBufferPointer { gs in
-            scale.withUnsafeBufferPointer { s in
-                uninitializedFloats(gs.count) { d in
-                    for i in 0..<gs.count { d[i] = gs[i] * s[i % c] }
+        let dx: [Float] = outputGradient.scalars.withUnsafeBufferPointer { gs in
+            uninitializedFloats(gs.count) { d in
+                for base in stride(from: 0, to: gs.count, by: c) {
+                    for k in 0..<c { d[base + k] = gs[base + k] * scale[k] }
                 }
             }
         }
