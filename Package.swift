@@ -41,7 +41,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
         ),
         .target(name: "Imaging", dependencies: ["CImageCodecs"]),
-        .target(name: "Visualization", dependencies: ["Engine", "Imaging", "KerasFormat"]),
+        .target(name: "Visualization", dependencies: ["Engine", "Imaging", "KerasFormat", "COpenSSL"]),
         .target(
             name: "KerasFormat",
             dependencies: ["Engine", "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]

@@ -25,34 +25,43 @@ extension Image {
     /// Converts to a float HWC image ready for a model. `caffe` and `torch`
     /// need 3 channels (caffe outputs BGR order); the others work per sample on any channel count.
     public func preprocessed(_ mode: Preprocessing) throws -> FloatImage {
-        let n = pixels.count
+        FloatImage(unchecked: width, height, channels, try mode.apply(toPixels: pixels.map(Float.init), channels: channels))
+    }
+}
+
+extension Preprocessing {
+    /// The scaling applied to interleaved pixel values in 0...255 (any number of pixels
+    /// with `channels` values each): what a photo goes through, and what filter
+    /// visualisation does to its grey noise start.
+    public func apply(toPixels p: [Float], channels: Int) throws -> [Float] {
+        let n = p.count
         var v = [Float](repeating: 0, count: n)
-        switch mode {
+        switch self {
         case .caffe:
             guard channels == 3 else { throw ImagingError.invalidArgument("caffe preprocessing needs RGB, got \(channels) channels") }
             let m = Preprocessing.caffeMeanBGR
             for i in stride(from: 0, to: n, by: 3) {
-                v[i] = Float(pixels[i + 2]) - m[0]
-                v[i + 1] = Float(pixels[i + 1]) - m[1]
-                v[i + 2] = Float(pixels[i]) - m[2]
+                v[i] = p[i + 2] - m[0]
+                v[i + 1] = p[i + 1] - m[1]
+                v[i + 2] = p[i] - m[2]
             }
         case .tf:
-            for i in 0..<n { v[i] = Float(pixels[i]) / 127.5 - 1.0 }
+            for i in 0..<n { v[i] = p[i] / 127.5 - 1.0 }
         case .torch:
             guard channels == 3 else { throw ImagingError.invalidArgument("torch preprocessing needs RGB, got \(channels) channels") }
             let m = Preprocessing.torchMean, s = Preprocessing.torchStd
             for i in 0..<n {
                 let k = i % 3
-                v[i] = (Float(pixels[i]) / 255.0 - m[k]) / s[k]
+                v[i] = (p[i] / 255.0 - m[k]) / s[k]
             }
         case .scale:
-            for i in 0..<n { v[i] = Float(pixels[i]) / 255.0 }
+            for i in 0..<n { v[i] = p[i] / 255.0 }
         case .none:
-            for i in 0..<n { v[i] = Float(pixels[i]) }
+            v = p
         case .affine(let scale, let offset):
-            for i in 0..<n { v[i] = Float(pixels[i]) * scale + offset }
+            for i in 0..<n { v[i] = p[i] * scale + offset }
         }
-        return FloatImage(unchecked: width, height, channels, v)
+        return v
     }
 }
 

@@ -54,16 +54,19 @@ extension APIError {
             case .outOfMemory: return APIError(.contentTooLarge, "image_too_large", e.description)
             case .invalidArgument: return APIError(.badRequest, "bad_request", e.description)
             }
-        case let e as VisualizationError:
+        case let e as RequestError:
             switch e {
+            case .badParameter: return APIError(.badRequest, "bad_request", e.description)
             case .unknownLayer: return APIError(.notFound, "unknown_layer", e.description)
             case .outOfRange: return APIError(.notFound, "out_of_range", e.description)
             case .classOutOfRange: return APIError(.badRequest, "class_out_of_range", e.description)
             case .notSpatial: return APIError(.unprocessableContent, "not_spatial",
                                               e.description + "; choose a convolutional layer (GET /api/model lists which are spatial)")
-            case .cancelled: return APIError(.serviceUnavailable, "cancelled", "the computation was cancelled (the server is shutting down?)")
-            case .invalid: return APIError(.badRequest, "bad_request", e.description)
+            case .unsupported: return APIError(.unprocessableContent, "unsupported", e.description)
+            case .tooCostly: return APIError(.unprocessableContent, "too_costly", e.description)
             }
+        case VisualizationError.cancelled:
+            return APIError(.serviceUnavailable, "cancelled", "the computation was cancelled (the server is shutting down?)")
         case let e as JobQueue.Full:
             return APIError(.tooManyRequests, "queue_full", e.description, headers: [.retryAfter: "10"])
         case let e as JobQueue.ShuttingDown:

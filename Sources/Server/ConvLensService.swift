@@ -111,60 +111,44 @@ public final class ConvLensService: Sendable {
         await drainTask.withLock { $0 }?.value
     }
 
-    /// A content address: the model, a kind of result, and its canonical parameters.
-    func key(_ kind: String, _ parameters: String, image: Data? = nil) -> String {
-        var d = SHA256Digest()
-        d.update("\(modelDigest)\n\(kind)\n\(parameters)\n")
-        if let image { d.update(image) }
-        return d.finalizeHex()
+    /// What one request may cost: the image and overlay pixel limits of the settings.
+    public var limits: RenderLimits {
+        RenderLimits(maxImagePixels: settings.maxImagePixels, maxOverlayPixels: settings.maxOverlayPixels,
+                     maxHeatmapPasses: settings.maxHeatmapPasses)
+    }
+
+    /// The content address of a canonical request's result for this model (and image).
+    public func address(of request: some RenderRequest, image: String? = nil) -> ContentAddress {
+        request.contentAddress(model: modelDigest, image: image)
     }
 
     /// Columns of the gallery's filter grids.
     public static let galleryColumns = 8
 
-    /// The convolutions of the model (spatial output).
-    public var convolutionLayers: [LayerSummary] {
-        session.keras.layers.filter { $0.isSpatial && $0.className.contains("Conv") }
+    /// The gallery's grid of one layer (a convolution's activated output): the first
+    /// `gallery.count` filters, book method, at the configured size.
+    public func galleryRequest(for layer: LayerSummary) -> FilterRequest {
+        var request = FilterRequest(layer: layer.path, count: min(settings.galleryCount, layer.outputShape.last ?? 0))
+        request.cols = Self.galleryColumns
+        request.size = settings.filterSize
+        return request
     }
 
-    /// What the gallery draws for each convolution: the filters of its output after its
-    /// own BatchNorm/activation (`activatedOutput`), where patterns show.
-    public var galleryLayers: [(convolution: LayerSummary, target: LayerSummary)] {
-        convolutionLayers.map { ($0, activatedOutput(of: $0, in: session.keras)) }
-    }
-
-    /// Submits the filter visualisation `spec` as a job (or joins the identical one),
-    /// unless its result is cached. Throws for bad specs before queueing anything.
-    func submitFilters(_ spec: FilterSpec, priority: ComputePriority) throws -> (key: String, url: String, job: JobStatus?) {
-        let (key, url) = try filterAddress(spec)
-        if cache.contains(key) { return (key, url, nil) }
+    /// Submits a filter request as a job (or joins the identical one), unless its result
+    /// is cached. Checks the request (and the server's limits) before queueing anything.
+    func submit(_ request: FilterRequest, priority: ComputePriority) throws -> (address: ContentAddress, url: String, job: JobStatus?) {
+        try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
+        let r = try request.canonical(for: session)
+        let address = address(of: r)
+        if cache.contains(address.hex) { return (address, r.resultPath, nil) }
         let session = self.session
         let status = try jobs.submit(
-            key: key, kind: spec.count == 1 ? "filter" : "filter_grid",
-            description: spec.count == 1
-                ? "\(spec.method.rawValue) visualisation of filter \(spec.first) of \(spec.layer)"
-                : "\(spec.method.rawValue) grid of filters \(spec.first)..<\(spec.first + spec.count) of \(spec.layer)",
-            result: url, priority: priority, steps: spec.steps
+            key: address.hex, kind: r.count == 1 ? "filter" : "filter_grid", description: r.summary,
+            result: r.resultPath, priority: priority, steps: r.steps ?? r.method.defaultSteps
         ) { control in
-            let rendering = try session.renderFilters(spec) { p in
-                control.report(step: p.step, steps: p.steps, loss: p.meanLoss)
-            }
-            return try encodePNG(rendering.picture)
+            try session.render(r) { p in control.report(step: p.step, steps: p.steps, loss: p.meanLoss) }.body
         }
-        return (key, url, status)
-    }
-
-    /// The cache key and the canonical URL of a filter picture. Validates the spec
-    /// (unknown layer, range, flat layer) — the one check before anything is queued.
-    func filterAddress(_ spec: FilterSpec) throws -> (key: String, url: String) {
-        let (_, _, h, w) = try session.validate(spec)
-        let run = "method=\(spec.method.rawValue)&steps=\(spec.steps)&step=\(spec.stepSize)&seed=\(spec.seed)"
-        let objective = spec.method == .lucid ? "&objective=\(spec.objective.rawValue)" : ""
-        let url = spec.count == 1
-            ? "/filters/\(spec.layer)/\(spec.first)?\(run)&size=\(h)\(objective)"
-            : "/filters/\(spec.layer)?first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&\(run)&size=\(h)\(objective)"
-        let parameters = "layer=\(spec.layer)&first=\(spec.first)&count=\(spec.count)&cols=\(spec.cols)&\(run)&size=\(h)x\(w)\(objective)"
-        return (key("filters", parameters), url)
+        return (address, r.resultPath, status)
     }
 
     /// Queues every convolution layer's filter grid at bulk priority (skipping cached ones).
@@ -172,13 +156,9 @@ public final class ConvLensService: Sendable {
     @discardableResult
     public func prerenderGallery(logger: Logger) -> Int {
         var queued = 0
-        for (_, layer) in galleryLayers {
-            let channels = layer.outputShape.last ?? 0
-            let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
-                                  size: settings.filterSize, cols: Self.galleryColumns)
+        for (_, layer) in session.galleryLayers {
             do {
-                let r = try submitFilters(spec, priority: .bulk)
-                if r.job != nil { queued += 1 }
+                if try submit(galleryRequest(for: layer), priority: .bulk).job != nil { queued += 1 }
             } catch {
                 logger.warning("gallery pre-rendering stopped at \(layer.name): \(error)")
                 break
@@ -192,12 +172,10 @@ extension ConvLensService {
     /// Renders the gallery's filter grid of one layer (a convolution's activated output)
     /// now, on the calling thread, and stores it in the cache (what `convlens gallery` does).
     public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (png: Data, cached: Bool) {
-        let channels = layer.outputShape.last ?? 0
-        let spec = FilterSpec(layer: layer.name, first: 0, count: min(settings.galleryCount, channels), method: .book,
-                              size: settings.filterSize, cols: Self.galleryColumns)
-        let (key, _) = try filterAddress(spec)
+        let r = try galleryRequest(for: layer).canonical(for: session)
+        let key = address(of: r).hex
         if let png = cache.get(key) { return (png, true) }
-        let png = try encodePNG(try session.renderFilters(spec, progress: progress).picture)
+        let png = try session.render(r, progress: progress).body
         try cache.put(key, png)
         return (png, false)
     }

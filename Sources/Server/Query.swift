@@ -1,9 +1,11 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Visualization
 
-/// Query parameters with range checks: a bad value is a 400 that names the parameter,
-/// what was given and what is allowed.
+/// Query parameters, parsed by type: a value that is not of its parameter's type is a
+/// `RequestError` (400) naming the parameter, what was given and what is allowed. Ranges
+/// are the typed requests' business; `in:` checks the few that belong to the route.
 struct Query {
     /// Percent-decoded values; the first of a repeated name wins.
     let parameters: [String: String]
@@ -19,31 +21,32 @@ struct Query {
         return String(v)
     }
 
-    func int(_ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
-        guard let text = string(name) else { return value }
-        guard let v = Int(text), range.contains(v) else {
-            throw APIError.badRequest("\(name)=\(text) is not allowed: give an integer in \(range.lowerBound)...\(range.upperBound)")
+    /// An integer (nil when absent); one that does not fit in 64 bits is refused here.
+    /// `range` is the request type's, named in the error so a typo says what is allowed.
+    func int(_ name: String, range: ClosedRange<Int>? = nil) throws -> Int? {
+        guard let text = string(name) else { return nil }
+        guard let v = Int(text) else {
+            throw RequestError.badParameter(name: name, value: text, allowed: "give an integer" + (range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""))
         }
         return v
     }
 
-    func optionalInt(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
-        guard string(name) != nil else { return nil }
-        return try int(name, default: 0, in: range)
-    }
+    func int(_ name: String, default value: Int, range: ClosedRange<Int>? = nil) throws -> Int { try int(name, range: range) ?? value }
 
-    func float(_ name: String, default value: Float, in range: ClosedRange<Float>) throws -> Float {
-        guard let text = string(name) else { return value }
-        guard let v = Float(text), v.isFinite, range.contains(v) else {
-            throw APIError.badRequest("\(name)=\(text) is not allowed: give a number in \(range.lowerBound)...\(range.upperBound)")
+    func float(_ name: String, range: ClosedRange<Float>? = nil) throws -> Float? {
+        guard let text = string(name) else { return nil }
+        guard let v = Float(text), v.isFinite else {
+            throw RequestError.badParameter(name: name, value: text, allowed: "give a number" + (range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""))
         }
         return v
     }
+
+    func float(_ name: String, default value: Float, range: ClosedRange<Float>? = nil) throws -> Float { try float(name, range: range) ?? value }
 
     func double(_ name: String, default value: Double, in range: ClosedRange<Double>) throws -> Double {
         guard let text = string(name) else { return value }
         guard let v = Double(text), v.isFinite, range.contains(v) else {
-            throw APIError.badRequest("\(name)=\(text) is not allowed: give a number in \(range.lowerBound)...\(range.upperBound)")
+            throw RequestError.badParameter(name: name, value: text, allowed: "give a number in \(range.lowerBound)...\(range.upperBound)")
         }
         return v
     }
@@ -53,23 +56,66 @@ struct Query {
         switch text {
         case "1", "true", "yes", "on": return true
         case "0", "false", "no", "off": return false
-        default: throw APIError.badRequest("\(name)=\(text) is not allowed: give true or false")
+        default: throw RequestError.badParameter(name: name, value: text, allowed: "give true or false")
         }
     }
 
     func choice<T: RawRepresentable & CaseIterable>(_ name: String, default value: T) throws -> T where T.RawValue == String {
+        try choice(name, default: value, among: T.allCases)
+    }
+
+    /// One of `allowed` (by raw value, any case).
+    func choice<T: RawRepresentable>(_ name: String, default value: T, among allowed: some Collection<T>) throws -> T where T.RawValue == String {
         guard let text = string(name) else { return value }
-        guard let v = T(rawValue: text.lowercased()) else {
-            throw APIError.badRequest("\(name)=\(text) is not allowed: give one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        guard let v = T(rawValue: text.lowercased()), allowed.contains(where: { $0.rawValue == v.rawValue }) else {
+            throw RequestError.badParameter(name: name, value: text, allowed: "give one of \(allowed.map(\.rawValue).joined(separator: ", "))")
         }
         return v
     }
+}
 
-    func choice(_ name: String, default value: String, among allowed: [String]) throws -> String {
-        guard let text = string(name)?.lowercased() else { return value }
-        guard allowed.contains(text) else {
-            throw APIError.badRequest("\(name)=\(text) is not allowed: give one of \(allowed.joined(separator: ", "))")
-        }
-        return text
+/// Query parameters → typed requests: the names and defaults of the HTTP API. Every
+/// range is checked by the request's `canonical(for:)`.
+extension Query {
+    func heatmapRequest() throws -> HeatmapRequest {
+        var r = HeatmapRequest()
+        r.method = try choice("method", default: r.method)
+        r.classChoice = string("class")
+        r.layer = string("layer")
+        r.postSoftmax = try bool("post_softmax", default: r.postSoftmax)
+        r.alpha = try float("alpha", default: r.alpha, range: HeatmapRequest.alphaRange)
+        r.colormap = try choice("colormap", default: r.colormap)
+        r.show = try choice("show", default: r.show)
+        r.displayPercentile = try float("percentile", range: HeatmapRequest.percentileRange)
+        r.top = try int("top", default: r.top, range: HeatmapRequest.topRange)
+        r.format = try choice("format", default: r.format)
+        return r
+    }
+
+    func activationsRequest() throws -> ActivationsRequest {
+        var r = ActivationsRequest(layer: string("layer"))
+        r.cols = try int("cols", default: r.cols, range: ActivationsRequest.colsRange)
+        r.colormap = try choice("colormap", default: r.colormap)
+        r.channel = try int("channel", range: 0...Int.max)
+        r.format = try choice("format", default: r.format)
+        return r
+    }
+
+    func predictRequest() throws -> PredictRequest {
+        PredictRequest(top: try int("top", default: 5, range: PredictRequest.topRange), output: try bool("output", default: false))
+    }
+
+    /// One filter (`index`) or a grid (`first`, `count`, `cols`); `size` defaults to the server's `filters.size`.
+    func filterRequest(layer: String, index: Int?, defaultSize: Int) throws -> FilterRequest {
+        var r = FilterRequest(layer: layer, first: try index ?? int("first", default: 0), count: index == nil ? try int("count", range: FilterRequest.countRange) : 1)
+        if index == nil { r.cols = try int("cols", default: r.cols, range: FilterRequest.colsRange) }
+        r.method = try choice("method", default: r.method)
+        r.objective = try choice("objective", default: r.objective)
+        r.steps = try int("steps", range: FilterRequest.stepsRange)
+        r.step = try float("step", default: r.step, range: FilterRequest.stepRange)
+        r.size = try int("size", default: defaultSize, range: FilterRequest.sizeRange)
+        r.seed = try int("seed", default: r.seed, range: FilterRequest.seedRange)
+        r.format = try choice("format", default: r.format, among: [OutputFormat.png, .npy])
+        return r
     }
 }

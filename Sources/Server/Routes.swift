@@ -97,8 +97,8 @@ struct Routes: Sendable {
     func model() throws -> Response {
         let keras = session.keras
         let pipeline = try session.imagePipeline()
-        let defaultLayer = defaultCAMLayer(of: keras)?.name
-        let activated = Dictionary(service.galleryLayers.map { ($0.convolution.name, $0.target.name) }, uniquingKeysWith: { a, _ in a })
+        let defaultLayer = session.defaultCAMLayer?.name
+        let activated = Dictionary(session.galleryLayers.map { ($0.convolution.name, $0.target.name) }, uniquingKeysWith: { a, _ in a })
         let layers = keras.layers.map { l in
             ModelBody.Layer(name: l.name, path: l.path, depth: l.depth, class_name: l.className, output_shape: l.outputShape,
                             parameters: l.parameterCount, nested_model: KerasModel.isModelClass(l.className),
@@ -116,7 +116,7 @@ struct Routes: Sendable {
             cam_methods: CAMMethod.allCases.map(\.rawValue), colormaps: Colormap.allCases.map(\.rawValue),
             cam_method_info: CAMMethod.allCases.map { m in
                 .init(name: m.rawValue, uses_layer: m.weightsALayer,
-                      passes: m.passes(layerChannels: defaultCAMLayer(of: keras)?.outputShape.last ?? 0))
+                      passes: m.passes(layerChannels: session.defaultCAMLayer?.outputShape.last ?? 0))
             },
             filter_defaults: .init(method: "book", steps_book: FilterMethod.book.defaultSteps, steps_lucid: FilterMethod.lucid.defaultSteps,
                                    size: settings.filterSize, max_steps: settings.filterMaxSteps, max_count: settings.filterMaxCount,
@@ -174,216 +174,69 @@ struct Routes: Sendable {
     // MARK: - Predictions, heatmaps, activations
 
     func predict(_ request: Request) async throws -> Response {
-        let q = Query(request)
-        let top = try q.int("top", default: 5, in: 1...1000)
-        let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
-        let etag = strongETag(service.key("predict", "top=\(top)", image: image))
-        if matches(request, etag) { throw preconditionFailed(etag) }
-        let session = self.session
-        let maxPixels = settings.maxImagePixels
-        let predictions = try await service.executor.run(.interactive) {
-            let input = try session.imagePipeline().prepare(image, maxPixels: maxPixels).input
-            return try session.predict(input, top: top)
-        }
-        return try json(PredictBody(model: session.profile.name, top: predictions), etag: etag)
-    }
-
-    struct PredictBody: Encodable {
-        var model: String
-        var top: [Prediction]
+        try await renderUpload(request, Query(request).predictRequest()) { try $0.render($1, input: $2, limits: $3) }
     }
 
     func heatmap(_ request: Request) async throws -> Response {
-        let q = Query(request)
-        let method: CAMMethod = try q.choice("method", default: .gradcam)
-        let alpha = try q.float("alpha", default: 0.4, in: 0...1)
-        let colormap: Colormap = try q.choice("colormap", default: .jet)
-        let format = try q.choice("format", default: "png", among: ["png", "json"])
-        let show = try q.choice("show", default: "overlay", among: ["overlay", "heatmap"])
-        let postSoftmax = try q.bool("post_softmax", default: false)
-        let top = try q.int("top", default: 5, in: 1...1000)
-        let percentile = try q.optionalInt("percentile", in: 1...100)
-        let layer: LayerSummary
-        if let name = q.string("layer") {
-            layer = try session.spatialLayer(named: name)
-        } else {
-            guard let l = defaultCAMLayer(of: session.keras) else {
-                throw APIError(.unprocessableContent, "not_spatial", "the model has no spatial convolutional layer for a heatmap")
-            }
-            layer = l
-        }
-        let classIndex = try q.string("class").map { text in
-            if let k = try? self.session.resolveClass(text) { return k }
-            return try self.session.resolveClass(text.replacingOccurrences(of: "+", with: " "))
-        }
-        let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
-        let canonical = "method=\(method.rawValue)&class=\(classIndex.map(String.init) ?? "top")&layer=\(layer.name)&alpha=\(alpha)"
-            + "&colormap=\(colormap.rawValue)&format=\(format)&show=\(show)&post_softmax=\(postSoftmax)&top=\(top)&percentile=\(percentile ?? 0)"
-        let etag = strongETag(service.key("heatmap", canonical, image: image))
-        if matches(request, etag) { throw preconditionFailed(etag) }
-        let session = self.session
-        let maxPixels = settings.maxImagePixels
-        let result = try await service.executor.run(.interactive) { () -> HeatmapOutcome in
-            let photo = try decodeImage(image, options: DecodeOptions(maxPixels: maxPixels, layout: .rgb))
-            let input = try session.imagePipeline().prepare(photo).input
-            let scoreNode = session.scoreNode(postSoftmax: postSoftmax)
-            let request = CAMRequest(layerNode: layer.nodeId, scoreNode: scoreNode, classIndex: classIndex)
-            let cam = try session.network.classActivationMap(input, request, method: method)
-            let map = cam.map
-            // The CAM's forward pass already gave every score: rank those instead of a second pass.
-            let predictions = map.scores.count == session.classCount
-                ? session.rank(scoreNode == session.network.outputNode ? map.scores : softmax(map.scores), top: top)
-                : try session.predict(input, top: top)
-            var png: Data?
-            if format == "png" {
-                let p = percentile.map(Float.init) ?? (cam.resolution == .input ? 99 : nil)
-                let picture = show == "overlay"
-                    ? try camOverlay(map, on: photo, alpha: alpha, colormap: colormap, displayPercentile: p)
-                    : try camHeatmapImage(map, width: photo.width, height: photo.height, colormap: colormap, displayPercentile: p)
-                png = try encodePNG(picture, fast: true)
-            }
-            return HeatmapOutcome(map: map, layer: cam.resolution == .layer ? layer.name : "input", predictions: predictions, png: png)
-        }
-        let map = result.map
-        let label = session.label(of: map.classIndex)
-        let probability = result.predictions.first { $0.classIndex == map.classIndex }?.score
-        if let png = result.png {
-            var headers: HTTPFields = [
-                .init("X-Class")!: String(map.classIndex),
-                .init("X-Score")!: String(map.score),
-                .init("X-Score-Kind")!: postSoftmax ? "probability" : (session.keras.logitsNode != nil ? "logit" : "output"),
-                .init("X-Layer")!: result.layer,
-                .init("X-Method")!: method.rawValue,
-            ]
-            if let label { headers[.init("X-Label")!] = headerSafe(label) }
-            if let probability { headers[.init("X-Probability")!] = String(probability) }
-            return pngResponse(png, etag: etag, extra: headers)
-        }
-        return try json(HeatmapBody(class: map.classIndex, label: label, score: map.score, probability: probability,
-                                    layer: result.layer, method: method.rawValue, height: map.height, width: map.width,
-                                    heatmap: map.heatmap, top: result.predictions), etag: etag)
-    }
-
-    struct HeatmapOutcome: Sendable {
-        var map: ClassActivationMap
-        var layer: String
-        var predictions: [Prediction]
-        var png: Data?
-    }
-
-    struct HeatmapBody: Encodable {
-        var `class`: Int
-        var label: String?
-        var score: Float
-        var probability: Float?
-        var layer: String
-        var method: String
-        var height: Int
-        var width: Int
-        /// Row-major, normalised to [0, 1], at the layer's own resolution (before upsampling).
-        var heatmap: [Float]
-        var top: [Prediction]
+        try await renderUpload(request, Query(request).heatmapRequest()) { try $0.render($1, input: $2, limits: $3) }
     }
 
     func activations(_ request: Request) async throws -> Response {
-        let q = Query(request)
-        let layer: LayerSummary
-        if let name = q.string("layer") {
-            layer = try session.spatialLayer(named: name)
-        } else {
-            guard let first = session.keras.layers.first(where: { $0.isSpatial && $0.nodeId > 0 }) else {
-                throw APIError(.unprocessableContent, "not_spatial", "the model has no layer with a spatial feature map")
-            }
-            layer = first
-        }
-        let channels = layer.outputShape.last ?? 0
-        let cols = try q.int("cols", default: 16, in: 1...256)
-        let colormap: Colormap = try q.choice("colormap", default: .viridis)
-        let format = try q.choice("format", default: "png", among: ["png", "json"])
-        let channel = try q.optionalInt("channel", in: Int.min...Int.max)
-        if let channel, !(0..<channels).contains(channel) {
-            throw APIError(.notFound, "out_of_range", "channel \(channel) out of range: '\(layer.name)' has \(channels) channels (0...\(channels - 1))")
-        }
-        let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
-        let canonical = "layer=\(layer.name)&cols=\(cols)&colormap=\(colormap.rawValue)&format=\(format)&channel=\(channel ?? -1)"
-        let etag = strongETag(service.key("activations", canonical, image: image))
-        if matches(request, etag) { throw preconditionFailed(etag) }
-        let session = self.session
-        let maxPixels = settings.maxImagePixels
-        let outcome = try await service.executor.run(.interactive) { () -> (png: Data?, stats: [ChannelStatistics]?, shape: [Int]) in
-            let input = try session.imagePipeline().prepare(image, maxPixels: maxPixels).input
-            // Stop right after the layer: nothing above it is computed.
-            guard let activation = try session.network.forward(input, stopAfter: layer.nodeId)[layer.nodeId], activation.rank == 4 else {
-                throw VisualizationError.notSpatial(layer: layer.name, shape: layer.outputShape)
-            }
-            let one = activation.sample(0)
-            let shape = Array(activation.shape.dropFirst())
-            if format == "json" { return (nil, try channelStatistics(one), shape) }
-            let picture = try channel.map { try activationChannel(one, channel: $0, colormap: colormap) }
-                ?? activationGrid(one, cols: cols, colormap: colormap)
-            return (try encodePNG(picture, fast: true), nil, shape)
-        }
-        if let png = outcome.png {
-            return pngResponse(png, etag: etag, extra: [.init("X-Layer")!: layer.name, .init("X-Shape")!: outcome.shape.map(String.init).joined(separator: "x")])
-        }
-        return try json(ActivationsBody(layer: layer.name, shape: outcome.shape, channels: outcome.stats ?? []), etag: etag)
+        try await renderUpload(request, Query(request).activationsRequest()) { try $0.render($1, input: $2, limits: $3) }
     }
 
-    struct ActivationsBody: Encodable {
-        var layer: String
-        var shape: [Int]
-        var channels: [ChannelStatistics]
+    /// A request on an uploaded image: checked before the body is read, then hashed and
+    /// rendered on the compute threads. The result's content address (model, canonical
+    /// request, image) is its ETag; a matching If-None-Match is answered 412 before rendering.
+    func renderUpload<R: RenderRequest>(
+        _ request: Request, _ typed: R,
+        render: @escaping @Sendable (ModelSession, R, RenderInput, RenderLimits) throws -> Rendered
+    ) async throws -> Response {
+        let canonical = try typed.canonical(for: session)
+        let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
+        let (service, session, limits) = (self.service, self.session, service.limits)
+        let known = entityTags(request)
+        let (address, rendered) = try await service.executor.run(.interactive) { () -> (ContentAddress, Rendered) in
+            let address = service.address(of: canonical, image: SHA256Digest.hex([image]))
+            if known.matches(address.etag) { throw Self.preconditionFailed(address.etag) }
+            return (address, try render(session, canonical, .image(image), limits))
+        }
+        return respond(rendered.body, format: rendered.format, etag: address.etag, facts: rendered.facts)
     }
 
     // MARK: - Filters and jobs
 
-    func filterSpec(_ q: Query, layer: String, first: Int, count: Int, cols: Int) throws -> FilterSpec {
-        let method: FilterMethod = try q.choice("method", default: .book)
-        let steps = try q.int("steps", default: method.defaultSteps, in: 1...settings.filterMaxSteps)
-        let step = try q.float("step", default: 1, in: 0.001...1000)
-        let size = try q.int("size", default: settings.filterSize, in: FilterSpec.sizeRange)
-        let seed = try q.int("seed", default: 0, in: 0...Int(UInt32.max))
-        let objective: FilterObjective = try q.choice("objective", default: .channel)
-        return FilterSpec(layer: layer, first: first, count: count, method: method, objective: objective, steps: steps,
-                          stepSize: step, size: size, seed: UInt64(seed), start: nil, cols: cols)
-    }
-
     func filter(_ request: Request, layer: String, index: String) async throws -> Response {
         guard let i = Int(index) else {
-            throw APIError.badRequest("filter index '\(index)' is not an integer")
+            throw RequestError.badParameter(name: "index", value: index, allowed: "it is not an integer; give a filter index from 0")
         }
-        let spec = try filterSpec(Query(request), layer: layer, first: i, count: 1, cols: 1)
-        return try await filterResponse(request, spec: spec, priority: .job)
+        let typed = try Query(request).filterRequest(layer: layer, index: i, defaultSize: settings.filterSize)
+        return try await filterResponse(request, typed, priority: .job)
     }
 
     func filterGrid(_ request: Request, layer: String) async throws -> Response {
-        let q = Query(request)
-        let channels = try session.layer(named: layer).outputShape.last ?? 0
-        let first = try q.int("first", default: 0, in: 0...max(0, channels - 1))
-        let count = try q.int("count", default: min(64, max(1, channels - first)), in: 1...settings.filterMaxCount)
-        let cols = try q.int("cols", default: 8, in: 1...64)
-        let spec = try filterSpec(q, layer: layer, first: first, count: count, cols: cols)
-        return try await filterResponse(request, spec: spec, priority: .bulk)
+        let typed = try Query(request).filterRequest(layer: layer, index: nil, defaultSize: settings.filterSize)
+        return try await filterResponse(request, typed, priority: .bulk)
     }
 
     /// A cached picture at once; otherwise the job (new or joined), waited for up to
     /// `wait` seconds: the picture if it finished, else 202 with the job's Location.
-    func filterResponse(_ request: Request, spec: FilterSpec, priority: ComputePriority) async throws -> Response {
+    func filterResponse(_ request: Request, _ typed: FilterRequest, priority: ComputePriority) async throws -> Response {
         let wait = try Query(request).double("wait", default: settings.jobWaitSeconds, in: 0...300)
-        let submitted = try service.submitFilters(spec, priority: priority)
-        let etag = strongETag(submitted.key)
+        let submitted = try service.submit(typed, priority: priority)
+        let (key, etag, format) = (submitted.address.hex, submitted.address.etag, typed.format)
         guard let job = submitted.job else {
-            if matches(request, etag) { return notModified(etag) }
-            guard let png = service.cache.get(submitted.key) else { throw APIError(.internalServerError, "cache_error", "a cached result vanished") }
+            if entityTags(request).matches(etag) { return notModified(etag) }
+            guard let body = service.cache.get(key) else { throw VisualizationError.invalid("a cached result vanished") }
             service.metrics.recordCache(hit: true)
-            return pngResponse(png, etag: etag, extra: [.init("X-Cache")!: "hit"])
+            return respond(body, format: format, etag: etag, facts: [Fact("Cache", "hit")])
         }
         service.metrics.recordCache(hit: false)
         let status = await service.jobs.wait(job.id, seconds: wait) ?? job
         switch status.state {
         case .done:
-            guard let png = service.cache.get(submitted.key) else { throw APIError(.internalServerError, "cache_error", "the finished result is missing") }
-            return pngResponse(png, etag: etag, extra: [.init("X-Cache")!: "miss", .init("X-Job")!: status.id])
+            guard let body = service.cache.get(key) else { throw VisualizationError.invalid("the finished result is missing") }
+            return respond(body, format: format, etag: etag, facts: [Fact("Cache", "miss"), Fact("Job", status.id)])
         case .failed:
             if status.timedOut { throw APIError(.gatewayTimeout, "job_timeout", status.error ?? "the job timed out") }
             throw APIError(.internalServerError, "job_failed", status.error ?? "the job failed")
@@ -440,25 +293,32 @@ struct Routes: Sendable {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data + [0x0A])))
     }
 
-    func pngResponse(_ png: Data, etag: String, extra: HTTPFields = [:]) -> Response {
-        var headers = extra
-        headers[.contentType] = "image/png"
+    /// A rendered result: its bytes, its content type, its ETag, and each fact as an `X-` header.
+    func respond(_ body: Data, format: OutputFormat, etag: String, facts: [Fact]) -> Response {
+        var headers: HTTPFields = [:]
+        for fact in facts {
+            if let name = HTTPField.Name("X-" + fact.name) { headers[name] = headerSafe(fact.value) }
+        }
+        headers[.contentType] = format.contentType
         headers[.eTag] = etag
         // Revalidate every time: the same URL gives another picture if the server's model changes.
         headers[.cacheControl] = "no-cache"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: png)))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    func strongETag(_ key: String) -> String { "\"\(key.prefix(40))\"" }
+    /// The entity tags of a request's If-None-Match (RFC 9110 §13.1.2), read once.
+    func entityTags(_ request: Request) -> EntityTags {
+        EntityTags(header: request.headers[values: .ifNoneMatch])
+    }
 
-    /// RFC 9110 §13.1.2: If-None-Match lists the entity tags the client has (or `*`).
-    func matches(_ request: Request, _ etag: String) -> Bool {
-        request.headers[values: .ifNoneMatch].contains { header in
-            header.split(separator: ",").contains { tag in
-                let t = tag.trimmingCharacters(in: .whitespaces)
-                return t == "*" || t == etag || t == "W/" + etag
-            }
+    struct EntityTags: Sendable {
+        var tags: [String]
+
+        init(header values: [String]) {
+            tags = values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         }
+
+        func matches(_ etag: String) -> Bool { tags.contains { $0 == "*" || $0 == etag || $0 == "W/" + etag } }
     }
 
     func notModified(_ etag: String) -> Response {
@@ -466,7 +326,7 @@ struct Routes: Sendable {
     }
 
     /// For POST, a matching If-None-Match is answered 412 (RFC 9110 §13.1.2; 304 is for GET).
-    func preconditionFailed(_ etag: String) -> APIError {
+    static func preconditionFailed(_ etag: String) -> APIError {
         APIError(.preconditionFailed, "not_modified",
                  "the result for this image and these parameters has ETag \(etag), which If-None-Match already lists",
                  headers: [.eTag: etag])

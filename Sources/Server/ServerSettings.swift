@@ -14,6 +14,12 @@ public struct ServerSettings: Sendable {
     public var maxBodyBytes = 20 << 20
     /// Largest image accepted, in pixels, checked from the header before decoding (413 beyond).
     public var maxImagePixels = 40_000_000
+    /// Largest overlay drawn, in pixels: a larger photo is drawn scaled down to fit (the
+    /// response says so in `X-Overlay-Size`), so a small upload cannot cost a huge picture.
+    public var maxOverlayPixels = 4_194_304
+    /// Model passes one heatmap may cost (Grad-CAM 1; Score-CAM one per channel of its
+    /// layer: 1281 at the bundled model's default layer); dearer requests get 422 too_costly.
+    public var maxHeatmapPasses = 2048
     /// Seconds a connection may idle before it is closed.
     public var idleTimeoutSeconds = 60.0
 
@@ -70,6 +76,8 @@ public struct ServerSettings: Sendable {
         publicDir = c.string(forKey: "server.public_dir", default: d.publicDir)
         maxBodyBytes = c.int(forKey: "server.max_body_bytes", default: d.maxBodyBytes)
         maxImagePixels = c.int(forKey: "server.max_image_pixels", default: d.maxImagePixels)
+        maxOverlayPixels = c.int(forKey: "server.max_overlay_pixels", default: d.maxOverlayPixels)
+        maxHeatmapPasses = c.int(forKey: "server.max_heatmap_passes", default: d.maxHeatmapPasses)
         idleTimeoutSeconds = c.double(forKey: "server.idle_timeout_seconds", default: d.idleTimeoutSeconds)
         modelPath = c.string(forKey: "model.path", default: d.modelPath)
         computeThreads = c.int(forKey: "compute.threads", default: d.computeThreads)
@@ -98,6 +106,8 @@ public struct ServerSettings: Sendable {
         try need((0...65535).contains(port), "server.port", "must be in 0...65535, got \(port)")
         try need(maxBodyBytes >= 1024, "server.max_body_bytes", "must be at least 1024, got \(maxBodyBytes)")
         try need(maxImagePixels >= 1, "server.max_image_pixels", "must be at least 1")
+        try need(maxOverlayPixels >= 1, "server.max_overlay_pixels", "must be at least 1")
+        try need(maxHeatmapPasses >= 1, "server.max_heatmap_passes", "must be at least 1")
         try need(idleTimeoutSeconds > 0, "server.idle_timeout_seconds", "must be positive")
         try need((1...64).contains(computeThreads), "compute.threads", "must be in 1...64, got \(computeThreads)")
         try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")

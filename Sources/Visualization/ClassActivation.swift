@@ -130,7 +130,7 @@ extension Network {
         let trace = try forward(input, stopAfter: request.scoreNode, keep: keep, keepAll: keepAll)
         let scores = trace[request.scoreNode]!
         let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
-        guard k >= 0, k < scores.sampleCount else { throw VisualizationError.classOutOfRange(k, count: scores.sampleCount) }
+        guard k >= 0, k < scores.sampleCount else { throw RequestError.classOutOfRange(k, count: scores.sampleCount) }
         return (trace, scores, k)
     }
 
@@ -138,7 +138,7 @@ extension Network {
     func spatialActivation(_ trace: Trace, _ layerNode: Int) throws -> Tensor {
         guard layerNode >= 0, layerNode < nodes.count else { throw VisualizationError.invalid("node \(layerNode) out of range") }
         guard let a = trace[layerNode], a.rank == 4 else {
-            throw VisualizationError.notSpatial(layer: nodes[layerNode].name, shape: trace[layerNode]?.sampleShape ?? [])
+            throw RequestError.notSpatial(layer: nodes[layerNode].name, shape: trace[layerNode]?.sampleShape ?? [])
         }
         return a
     }
@@ -159,7 +159,7 @@ extension Network {
     {
         let trace = try forward(x, stopAfter: scoreNode, keepAll: true)
         let s = trace[scoreNode]!
-        guard k >= 0, k < s.sampleCount else { throw VisualizationError.classOutOfRange(k, count: s.sampleCount) }
+        guard k >= 0, k < s.sampleCount else { throw RequestError.classOutOfRange(k, count: s.sampleCount) }
         let g = try backward(from: scoreNode, seed: Self.classSeed(s, k), to: 0, trace: trace, guidedReLU: guided)
         let per = s.sampleCount
         return (g, (0..<s.batch).map { s.scalars[$0 * per + k] })
@@ -191,38 +191,21 @@ func saliencyMap(_ t: Tensor) -> [Float] {
     return map
 }
 
-/// Softmax of one row in Double (max-subtracted).
-func softmaxRow(_ row: ArraySlice<Float>) -> [Float] {
-    let m = Double(row.max() ?? 0)
-    let e = row.map { exp(Double($0) - m) }
-    let s = e.reduce(0, +)
-    return e.map { Float($0 / s) }
-}
-
-/// SplitMix64 with Box–Muller normals: small, seeded, the same on every platform.
+/// Seeded standard normals: SplitMix64 uniforms through Box–Muller, both of each pair used.
 struct SeededNormal {
-    var state: UInt64
+    var uniforms: SplitMix64
     var spare: Double?
 
-    init(seed: UInt64) { state = seed }
-
-    mutating func nextUInt64() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    mutating func uniform() -> Double { (Double(nextUInt64() >> 11) + 1) / 9_007_199_254_740_992.0 }
+    init(seed: UInt64) { uniforms = SplitMix64(seed: seed) }
 
     mutating func next() -> Double {
-        if let s = spare { spare = nil; return s }
-        let u1 = uniform(), u2 = uniform()
-        let r = (-2 * log(u1)).squareRoot()
-        spare = r * sin(2 * Double.pi * u2)
-        return r * cos(2 * Double.pi * u2)
+        if let s = spare {
+            spare = nil
+            return s
+        }
+        let (a, b) = boxMuller(uniforms.nextOpenUnit(), uniforms.nextOpenUnit())
+        spare = b
+        return a
     }
 }
 

@@ -43,7 +43,7 @@ extension Network {
     }
 
     public static func bookStartImages(count: Int, height: Int, width: Int, channels: Int, seed: UInt64) -> Tensor {
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let n = count * height * width * channels
         return Tensor(shape: [count, height, width, channels], scalars: (0..<n).map { _ in Float(rng.nextUnit()) * 20 + 128 })
     }
@@ -64,7 +64,7 @@ extension Network {
         for step in 1...max(1, parameters.steps) {
             let trace = try forward(x, stopAfter: layerNode, keepAll: true)
             let out = trace[layerNode]!
-            guard out.rank == 4 else { throw VisualizationError.notSpatial(layer: nodes[layerNode].name, shape: out.sampleShape) }
+            guard out.rank == 4 else { throw RequestError.notSpatial(layer: nodes[layerNode].name, shape: out.sampleShape) }
             let (hw, c) = (out.shape[1] * out.shape[2], out.shape[3])
             var seed = Tensor(zeros: out.shape)
             var losses = [Float](repeating: 0, count: filters.count)
@@ -112,18 +112,3 @@ public func bookDeprocess(_ image: ArraySlice<Float>) -> [UInt8] {
     }
 }
 
-/// SplitMix64: a small, seedable, platform-independent generator, so a seed gives
-/// the same start image everywhere.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 53 random bits.
-    public mutating func nextUnit() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
-}

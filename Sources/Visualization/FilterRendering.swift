@@ -17,50 +17,113 @@ public enum FilterObjective: String, Sendable, Codable, CaseIterable {
 }
 
 /// The start image of a book ascent.
-public enum FilterStart: Sendable {
+public enum FilterStart: String, Sendable, Codable, CaseIterable {
     /// The book's raw grey noise in model-input units.
     case book
     /// The same noise as pixels, then the model's preprocessing (and the step scaled alike).
     case grey
-    /// A float image [1, h, w, c] in model-input units, used for every filter.
-    case image(Tensor)
 }
 
-/// One filter visualisation request: everything the picture depends on.
-/// Ranges are checked by `validate` — the limits are what a server can promise to finish.
-public struct FilterSpec: Sendable {
-    public var layer: String
-    public var first: Int
-    public var count: Int
-    public var method: FilterMethod
-    public var objective: FilterObjective
-    public var steps: Int
-    public var stepSize: Float
-    /// Side of the image when the model takes any size (default 150, the book's).
-    public var size: Int?
-    public var seed: UInt64
-    /// nil: the book's noise for models fed raw or caffe pixels, grey otherwise.
-    public var start: FilterStart?
-    public var cols: Int
+/// `GET /filters/{layer}/{index}`, `GET /filters/{layer}` and `convlens filters`: the
+/// input that makes one filter, or each of a run of filters, fire strongest.
+public struct FilterRequest: RenderRequest {
+    public static let kind = "filters"
 
-    public static let stepRange = 1...10_000
+    /// A layer name or path (`vgg16/block3_conv1`).
+    public var layer: String
+    /// The first filter (the only one when `count` is 1).
+    public var first = 0
+    /// How many filters, as one grid; nil: from `first` up to 64 of them. Canonical: the number.
+    public var count: Int? = 1
+    /// Grid columns (the book: 8). Canonical: 1 for one filter.
+    public var cols = 8
+    public var method: FilterMethod = .book
+    /// What each image maximises (lucid only; canonical: `channel` for the book).
+    public var objective: FilterObjective = .channel
+    /// nil: the method's default (book 40, lucid 256). Canonical: the number.
+    public var steps: Int?
+    public var step: Float = 1
+    /// Side of the image when the model takes any size (nil: 150, the book's). Canonical:
+    /// the height the picture has (a model with a fixed input decides it).
+    public var size: Int?
+    public var seed = 0
+    /// The book's start image; nil: raw noise for models fed raw or caffe pixels, grey
+    /// otherwise. Canonical: the choice made (nil for lucid, which has its own start).
+    public var start: FilterStart?
+    /// png: the picture; npy/json: the final float input images before deprocessing.
+    public var format: OutputFormat = .png
+
+    public static let stepsRange = 1...10_000
+    public static let stepRange: ClosedRange<Float> = 0.001...1000
     public static let sizeRange = 8...1024
     public static let countRange = 1...1024
+    public static let colsRange = 1...64
+    public static let seedRange = 0...Int(UInt32.max)
+    /// The grid a request without `count` gets, at most.
+    public static let defaultGridCount = 64
 
-    public init(layer: String, first: Int = 0, count: Int = 1, method: FilterMethod = .book,
-                objective: FilterObjective = .channel, steps: Int? = nil, stepSize: Float = 1,
-                size: Int? = nil, seed: UInt64 = 0, start: FilterStart? = nil, cols: Int = 8) {
+    public init(layer: String, first: Int = 0, count: Int? = 1) {
         self.layer = layer
         self.first = first
         self.count = count
-        self.method = method
-        self.objective = objective
-        self.steps = steps ?? method.defaultSteps
-        self.stepSize = stepSize
-        self.size = size
-        self.seed = seed
-        self.start = start
-        self.cols = cols
+    }
+
+    public func canonical(for session: ModelSession) throws -> FilterRequest {
+        var r = self
+        let steps = steps ?? method.defaultSteps
+        try RequestError.check("steps", steps, in: Self.stepsRange)
+        try RequestError.check("step", step, in: Self.stepRange)
+        try RequestError.check("cols", cols, in: Self.colsRange)
+        try RequestError.check("seed", seed, in: Self.seedRange)
+        if let size { try RequestError.check("size", size, in: Self.sizeRange) }
+        if let count { try RequestError.check("count", count, in: Self.countRange) }
+        let target = try session.filterTarget(layer: layer, method: method)
+        let channels = target.channels
+        // `first` is checked on its own before `first + count` is formed: a huge index cannot overflow.
+        guard first >= 0, first < channels else {
+            throw RequestError.outOfRange("filter \(first) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
+        }
+        let count = count ?? min(Self.defaultGridCount, channels - first)
+        guard count <= channels - first else {
+            throw RequestError.outOfRange("filters \(first)..<\(first + count) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
+        }
+        let input = session.network.inputShape
+        r.layer = target.summary.path
+        r.count = count
+        r.cols = count == 1 ? 1 : cols
+        r.steps = steps
+        r.size = input[0] == -1 ? (size ?? 150) : input[0]
+        if method == .book {
+            r.objective = .channel
+            r.start = start ?? (pixelUnit(session.pipeline?.preprocessing ?? .none) == 1 ? .book : .grey)
+        } else {
+            r.start = nil
+        }
+        return r
+    }
+
+    /// Server policy on top of the request's own ranges.
+    public func check(maxSteps: Int, maxCount: Int) throws {
+        if let steps { try RequestError.check("steps", steps, in: 1...maxSteps) }
+        if let count { try RequestError.check("count", count, in: 1...maxCount) }
+    }
+
+    /// The URL that answers this request (canonical requests only): the job's result link.
+    public var resultPath: String {
+        let layerSegment = layer.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? layer
+        var query = "method=\(method.rawValue)&steps=\(steps ?? method.defaultSteps)&step=\(step)&seed=\(seed)&size=\(size ?? 150)"
+        if method == .lucid { query += "&objective=\(objective.rawValue)" }
+        if format != .png { query += "&format=\(format.rawValue)" }
+        return count == 1
+            ? "/filters/\(layerSegment)/\(first)?\(query)"
+            : "/filters/\(layerSegment)?first=\(first)&count=\(count ?? 1)&cols=\(cols)&\(query)"
+    }
+
+    /// One line saying what the job computes.
+    public var summary: String {
+        count == 1
+            ? "\(method.rawValue) visualisation of filter \(first) of \(layer)"
+            : "\(method.rawValue) grid of filters \(first)..<\(first + (count ?? 1)) of \(layer)"
     }
 }
 
@@ -79,66 +142,67 @@ public struct FilterRendering: Sendable {
 }
 
 extension ModelSession {
-    /// The resolved target of a filter spec: the node to maximise and whether it is spatial.
-    /// Throws for an unknown layer (with the valid names), a flat layer where the method needs
-    /// a feature map, filters out of range, and parameters outside their ranges.
-    public func validate(_ spec: FilterSpec) throws -> (node: Int, spatial: Bool, height: Int, width: Int) {
-        guard FilterSpec.stepRange.contains(spec.steps) else {
-            throw VisualizationError.invalid("steps must be in \(FilterSpec.stepRange.lowerBound)...\(FilterSpec.stepRange.upperBound), got \(spec.steps)")
-        }
-        guard spec.stepSize.isFinite, spec.stepSize > 0, spec.stepSize <= 1000 else {
-            throw VisualizationError.invalid("step must be in (0, 1000], got \(spec.stepSize)")
-        }
-        if let size = spec.size, !FilterSpec.sizeRange.contains(size) {
-            throw VisualizationError.invalid("size must be in \(FilterSpec.sizeRange.lowerBound)...\(FilterSpec.sizeRange.upperBound), got \(size)")
-        }
-        guard FilterSpec.countRange.contains(spec.count) else {
-            throw VisualizationError.invalid("count must be in \(FilterSpec.countRange.lowerBound)...\(FilterSpec.countRange.upperBound), got \(spec.count)")
-        }
-        guard (1...64).contains(spec.cols) else { throw VisualizationError.invalid("cols must be in 1...64, got \(spec.cols)") }
-        let summary = try layer(named: spec.layer)
-        guard summary.nodeId > 0 else { throw VisualizationError.invalid("the input layer has no filters") }
-        guard summary.isSpatial || spec.method == .lucid else {
-            throw VisualizationError.notSpatial(layer: spec.layer, shape: summary.outputShape)
+    /// The node a filter visualisation maximises, whether it is spatial and how many
+    /// filters it has. Throws for an unknown layer (with the valid names), the input, and
+    /// a flat layer where the method needs a feature map.
+    func filterTarget(layer name: String, method: FilterMethod) throws -> (summary: LayerSummary, node: Int, spatial: Bool, channels: Int) {
+        let summary = try layer(named: name)
+        guard summary.nodeId > 0 else { throw RequestError.unsupported("the input layer has no filters") }
+        guard summary.isSpatial || method == .lucid else {
+            throw RequestError.notSpatial(layer: name, shape: summary.outputShape)
         }
         var node = summary.nodeId
         // A class unit is maximised before its softmax (a softmax can rise by pushing other classes down).
         if !summary.isSpatial, node == network.outputNode, let logits = keras.logitsNode { node = logits }
-        let channels = summary.outputShape.last ?? 0
-        guard spec.first >= 0, spec.first + spec.count <= channels else {
-            let asked = spec.count == 1 ? "filter \(spec.first)" : "filters \(spec.first)..<\(spec.first + spec.count)"
-            throw VisualizationError.outOfRange("\(asked) out of range: '\(spec.layer)' has \(channels) filters (0...\(channels - 1))")
-        }
-        let inputShape = network.inputShape
-        let side = spec.size ?? (inputShape[0] == -1 ? 150 : inputShape[0])
-        let h = inputShape[0] == -1 ? side : inputShape[0]
-        let w = inputShape[1] == -1 ? side : inputShape[1]
-        return (node, summary.isSpatial, h, w)
+        return (summary, node, summary.isSpatial, summary.outputShape.last ?? 0)
     }
 
-    /// Runs a filter visualisation. `progress` is called after every step; returning
-    /// false cancels (throws `VisualizationError.cancelled`). `sequential` optimises the
-    /// filters one at a time instead of as one batch (same result, for timing).
-    public func renderFilters(_ spec: FilterSpec, sequential: Bool = false,
+    /// Renders a filter request to PNG (the picture), NPY or JSON (`{"shape", "data"}`
+    /// of the final float images). `progress` is called after every step; returning false
+    /// cancels (throws `VisualizationError.cancelled`).
+    public func render(_ request: FilterRequest, startImage: Tensor? = nil, sequential: Bool = false,
+                       progress: (FilterProgress) -> Bool = { _ in true }) throws -> Rendered {
+        let r = try request.canonical(for: self)
+        let rendering = try renderFilters(r, startImage: startImage, sequential: sequential, progress: progress)
+        let facts = [Fact("Layer", r.layer), Fact("Filters", "\(r.first)..<\(r.first + (r.count ?? 1))"), Fact("Method", r.method.rawValue),
+                     Fact("Steps", String(r.steps ?? 0)), Fact("Size", "\(rendering.images.shape[1])x\(rendering.images.shape[2])")]
+        switch r.format {
+        case .png: return Rendered(body: try encodePNG(rendering.picture), format: .png, facts: facts)
+        case .npy: return Rendered(body: rendering.images.npyData(), format: .npy, facts: facts)
+        case .json: return Rendered(body: try jsonDocument(TensorDocument(rendering.images)), format: .json, facts: facts)
+        }
+    }
+
+    /// Runs a filter visualisation. `startImage` (book only; [1, h, w, c] or [h, w, c] in
+    /// model-input units) replaces the noise start for every filter — a command-line
+    /// option, not part of the request's identity. `sequential` optimises the filters one
+    /// at a time instead of as one batch (same result, for timing).
+    public func renderFilters(_ request: FilterRequest, startImage: Tensor? = nil, sequential: Bool = false,
                               progress: (FilterProgress) -> Bool = { _ in true }) throws -> FilterRendering {
-        let (node, spatial, h, w) = try validate(spec)
-        let c = network.inputShape[2]
-        let filters = Array(spec.first..<(spec.first + spec.count))
-        let n = spec.count
+        let r = try request.canonical(for: self)
+        let (_, node, spatial, _) = try filterTarget(layer: r.layer, method: r.method)
+        let inputShape = network.inputShape
+        let c = inputShape[2]
+        let h = inputShape[0] == -1 ? r.size ?? 150 : inputShape[0]
+        let w = inputShape[1] == -1 ? r.size ?? 150 : inputShape[1]
+        let n = r.count ?? 1
+        let steps = r.steps ?? r.method.defaultSteps
+        let filters = Array(r.first..<(r.first + n))
         let preprocessing = pipeline?.preprocessing ?? .none
-        if spec.method == .lucid {
+        func report(step: Int, steps: Int, losses: [Float]) -> Bool {
+            progress(FilterProgress(step: step, steps: steps, meanLoss: losses.reduce(0, +) / Float(max(1, losses.count))))
+        }
+        if r.method == .lucid {
             let objectives: [LucidObjective] = filters.map {
-                !spatial ? .unit($0) : (spec.objective == .neuron ? .neuron($0) : .channel($0))
+                !spatial ? .unit($0) : (r.objective == .neuron ? .neuron($0) : .channel($0))
             }
-            var parameters = LucidParameters(steps: spec.steps, seed: spec.seed)
-            if network.inputShape[0] == -1 || network.inputShape[1] == -1 { parameters.size = (h, w) }
+            var parameters = LucidParameters(steps: steps, seed: UInt64(r.seed))
+            if inputShape[0] == -1 || inputShape[1] == -1 { parameters.size = (h, w) }
             let result = try network.lucidVisualization(
                 layerNode: node, objectives: objectives, inputMap: LucidInputMap(preprocessing: preprocessing),
-                parameters: parameters, progress: { p in
-                    progress(FilterProgress(step: p.step, steps: p.steps, meanLoss: p.losses.reduce(0, +) / Float(max(1, p.losses.count))))
-                })
+                parameters: parameters, progress: { report(step: $0.step, steps: $0.steps, losses: $0.losses) })
             let cells = try lucidImages(result.images)
-            let columns = min(spec.cols, cells.count)
+            let columns = min(r.cols, cells.count)
             let picture = n == 1 ? cells[0] : try composeGrid(cells, rows: GridLayout.rows(for: n, cols: columns), cols: columns,
                                                                margin: 5, background: [0])
             return FilterRendering(images: result.images, picture: picture)
@@ -147,43 +211,52 @@ extension ModelSession {
         // 1.0 is one grey level. For a model fed scaled pixels ((x − 127)/128 for the bundled
         // one) the same grey noise is preprocessed first and the step scaled alike, so the
         // ascent moves pixels by the book's amount instead of saturating the input.
-        let unit = pixelUnit(preprocessing)
-        var stepSize = spec.stepSize
+        var stepSize = r.step
         let one: Tensor
-        switch spec.start ?? (unit == 1 ? .book : .grey) {
-        case .book:
-            one = Network.bookStartImages(count: 1, height: h, width: w, channels: c, seed: spec.seed)
-        case .grey:
-            let noise = Network.bookStartImages(count: 1, height: h, width: w, channels: c, seed: spec.seed)
-            one = try preprocessPixels(noise, preprocessing)
-            stepSize *= unit
-        case .image(let t):
-            let t = t.rank == 3 ? t.reshaped([1] + t.shape) : t
+        if let startImage {
+            let t = startImage.rank == 3 ? startImage.reshaped([1] + startImage.shape) : startImage
             guard t.shape == [1, h, w, c] else {
-                throw VisualizationError.invalid("the start image has shape \(t.shape); expected (\(h), \(w), \(c))")
+                throw RequestError.unsupported("the start image has shape \(startImage.shape); expected (\(h), \(w), \(c))")
             }
             one = t
+        } else {
+            let noise = Network.bookStartImages(count: 1, height: h, width: w, channels: c, seed: UInt64(r.seed))
+            if r.start == .grey {
+                one = try preprocessPixels(noise, preprocessing)
+                stepSize *= pixelUnit(preprocessing)
+            } else {
+                one = noise
+            }
         }
-        func report(_ p: AscentProgress) -> Bool {
-            progress(FilterProgress(step: p.step, steps: p.steps, meanLoss: p.losses.reduce(0, +) / Float(max(1, p.losses.count))))
-        }
-        let parameters = FilterAscentParameters(steps: spec.steps, stepSize: stepSize, size: h)
+        let parameters = FilterAscentParameters(steps: steps, stepSize: stepSize, size: h)
+        func ascentProgress(_ p: AscentProgress) -> Bool { report(step: p.step, steps: p.steps, losses: p.losses) }
         var images: Tensor
         if sequential {
             images = Tensor.concatenateBatches(try filters.map { f in
-                try network.bookFilterAscent(layerNode: node, filters: [f], start: one, parameters: parameters, progress: report).images
+                try network.bookFilterAscent(layerNode: node, filters: [f], start: one, parameters: parameters, progress: ascentProgress).images
             })
         } else {
             // Every filter starts from the same image.
             let start = Tensor.concatenateBatches(Array(repeating: one, count: n))
             images = try network.bookFilterAscent(layerNode: node, filters: filters, start: start,
-                                                  parameters: parameters, progress: report).images
+                                                  parameters: parameters, progress: ascentProgress).images
         }
         var shown = images
         // caffe-preprocessed models see BGR: show the pattern in RGB.
         if preprocessing == .caffe, c == 3 { shown = swapRB(shown) }
-        let picture = n == 1 ? try filterImages(shown)[0] : try filterGrid(shown, cols: spec.cols)
+        let picture = n == 1 ? try filterImages(shown)[0] : try filterGrid(shown, cols: r.cols)
         return FilterRendering(images: images, picture: picture)
+    }
+}
+
+/// A tensor as JSON: `{"shape": [...], "data": [...]}`.
+public struct TensorDocument: Codable, Sendable {
+    public var shape: [Int]
+    public var data: [Float]
+
+    public init(_ t: Tensor) {
+        shape = t.shape
+        data = t.scalars
     }
 }
 
@@ -201,29 +274,7 @@ public func pixelUnit(_ p: Preprocessing) -> Float {
 
 /// Applies an input preprocessing to float pixels [n, h, w, c] in 0...255.
 public func preprocessPixels(_ t: Tensor, _ p: Preprocessing) throws -> Tensor {
-    var out = t
-    let c = t.shape.last!
-    switch p {
-    case .none: break
-    case .tf: for i in 0..<t.count { out.scalars[i] = t.scalars[i] / 127.5 - 1 }
-    case .scale: for i in 0..<t.count { out.scalars[i] = t.scalars[i] / 255 }
-    case .affine(let scale, let offset): for i in 0..<t.count { out.scalars[i] = t.scalars[i] * scale + offset }
-    case .caffe:
-        guard c == 3 else { throw VisualizationError.invalid("caffe preprocessing needs 3 channels") }
-        let m = Preprocessing.caffeMeanBGR
-        for i in stride(from: 0, to: t.count, by: 3) {
-            out.scalars[i] = t.scalars[i + 2] - m[0]
-            out.scalars[i + 1] = t.scalars[i + 1] - m[1]
-            out.scalars[i + 2] = t.scalars[i] - m[2]
-        }
-    case .torch:
-        guard c == 3 else { throw VisualizationError.invalid("torch preprocessing needs 3 channels") }
-        for i in 0..<t.count {
-            let k = i % 3
-            out.scalars[i] = (t.scalars[i] / 255 - Preprocessing.torchMean[k]) / Preprocessing.torchStd[k]
-        }
-    }
-    return out
+    Tensor(shape: t.shape, scalars: try p.apply(toPixels: t.scalars, channels: t.shape.last ?? 1))
 }
 
 /// Reverses the channel order of [n, h, w, 3] (BGR ↔ RGB).

@@ -19,7 +19,7 @@ public struct ClassActivationMap: Sendable {
     public var scores: [Float] = []
 }
 
-public enum CAMMethod: String, Sendable, CaseIterable {
+public enum CAMMethod: String, Sendable, Codable, CaseIterable {
     case gradcam
     case gradcamPlusPlus = "gradcam++"
     case scorecam
@@ -47,25 +47,17 @@ public struct CAMRequest: Sendable {
     }
 }
 
+/// A broken invariant while rendering (an engine or drawing step given what it cannot
+/// take after the request was checked), or a cancellation. User mistakes are
+/// `RequestError`; front ends report these as internal errors.
 public enum VisualizationError: Error, CustomStringConvertible, Equatable {
-    case notSpatial(layer: String, shape: [Int])
-    case classOutOfRange(Int, count: Int)
     case cancelled
     case invalid(String)
-    /// No layer of that name; `valid` lists the names that exist.
-    case unknownLayer(String, valid: [String])
-    /// A filter, channel or class index outside what the layer or model has.
-    case outOfRange(String)
 
     public var description: String {
         switch self {
-        case .notSpatial(let layer, let shape):
-            return "layer '\(layer)' has output shape \(shape), not a spatial feature map (H, W, C)"
-        case .classOutOfRange(let k, let count): return "class \(k) is out of range: the model has \(count) outputs (0...\(count - 1))"
         case .cancelled: return "cancelled"
         case .invalid(let detail): return detail
-        case .unknownLayer(let name, let valid): return "no layer named '\(name)'. Layers: \(valid.joined(separator: ", "))"
-        case .outOfRange(let detail): return detail
         }
     }
 }
@@ -79,9 +71,9 @@ extension Network {
         let trace = try forward(input, stopAfter: request.scoreNode, keepAll: true)
         let scores = trace[request.scoreNode]!
         let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
-        guard k >= 0, k < scores.count else { throw VisualizationError.classOutOfRange(k, count: scores.count) }
+        guard k >= 0, k < scores.count else { throw RequestError.classOutOfRange(k, count: scores.count) }
         guard let activation = trace[request.layerNode], activation.rank == 4 else {
-            throw VisualizationError.notSpatial(layer: nodes[request.layerNode].name, shape: trace[request.layerNode]?.sampleShape ?? [])
+            throw RequestError.notSpatial(layer: nodes[request.layerNode].name, shape: trace[request.layerNode]?.sampleShape ?? [])
         }
         var seed = Tensor(zeros: scores.shape)
         seed.scalars[k] = 1

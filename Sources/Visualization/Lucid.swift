@@ -88,7 +88,7 @@ private struct LucidState {
     var coefficients: [Float]   // [2, 3, h, fw]: re then im
     var m: [Float]
     var v: [Float]
-    var rng: SeededGenerator
+    var rng: SplitMix64
 
     /// TensorFlow's Adam: m, v moments; θ −= lr_t · m / (sqrt(v) + ε), lr_t bias-corrected.
     mutating func adamStep(_ grad: [Float], lr: Float, beta1 b1: Float, beta2 b2: Float, epsilon eps: Float) {
@@ -112,7 +112,7 @@ extension Network {
     static func lucidSeed(_ seed: UInt64, _ objective: LucidObjective) -> UInt64 {
         let kind: UInt64
         switch objective { case .channel: kind = 1; case .neuron: kind = 2; case .unit: kind = 3 }
-        var g = SeededGenerator(seed: seed ^ (kind &* 0xD6E8_FEB8_6659_FD93) ^ (UInt64(objective.index) &* 0x9E37_79B9_7F4A_7C15))
+        var g = SplitMix64(seed: seed ^ (kind &* 0xD6E8_FEB8_6659_FD93) ^ (UInt64(objective.index) &* 0x9E37_79B9_7F4A_7C15))
         return g.next()
     }
 
@@ -139,12 +139,12 @@ extension Network {
         let image = LucidFourierImage(height: h, width: w, decayPower: parameters.decayPower,
                                       decorrelateColour: parameters.decorrelateColour)
         var states: [LucidState] = objectives.map { obj in
-            var init_ = SeededGenerator(seed: Self.lucidSeed(parameters.seed, obj))
+            var init_ = SplitMix64(seed: Self.lucidSeed(parameters.seed, obj))
             let count = image.coefficientCount
             var c = [Float](repeating: 0, count: count)
             for i in 0..<count { c[i] = parameters.initStd * lucidGaussian(&init_) }
             return LucidState(coefficients: c, m: [Float](repeating: 0, count: count), v: [Float](repeating: 0, count: count),
-                              rng: SeededGenerator(seed: init_.next()))
+                              rng: SplitMix64(seed: init_.next()))
         }
         let map = inputMap
         func render(_ s: LucidState) -> [Float] { image.rgb(s.coefficients) }
@@ -220,7 +220,7 @@ func lucidSeedGradient(_ out: Tensor, objectives: [LucidObjective], layer: Strin
             }
             values[n] = sum / Float(positions)
         case .neuron:
-            guard out.rank == 4 else { throw VisualizationError.notSpatial(layer: layer, shape: out.sampleShape) }
+            guard out.rank == 4 else { throw RequestError.notSpatial(layer: layer, shape: out.sampleShape) }
             let (oh, ow) = (out.shape[1], out.shape[2])
             let i = n * per + ((oh / 2) * ow + ow / 2) * c + k
             values[n] = out.scalars[i]
@@ -237,7 +237,7 @@ func lucidSeedGradient(_ out: Tensor, objectives: [LucidObjective], layer: Strin
 }
 
 /// A standard normal sample (Box–Muller) from the seeded generator.
-func lucidGaussian(_ rng: inout SeededGenerator) -> Float {
-    let u1 = max(rng.nextUnit(), 1e-300), u2 = rng.nextUnit()
-    return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+func lucidGaussian(_ rng: inout SplitMix64) -> Float {
+    let u1 = max(rng.nextUnit(), 1e-300)
+    return Float(boxMuller(u1, rng.nextUnit()).0)
 }

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// lucid's `standard_transforms` (lucid/optvis/transform.py): each step the image
@@ -49,7 +50,7 @@ public struct LucidTransforms: Sendable, Equatable {
 
     /// Draws this step's transform for one image.
     public func draw(imageHeight h: Int, imageWidth w: Int, outputHeight oh: Int, outputWidth ow: Int,
-                     using rng: inout SeededGenerator) -> LucidWarp {
+                     using rng: inout SplitMix64) -> LucidWarp {
         func pick<T>(_ xs: [T]) -> T { xs[Int(rng.next() % UInt64(xs.count))] }
         func offset(_ j: Int) -> Int { j > 0 ? Int(rng.next() % UInt64(j + 1)) : 0 }
         let o1y = offset(jitter1), o1x = offset(jitter1)

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import Imaging
 import KerasFormat
+import Synchronization
 
 /// A loaded model with what its profile says about it (input pipeline, labels):
 /// what the command line and the server both work on. Immutable, so one session
@@ -13,6 +14,13 @@ public final class ModelSession: Sendable {
     /// (then `imagePipeline()` says why).
     public let pipeline: InputPipeline?
     private let pipelineProblem: String?
+    /// The layer a heatmap uses when none is named (the rule is at `defaultCAMLayer(of:)`).
+    public let defaultCAMLayer: LayerSummary?
+    /// The convolutions (engine Conv2D or DepthwiseConv2D, activation fused or not) with a
+    /// spatial output, each with the layer whose filters the gallery shows: its output
+    /// after its own BatchNorm/activation (`activatedOutput`), where patterns show.
+    public let galleryLayers: [(convolution: LayerSummary, target: LayerSummary)]
+    private let digest = Mutex<String?>(nil)
 
     public init(keras: KerasModel, profile: ModelProfile) throws {
         self.keras = keras
@@ -24,12 +32,61 @@ public final class ModelSession: Sendable {
             pipeline = nil
             pipelineProblem = "\(error)"
         }
+        defaultCAMLayer = Visualization.defaultCAMLayer(of: keras)
+        galleryLayers = keras.layers.filter { $0.isSpatial && isConvolution($0, in: keras.network) }
+            .map { ($0, activatedOutput(of: $0, in: keras)) }
+    }
+
+    /// SHA-256 of the model file and its profile, part of every content address: a
+    /// different model or profile gives different addresses. Hashed on first use.
+    public func modelDigest() throws -> String {
+        try digest.withLock { cached in
+            if let cached { return cached }
+            var d = SHA256Digest()
+            d.update(try SHA256Digest.hexOfFile(at: profile.modelURL))
+            if let p = profile.profileURL { d.update((try? Data(contentsOf: p)) ?? Data()) }
+            let hex = d.finalizeHex()
+            cached = hex
+            return hex
+        }
     }
 
     /// The image pipeline, or an error saying why this model takes no images.
     public func imagePipeline() throws -> InputPipeline {
-        guard let pipeline else { throw VisualizationError.invalid(pipelineProblem ?? "the model takes no images") }
+        guard let pipeline else { throw RequestError.unsupported(pipelineProblem ?? "the model takes no images") }
         return pipeline
+    }
+
+    /// The model input for a request, and the decoded photo when the input is an image.
+    public func prepare(_ input: RenderInput, limits: RenderLimits) throws -> (input: Tensor, photo: Image?) {
+        switch input {
+        case .image(let data):
+            let photo = try decodeImage(data, options: DecodeOptions(maxPixels: limits.maxImagePixels, layout: .rgb))
+            return (try imagePipeline().prepare(photo).input, photo)
+        case .tensor(let t):
+            return (try checkedInput(t), nil)
+        }
+    }
+
+    /// A preprocessed input given as a tensor, with a batch axis added if it lacks one;
+    /// refused unless its per-sample shape is the model's.
+    public func checkedInput(_ tensor: Tensor) throws -> Tensor {
+        let want = network.inputShape
+        let x = tensor.rank == want.count ? tensor.reshaped([1] + tensor.shape) : tensor
+        guard x.rank == want.count + 1, zip(x.shape.dropFirst(), want).allSatisfy({ $1 == -1 || $0 == $1 }) else {
+            let wantText = "(" + want.map { $0 == -1 ? "any" : String($0) }.joined(separator: ", ") + ")"
+            throw RequestError.unsupported("the input has shape \(tensor.shape); the model expects per-sample shape \(wantText)")
+        }
+        return x
+    }
+
+    /// The layer a heatmap weights: the one named (spatial), or the default.
+    public func camLayer(named name: String?) throws -> LayerSummary {
+        if let name { return try spatialLayer(named: name) }
+        guard let layer = defaultCAMLayer else {
+            throw RequestError.unsupported("the model has no spatial convolutional layer for a heatmap")
+        }
+        return layer
     }
 
     /// Loads the model a profile names.
@@ -47,13 +104,13 @@ public final class ModelSession: Sendable {
     /// The layer of that name (`input` is the model's input).
     public func layer(named name: String) throws -> LayerSummary {
         if let s = keras.layer(named: name) { return s }
-        throw VisualizationError.unknownLayer(name, valid: keras.layers.map(\.name))
+        throw RequestError.unknownLayer(name, valid: keras.layers.map(\.name))
     }
 
     /// A layer that must have a spatial feature map (H, W, C).
     public func spatialLayer(named name: String) throws -> LayerSummary {
         let s = try layer(named: name)
-        guard s.isSpatial else { throw VisualizationError.notSpatial(layer: name, shape: s.outputShape) }
+        guard s.isSpatial, s.nodeId > 0 else { throw RequestError.notSpatial(layer: name, shape: s.outputShape) }
         return s
     }
 
@@ -70,16 +127,20 @@ public final class ModelSession: Sendable {
     public func resolveClass(_ text: String) throws -> Int {
         let count = classCount
         if let k = Int(text) {
-            guard k >= 0, k < count else { throw VisualizationError.classOutOfRange(k, count: count) }
+            guard k >= 0, k < count else { throw RequestError.classOutOfRange(k, count: count) }
             return k
         }
-        guard let labels else { throw VisualizationError.invalid("class '\(text)' is not a number and the model has no labels") }
-        let wanted = text.lowercased().trimmingCharacters(in: .whitespaces)
-        let match = labels.indices.first { i in
-            labels[i].lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(wanted)
+        guard let labels else {
+            throw RequestError.badParameter(name: "class", value: text, allowed: "give a class index in 0...\(count - 1) (the model has no labels)")
         }
-        guard let match else { throw VisualizationError.invalid("no class labelled '\(text)'") }
-        return match
+        // A label as typed, or with "+" for spaces (a form-encoded query).
+        for wanted in [text, text.replacingOccurrences(of: "+", with: " ")].map({ $0.lowercased().trimmingCharacters(in: .whitespaces) }) {
+            let match = labels.indices.first { i in
+                labels[i].lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.contains(wanted)
+            }
+            if let match { return match }
+        }
+        throw RequestError.badParameter(name: "class", value: text, allowed: "give a class index in 0...\(count - 1) or one of the labels' names")
     }
 
     /// The top-k of the model's output for one prepared input.
@@ -94,12 +155,13 @@ public final class ModelSession: Sendable {
     }
 }
 
-/// Softmax of a logit vector (max subtracted first, as Keras does).
-public func softmax(_ logits: [Float]) -> [Float] {
-    let m = logits.max() ?? 0
-    let e = logits.map { Foundation.exp($0 - m) }
-    let sum = e.reduce(0, +)
-    return e.map { $0 / sum }
+/// Whether a Keras layer is a convolution: its engine node (or, with a fused activation,
+/// the node feeding that activation) is a Conv2D or DepthwiseConv2D — by type, so no
+/// other layer whose class name contains "Conv" counts.
+public func isConvolution(_ layer: LayerSummary, in network: Network) -> Bool {
+    var node = network.nodes[layer.nodeId]
+    if node.layer is Activation, node.inputs.count == 1 { node = network.nodes[node.inputs[0]] }
+    return node.layer is Conv2D || node.layer is DepthwiseConv2D
 }
 
 public struct Prediction: Sendable, Codable, Equatable {

@@ -62,7 +62,7 @@ extension Network {
                 let row = s.scalars[(n * per)..<((n + 1) * per)]
                 switch rule {
                 case .read: weights[ch] = row[row.startIndex + k]
-                case .softmax: weights[ch] = softmaxRow(row)[k]
+                case .softmax: weights[ch] = Engine.softmax(Array(row))[k]
                 case .sigmoid: weights[ch] = Float(1 / (1 + exp(-Double(row[row.startIndex + k]))))
                 }
             }

@@ -30,8 +30,8 @@ struct Activations: ParsableCommand {
     @Option(name: .customLong("overview-channels"), help: "Channels per layer in the overview.")
     var overviewChannels = 8
 
-    @Option(name: .long, help: "png: the grid (or one channel); npy/json: the layer's raw float output.")
-    var format: PictureFormat = .png
+    @Option(name: .long, help: "png: the grid (or one channel); npy: the layer's raw float output; json: its shape and per-channel statistics.")
+    var format: OutputFormat = .png
 
     @Option(name: .long, help: "Channels per row of the grid.")
     var cols = 16
@@ -49,54 +49,35 @@ struct Activations: ParsableCommand {
     var o: String?
 
     func run() throws {
-        let m = try model.load()
+        let m = try model.load(inputOptions)
+        let input = try renderInput(self.input)
         if overview {
             guard layer == nil, format == .png else { throw CLIError("--overview draws every spatial layer as a PNG; drop --layer/--format") }
-            let x = try readInput(input, for: m, options: inputOptions).sample(0)
-            // Layers that compute something new: not padding, normalisation or dropout copies.
-            let skipped: Set<String> = ["InputLayer", "ZeroPadding2D", "BatchNormalization", "Dropout", "SpatialDropout2D",
-                                        "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization"]
-            let spatial = m.keras.layers.filter { $0.isSpatial && $0.nodeId > 0 && !skipped.contains($0.className) }
-            let trace = try m.network.forward(x, stopAfter: spatial.map(\.nodeId).max() ?? 0, keep: Set(spatial.map(\.nodeId)))
-            let picture = try activationOverview(spatial.compactMap { l in trace[l.nodeId].map { (l.name, $0) } },
-                                                 channels: overviewChannels, colormap: colormap)
-            try writePNG(picture, to: o)
+            var request = OverviewRequest()
+            request.channels = overviewChannels
+            request.colormap = colormap
+            try write(try m.session.render(request, input: input), to: o)
             return
         }
         guard let layer else { throw CLIError("give --layer (see `convlens summary`) or --overview") }
-        let node = try resolveLayer(layer, in: m)
-        let x = try readInput(input, for: m, options: inputOptions)
-        // Stop right after the layer: nothing above it is computed.
-        let activation = try m.network.forward(x, stopAfter: node)[node]!
+        var request = ActivationsRequest(layer: layer)
+        request.cols = cols
+        request.colormap = colormap
+        request.channel = channel
         if stats {
-            guard activation.rank == 4 else { throw CLIError("layer '\(layer)' has no spatial feature map (output \(activation.sampleShape))") }
-            for s in try channelStatistics(activation.sample(0)) {
+            request.format = .json
+            let document = try JSONDecoder().decode(ActivationsDocument.self, from: try m.session.render(request, input: input).body)
+            for s in document.channels {
                 print(String(format: "channel %4d  mean %10.4f  max %10.4f  zeros %5.1f%%%@", s.channel, s.mean, s.max,
                              100 * s.zeroFraction, s.max == 0 ? "  (blank)" : ""))
             }
+            if format == .json, o == nil { return }
         }
-        switch format {
-        case .npy: try writeTensor(activation, format: .npy, to: o)
-        case .json: try writeTensor(activation, format: .json, to: o)
-        case .png:
-            guard activation.rank == 4 else {
-                throw CLIError("layer '\(layer)' has output shape \(activation.sampleShape), not a spatial feature map; use --format npy or json")
-            }
-            let one = activation.sample(0)
-            let picture = try channel.map { try activationChannel(one, channel: $0, colormap: colormap) }
-                ?? activationGrid(one, cols: cols, colormap: colormap)
-            try writePNG(picture, to: o)
-        }
+        request.format = format
+        try write(try m.session.render(request, input: input), to: o)
     }
 }
 
-enum PictureFormat: String, ExpressibleByArgument, CaseIterable {
-    case png, npy, json
-}
+extension OutputFormat: ExpressibleByArgument {}
 
 extension Colormap: ExpressibleByArgument {}
-
-func writePNG(_ image: Image, to path: String?) throws {
-    guard let path else { throw CLIError("PNG output needs -o FILE") }
-    try encodePNG(image).write(to: URL(fileURLWithPath: path), options: .atomic)
-}

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import KerasFormat
+import Visualization
 
 #if canImport(Glibc)
 import Glibc
@@ -60,7 +61,7 @@ struct Bench: ParsableCommand {
         }
         let lastConv = try resolveLayer("block5_conv3", in: m)
         let ascentLayer = try resolveLayer("block3_conv1", in: m)
-        let logits = scoreNode(of: m, postSoftmax: false)
+        let logits = m.session.scoreNode(postSoftmax: false)
         let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
 
         func input(batch: Int) -> Tensor {
@@ -69,43 +70,27 @@ struct Bench: ParsableCommand {
         }
         let x1 = input(batch: 1)
 
-        func ascentStep(_ x: Tensor) throws {
-            let trace = try net.forward(x, stopAfter: ascentLayer, keepAll: true)
-            let out = trace[ascentLayer]!
+        // Each image's loss is the mean of its own channel, as a filter grid does: image n
+        // takes the first channel from n mod c on that is alive (> 0 somewhere) in that
+        // image. A dead channel's gradient is identically zero, and the engine skips backward
+        // convolutions of all-zero gradients, so a dead target (channel 0 of block3_conv1 for
+        // this input) would time a forward pass only. TensorFlow's side targets channel 0;
+        // its work does not depend on the channel. Chosen once, outside the timing.
+        func liveChannels(_ x: Tensor) throws -> [Int] {
+            let out = try net.forward(x, stopAfter: ascentLayer)[ascentLayer]!
             let c = out.shape[3], hw = out.shape[1] * out.shape[2]
-            var seed = Tensor(zeros: out.shape)
-            // Each image's loss is the mean of its own channel, as a filter grid
-            // does: image n takes the first channel from n mod c on that is alive
-            // (> 0 somewhere) in that image. A dead channel's gradient is identically
-            // zero, and the engine skips backward convolutions of all-zero
-            // gradients, so a dead target (channel 0 of block3_conv1 for this
-            // input) would time a forward pass only. TensorFlow's side targets
-            // channel 0; its work does not depend on the channel.
-            out.scalars.withUnsafeBufferPointer { o in
-                for n in 0..<out.batch {
-                    // the first live channel at or after n mod c (a live channel is found
-                    // after a few pixels; only dead ones are scanned in full)
+            return out.scalars.withUnsafeBufferPointer { o in
+                (0..<out.batch).map { n in
                     let live = { (ch: Int) in (0..<hw).contains { o[(n * hw + $0) * c + ch] > 0 } }
-                    let ch = (0..<c).lazy.map { (n + $0) % c }.first(where: live) ?? n % c
-                    for p in 0..<hw { seed.scalars[(n * hw + p) * c + ch] = 1 / Float(hw) }
+                    return (0..<c).lazy.map { (n + $0) % c }.first(where: live) ?? n % c
                 }
             }
-            var g = try net.backward(from: ascentLayer, seed: seed, to: 0, trace: trace)
-            // The update, as bench_keras.py does it: x + step × g / (rms(g) + 1e-5), per image.
-            let per = g.sampleCount
-            var next = x
-            next.scalars.withUnsafeMutableBufferPointer { nx in
-                g.scalars.withUnsafeBufferPointer { gs in
-                    for n in 0..<g.batch {
-                        var sq: Float = 0
-                        for i in (n * per)..<((n + 1) * per) { sq += gs[i] * gs[i] }
-                        let scale = 10 / ((sq / Float(per)).squareRoot() + 1e-5)
-                        for i in (n * per)..<((n + 1) * per) { nx[i] += gs[i] * scale }
-                    }
-                }
-            }
-            g = next
-            _ = g
+        }
+        // One step of the code path filter jobs run (the update x + 10 · g / (rms(g) + 1e-5),
+        // as tools/bench_keras.py does it).
+        func ascentStep(_ x: Tensor, channels: [Int]) throws {
+            _ = try net.bookFilterAscent(layerNode: ascentLayer, filters: channels, start: x,
+                                         parameters: FilterAscentParameters(steps: 1, stepSize: 10, size: size[0]))
         }
 
         var results: [(name: String, ms: Double)] = []
@@ -117,11 +102,13 @@ struct Bench: ParsableCommand {
             seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
             _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
         }))
-        results.append(("ascent_step", try time(runs) { try ascentStep(x1) }))
+        let channels1 = try liveChannels(x1)
+        results.append(("ascent_step", try time(runs) { try ascentStep(x1, channels: channels1) }))
         // The memory bound is about batch 1: forward + backward to the input at 224².
         let rssBatch1 = peakRSSMiB()
         let xBig = input(batch: bigBatch)
-        results.append(("ascent_step_b\(bigBatch)", try time(max(1, runs / 2)) { try ascentStep(xBig) }))
+        let channelsBig = try liveChannels(xBig)
+        results.append(("ascent_step_b\(bigBatch)", try time(max(1, runs / 2)) { try ascentStep(xBig, channels: channelsBig) }))
 
         let flops = forwardFLOPs(net, input: size)
         var reference: [String: Double] = [:]
@@ -211,19 +198,6 @@ func runKeras(python: String, modelPath: String, threads: Int, batch: Int) throw
     return out
 }
 
-/// A small deterministic generator for benchmark inputs.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
 
 /// Multiply-add FLOPs (2 per MAC) of one forward pass at batch 1: convolutions
 /// (the work the GFLOP/s figure is about) and dense layers, reported apart.

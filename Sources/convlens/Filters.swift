@@ -46,7 +46,7 @@ struct Filters: ParsableCommand {
     var size: Int?
 
     @Option(name: .long, help: "Seed of the start image.")
-    var seed: UInt64 = 0
+    var seed = 0
 
     @Option(name: .customLong("init"), help: ArgumentHelp(
         "Start image: book (the book's raw grey noise in model-input units), grey (the same noise as pixels, then the model's preprocessing), or a .npy float32 (H,W,C) used for every filter. Default: book for models fed raw or caffe pixels, grey otherwise.",
@@ -60,7 +60,7 @@ struct Filters: ParsableCommand {
     var cols = 8
 
     @Option(name: .long, help: "png: the picture; npy/json: the final float input images before deprocessing.")
-    var format: PictureFormat = .png
+    var format: OutputFormat = .png
 
     @Option(name: .short, help: "Output file (required for png and npy; json goes to stdout without it).")
     var o: String?
@@ -70,19 +70,25 @@ struct Filters: ParsableCommand {
             throw CLIError("--objective must be channel or neuron, got '\(objective)'")
         }
         let m = try model.load()
-        let start: FilterStart?
+        var request = FilterRequest(layer: layer, first: index ?? 0, count: count ?? 1)
+        request.method = method
+        request.objective = objectiveKind
+        request.steps = steps
+        request.step = step
+        request.size = size
+        request.seed = seed
+        request.cols = cols
+        request.format = format
+        var startImage: Tensor?
         switch init_ {
-        case nil: start = nil
-        case "book": start = .book
-        case "grey": start = .grey
-        case let path?: start = .image(try Tensor.readNPY(contentsOf: URL(fileURLWithPath: path)))
+        case nil: break
+        case "book": request.start = .book
+        case "grey": request.start = .grey
+        case let path?: startImage = try Tensor.readNPY(contentsOf: URL(fileURLWithPath: path))
         }
-        let spec = FilterSpec(layer: layer, first: index ?? 0, count: count ?? 1, method: method, objective: objectiveKind,
-                              steps: steps, stepSize: step, size: size, seed: seed, start: start, cols: cols)
-        let (_, _, h, w) = try m.session.validate(spec)
         let began = Date()
         var lastReport = Date.distantPast
-        let rendering = try m.session.renderFilters(spec, sequential: sequential) { p in
+        let progress: (FilterProgress) -> Bool = { p in
             if Date().timeIntervalSince(lastReport) > 1 || p.step == p.steps, Date().timeIntervalSince(began) > 1 {
                 lastReport = Date()
                 printErr(String(format: "step %d/%d  mean %@ %.4f  (%.1f s)", p.step, p.steps,
@@ -90,14 +96,12 @@ struct Filters: ParsableCommand {
             }
             return true
         }
+        let rendered = try m.session.render(request, startImage: startImage, sequential: sequential, progress: progress)
+        let canonical = try request.canonical(for: m.session)
         let how = method == .lucid ? "lucid" : (sequential ? "book, one at a time" : "book, one batch")
-        printErr(String(format: "%d filter(s) of %@, %d steps at %d×%d (%@): %.2f s", spec.count, layer, spec.steps, h, w, how,
-                        Date().timeIntervalSince(began)))
-        switch format {
-        case .npy: try writeTensor(rendering.images, format: .npy, to: o)
-        case .json: try writeTensor(rendering.images, format: .json, to: o)
-        case .png: try writePNG(rendering.picture, to: o)
-        }
+        printErr(String(format: "%d filter(s) of %@, %d steps at %@ (%@): %.2f s", canonical.count ?? 1, layer, canonical.steps ?? 0,
+                        rendered[fact: "Size"] ?? "\(canonical.size ?? 0)", how, Date().timeIntervalSince(began)))
+        try write(rendered, to: o)
     }
 }
 

@@ -38,7 +38,7 @@ struct Gallery: AsyncParsableCommand {
         ComputeThreads.set(service.executor.ompThreads)
         let outURL = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        var chosen = service.galleryLayers
+        var chosen = service.session.galleryLayers
         if let layers {
             let names = layers.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
             for n in names where !chosen.contains(where: { $0.convolution.name == n }) {

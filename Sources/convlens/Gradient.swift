@@ -28,16 +28,16 @@ struct Gradient: ParsableCommand {
     var postSoftmax = false
 
     @Option(name: .long, help: "Output format: npy or json.")
-    var format: OutputFormat = .npy
+    var format: TensorFormat = .npy
 
     @Option(name: .short, help: "Output file (required for npy; json goes to stdout without it).")
     var o: String?
 
     func run() throws {
-        let m = try model.load()
+        let m = try model.load(inputOptions)
         let target = try resolveLayer(wrt, in: m)
-        let x = try readInput(input, for: m, options: inputOptions)
-        let from = scoreNode(of: m, postSoftmax: postSoftmax)
+        let x = try readInput(input, for: m)
+        let from = m.session.scoreNode(postSoftmax: postSoftmax)
         guard target < from else {
             throw CLIError("layer '\(wrt)' is not below the output; the gradient is taken w.r.t. an earlier layer")
         }

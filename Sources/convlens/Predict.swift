@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import KerasFormat
+import Visualization
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,28 +17,18 @@ struct Predict: ParsableCommand {
     @Option(name: .long, help: "How many predictions to list.")
     var top = 5
 
-    @Flag(help: "Print JSON: {\"output\": [raw output vector], \"top\": [{\"class\", \"label\", \"score\"}]}.")
+    @Flag(help: "Print JSON: {\"model\", \"output\": [raw output vector], \"top\": [{\"class\", \"label\", \"score\"}]}.")
     var json = false
 
     func run() throws {
-        guard top >= 1 else { throw CLIError("--top must be at least 1") }
-        let m = try model.load()
-        let x = try readInput(input, for: m, options: inputOptions)
-        guard x.batch == 1 else { throw CLIError("predict takes one sample; \(input) holds \(x.batch)") }
-        let y = try m.network.predict(x)
-        let ranked = m.session.rank(y.scalars, top: top)
+        let m = try model.load(inputOptions)
+        let request = PredictRequest(top: top, output: json)
         if json {
-            let topList: [[String: Any]] = ranked.map { p in
-                var entry: [String: Any] = ["class": p.classIndex, "score": Double(p.score)]
-                if let label = p.label { entry["label"] = label }
-                return entry
-            }
-            let obj: [String: Any] = ["output": y.scalars.map { Double($0) }, "top": topList]
-            FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) + Data("\n".utf8))
-        } else {
-            for (rank, p) in ranked.enumerated() {
-                print(String(format: "%2d. class %5d  %.6f  %@", rank + 1, p.classIndex, p.score, p.label ?? ""))
-            }
+            try write(try m.session.render(request, input: try renderInput(input)), to: nil)
+            return
+        }
+        for (rank, p) in try m.session.predictions(request, input: try renderInput(input)).top.enumerated() {
+            print(String(format: "%2d. class %5d  %.6f  %@", rank + 1, p.classIndex, p.score, p.label ?? ""))
         }
     }
 }

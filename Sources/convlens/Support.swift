@@ -29,14 +29,24 @@ struct ModelOptions: ParsableArguments {
         return try ModelProfile.resolve(url)
     }
 
-    func load() throws -> OpenedModel {
+    /// Loads the model; `input` overrides how images are prepared for it (its profile's
+    /// resize and preprocessing).
+    func load(_ input: InputOptions? = nil) throws -> OpenedModel {
         if let threads {
             guard threads >= 1 else { throw CLIError("--threads must be at least 1") }
             ComputeThreads.set(threads)
         }
-        let profile = try profile()
+        var profile = try profile()
         guard FileManager.default.fileExists(atPath: profile.modelURL.path) else {
             throw CLIError("model file not found: \(profile.modelURL.path)")
+        }
+        if let preprocessing = input?.preprocessing {
+            _ = try InputPipeline.preprocessing(named: preprocessing)
+            profile.preprocessing = ModelProfile.Preprocessing(mode: preprocessing)
+        }
+        if let resize = input?.resize {
+            _ = try InputPipeline.filter(named: resize)
+            profile.resize = resize
         }
         return OpenedModel(session: try ModelSession(profile: profile))
     }
@@ -56,7 +66,7 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
-enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+enum TensorFormat: String, ExpressibleByArgument, CaseIterable {
     case npy, json
 }
 
@@ -71,44 +81,39 @@ struct InputOptions: ParsableArguments {
         "Resize method for image inputs: pil_bilinear (antialiased, the default) or pil_nearest (keras.utils.load_img's default, bit-exact).",
         valueName: "method"))
     var resize: String?
-
-    func pipeline(for model: OpenedModel) throws -> InputPipeline {
-        var p = try InputPipeline(profile: model.profile, model: model.keras)
-        if let preprocessing {
-            p.preprocessing = try InputPipeline.preprocessing(named: preprocessing)
-            p.preprocessingSource = "--preprocessing"
-        }
-        if let resize { p.filter = try InputPipeline.filter(named: resize) }
-        return p
-    }
 }
 
-/// Reads an input: a PNG/JPEG image (decoded, resized and scaled for the model)
-/// or a `.npy` array taken as already preprocessed. Gives it a batch dimension if it lacks one.
-func readInput(_ path: String, for model: OpenedModel, options: InputOptions) throws -> Tensor {
+/// An input file as a request input: a PNG/JPEG image, or a `.npy` array taken as
+/// already preprocessed.
+func renderInput(_ path: String) throws -> RenderInput {
     let url = URL(fileURLWithPath: path)
     guard FileManager.default.fileExists(atPath: url.path) else { throw CLIError("input file not found: \(path)") }
-    if url.pathExtension.lowercased() != "npy" {
-        let data = try Data(contentsOf: url)
-        guard ImageFormat.detect(data) != nil else {
-            throw CLIError("input \(path) is neither a PNG/JPEG image nor a .npy array")
-        }
-        return try options.pipeline(for: model).prepare(data).input
+    if url.pathExtension.lowercased() == "npy" { return .tensor(try Tensor.readNPY(contentsOf: url)) }
+    let data = try Data(contentsOf: url)
+    guard ImageFormat.detect(data) != nil else {
+        throw CLIError("input \(path) is neither a PNG/JPEG image nor a .npy array")
     }
-    var x = try Tensor.readNPY(contentsOf: url)
-    let want = model.network.inputShape
-    if x.rank == want.count { x = x.reshaped([1] + x.shape) }
-    let given = Array(x.shape.dropFirst())
-    guard x.rank == want.count + 1,
-          zip(given, want).allSatisfy({ $1 == -1 || $0 == $1 }) else {
-        let wantText = "(" + want.map { $0 == -1 ? "any" : String($0) }.joined(separator: ", ") + ")"
-        throw CLIError("input \(path) has shape \(x.shape); the model expects per-sample shape \(wantText)")
+    return .image(data)
+}
+
+/// The model input for an input file (decoded, resized and scaled, or checked), with a batch axis.
+func readInput(_ path: String, for model: OpenedModel) throws -> Tensor {
+    try model.session.prepare(try renderInput(path), limits: RenderLimits()).input
+}
+
+/// Writes a rendered result to a file, or a JSON one to stdout without `-o`.
+func write(_ rendered: Rendered, to path: String?) throws {
+    if let path {
+        try rendered.body.write(to: URL(fileURLWithPath: path), options: .atomic)
+    } else if rendered.format == .json {
+        FileHandle.standardOutput.write(rendered.body)
+    } else {
+        throw CLIError("\(rendered.format.rawValue.uppercased()) output needs -o FILE (binary output is not written to a terminal)")
     }
-    return x
 }
 
 /// Writes a tensor as .npy or JSON (`{"shape": [...], "data": [...]}`) to a file or stdout.
-func writeTensor(_ t: Tensor, format: OutputFormat, to path: String?) throws {
+func writeTensor(_ t: Tensor, format: TensorFormat, to path: String?) throws {
     let data: Data
     switch format {
     case .npy:
@@ -125,17 +130,11 @@ func writeTensor(_ t: Tensor, format: OutputFormat, to path: String?) throws {
     }
 }
 
-/// The node whose output unit `k` a gradient starts from: the logits when the
-/// model ends in softmax (unless the probability is asked for), else the output.
-func scoreNode(of model: OpenedModel, postSoftmax: Bool) -> Int {
-    model.session.scoreNode(postSoftmax: postSoftmax)
-}
-
+/// An engine node by name (a Keras layer, or an internal node such as `NAME/depthwise`), or `input`.
 func resolveLayer(_ name: String, in model: OpenedModel) throws -> Int {
     if name == "input" { return 0 }
     if let id = model.network.layerIndex[name] { return id }
-    let names = model.keras.layers.map(\.name).joined(separator: ", ")
-    throw CLIError("no layer named '\(name)'. Layers: input, \(names)")
+    return try model.session.layer(named: name).nodeId
 }
 
 func printErr(_ s: String) {

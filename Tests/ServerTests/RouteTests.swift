@@ -128,7 +128,9 @@ import Visualization
             let first = try await client.get(uri)
             #expect(first.status == .ok, "\(first.text)")
             #expect(first.header("X-Cache") == "miss")
-            let spec = FilterSpec(layer: "stem_activation", first: 3, count: 1, steps: 3, size: 150)
+            var spec = FilterRequest(layer: "stem_activation", first: 3, count: 1)
+            spec.steps = 3
+            spec.size = 150
             let want = try encodePNG(try service.session.renderFilters(spec).picture)
             #expect(first.data == want, "the server's PNG equals the library's rendering byte for byte")
 
@@ -147,7 +149,8 @@ import Visualization
         try await withServer { service, client in
             let r = try await client.get("/filters/stem_activation?count=4&cols=2&steps=2")
             #expect(r.status == .ok, "\(r.text)")
-            let spec = FilterSpec(layer: "stem_activation", first: 0, count: 4, steps: 2, size: 150, cols: 2)
+            var spec = FilterRequest(layer: "stem_activation", first: 0, count: 4)
+            (spec.steps, spec.size, spec.cols) = (2, 150, 2)
             #expect(r.data == (try encodePNG(try service.session.renderFilters(spec).picture)))
         }
     }

@@ -303,13 +303,13 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
     let two = Tensor.concatenateBatches([x, x])
     for method in CAMMethod.allCases {
         #expect(throws: VisualizationError.self) { _ = try model.network.classActivationMap(two, try request(), method: method) }
-        #expect(throws: VisualizationError.classOutOfRange(10, count: 10)) {
+        #expect(throws: RequestError.classOutOfRange(10, count: 10)) {
             _ = try model.network.classActivationMap(x, try request(10), method: method)
         }
     }
     let dense = CAMRequest(layerNode: try model.network.node(named: "flatten"), scoreNode: model.logitsNode!)
     for method in [CAMMethod.scorecam, .layercam, .eigencam] {
-        #expect(throws: VisualizationError.self) { _ = try model.network.classActivationMap(x, dense, method: method) }
+        #expect(throws: RequestError.self) { _ = try model.network.classActivationMap(x, dense, method: method) }
     }
 }
 

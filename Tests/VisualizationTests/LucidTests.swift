@@ -28,7 +28,7 @@ private let lucidManifest: LucidManifest = {
 }()
 
 private func randomVector(_ n: Int, seed: UInt64) -> [Float] {
-    var rng = SeededGenerator(seed: seed)
+    var rng = SplitMix64(seed: seed)
     return (0..<n).map { _ in Float(rng.nextUnit() * 2 - 1) }
 }
 
@@ -153,7 +153,7 @@ func lucidFFTAdjointIsTheTranspose(size: (Int, Int)) {
 func lucidWarpAdjointIsTheTranspose(mode: LucidTransforms.PadMode) {
     var t = LucidTransforms.standard
     t.padMode = mode
-    var rng = SeededGenerator(seed: 42)
+    var rng = SplitMix64(seed: 42)
     for trial in 0..<6 {
         let (h, w, oh, ow) = [(20, 24, 20, 24), (17, 13, 16, 16), (12, 12, 15, 9)][trial % 3]
         let warp = t.draw(imageHeight: h, imageWidth: w, outputHeight: oh, outputWidth: ow, using: &rng)
@@ -169,7 +169,7 @@ func lucidWarpAdjointIsTheTranspose(mode: LucidTransforms.PadMode) {
 }
 
 @Test func lucidTransformsDoWhatTheySay() {
-    var rng = SeededGenerator(seed: 1)
+    var rng = SplitMix64(seed: 1)
     let x = randomVector(10 * 12 * 3, seed: 9)
     // No transform, same size: the identity.
     let id = LucidTransforms.none.draw(imageHeight: 10, imageWidth: 12, outputHeight: 10, outputWidth: 12, using: &rng)

@@ -317,3 +317,6 @@ struct ReLUSpec: Sendable {
         }
     }
 }
+
+/// Softmax of one vector of logits (max subtracted first, as Keras does).
+public func softmax(_ logits: [Float]) -> [Float] { Activation.softmax(logits, axis: logits.count) }

@@ -3,15 +3,15 @@ import Foundation
 
 /// SHA-256 through OpenSSL's EVP interface: content addresses of the model file,
 /// of uploaded images (ETags) and of cached results.
-struct SHA256Digest: ~Copyable {
+public struct SHA256Digest: ~Copyable {
     private let context: OpaquePointer
 
-    init() {
+    public init() {
         context = EVP_MD_CTX_new()
         EVP_DigestInit_ex(context, EVP_sha256(), nil)
     }
 
-    mutating func update(_ data: some DataProtocol) {
+    public mutating func update(_ data: some DataProtocol) {
         for region in data.regions {
             region.withUnsafeBytes { raw in
                 _ = EVP_DigestUpdate(context, raw.baseAddress, raw.count)
@@ -19,10 +19,10 @@ struct SHA256Digest: ~Copyable {
         }
     }
 
-    mutating func update(_ text: String) { update(Data(text.utf8)) }
+    public mutating func update(_ text: String) { update(Data(text.utf8)) }
 
     /// The digest as 64 lowercase hex digits; the digest cannot be used afterwards.
-    consuming func finalizeHex() -> String {
+    public consuming func finalizeHex() -> String {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context, &out, &length)
@@ -30,14 +30,14 @@ struct SHA256Digest: ~Copyable {
         return out.prefix(Int(length)).map { String(format: "%02x", $0) }.joined()
     }
 
-    static func hex(_ parts: [any DataProtocol]) -> String {
+    public static func hex(_ parts: [any DataProtocol]) -> String {
         var d = SHA256Digest()
         for p in parts { d.update(p) }
         return d.finalizeHex()
     }
 
     /// Hash of a file read in 1 MiB pieces.
-    static func hexOfFile(at url: URL) throws -> String {
+    public static func hexOfFile(at url: URL) throws -> String {
         let handle = try FileHandle(forReadingFrom: url)
         defer { try? handle.close() }
         var d = SHA256Digest()

@@ -1,0 +1,57 @@
+import Imaging
+
+/// What a heatmap shows: the map drawn over the photo, or the coloured map alone.
+public enum HeatmapView: String, Sendable, Codable, CaseIterable {
+    case overlay, heatmap
+}
+
+/// `POST /heatmap` and `convlens heatmap`: where in an image the evidence for a class lies.
+public struct HeatmapRequest: RenderRequest {
+    public static let kind = "heatmap"
+
+    public var method: CAMMethod = .gradcam
+    /// A class index or label; nil: the top prediction. Canonical: the index.
+    public var classChoice: String?
+    /// The layer whose feature map is weighted; nil: `ModelSession.defaultCAMLayer`.
+    /// Canonical: the layer's name, or nil for methods that attribute to pixels.
+    public var layer: String?
+    /// Score the softmax probability instead of the logit (the book's choice).
+    public var postSoftmax = false
+    public var alpha: Float = 0.4
+    public var colormap: Colormap = .jet
+    public var show: HeatmapView = .overlay
+    /// Draw the map scaled to this percentile instead of its maximum. Canonical: 99 for
+    /// the saliency family (its maps are so peaked that max-scaled they are black), else nil.
+    public var displayPercentile: Float?
+    /// Predictions listed in the JSON answer.
+    public var top = 5
+    public var format: OutputFormat = .png
+
+    public static let alphaRange: ClosedRange<Float> = 0...1
+    public static let topRange = 1...1000
+    public static let percentileRange: ClosedRange<Float> = 0.001...100
+
+    enum CodingKeys: String, CodingKey {
+        case method, classChoice = "class", layer, postSoftmax = "post_softmax", alpha, colormap, show
+        case displayPercentile = "display_percentile", top, format
+    }
+
+    public init() {}
+
+    public func canonical(for session: ModelSession) throws -> HeatmapRequest {
+        var r = self
+        try RequestError.check("alpha", alpha, in: Self.alphaRange)
+        try RequestError.check("top", top, in: Self.topRange)
+        if let p = displayPercentile { try RequestError.check("percentile", p, in: Self.percentileRange) }
+        if method.weightsALayer {
+            r.layer = try session.camLayer(named: layer).path
+        } else {
+            // Pixel attributions do not read a layer: the same picture whatever was named.
+            if let layer { _ = try session.spatialLayer(named: layer) }
+            r.layer = nil
+            r.displayPercentile = displayPercentile ?? 99
+        }
+        r.classChoice = try classChoice.map { String(try session.resolveClass($0)) }
+        return r
+    }
+}
