@@ -7,16 +7,16 @@ import TestSupport
 /// Collects a listener's events in the background so a test can wait for them.
 final class EventLog: Sendable {
     private let events = Mutex<[JobEvent]>([])
-    private let task: Task<Void, Never>
+    private let consumer = Mutex<Task<Void, Never>?>(nil)
 
     init(_ stream: AsyncStream<JobEvent>) {
-        let events = self.events
-        task = Task { for await event in stream { events.withLock { $0.append(event) } } }
-        _ = events
+        let task = Task { [self] in
+            for await event in stream { events.withLock { $0.append(event) } }
+        }
+        consumer.withLock { $0 = task }
     }
 
-    deinit { task.cancel() }
-    func stop() { task.cancel() }
+    func stop() { consumer.withLock { $0?.cancel() } }
     var all: [JobEvent] { events.withLock { $0 } }
     var listeningCount: Int { all.filter { $0 == .listening }.count }
     func changes(of id: UUID) -> [JobChange] {
@@ -60,7 +60,11 @@ extension JobStoreTests {
             for attempt in 0..<3 {
                 let started = ContinuousClock.now
                 do {
-                    _ = attempt == 0 ? try await store.status(id: before.id) : try await store.enqueue(newJob("during-\(attempt)")).job
+                    if attempt == 0 {
+                        _ = try await store.status(id: before.id)
+                    } else {
+                        _ = try await store.enqueue(newJob("during-\(attempt)"))
+                    }
                     Issue.record("a call succeeded while PostgreSQL was down")
                 } catch let error as JobStoreError {
                     guard case .unavailable = error else { Issue.record("wrong error \(error)"); continue }
