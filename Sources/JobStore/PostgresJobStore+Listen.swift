@@ -30,7 +30,9 @@ struct Listener: Sendable {
         var failures = 0
         while !Task.isCancelled {
             do {
-                try await listenOnce { failures = 0 }
+                let connection = try await connect()
+                failures = 0  // the server is reachable: the next loss starts the backoff afresh
+                try await listen(on: connection)
             } catch {
                 logger.debug("job listener connection lost", metadata: ["error": "\(error)"])
             }
@@ -43,45 +45,42 @@ struct Listener: Sendable {
         continuation.finish()
     }
 
-    /// One connection's life: connect, LISTEN, forward notifications until it breaks.
-    private func listenOnce(established: () -> Void) async throws {
+    private func connect() async throws -> PostgresConnection {
         let connectionConfiguration = self.connectionConfiguration, logger = self.logger
-        let connection = try await withDeadline(configuration.operationTimeout, "listen connect") {
+        return try await withDeadline(configuration.operationTimeout, "listen connect") {
             try await PostgresConnection.connect(
                 configuration: connectionConfiguration, id: Int.random(in: 1...Int.max), logger: logger
             )
         }
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await heartbeat(connection) }
+    }
+
+    /// One connection's life: LISTEN and forward notifications until the
+    /// connection ends or the heartbeat finds it dead, whichever comes first.
+    private func listen(on connection: PostgresConnection) async throws {
+        // The EventLoopFuture overload: callable from a defer, and it never throws.
+        defer { let _: EventLoopFuture<Void> = connection.close() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await heartbeat(connection) }
+            group.addTask {
                 try await connection.listen(on: configuration.channel) { notifications in
-                    established()
                     continuation.yield(.listening)
                     for try await notification in notifications {
                         forward(notification.payload)
                     }
                 }
-                group.cancelAll()
             }
-        } catch {
-            try? await connection.close()
-            throw error
+            defer { group.cancelAll() }
+            _ = try await group.next()
         }
-        try? await connection.close()
     }
 
-    /// Closes the connection (ending the notification sequence) once a ping fails.
+    /// Throws once a ping on the LISTEN connection fails or times out.
     private func heartbeat(_ connection: PostgresConnection) async throws {
         let logger = self.logger
-        while !Task.isCancelled {
+        while true {
             try await Task.sleep(for: Self.heartbeat)
-            do {
-                try await withDeadline(configuration.operationTimeout, "listen heartbeat") {
-                    try await connection.query("SELECT 1", logger: logger).collect()
-                }
-            } catch {
-                try? await connection.close()
-                throw error
+            _ = try await withDeadline(configuration.operationTimeout, "listen heartbeat") {
+                try await connection.query("SELECT 1", logger: logger).collect()
             }
         }
     }

@@ -11,8 +11,10 @@ extension JobStoreTests {
         for (workers, jobs) in [(1, 150), (4, 300)] {
             let database = try TestDatabase.fresh()
             let result = pngSizedBlob(16 << 10)
-            let (elapsed, done) = try await withStores(workers, on: database) { stores in
+            let (enqueueing, elapsed, done) = try await withStores(workers, on: database) { stores in
+                let enqueueStarted = ContinuousClock.now
                 for i in 0..<jobs { _ = try await stores[0].enqueue(newJob("t\(i)", priority: JobPriority.allCases[i % 3])) }
+                let enqueueing = ContinuousClock.now - enqueueStarted
                 let started = ContinuousClock.now
                 let done = try await withThrowingTaskGroup(of: Int.self) { group in
                     for (n, store) in stores.enumerated() {
@@ -29,14 +31,17 @@ extension JobStoreTests {
                     }
                     return try await group.reduce(0, +)
                 }
-                return (ContinuousClock.now - started, done)
+                return (enqueueing, ContinuousClock.now - started, done)
             }
             #expect(done == jobs)
             #expect(try database.cluster.psql("SELECT count(*) FROM jobs WHERE state = 'done' AND attempts = 1")
                 .trimmingCharacters(in: .whitespacesAndNewlines) == "\(jobs)")
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            print(String(format: "claim throughput: %d worker(s), %d jobs in %.2f s = %.0f jobs/s (claim+progress+complete)",
-                         workers, jobs, seconds, Double(jobs) / seconds))
+            print(String(format: "claim throughput: %ld worker(s), %ld jobs in %.2f s = %.0f jobs/s (claim+progress+complete); enqueue (one client, sequential) %.0f jobs/s",
+                         workers, jobs, elapsed.seconds, Double(jobs) / elapsed.seconds, Double(jobs) / enqueueing.seconds))
         }
     }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
