@@ -1,0 +1,85 @@
+import Foundation
+import JobStore
+import Testing
+import TestSupport
+
+extension JobStoreTests {
+    @Test func expiredLeaseRequeuesThenFailsAfterMaxAttempts() async throws {
+        let database = try TestDatabase.fresh()
+        try await withStores(2, on: database) { stores in
+            let (store, reaper) = (stores[0], stores[1])
+            let queued = try await store.enqueue(newJob("crashy", maxAttempts: 2)).job
+
+            let first = try #require(try await store.claim(modelDigests: nil, owner: "host-a:1", lease: .milliseconds(300)))
+            #expect(first.id == queued.id && first.attempts == 1)
+            // Only the owner may renew or report.
+            await #expect(throws: JobStoreError.leaseLost(first.id)) { try await store.renew(id: first.id, owner: "host-b:2") }
+            #expect(try await reaper.reapExpiredLeases() == ReapReport())  // not expired yet
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await reaper.reapExpiredLeases() == ReapReport(requeued: [first.id]))
+            let requeued = try #require(try await reaper.status(id: first.id))
+            #expect(requeued.state == .queued && requeued.attempts == 1 && requeued.leaseOwner == nil)
+            #expect(requeued.error?.contains("lease of host-a:1 expired") == true)
+            // The vanished worker comes back: too late, its lease is gone.
+            await #expect(throws: JobStoreError.leaseLost(first.id)) {
+                try await store.progress(id: first.id, owner: "host-a:1", step: 1, steps: 10, loss: nil)
+            }
+
+            let second = try #require(try await store.claim(modelDigests: nil, owner: "host-c:3", lease: .milliseconds(300)))
+            #expect(second.id == first.id && second.attempts == 2)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await reaper.reapExpiredLeases() == ReapReport(failed: [first.id]))
+            let failed = try #require(try await reaper.status(id: first.id))
+            #expect(failed.state == .failed && failed.attempts == 2 && failed.finishedAt != nil)
+            #expect(failed.error == "lease of host-c:3 expired (attempt 2 of 2); giving up")
+            #expect(try await store.claim(modelDigests: nil, owner: "host-c:3", lease: .seconds(1)) == nil)
+        }
+    }
+
+    @Test func renewedAndProgressingLeasesAreNotReaped() async throws {
+        let database = try TestDatabase.fresh()
+        try await withStore(on: database) { store in
+            _ = try await store.enqueue(newJob("slow-a"))
+            _ = try await store.enqueue(newJob("slow-b"))
+            let a = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(400)))
+            let b = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(400)))
+            for step in 1...6 {
+                try await Task.sleep(for: .milliseconds(150))
+                let lease = try await store.renew(id: a.id, owner: "w:1")
+                #expect(!lease.cancelRequested && lease.expiresAt > Date())
+                try await store.progress(id: b.id, owner: "w:1", step: step, steps: 6, loss: -Double(step))
+                #expect(try await store.reapExpiredLeases() == ReapReport())
+            }
+            let progressed = try #require(try await store.status(id: b.id))
+            #expect(progressed.state == .running && progressed.step == 6 && progressed.steps == 6 && progressed.loss == -6)
+        }
+    }
+
+    @Test func cancelQueuedAtOnceAndRunningAtTheNextStep() async throws {
+        let database = try TestDatabase.fresh()
+        try await withStores(2, on: database) { stores in
+            let (api, worker) = (stores[0], stores[1])
+            let waiting = try await api.enqueue(newJob("waiting", priority: .bulk)).job
+            let running = try await api.enqueue(newJob("running", priority: .interactive)).job
+            let claimed = try #require(try await worker.claim(modelDigests: nil, owner: "w:1", lease: .seconds(30)))
+            #expect(claimed.id == running.id)
+
+            #expect(try await api.cancel(id: waiting.id) == .cancelled)
+            #expect(try await api.status(id: waiting.id)?.state == .cancelled)
+            #expect(try await worker.claim(modelDigests: nil, owner: "w:1", lease: .seconds(30)) == nil)
+
+            #expect(try await worker.progress(id: running.id, owner: "w:1", step: 1, steps: 100, loss: 0.5).cancelRequested == false)
+            #expect(try await api.cancel(id: running.id) == .requested)
+            #expect(try await api.status(id: running.id)?.state == .running)  // the worker decides when to stop
+            #expect(try await worker.progress(id: running.id, owner: "w:1", step: 2, steps: 100, loss: 0.4).cancelRequested)
+            try await worker.acknowledgeCancel(id: running.id, owner: "w:1")
+            let stopped = try #require(try await api.status(id: running.id))
+            #expect(stopped.state == .cancelled && stopped.step == 2 && stopped.finishedAt != nil)
+
+            #expect(try await api.cancel(id: running.id) == .alreadyFinished(.cancelled))
+            #expect(try await api.cancel(id: UUID()) == .notFound)
+            // A new identical request brings a cancelled job back.
+            #expect(try await api.enqueue(newJob("waiting")).outcome == .requeued)
+        }
+    }
+}

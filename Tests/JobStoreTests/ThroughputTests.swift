@@ -1,0 +1,47 @@
+import Foundation
+import JobStore
+import Testing
+import TestSupport
+
+extension JobStoreTests {
+    /// Jobs per second through claim + progress + complete (a 16 KB result),
+    /// one worker and then four workers with their own pools. Prints, asserts
+    /// only that every job got done exactly once.
+    @Test func claimThroughput() async throws {
+        for (workers, jobs) in [(1, 150), (4, 300)] {
+            let database = try TestDatabase.fresh()
+            let result = pngSizedBlob(16 << 10)
+            let (enqueueing, elapsed, done) = try await withStores(workers, on: database) { stores in
+                let enqueueStarted = ContinuousClock.now
+                for i in 0..<jobs { _ = try await stores[0].enqueue(newJob("t\(i)", priority: JobPriority.allCases[i % 3])) }
+                let enqueueing = ContinuousClock.now - enqueueStarted
+                let started = ContinuousClock.now
+                let done = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for (n, store) in stores.enumerated() {
+                        group.addTask {
+                            var count = 0
+                            while let job = try await store.claim(modelDigests: ["model-a"], owner: "w:\(n)", lease: .seconds(30)) {
+                                try await store.progress(id: job.id, owner: "w:\(n)", step: 1, steps: 1, loss: 0)
+                                try await store.complete(id: job.id, owner: "w:\(n)",
+                                                         result: StoredResult(key: "r-\(job.key)", contentType: "image/png", bytes: result))
+                                count += 1
+                            }
+                            return count
+                        }
+                    }
+                    return try await group.reduce(0, +)
+                }
+                return (enqueueing, ContinuousClock.now - started, done)
+            }
+            #expect(done == jobs)
+            #expect(try database.cluster.psql("SELECT count(*) FROM jobs WHERE state = 'done' AND attempts = 1")
+                .trimmingCharacters(in: .whitespacesAndNewlines) == "\(jobs)")
+            print(String(format: "claim throughput: %ld worker(s), %ld jobs in %.2f s = %.0f jobs/s (claim+progress+complete); enqueue (one client, sequential) %.0f jobs/s",
+                         workers, jobs, elapsed.seconds, Double(jobs) / elapsed.seconds, Double(jobs) / enqueueing.seconds))
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
