@@ -16,7 +16,9 @@ import sys
 import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-import fixture_common as fc  # noqa: E402,F401  (deterministic TF set-up)
+import fixture_common as fc  # noqa: E402
+
+fc.setup_deterministic_tf()  # before tensorflow/keras are imported
 
 import keras  # noqa: E402
 
