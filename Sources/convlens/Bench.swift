@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time VGG16 forward/backward work; with --python, also in TensorFlow, side by side.",
         discussion: """
-            Make the model once with real Keras:  python tools/make_vgg16.py /tmp/vgg16.h5
+            Make the model once with real Keras:  python tools/bench/make_vgg16.py /tmp/vgg16.h5
             Then:  swift run -c release convlens bench --model /tmp/vgg16.h5 --python venv/bin/python
             Lines: forward (batch 1, 224×224); gradcam (forward + backward from the top logit to
             block5_conv3); ascent (forward to block3_conv1 + backward of one channel's mean to the
@@ -31,10 +31,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch size of the large ascent line.")
     var bigBatch = 64
 
-    @Option(help: "Python with TensorFlow; runs tools/bench_keras.py on the same model for the side-by-side.")
+    @Option(help: "Python with TensorFlow; runs tools/bench/bench_keras.py on the same model for the side-by-side.")
     var python: String?
 
-    @Flag(help: "Time only the batch-1 forward pass, on any model (tools/compare_with_keras.py uses it for the keras.applications table).")
+    @Flag(help: "Time only the batch-1 forward pass, on any model (tools/fixtures/compare_with_keras.py uses it for the keras.applications table).")
     var forwardOnly = false
 
     @Flag(help: "With --forward-only: print one JSON line {\"line\", \"ms_median\", \"batch\", \"input\"}.")
@@ -113,7 +113,7 @@ struct Bench: ParsableCommand {
         let flops = forwardFLOPs(net, input: size)
         var reference: [String: Double] = [:]
         if let python {
-            printErr("running tools/bench_keras.py (TensorFlow) on the same model…")
+            printErr("running tools/bench/bench_keras.py (TensorFlow) on the same model…")
             reference = try runKeras(python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: bigBatch)
         }
         print("ConvLens bench: \(m.keras.name), input \(size), \(threads) thread(s), median of \(runs) runs")
@@ -177,17 +177,17 @@ func nominalGHz() -> Double {
     return 2.6
 }
 
-/// Runs tools/bench_keras.py and reads its JSON lines (`{"name": ..., "ms_median": ...}`).
+/// Runs tools/bench/bench_keras.py and reads its JSON lines (`{"name": ..., "ms_median": ...}`).
 func runKeras(python: String, modelPath: String, threads: Int, batch: Int) throws -> [String: Double] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: python)
-    process.arguments = ["tools/bench_keras.py", "--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
+    process.arguments = ["tools/bench/bench_keras.py", "--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw CLIError("tools/bench_keras.py failed (exit \(process.terminationStatus))") }
+    guard process.terminationStatus == 0 else { throw CLIError("tools/bench/bench_keras.py failed (exit \(process.terminationStatus))") }
     var out: [String: Double] = [:]
     for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],

@@ -133,7 +133,7 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 }
 
 /// The gallery in a real browser: Debian's chromium driven by Selenium
-/// (`tools/gallery_check.py`) against `convlens serve` — the page loads, a sample photo
+/// (`tools/browser/gallery_check.py`) against `convlens serve` — the page loads, a sample photo
 /// gives predictions, a heatmap and an activation grid, a filter grid fills in, and the
 /// console stays free of errors. scripts/setup installs chromium, chromium-driver and
 /// python3-selenium; without them this test fails, it is not skipped.
@@ -146,7 +146,7 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 
         let check = Process()
         check.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        check.arguments = ["tools/gallery_check.py", "--url", "http://127.0.0.1:\(port)",
+        check.arguments = ["tools/browser/gallery_check.py", "--url", "http://127.0.0.1:\(port)",
                            "--screenshots", tmp.appendingPathComponent("screenshots").path]
         check.currentDirectoryURL = root
         let pipe = Pipe()

@@ -18,7 +18,7 @@ func fixtureF32(_ name: String) throws -> [Float] {
     }
 }
 
-/// manifest.json written by tools/make_image_fixtures.py
+/// manifest.json written by tools/fixtures/make_image_fixtures.py
 struct Manifest: Decodable {
     struct DecodeCase: Decodable { let input: String; let expected: String; let shape: [Int]; let tolerance: Int; let note: String }
     struct BadCase: Decodable { let input: String; let error: String; let note: String }

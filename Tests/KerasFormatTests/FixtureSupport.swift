@@ -12,7 +12,7 @@ let fixtureDirectory = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/keras")
 
-/// One entry of Tests/Fixtures/keras/manifest.json (written by tools/make_fixtures.py).
+/// One entry of Tests/Fixtures/keras/manifest.json (written by tools/fixtures/make_fixtures.py).
 struct FixtureCase: Decodable, Sendable, CustomStringConvertible {
     struct Gradients: Decodable, Sendable {
         let output_index: Int

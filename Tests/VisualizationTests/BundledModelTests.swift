@@ -7,7 +7,7 @@ import Testing
 
 /// The bundled EfficientNet-Lite0 on the sample photos, with ConvLens alone:
 /// decode, resize, preprocess and predict, compared with Keras' top-5
-/// (models/reference_top5.json, made by tools/efficientnet_lite0_eval.py).
+/// (models/reference_top5.json, made by tools/model/efficientnet_lite0_eval.py).
 private let root = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 

@@ -6,8 +6,8 @@ import Testing
 @testable import Visualization
 
 /// The class-activation family beyond Grad-CAM: Score-CAM against the committed
-/// fixtures of tools/make_visualization_fixtures.py, the others against
-/// tools/make_cam_fixtures.py (TF GradientTape / NumPy on the same model and inputs,
+/// fixtures of tools/fixtures/make_visualization_fixtures.py, the others against
+/// tools/fixtures/make_cam_fixtures.py (TF GradientTape / NumPy on the same model and inputs,
 /// Tests/Fixtures/visualization/cam_extra).
 private let root = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/visualization")

@@ -6,7 +6,7 @@ import Testing
 
 /// The default Grad-CAM layer (`defaultCAMLayer`) on the Keras fixtures, in every
 /// file format Keras wrote them in. The full-size keras.applications models are
-/// checked outside CI by tools/check_applications.py (see the issue note's table).
+/// checked outside CI by tools/fixtures/check_applications.py (see the issue note's table).
 private let kerasFixtures = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/keras")
 

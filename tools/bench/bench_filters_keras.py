@@ -8,7 +8,7 @@ The peer side of issue 4's filter-visualisation timing (ConvLens:
   tfkv_batched   tf-keras-vis ActivationMaximization, 64 seeds in one call, its default
                  regularisers and input modifiers, 40 steps
 Prints JSON lines {"name", "seconds"}. Needs tensorflow-cpu and tf-keras-vis.
-Usage: python tools/bench_filters_keras.py --model /tmp/vgg16_notop.h5 [--threads 2] [--make-model]
+Usage: python tools/bench/bench_filters_keras.py --model /tmp/vgg16_notop.h5 [--threads 2] [--make-model]
 """
 import argparse
 import json

@@ -13,7 +13,7 @@ Drives headless Chromium through a running `convlens serve` and exits 0 only if:
   - no error message is shown on the page and the browser console has no SEVERE entry.
 
 Usage (against an already running server):
-    /usr/bin/python3 tools/gallery_check.py --url http://127.0.0.1:8091 --screenshots /tmp/shots
+    /usr/bin/python3 tools/browser/gallery_check.py --url http://127.0.0.1:8091 --screenshots /tmp/shots
 
 Needs Debian's python3-selenium (4.8), chromium and chromium-driver (/usr/bin/chromedriver).
 Full-page screenshots are written to --screenshots at each stage.

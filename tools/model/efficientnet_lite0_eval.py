@@ -23,7 +23,7 @@
 
 Writes models/reference_top5.json and prints the evidence tables (JSON with
 --evidence PATH).  Usage:
-    /work/venv/bin/python tools/efficientnet_lite0_eval.py [--evidence /tmp/ev.json]
+    /work/venv/bin/python tools/model/efficientnet_lite0_eval.py [--evidence /tmp/ev.json]
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 SIZE = 224
 

@@ -21,7 +21,7 @@ loading a file cannot run arbitrary code.
 Usage:
     from pth_reader import load_pth
     state = load_pth("model.pth")      # dict name -> np.ndarray (OrderedDict)
-    python3 tools/pth_reader.py model.pth   # lists tensors
+    python3 tools/model/pth_reader.py model.pth   # lists tensors
 """
 from __future__ import annotations
 

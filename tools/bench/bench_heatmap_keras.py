@@ -6,7 +6,7 @@ top-5 and the class logit's gradient at the default CAM layer, Grad-CAM, the jet
 overlay at the photo's size (book: heatmap × 0.4 + image), PNG encode (Pillow).
 Prints the median and p90 over --runs requests after a warm-up, and peak RSS.
 
-    venv/bin/python tools/bench_heatmap_keras.py --threads 2
+    venv/bin/python tools/bench/bench_heatmap_keras.py --threads 2
 """
 import argparse, io, json, os, resource, statistics, time
 

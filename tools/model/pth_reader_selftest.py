@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Self-test of tools/pth_reader.py's ZIP path on a synthetic checkpoint.
+"""Self-test of tools/model/pth_reader.py's ZIP path on a synthetic checkpoint.
 
 No zip-format PyTorch file is available here without torch, so this writes
 one in torch's zip layout (archive/data.pkl with ('storage', FloatStorage,
@@ -8,7 +8,7 @@ archive/data/<key>, archive/byteorder, archive/version) using stand-in
 'torch' modules that exist only while pickling, then reads it back:
 contiguous, transposed (shared storage) and offset views, an int64 scalar.
 The LEGACY path is exercised by the real EfficientNet-Lite0 .pth
-(convert_efficientnet_lite0.py).  Usage: python3 tools/pth_reader_selftest.py
+(convert_efficientnet_lite0.py).  Usage: python3 tools/model/pth_reader_selftest.py
 """
 import collections
 import io

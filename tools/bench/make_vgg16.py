@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Save keras.applications.VGG16(weights=None) with fixed-seed random weights
 as a Keras 3 legacy HDF5 file, for the Swift benchmark (the same file can be
-given to tools/bench_keras.py --model so both sides time the same network).
+given to tools/bench/bench_keras.py --model so both sides time the same network).
 
-    /work/venv/bin/python tools/make_vgg16.py /tmp/vgg16.h5 [--seed 1234] [--no-top]
+    /work/venv/bin/python tools/bench/make_vgg16.py /tmp/vgg16.h5 [--seed 1234] [--no-top]
 
 With the top (default) the file is ~530 MB (138 M float32 parameters); it is
 not meant to be committed. Weights: Keras' own initialisers (glorot uniform
@@ -15,8 +15,10 @@ import os
 import sys
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fixture_common as fc  # noqa: E402,F401  (deterministic TF set-up)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+import fixture_common as fc  # noqa: E402
+
+fc.setup_deterministic_tf()  # before tensorflow/keras are imported
 
 import keras  # noqa: E402
 
