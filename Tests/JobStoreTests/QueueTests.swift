@@ -18,7 +18,7 @@ extension JobStoreTests {
             }
         }
         #expect(versions == [1, 1, 1, 1])
-        #expect(try database.cluster.psql("SELECT count(*) FROM convlens_schema_version").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        #expect(try database.psql("SELECT count(*) FROM convlens_schema_version") == "1")
         let again = try await withStore(on: database) { try await $0.migrate() }
         #expect(again == 1)
     }
@@ -80,7 +80,7 @@ extension JobStoreTests {
                 #expect([first.outcome, second.outcome].filter { $0 == .created }.count == 1)
                 #expect([first.outcome, second.outcome].filter { $0 == .existing }.count == 1)
             }
-            #expect(try database.cluster.psql("SELECT count(*) FROM jobs").trimmingCharacters(in: .whitespacesAndNewlines) == "20")
+            #expect(try database.psql("SELECT count(*) FROM jobs") == "20")
 
             // A failed job is queued again by the next identical request, same id, fresh attempts.
             let original = try await stores[0].enqueue(newJob("flaky")).job

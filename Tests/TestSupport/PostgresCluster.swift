@@ -50,9 +50,11 @@ public final class PostgresCluster: Sendable {
         try asServer("pg_ctl", ["-D", dataPath, "-m", "fast", "-w", "stop"])
     }
 
-    /// Runs `psql -c sql` against the test database, returning unaligned output.
-    public func psql(_ sql: String) throws -> String {
-        try asServer("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", username, "-d", database, "-XAtq", "-c", sql])
+    /// Runs `psql -c sql` against `database` (default: `convlens`), returning
+    /// unaligned output without the trailing newline.
+    public func psql(_ sql: String, database: String? = nil) throws -> String {
+        try asServer("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", username, "-d", database ?? self.database, "-XAtq", "-c", sql])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private var dataPath: String { directory.appendingPathComponent("data").path }
