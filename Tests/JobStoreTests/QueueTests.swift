@@ -117,4 +117,20 @@ extension JobStoreTests {
             ])
         }
     }
+
+    @Test func statementErrorsAreDatabaseErrorsNotOutages() async throws {
+        let database = try TestDatabase.fresh()
+        try await withStore(on: database) { store in
+            var broken = newJob("broken")
+            broken.requestJSON = "{not json"
+            do {
+                _ = try await store.enqueue(broken)
+                Issue.record("invalid JSON was accepted")
+            } catch let error as JobStoreError {
+                guard case .database(let message) = error else { Issue.record("expected .database, got \(error)"); return }
+                #expect(message.hasPrefix("22P02"))  // invalid_text_representation
+            }
+            #expect(try await store.status(key: "broken") == nil)
+        }
+    }
 }
