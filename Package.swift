@@ -97,7 +97,11 @@ let package = Package(
         ),
         .testTarget(
             name: "JobStoreTests",
-            dependencies: ["JobStore", "TestSupport", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "JobStore", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "VisualizationTests", dependencies: ["Visualization", "Engine", "Imaging", "KerasFormat"]),
         .testTarget(

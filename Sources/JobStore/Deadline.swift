@@ -4,15 +4,22 @@ import Synchronization
 /// Runs `body` but returns (throwing `JobStoreError.unavailable`) after `timeout`
 /// even if `body` does not react to cancellation. Unstructured on purpose: a
 /// query stuck on a half-open TCP connection must not hold the caller hostage;
-/// it is cancelled and left to finish on its own.
+/// it is cancelled and left to finish on its own. `discard` disposes of a value
+/// that arrives after the caller has given up (a connection must be closed).
 func withDeadline<T: Sendable>(
     _ timeout: Duration,
     _ what: String,
+    discard: (@Sendable (T) async -> Void)? = nil,
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let gate = Gate<T>()
     let work = Task {
-        do { gate.finish(.success(try await body())) } catch { gate.finish(.failure(JobStoreError(mapping: error))) }
+        do {
+            let value = try await body()
+            if !gate.finish(.success(value)) { await discard?(value) }
+        } catch {
+            gate.finish(.failure(JobStoreError(mapping: error)))
+        }
     }
     let timer = Task {
         try await Task.sleep(for: timeout)
@@ -37,15 +44,18 @@ private final class Gate<T: Sendable>: Sendable {
     }
     private let state = Mutex<State>(.pending)
 
-    func finish(_ result: Result<T, any Error>) {
-        let waiter: CheckedContinuation<T, any Error>? = state.withLock { state in
+    /// Returns false when the other side got there first (the result is unused).
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let (delivered, waiter): (Bool, CheckedContinuation<T, any Error>?) = state.withLock { state in
             switch state {
-            case .pending: state = .finished(result); return nil
-            case .waiting(let continuation): state = .consumed; return continuation
-            case .finished, .consumed: return nil
+            case .pending: state = .finished(result); return (true, nil)
+            case .waiting(let continuation): state = .consumed; return (true, continuation)
+            case .finished, .consumed: return (false, nil)
             }
         }
         waiter?.resume(with: result)
+        return delivered
     }
 
     func wait() async throws -> T {

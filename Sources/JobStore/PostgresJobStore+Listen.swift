@@ -47,7 +47,7 @@ struct Listener: Sendable {
 
     private func connect() async throws -> PostgresConnection {
         let connectionConfiguration = self.connectionConfiguration, logger = self.logger
-        return try await withDeadline(configuration.operationTimeout, "listen connect") {
+        return try await withDeadline(configuration.operationTimeout, "listen connect", discard: { try? await $0.close() }) {
             try await PostgresConnection.connect(
                 configuration: connectionConfiguration, id: Int.random(in: 1...Int.max), logger: logger
             )
@@ -57,8 +57,16 @@ struct Listener: Sendable {
     /// One connection's life: LISTEN and forward notifications until the
     /// connection ends or the heartbeat finds it dead, whichever comes first.
     private func listen(on connection: PostgresConnection) async throws {
-        // The EventLoopFuture overload: callable from a defer, and it never throws.
-        defer { let _: EventLoopFuture<Void> = connection.close() }
+        do {
+            try await forward(from: connection)
+        } catch {
+            try? await connection.close()  // awaited: the connection must be closed before it is released
+            throw error
+        }
+        try? await connection.close()
+    }
+
+    private func forward(from connection: PostgresConnection) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await heartbeat(connection) }
             group.addTask {

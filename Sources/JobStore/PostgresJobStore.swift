@@ -40,7 +40,10 @@
 /// - Worker calls (`renew`, `progress`, `complete`, `fail`, `acknowledgeCancel`) only
 ///   act while the job is `running` under the caller's `owner`; otherwise they throw
 ///   `JobStoreError.leaseLost` and the worker must drop the job. An expired lease
-///   still counts as held until a reaper has acted on it.
+///   still counts as held until a reaper has acted on it. The owner name is the
+///   fencing token: a process running several workers at once should give each
+///   its own (`processOwner + ":" + slot`), or a stale worker whose job was
+///   reaped and re-claimed by a sibling could report on the sibling's attempt.
 /// - `progress` also renews the lease (by the interval given at claim): a worker
 ///   that makes progress is alive, and it saves a round trip per step.
 /// - A lease that expires sends the job back to `queued`; once its attempts reach

@@ -82,4 +82,24 @@ extension JobStoreTests {
             #expect(try await api.enqueue(newJob("waiting")).outcome == .requeued)
         }
     }
+
+    @Test func concurrentReapersHandleEachExpiredJobOnce() async throws {
+        let database = try TestDatabase.fresh()
+        try await withStores(3, on: database) { stores in
+            var claimed: Set<UUID> = []
+            for i in 0..<9 {
+                _ = try await stores[0].enqueue(newJob("expiring-\(i)"))
+                claimed.insert(try #require(try await stores[0].claim(modelDigests: nil, owner: "gone:1", lease: .milliseconds(200))).id)
+            }
+            try await Task.sleep(for: .milliseconds(400))
+            let reports = try await withThrowingTaskGroup(of: ReapReport.self) { group in
+                for store in stores { group.addTask { try await store.reapExpiredLeases() } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let requeued = reports.flatMap(\.requeued)
+            #expect(requeued.count == 9 && Set(requeued) == claimed)
+            #expect(reports.allSatisfy { $0.failed.isEmpty && $0.cancelled.isEmpty })
+            #expect(try database.psql("SELECT count(*) FROM jobs WHERE state = 'queued' AND attempts = 1") == "9")
+        }
+    }
 }

@@ -18,7 +18,7 @@ extension JobStoreTests {
             }
         }
         #expect(versions == [1, 1, 1, 1])
-        #expect(try database.cluster.psql("SELECT count(*) FROM convlens_schema_version").trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        #expect(try database.psql("SELECT count(*) FROM convlens_schema_version") == "1")
         let again = try await withStore(on: database) { try await $0.migrate() }
         #expect(again == 1)
     }
@@ -80,7 +80,7 @@ extension JobStoreTests {
                 #expect([first.outcome, second.outcome].filter { $0 == .created }.count == 1)
                 #expect([first.outcome, second.outcome].filter { $0 == .existing }.count == 1)
             }
-            #expect(try database.cluster.psql("SELECT count(*) FROM jobs").trimmingCharacters(in: .whitespacesAndNewlines) == "20")
+            #expect(try database.psql("SELECT count(*) FROM jobs") == "20")
 
             // A failed job is queued again by the next identical request, same id, fresh attempts.
             let original = try await stores[0].enqueue(newJob("flaky")).job
@@ -115,6 +115,22 @@ extension JobStoreTests {
                 JobCount(state: .queued, priority: .interactive, count: 2),
                 JobCount(state: .queued, priority: .bulk, count: 2),
             ])
+        }
+    }
+
+    @Test func statementErrorsAreDatabaseErrorsNotOutages() async throws {
+        let database = try TestDatabase.fresh()
+        try await withStore(on: database) { store in
+            var broken = newJob("broken")
+            broken.requestJSON = "{not json"
+            do {
+                _ = try await store.enqueue(broken)
+                Issue.record("invalid JSON was accepted")
+            } catch let error as JobStoreError {
+                guard case .database(let message) = error else { Issue.record("expected .database, got \(error)"); return }
+                #expect(message.hasPrefix("22P02"))  // invalid_text_representation
+            }
+            #expect(try await store.status(key: "broken") == nil)
         }
     }
 }

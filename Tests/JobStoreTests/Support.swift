@@ -1,5 +1,6 @@
 import Foundation
 import JobStore
+import Logging
 import NIOCore
 import TestSupport
 
@@ -12,6 +13,11 @@ struct TestDatabase {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         _ = try cluster.psql("CREATE DATABASE \(name)")
         return TestDatabase(cluster: cluster, name: name)
+    }
+
+    /// Runs SQL in this database with psql (a connection outside the store under test).
+    func psql(_ sql: String) throws -> String {
+        try cluster.psql(sql, database: name)
     }
 
     func configuration(timeout: Duration = .seconds(3)) -> JobStoreConfiguration {
@@ -28,7 +34,9 @@ func withStores<T: Sendable>(
     _ count: Int, on database: TestDatabase, timeout: Duration = .seconds(3), migrate: Bool = true,
     _ body: @Sendable ([PostgresJobStore]) async throws -> T
 ) async throws -> T {
-    let stores = (0..<count).map { _ in PostgresJobStore(configuration: database.configuration(timeout: timeout)) }
+    var logger = Logger(label: "jobstore-test")
+    logger.logLevel = .warning  // the pool logs every refused connection at info during the outage test
+    let stores = (0..<count).map { _ in PostgresJobStore(configuration: database.configuration(timeout: timeout), logger: logger) }
     return try await withThrowingTaskGroup(of: Void.self) { group in
         for store in stores { group.addTask { await store.run() } }
         if migrate { try await stores[0].migrate() }

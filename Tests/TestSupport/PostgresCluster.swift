@@ -50,9 +50,11 @@ public final class PostgresCluster: Sendable {
         try asServer("pg_ctl", ["-D", dataPath, "-m", "fast", "-w", "stop"])
     }
 
-    /// Runs `psql -c sql` against the test database, returning unaligned output.
-    public func psql(_ sql: String) throws -> String {
-        try asServer("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", username, "-d", database, "-XAtq", "-c", sql])
+    /// Runs `psql -c sql` against `database` (default: `convlens`), returning
+    /// unaligned output without the trailing newline.
+    public func psql(_ sql: String, database: String? = nil) throws -> String {
+        try asServer("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", username, "-d", database ?? self.database, "-XAtq", "-c", sql])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private var dataPath: String { directory.appendingPathComponent("data").path }
@@ -66,21 +68,31 @@ public final class PostgresCluster: Sendable {
         return try Self.run(path, arguments)
     }
 
+    /// Runs a command to completion with posix_spawn + waitpid, its output in a
+    /// file. Not Foundation's Process: `pg_ctl start` leaves a daemon behind that
+    /// inherits Process's descriptors, and waitUntilExit then never returns.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")  // postgres may not be able to read the caller's cwd
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw ClusterError(message: "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-pgcmd-\(UUID().uuidString)").path
+        defer { unlink(outputPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard spawned == 0 else { throw ClusterError(message: "cannot run \(executable): error \(spawned)") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let exited = status & 0x7f == 0, code = (status >> 8) & 0xff
+        guard exited && code == 0 else {
+            throw ClusterError(message: "\(executable) \(arguments.joined(separator: " ")) failed (wait status \(status)): \(text)")
         }
         return text
     }
