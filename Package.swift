@@ -54,7 +54,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Engine", "KerasFormat", "Imaging", "Visualization", "COpenSSL",
+                "Engine", "KerasFormat", "Imaging", "Visualization", "COpenSSL", "JobStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),

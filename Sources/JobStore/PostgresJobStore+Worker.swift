@@ -92,6 +92,20 @@ extension PostgresJobStore {
             """))
     }
 
+    /// The owner gives a running job back unfinished (it is shutting down): the job is
+    /// queued again at once for another worker, and this attempt is not counted.
+    public func release(id: UUID, owner: String) async throws {
+        try finished(id, try await rows("release", """
+            WITH j AS (
+                UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                       attempts = greatest(attempts - 1, 0), step = 0
+                WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
+                RETURNING *
+            )
+            SELECT j.id, \(unescaped: notify) FROM j
+            """))
+    }
+
     /// The worker saw `cancelRequested` and stopped: the job becomes cancelled.
     public func acknowledgeCancel(id: UUID, owner: String) async throws {
         try finished(id, try await rows("acknowledge cancel", """

@@ -69,6 +69,8 @@ extension APIError {
             return APIError(.serviceUnavailable, "cancelled", "the computation was cancelled (the server is shutting down?)")
         case let e as JobQueue.Full:
             return APIError(.tooManyRequests, "queue_full", e.description, headers: [.retryAfter: "10"])
+        case let e as JobsUnavailable:
+            return APIError(.serviceUnavailable, "jobs_unavailable", e.description, headers: [.retryAfter: "5"])
         case let e as JobQueue.ShuttingDown:
             return APIError(.serviceUnavailable, "shutting_down", e.description)
         case let e as ComputeExecutor.Stopped:

@@ -89,12 +89,36 @@ struct ShutdownService: Service {
 
     func run() async throws {
         if service.settings.prerenderGallery {
-            let n = service.prerenderGallery(logger: logger)
+            let n = await service.prerenderGallery(logger: logger)
             logger.info("gallery: queued \(n) filter grid(s) at bulk priority")
         }
         try? await gracefulShutdown()
-        let counts = service.jobs.counts
+        let counts = (try? await service.jobs.counts()) ?? JobCounts(queued: 0, running: 0)
         logger.info("shutting down: \(counts.running) running and \(counts.queued) queued job(s); running jobs get up to \(service.settings.shutdownGraceSeconds) s")
+        service.beginDrain()
+    }
+}
+
+extension ConvLensServer {
+    /// Runs a worker (no HTTP server) until SIGTERM/SIGINT, then drains: stop claiming,
+    /// let running jobs finish within the grace period, hand the rest back to the queue.
+    public static func runWorker(service: ConvLensService, logger: Logger) async throws {
+        let group = ServiceGroup(services: [WorkerShutdown(service: service, logger: logger)],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        await service.drain()
+        logger.info("worker stopped")
+    }
+}
+
+/// Waits for SIGTERM/SIGINT, then starts the drain.
+struct WorkerShutdown: Service {
+    let service: ConvLensService
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.info("worker shutting down: running jobs get up to \(service.settings.shutdownGraceSeconds) s, then go back to the queue")
         service.beginDrain()
     }
 }

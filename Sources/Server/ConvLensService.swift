@@ -14,15 +14,21 @@ public final class ConvLensService: Sendable {
     /// SHA-256 of the model file (and its profile): part of every content address.
     public let modelDigest: String
     public let executor: ComputeExecutor
-    public let jobs: JobQueue
+    /// Where filter jobs run: this process's queue, or the cluster's table (`jobs.backend`).
+    public let jobs: any JobBackend
+    /// Finished results: `cache` alone, or `cache` in front of PostgreSQL.
+    public let results: any ResultStore
+    /// This process's memory (and disk) cache of finished results.
     public let cache: ResultCache
+    /// This process's part in a PostgreSQL cluster (`jobs.backend: postgres`).
+    let cluster: Cluster?
     public let metrics: ServerMetrics
     let ready = Atomic<Bool>(true)
     private let drainTask = Mutex<Task<Void, Never>?>(nil)
 
     /// Loads the model and sets up the queue and cache. Throws `ServerStartupError`
     /// with a message naming the file for a missing or unreadable model.
-    public convenience init(settings: ServerSettings, executable: URL) throws {
+    public convenience init(settings: ServerSettings, executable: URL, logger: Logger = Logger(label: "convlens")) throws {
         try settings.validate()
         let profile: ModelProfile
         if settings.modelPath.isEmpty {
@@ -42,11 +48,12 @@ public final class ConvLensService: Sendable {
         } catch {
             throw ServerStartupError("cannot load the model \(profile.modelURL.path): \(error)")
         }
-        try self.init(settings: settings, session: session, modelDigest: try Self.digest(of: profile))
+        try self.init(settings: settings, session: session, modelDigest: try session.modelDigest(), logger: logger)
     }
 
     /// A service around a model already loaded (tests share one load between servers).
-    public init(settings: ServerSettings, session: ModelSession, modelDigest: String) throws {
+    public init(settings: ServerSettings, session: ModelSession, modelDigest: String,
+                logger: Logger = Logger(label: "convlens")) throws {
         try settings.validate()
         do {
             _ = try session.imagePipeline()
@@ -66,18 +73,30 @@ public final class ConvLensService: Sendable {
         } catch {
             throw ServerStartupError("cannot use the cache directory \(settings.cacheDir) (cache.dir): \(error)")
         }
-        jobs = JobQueue(executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
-                        maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
-                        keptFinished: settings.keptFinishedJobs)
+        switch settings.jobBackend {
+        case .postgres:
+            let cluster = try Cluster(settings: settings, session: session, modelDigest: modelDigest, executor: executor,
+                                      cache: cache, metrics: metrics, logger: logger)
+            self.cluster = cluster
+            jobs = cluster.jobs
+            results = cluster.results
+            cluster.start()
+        case .memory, .invalid:
+            cluster = nil
+            jobs = LocalJobs(queue: JobQueue(executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
+                                             maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
+                                             keptFinished: settings.keptFinishedJobs),
+                             session: session)
+            results = cache
+        }
     }
 
-    /// SHA-256 of the model file and its profile: a different model or profile gives
-    /// different content addresses.
-    public static func digest(of profile: ModelProfile) throws -> String {
-        var digest = SHA256Digest()
-        digest.update(try SHA256Digest.hexOfFile(at: profile.modelURL))
-        if let p = profile.profileURL { digest.update((try? Data(contentsOf: p)) ?? Data()) }
-        return digest.finalizeHex()
+    /// Whether this replica should get traffic: not draining, and (cluster) PostgreSQL reachable.
+    /// nil when ready, else why not.
+    public var unreadiness: String? {
+        if !ready.load(ordering: .relaxed) { return "the server is shutting down" }
+        if let cluster, !cluster.isReachable { return "the job store (PostgreSQL \(cluster.database)) is unreachable" }
+        return nil
     }
 
     private static func profile(at url: URL) throws -> ModelProfile {
@@ -97,9 +116,10 @@ public final class ConvLensService: Sendable {
         drainTask.withLock { task in
             guard task == nil else { return }
             ready.store(false, ordering: .relaxed)
-            let (jobs, executor, grace) = (self.jobs, self.executor, settings.shutdownGraceSeconds)
+            let (jobs, cluster, executor, grace) = (self.jobs, self.cluster, self.executor, settings.shutdownGraceSeconds)
             task = Task {
                 await jobs.shutdown(deadline: grace)
+                await cluster?.shutdown(grace: grace)
                 executor.shutdown()
             }
         }
@@ -135,30 +155,23 @@ public final class ConvLensService: Sendable {
     }
 
     /// Submits a filter request as a job (or joins the identical one), unless its result
-    /// is cached. Checks the request (and the server's limits) before queueing anything.
-    func submit(_ request: FilterRequest, priority: ComputePriority) throws -> (address: ContentAddress, url: String, job: JobStatus?) {
+    /// is stored. Checks the request (and the server's limits) before queueing anything.
+    func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (address: ContentAddress, url: String, job: JobStatus?) {
         try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
         let r = try request.canonical(for: session)
         let address = address(of: r)
-        if cache.contains(address.hex) { return (address, r.resultPath, nil) }
-        let session = self.session
-        let status = try jobs.submit(
-            key: address.hex, kind: r.count == 1 ? "filter" : "filter_grid", description: r.summary,
-            result: r.resultPath, priority: priority, steps: r.steps ?? r.method.defaultSteps
-        ) { control in
-            try session.render(r) { p in control.report(step: p.step, steps: p.steps, loss: p.meanLoss) }.body
-        }
-        return (address, r.resultPath, status)
+        if try await results.hasResult(for: address.hex) { return (address, r.resultPath, nil) }
+        return (address, r.resultPath, try await jobs.submit(r, address: address, priority: priority))
     }
 
     /// Queues every convolution layer's filter grid at bulk priority (skipping cached ones).
     /// Returns how many were queued; stops quietly when the queue is full.
     @discardableResult
-    public func prerenderGallery(logger: Logger) -> Int {
+    public func prerenderGallery(logger: Logger) async -> Int {
         var queued = 0
         for (_, layer) in session.galleryLayers {
             do {
-                if try submit(galleryRequest(for: layer), priority: .bulk).job != nil { queued += 1 }
+                if try await submit(galleryRequest(for: layer), priority: .bulk).job != nil { queued += 1 }
             } catch {
                 logger.warning("gallery pre-rendering stopped at \(layer.name): \(error)")
                 break

@@ -1,12 +1,9 @@
 import Foundation
+import JobStore
 import Synchronization
 import Visualization
 
-public enum JobState: String, Sendable, Codable {
-    case queued, running, done, failed, cancelled
-
-    public var isFinished: Bool { self == .done || self == .failed || self == .cancelled }
-}
+public typealias JobState = JobStore.JobState
 
 /// What `GET /jobs/{id}` answers and each Server-Sent Event carries.
 public struct JobStatus: Sendable, Codable, Equatable {
@@ -29,11 +26,15 @@ public struct JobStatus: Sendable, Codable, Equatable {
     public var queuePosition: Int?
     /// Whether it failed by running out of time.
     public var timedOut: Bool
+    /// The process running it (`hostname:pid`), while it runs and after.
+    public var worker: String?
+    /// Which run this is: above 1 when a process died holding the job and another took it.
+    public var attempt: Int?
 
     enum CodingKeys: String, CodingKey {
         case id, kind, description, priority, state, step, steps, loss, result, error
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at"
-        case queuePosition = "queue_position", timedOut = "timed_out"
+        case queuePosition = "queue_position", timedOut = "timed_out", worker, attempt
     }
 }
 
@@ -201,29 +202,6 @@ public final class JobQueue: Sendable {
         return stream
     }
 
-    /// Waits until the job finishes or `seconds` pass; returns its status then.
-    public func wait(_ id: String, seconds: Double) async -> JobStatus? {
-        if seconds <= 0 { return status(id) }
-        guard let stream = updates(id) else { return nil }
-        return await withTaskGroup(of: JobStatus?.self) { group in
-            group.addTask {
-                var last: JobStatus?
-                for await st in stream {
-                    last = st
-                    if st.state.isFinished { break }
-                }
-                return last
-            }
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first?.state.isFinished == true ? first : status(id)
-        }
-    }
-
     fileprivate func progress(_ job: Job, step: Int, steps: Int, loss: Float) -> Bool {
         let st = job.status.withLock { s -> JobStatus in
             s.step = step
@@ -263,6 +241,8 @@ public final class JobQueue: Sendable {
         let st = job.status.withLock { s -> JobStatus in
             s.state = .running
             s.startedAt = now()
+            s.worker = PostgresJobStore.processOwner
+            s.attempt = 1
             return s
         }
         broadcast(job, st)

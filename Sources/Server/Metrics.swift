@@ -42,6 +42,33 @@ public final class ServerMetrics: Sendable {
                                        buckets: Self.jobBuckets, help: "Job run time by kind and final state.").record(duration)
     }
 
+    /// Jobs claimed by this process's workers (the cluster backend).
+    func recordClaim() {
+        registry.makeCounter(name: "convlens_job_claims_total", help: "Jobs this process's workers claimed.").increment()
+    }
+
+    /// Jobs whose owner went silent, found by this process's reaper.
+    func recordLeaseExpiries(_ n: Int) {
+        registry.makeCounter(name: "convlens_job_lease_expiries_total",
+                             help: "Jobs whose lease expired (their process died or hung): requeued, or failed after jobs.max_attempts.")
+            .increment(by: Int64(n))
+    }
+
+    /// The queue by priority and state, as the job table (or this process's queue) has it.
+    func recordQueue(_ counts: JobCounts) {
+        for row in counts.detail {
+            registry.makeGauge(name: "convlens_jobs", labels: [("priority", row.priority), ("state", row.state)],
+                               help: "Jobs by priority and state (the cluster's, with the postgres backend).")
+                .set(to: Double(row.count))
+        }
+    }
+
+    /// Jobs running in this process (a worker's share of the cluster's work).
+    func recordWorker(_ owner: String, running: Int) {
+        registry.makeGauge(name: "convlens_worker_running_jobs", labels: [("worker", owner)],
+                           help: "Jobs running in this process.").set(to: Double(running))
+    }
+
     func recordCache(hit: Bool) {
         (hit ? cacheHits : cacheMisses).increment()
     }

@@ -31,8 +31,8 @@ struct Routes: Sendable {
             endpoints.append(Endpoint(method: method.rawValue, path: path))
         }
         add(.get, "/healthz") { _, _ in try json(["status": "ok"]) }
-        add(.get, "/readyz") { _, _ in try readiness() }
-        add(.get, "/metrics") { _, _ in metrics() }
+        add(.get, "/readyz") { _, _ in try await readiness() }
+        add(.get, "/metrics") { _, _ in await metrics() }
         add(.get, "/api/model") { _, _ in try model() }
         add(.post, "/api/predict") { request, _ in try await predict(request) }
         add(.post, "/heatmap") { request, _ in try await heatmap(request) }
@@ -48,9 +48,9 @@ struct Routes: Sendable {
         add(.get, "/filters/:layer") { request, context in
             try await filterGrid(request, layer: layerParameter(context))
         }
-        add(.get, "/jobs/:id") { _, context in try job(context.parameters.get("id")!) }
-        add(.delete, "/jobs/:id") { _, context in try cancelJob(context.parameters.get("id")!) }
-        add(.get, "/jobs/:id/events") { _, context in try jobEvents(context.parameters.get("id")!) }
+        add(.get, "/jobs/:id") { _, context in try await job(context.parameters.get("id")!) }
+        add(.delete, "/jobs/:id") { _, context in try await cancelJob(context.parameters.get("id")!) }
+        add(.get, "/jobs/:id/events") { _, context in try await jobEvents(context.parameters.get("id")!) }
         // Read once: the document ships with the gallery and does not change while serving.
         let openAPI = try? Data(contentsOf: URL(fileURLWithPath: settings.publicDir).appendingPathComponent("openapi.yaml"))
         add(.get, "/openapi.yaml") { _, _ in
@@ -63,12 +63,10 @@ struct Routes: Sendable {
 
     // MARK: - Health and metrics
 
-    func readiness() throws -> Response {
-        guard service.ready.load(ordering: .relaxed) else {
-            throw APIError(.serviceUnavailable, "not_ready", "the server is shutting down")
-        }
+    func readiness() async throws -> Response {
+        if let reason = service.unreadiness { throw APIError(.serviceUnavailable, "not_ready", reason) }
         let (waiting, running) = service.executor.load
-        let counts = service.jobs.counts
+        let counts = try await service.jobs.counts()
         return try json(ReadyBody(status: "ready", model: session.profile.name, pending_computations: waiting,
                                   running_computations: running, queued_jobs: counts.queued, running_jobs: counts.running))
     }
@@ -82,11 +80,13 @@ struct Routes: Sendable {
         var running_jobs: Int
     }
 
-    func metrics() -> Response {
+    func metrics() async -> Response {
         service.metrics.pendingComputations.set(to: Double(service.executor.load.waiting))
-        let counts = service.jobs.counts
-        service.metrics.queueDepth.set(to: Double(counts.queued))
-        service.metrics.runningJobs.set(to: Double(counts.running))
+        if let counts = try? await service.jobs.counts() {
+            service.metrics.queueDepth.set(to: Double(counts.queued))
+            service.metrics.runningJobs.set(to: Double(counts.running))
+            service.metrics.recordQueue(counts)
+        }
         let text = service.metrics.registry.emitToBuffer()
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                         body: .init(byteBuffer: ByteBuffer(bytes: text)))
@@ -223,19 +223,19 @@ struct Routes: Sendable {
     /// `wait` seconds: the picture if it finished, else 202 with the job's Location.
     func filterResponse(_ request: Request, _ typed: FilterRequest, priority: ComputePriority) async throws -> Response {
         let wait = try Query(request).double("wait", default: settings.jobWaitSeconds, in: 0...300)
-        let submitted = try service.submit(typed, priority: priority)
+        let submitted = try await service.submit(typed, priority: priority)
         let (key, etag, format) = (submitted.address.hex, submitted.address.etag, typed.format)
         guard let job = submitted.job else {
             if entityTags(request).matches(etag) { return notModified(etag) }
-            guard let body = service.cache.get(key) else { throw VisualizationError.invalid("a cached result vanished") }
+            guard let body = try await service.results.result(for: key) else { throw VisualizationError.invalid("a cached result vanished") }
             service.metrics.recordCache(hit: true)
             return respond(body, format: format, etag: etag, facts: [Fact("Cache", "hit")])
         }
         service.metrics.recordCache(hit: false)
-        let status = await service.jobs.wait(job.id, seconds: wait) ?? job
+        let status = try await service.jobs.wait(job.id, seconds: wait) ?? job
         switch status.state {
         case .done:
-            guard let body = service.cache.get(key) else { throw VisualizationError.invalid("the finished result is missing") }
+            guard let body = try await service.results.result(for: key) else { throw VisualizationError.invalid("the finished result is missing") }
             return respond(body, format: format, etag: etag, facts: [Fact("Cache", "miss"), Fact("Job", status.id)])
         case .failed:
             if status.timedOut { throw APIError(.gatewayTimeout, "job_timeout", status.error ?? "the job timed out") }
@@ -251,20 +251,20 @@ struct Routes: Sendable {
         }
     }
 
-    func job(_ id: String) throws -> Response {
-        guard let status = service.jobs.status(id) else { throw unknownJob(id) }
+    func job(_ id: String) async throws -> Response {
+        guard let status = try await service.jobs.status(id) else { throw unknownJob(id) }
         return try json(status)
     }
 
-    func cancelJob(_ id: String) throws -> Response {
-        guard let status = service.jobs.cancel(id) else { throw unknownJob(id) }
+    func cancelJob(_ id: String) async throws -> Response {
+        guard let status = try await service.jobs.cancel(id) else { throw unknownJob(id) }
         return try json(status)
     }
 
     /// Server-Sent Events: `progress` while the job runs, then one `done`, `failed` or
     /// `cancelled` event, then the stream ends.
-    func jobEvents(_ id: String) throws -> Response {
-        guard let updates = service.jobs.updates(id) else { throw unknownJob(id) }
+    func jobEvents(_ id: String) async throws -> Response {
+        guard let updates = try await service.jobs.updates(id) else { throw unknownJob(id) }
         let encoder = JSONEncoder.api
         return Response(
             status: .ok,

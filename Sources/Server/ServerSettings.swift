@@ -48,6 +48,16 @@ public struct ServerSettings: Sendable {
     public var keptFinishedJobs = 1000
     /// At shutdown, how long running jobs may go on before they are cancelled.
     public var shutdownGraceSeconds = 20.0
+    /// Where jobs and finished results live: this process (`memory`) or a PostgreSQL
+    /// shared by every replica and worker (`postgres`, with `database.url`).
+    public var jobBackend = JobBackendKind.memory
+    /// `postgres://user[:password]@host[:port]/database`; setting it implies `postgres`.
+    public var databaseURL = ""
+    /// A claimed job's lease: renewed every third of it while the job runs; a job whose
+    /// lease runs out (its process died) goes back to the queue.
+    public var leaseSeconds = 30.0
+    /// Leases a job may lose before it fails with the reason.
+    public var maxAttempts = 3
 
     // cache
     /// Directory of the on-disk result cache; empty disables it.
@@ -89,6 +99,11 @@ public struct ServerSettings: Sendable {
         jobTimeoutSeconds = c.double(forKey: "jobs.timeout_seconds", default: d.jobTimeoutSeconds)
         keptFinishedJobs = c.int(forKey: "jobs.kept_finished", default: d.keptFinishedJobs)
         shutdownGraceSeconds = c.double(forKey: "jobs.shutdown_grace_seconds", default: d.shutdownGraceSeconds)
+        databaseURL = c.string(forKey: "database.url", default: d.databaseURL)
+        let backend = c.string(forKey: "jobs.backend", default: databaseURL.isEmpty ? d.jobBackend.rawValue : "postgres")
+        jobBackend = JobBackendKind(rawValue: backend) ?? .invalid
+        leaseSeconds = c.double(forKey: "jobs.lease_seconds", default: d.leaseSeconds)
+        maxAttempts = c.int(forKey: "jobs.max_attempts", default: d.maxAttempts)
         cacheDir = c.string(forKey: "cache.dir", default: d.cacheDir)
         memoryCacheBytes = c.int(forKey: "cache.memory_bytes", default: d.memoryCacheBytes)
         prerenderGallery = c.bool(forKey: "gallery.prerender", default: d.prerenderGallery)
@@ -112,7 +127,16 @@ public struct ServerSettings: Sendable {
         try need((1...64).contains(computeThreads), "compute.threads", "must be in 1...64, got \(computeThreads)")
         try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")
         try need(maxPendingComputations >= 1, "compute.max_pending", "must be at least 1")
-        try need((1...64).contains(jobWorkers), "jobs.workers", "must be in 1...64, got \(jobWorkers)")
+        try need((0...64).contains(jobWorkers), "jobs.workers", "must be in 0...64, got \(jobWorkers)")
+        try need(jobWorkers > 0 || jobBackend == .postgres, "jobs.workers",
+                 "may be 0 (an API-only replica) only with jobs.backend: postgres, where other processes run the jobs")
+        try need(jobBackend != .invalid, "jobs.backend", "must be memory or postgres")
+        try need(jobBackend != .postgres || !databaseURL.isEmpty, "database.url", "is needed with jobs.backend: postgres")
+        if !databaseURL.isEmpty {
+            do { _ = try DatabaseURL(databaseURL) } catch { throw ServerStartupError("configuration key database.url \(error)") }
+        }
+        try need(leaseSeconds >= 1, "jobs.lease_seconds", "must be at least 1")
+        try need((1...100).contains(maxAttempts), "jobs.max_attempts", "must be in 1...100")
         try need(maxQueuedJobs >= 1, "jobs.max_queued", "must be at least 1")
         try need(jobWaitSeconds >= 0, "jobs.wait_seconds", "must be ≥ 0")
         try need(jobTimeoutSeconds > 0, "jobs.timeout_seconds", "must be positive")
@@ -130,4 +154,11 @@ public struct ServerSettings: Sendable {
 public struct ServerStartupError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Where jobs and finished results live.
+public enum JobBackendKind: String, Sendable {
+    case memory, postgres
+    /// A configured value that is neither (reported by `validate`).
+    case invalid
 }

@@ -132,6 +132,12 @@ public struct FilterProgress: Sendable, Equatable {
     public var step: Int
     public var steps: Int
     public var meanLoss: Float
+
+    public init(step: Int, steps: Int, meanLoss: Float) {
+        self.step = step
+        self.steps = steps
+        self.meanLoss = meanLoss
+    }
 }
 
 public struct FilterRendering: Sendable {

@@ -87,7 +87,7 @@ struct Bench: ParsableCommand {
             }
         }
         // One step of the code path filter jobs run (the update x + 10 · g / (rms(g) + 1e-5),
-        // as tools/bench_keras.py does it).
+        // as tools/bench/bench_keras.py does it).
         func ascentStep(_ x: Tensor, channels: [Int]) throws {
             _ = try net.bookFilterAscent(layerNode: ascentLayer, filters: channels, start: x,
                                          parameters: FilterAscentParameters(steps: 1, stepSize: 10, size: size[0]))

@@ -33,21 +33,23 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Directory of the result cache (empty: memory only).")
     var cacheDir: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @Option(name: .customLong("database-url"), help: ArgumentHelp(
+        "PostgreSQL shared by a cluster of replicas and workers (postgres://user@host:port/db); implies jobs.backend: postgres.",
+        valueName: "url"))
+    var databaseURL: String?
+
+    @OptionGroup var log: LogOptions
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        var logger = Logger(label: "convlens")
-        logger.logLevel = level
+        let logger = try log.logger(label: "convlens")
         var loader = ServiceLoader(command: "serve")
         loader.set("model.path", model)
         loader.set("server.host", host)
         loader.set("server.port", port)
         loader.set("cache.dir", cacheDir)
-        let (service, configFile, seconds) = try await loader.load(config: config)
+        loader.set("database.url", databaseURL)
+        if databaseURL != nil { loader.set("jobs.backend", "postgres") }
+        let (service, configFile, seconds) = try await loader.load(config: config, logger: logger)
         logger.info("model \(service.session.profile.name) (\(service.session.keras.layers.count) layers) loaded in \(String(format: "%.2f", seconds)) s from \(service.session.profile.modelURL.path)\(configFile.map { "; config \($0)" } ?? "")")
         let runningLogger = logger
         try await ConvLensServer.run(service: service, logger: logger, onRunning: { port in

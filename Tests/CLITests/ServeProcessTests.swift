@@ -8,48 +8,6 @@ import Testing
 // `convlens serve` as a process: start-up on the bundled model, a clear exit for a bad
 // model, graceful shutdown on SIGTERM with a job running.
 
-/// A running `convlens serve`; its log (stderr) is collected as it comes.
-private final class ServerProcess: @unchecked Sendable {
-    let process = Process()
-    private let lock = NSLock()
-    private var log = ""
-
-    init(_ args: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = executable
-        process.arguments = ["serve"] + args
-        process.currentDirectoryURL = root
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = pipe
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-            let d = h.availableData
-            guard let self, !d.isEmpty else { return }
-            self.lock.withLock { self.log += String(decoding: d, as: UTF8.self) }
-        }
-        try process.run()
-    }
-
-    var output: String { lock.withLock { log } }
-
-    /// The port from the "serving on http://127.0.0.1:PORT/" line.
-    func waitForPort(timeout: Double = 60) async throws -> Int {
-        let end = Date().addingTimeInterval(timeout)
-        while Date() < end {
-            if let m = output.firstMatch(of: /serving on http:\/\/127\.0\.0\.1:(\d+)\//) { return Int(m.1)! }
-            if !process.isRunning { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw CancellationError()
-    }
-
-    func waitForExit(timeout: Double) async throws -> Int32? {
-        let end = Date().addingTimeInterval(timeout)
-        while process.isRunning, Date() < end { try await Task.sleep(for: .milliseconds(100)) }
-        return process.isRunning ? nil : process.terminationStatus
-    }
-}
-
 private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) {
     let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
     let http = response as! HTTPURLResponse

@@ -21,7 +21,8 @@ let root = URL(fileURLWithPath: #filePath)
 /// The bundled model, loaded once for every server the tests start.
 let bundled: (session: ModelSession, digest: String) = {
     let profile = try! ModelProfile.resolve(root.appendingPathComponent("models/efficientnet_lite0.json"))
-    return (try! ModelSession(profile: profile), try! ConvLensService.digest(of: profile))
+    let session = try! ModelSession(profile: profile)
+    return (session, try! session.modelDigest())
 }()
 
 func sample(_ name: String) throws -> Data {
