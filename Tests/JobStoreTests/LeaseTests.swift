@@ -10,12 +10,13 @@ extension JobStoreTests {
             let (store, reaper) = (stores[0], stores[1])
             let queued = try await store.enqueue(newJob("crashy", maxAttempts: 2)).job
 
-            let first = try #require(try await store.claim(modelDigests: nil, owner: "host-a:1", lease: .milliseconds(300)))
+            // Leases of seconds, not milliseconds: a loaded machine may take a second between two calls.
+            let first = try #require(try await store.claim(modelDigests: nil, owner: "host-a:1", lease: .seconds(2)))
             #expect(first.id == queued.id && first.attempts == 1)
             // Only the owner may renew or report.
             await #expect(throws: JobStoreError.leaseLost(first.id)) { try await store.renew(id: first.id, owner: "host-b:2") }
             #expect(try await reaper.reapExpiredLeases() == ReapReport())  // not expired yet
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(2500))
             #expect(try await reaper.reapExpiredLeases() == ReapReport(requeued: [first.id]))
             let requeued = try #require(try await reaper.status(id: first.id))
             #expect(requeued.state == .queued && requeued.attempts == 1 && requeued.leaseOwner == nil)
@@ -25,9 +26,9 @@ extension JobStoreTests {
                 try await store.progress(id: first.id, owner: "host-a:1", step: 1, steps: 10, loss: nil)
             }
 
-            let second = try #require(try await store.claim(modelDigests: nil, owner: "host-c:3", lease: .milliseconds(300)))
+            let second = try #require(try await store.claim(modelDigests: nil, owner: "host-c:3", lease: .seconds(2)))
             #expect(second.id == first.id && second.attempts == 2)
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(2500))
             #expect(try await reaper.reapExpiredLeases() == ReapReport(failed: [first.id]))
             let failed = try #require(try await reaper.status(id: first.id))
             #expect(failed.state == .failed && failed.attempts == 2 && failed.finishedAt != nil)
@@ -41,10 +42,11 @@ extension JobStoreTests {
         try await withStore(on: database) { store in
             _ = try await store.enqueue(newJob("slow-a"))
             _ = try await store.enqueue(newJob("slow-b"))
-            let a = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(400)))
-            let b = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(400)))
+            // The renewals come every 0.6 s, a third of the 1.8 s lease; without them both would expire.
+            let a = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(1800)))
+            let b = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(1800)))
             for step in 1...6 {
-                try await Task.sleep(for: .milliseconds(150))
+                try await Task.sleep(for: .milliseconds(600))
                 let lease = try await store.renew(id: a.id, owner: "w:1")
                 #expect(!lease.cancelRequested && lease.expiresAt > Date())
                 try await store.progress(id: b.id, owner: "w:1", step: step, steps: 6, loss: -Double(step))

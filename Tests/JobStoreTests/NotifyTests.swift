@@ -72,7 +72,7 @@ extension JobStoreTests {
                 } catch {
                     Issue.record("untyped error \(error)")
                 }
-                #expect(ContinuousClock.now - started < .seconds(3), "calls are bounded by the 1 s operation timeout")
+                #expect(ContinuousClock.now - started < .seconds(10), "calls are bounded by the 1 s operation timeout (not a hang; slack for a loaded machine)")
             }
 
             try cluster.start()

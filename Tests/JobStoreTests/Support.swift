@@ -20,7 +20,9 @@ struct TestDatabase {
         try cluster.psql(sql, database: name)
     }
 
-    func configuration(timeout: Duration = .seconds(3)) -> JobStoreConfiguration {
+    /// Generous timeouts: the whole suite runs in parallel on 2 cores (compilers too, on a
+    /// developer's machine); a slow answer is not an outage.
+    func configuration(timeout: Duration = .seconds(15)) -> JobStoreConfiguration {
         var c = JobStoreConfiguration(host: "127.0.0.1", port: cluster.port, username: cluster.username, database: name)
         c.operationTimeout = timeout
         c.connectTimeout = .seconds(1)
@@ -31,7 +33,7 @@ struct TestDatabase {
 /// Runs `body` with `count` independent stores (separate pools, as separate
 /// processes would have) on `database`, migrated, their pools running.
 func withStores<T: Sendable>(
-    _ count: Int, on database: TestDatabase, timeout: Duration = .seconds(3), migrate: Bool = true,
+    _ count: Int, on database: TestDatabase, timeout: Duration = .seconds(15), migrate: Bool = true,
     _ body: @Sendable ([PostgresJobStore]) async throws -> T
 ) async throws -> T {
     var logger = Logger(label: "jobstore-test")
@@ -47,7 +49,7 @@ func withStores<T: Sendable>(
 }
 
 func withStore<T: Sendable>(
-    on database: TestDatabase, timeout: Duration = .seconds(3), _ body: @Sendable (PostgresJobStore) async throws -> T
+    on database: TestDatabase, timeout: Duration = .seconds(15), _ body: @Sendable (PostgresJobStore) async throws -> T
 ) async throws -> T {
     try await withStores(1, on: database, timeout: timeout) { try await body($0[0]) }
 }
