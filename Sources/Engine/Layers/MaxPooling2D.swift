@@ -10,40 +10,26 @@
 public final class MaxPooling2D: Layer {
     public let name: String
     public var kind: String { "MaxPooling2D" }
-    public let poolSize: [Int]
-    public let strides: [Int]
-    public let padding: Padding
-    private let invalid: String?
-    private let pool: DNNLPooling
+    private let window: Pooling2DWindow
+    public var poolSize: [Int] { window.poolSize }
+    public var strides: [Int] { window.strides }
+    public var padding: Padding { window.padding }
 
     public init(name: String, poolSize: [Int], strides: [Int], padding: Padding) {
         self.name = name
-        self.poolSize = poolSize
-        self.strides = strides
-        self.padding = padding
-        invalid = checkPair(poolSize, "pool_size") ?? checkPair(strides, "strides")
-        pool = DNNLPooling(kind: .max, pool: poolSize, strides: strides, padding: padding)
+        window = Pooling2DWindow(kind: .max, poolSize: poolSize, strides: strides, padding: padding)
     }
 
-    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try pooledShape(inputShapes, invalid: invalid, pool: pool)
-    }
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] { try pooledShape(inputShapes, window) }
 
     // MARK: forward
 
-    public func forward(_ inputs: [Tensor]) throws -> Tensor {
-        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
-        if g.n == 0 || g.c == 0 { return Tensor(zeros: [g.n, g.oh, g.ow, g.c]) }
-        return try pool.forward(x)
-    }
+    public func forward(_ inputs: [Tensor]) throws -> Tensor { try pooledForward(inputs, window) }
 
     // MARK: backward to the input
 
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
-        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
-        guard outputGradient.shape == [g.n, g.oh, g.ow, g.c] else {
-            throw mismatch("output gradient \(outputGradient.shape) does not match the output \([g.n, g.oh, g.ow, g.c])")
-        }
+        let (x, g) = try pooledBackwardInput(inputs, window, outputGradient: outputGradient)
         let tasks = MaxPoolGradientTasks(g, pool: poolSize, strides: strides)
         let dx = x.scalars.withUnsafeBufferPointer { xb in
             outputGradient.scalars.withUnsafeBufferPointer { gb in
@@ -239,34 +225,5 @@ private struct MaxPoolGradientStep: @unchecked Sendable {
             }
             k += 8
         }
-    }
-}
-
-// Shape handling shared by the 2-D pooling layers.
-extension Layer {
-    func pooledShape(_ inputShapes: [[Int]], invalid: String?, pool: DNNLPooling) throws -> [Int] {
-        if let invalid { throw mismatch(invalid) }
-        let s = try singleShape(inputShapes)
-        try checkFeatureMapShape(s, channels: nil)
-        var out = [-1, -1, s[2]]
-        for axis in 0..<2 where s[axis] != -1 {
-            let size = pool.padding.outputSizeAndPadding(input: s[axis], kernel: pool.pool[axis],
-                                                         stride: pool.strides[axis]).size
-            guard size > 0 else { throw mismatch("input \(s) is smaller than the \(pool.pool) pooling window") }
-            out[axis] = size
-        }
-        return out
-    }
-
-    func pooledInput(_ inputs: [Tensor], invalid: String?, pool: DNNLPooling) throws
-        -> (Tensor, DNNLPooling.Geometry)
-    {
-        if let invalid { throw mismatch(invalid) }
-        let x = try singleInput(inputs)
-        try checkFeatureMap(x, channels: nil)
-        guard let g = pool.geometry(x.shape) else {
-            throw mismatch("input \(x.shape) is smaller than the \(pool.pool) pooling window")
-        }
-        return (x, g)
     }
 }
