@@ -101,7 +101,7 @@ extension Network {
         guard options.batchSize >= 1, options.gradientBatchSize >= 1 else { throw VisualizationError.invalid("batch sizes must be at least 1") }
         switch method {
         case .gradcam, .gradcamPlusPlus:
-            return CAMResult(method: method, map: try gradCAM(input, request, method: method), resolution: .layer)
+            return CAMResult(method: method, map: try gradCAMComputation(input, request, method: method), resolution: .layer)
         case .scorecam:
             return CAMResult(method: method, map: try scoreCAM(input, request, batchSize: options.batchSize), resolution: .layer)
         case .layercam:

@@ -63,10 +63,18 @@ public enum VisualizationError: Error, CustomStringConvertible, Equatable {
 }
 
 extension Network {
-    /// Grad-CAM for one image (batch 1).
+    /// The map of one image (batch 1). `classActivationMap` is the entry point;
+    /// this keeps the older call for callers that want only the map: Grad-CAM and
+    /// Grad-CAM++ go straight to their computation, any other method through
+    /// `classActivationMap` with default options.
     public func gradCAM(_ input: Tensor, _ request: CAMRequest, method: CAMMethod = .gradcam) throws -> ClassActivationMap {
-        // The other methods live in ClassActivation.swift (saliency maps at input resolution).
-        if method != .gradcam && method != .gradcamPlusPlus { return try classActivationMap(input, request, method: method).map }
+        if method == .gradcam || method == .gradcamPlusPlus { return try gradCAMComputation(input, request, method: method) }
+        return try classActivationMap(input, request, method: method).map
+    }
+
+    /// Grad-CAM or Grad-CAM++ (`method`) for one image (batch 1); calls nothing
+    /// of the other methods.
+    func gradCAMComputation(_ input: Tensor, _ request: CAMRequest, method: CAMMethod) throws -> ClassActivationMap {
         guard input.batch == 1 else { throw VisualizationError.invalid("Grad-CAM takes one image, got a batch of \(input.batch)") }
         let trace = try forward(input, stopAfter: request.scoreNode, keepAll: true)
         let scores = trace[request.scoreNode]!

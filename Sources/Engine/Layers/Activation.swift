@@ -102,30 +102,10 @@ public final class Activation: Layer {
             dx = zip(x.scalars, g).map { f.derivative($0) * $1 }
         case .sigmoid:
             // dσ/dx = σ(1 − σ), from the output.
-            dx = output.scalars.withUnsafeBufferPointer { y in
-                g.withUnsafeBufferPointer { g in
-                    uninitializedFloats(n) { d in
-                        let ys = SharedPointer(y), gs = SharedPointer(g), ds = SharedPointer(d)
-                        parallelFor(n) { r in
-                            let y = ys.p, g = gs.p, d = ds.p
-                            for i in r { d[i] = g[i] * (y[i] * (1 - y[i])) }
-                        }
-                    }
-                }
-            }
+            dx = Self.gradientFromOutput(output.scalars, g) { y in y * (1 - y) }
         case .tanh:
             // d tanh/dx = 1 − tanh², from the output.
-            dx = output.scalars.withUnsafeBufferPointer { y in
-                g.withUnsafeBufferPointer { g in
-                    uninitializedFloats(n) { d in
-                        let ys = SharedPointer(y), gs = SharedPointer(g), ds = SharedPointer(d)
-                        parallelFor(n) { r in
-                            let y = ys.p, g = gs.p, d = ds.p
-                            for i in r { d[i] = g[i] * (1 - y[i] * y[i]) }
-                        }
-                    }
-                }
-            }
+            dx = Self.gradientFromOutput(output.scalars, g) { y in 1 - y * y }
         case .softmax:
             // Jacobian-vector product per row: dx = y ⊙ (g − ⟨g, y⟩).
             guard x.rank >= 2 else { throw mismatch("softmax needs a non-empty last axis, got \(x.shape)") }
@@ -145,6 +125,24 @@ public final class Activation: Layer {
             }
         }
         return [Tensor(shape: x.shape, scalars: dx)]
+    }
+
+    /// g · f′ for an activation whose derivative is a function of its output
+    /// (σ, tanh), in parallel chunks.
+    @inline(__always)
+    private static func gradientFromOutput(_ output: [Float], _ g: [Float],
+                                           _ derivative: @Sendable (Float) -> Float) -> [Float] {
+        output.withUnsafeBufferPointer { y in
+            g.withUnsafeBufferPointer { g in
+                uninitializedFloats(g.count) { d in
+                    let ys = SharedPointer(y), gs = SharedPointer(g), ds = SharedPointer(d)
+                    parallelFor(g.count) { r in
+                        let y = ys.p, g = gs.p, d = ds.p
+                        for i in r { d[i] = g[i] * derivative(y[i]) }
+                    }
+                }
+            }
+        }
     }
 
     /// A smooth or piecewise-linear activation and its derivative, each as

@@ -9,51 +9,38 @@
 public final class AveragePooling2D: Layer {
     public let name: String
     public var kind: String { "AveragePooling2D" }
-    public let poolSize: [Int]
-    public let strides: [Int]
-    public let padding: Padding
-    private let invalid: String?
-    private let pool: DNNLPooling
+    private let window: Pooling2DWindow
+    public var poolSize: [Int] { window.poolSize }
+    public var strides: [Int] { window.strides }
+    public var padding: Padding { window.padding }
 
     public init(name: String, poolSize: [Int], strides: [Int], padding: Padding) {
         self.name = name
-        self.poolSize = poolSize
-        self.strides = strides
-        self.padding = padding
-        invalid = checkPair(poolSize, "pool_size") ?? checkPair(strides, "strides")
-        pool = DNNLPooling(kind: .average, pool: poolSize, strides: strides, padding: padding)
+        window = Pooling2DWindow(kind: .average, poolSize: poolSize, strides: strides, padding: padding)
     }
 
-    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try pooledShape(inputShapes, invalid: invalid, pool: pool)
-    }
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] { try pooledShape(inputShapes, window) }
 
     // MARK: forward
 
-    public func forward(_ inputs: [Tensor]) throws -> Tensor {
-        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
-        if g.n == 0 || g.c == 0 { return Tensor(zeros: [g.n, g.oh, g.ow, g.c]) }
-        return try pool.forward(x)
-    }
+    public func forward(_ inputs: [Tensor]) throws -> Tensor { try pooledForward(inputs, window) }
 
     // MARK: backward to the input
 
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
-        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
-        guard outputGradient.shape == [g.n, g.oh, g.ow, g.c] else {
-            throw mismatch("output gradient \(outputGradient.shape) does not match the output \([g.n, g.oh, g.ow, g.c])")
-        }
+        let (x, g) = try pooledBackwardInput(inputs, window, outputGradient: outputGradient)
         var dx = [Float](repeating: 0, count: x.count)
         let c = g.c
+        let (sy, sx, py, px) = (strides[0], strides[1], poolSize[0], poolSize[1])
         outputGradient.scalars.withUnsafeBufferPointer { gs in
             dx.withUnsafeMutableBufferPointer { d in
                 for n in 0..<g.n {
                     for oy in 0..<g.oh {
-                        let y0 = oy * strides[0] - g.padTop
-                        let ys = max(0, y0)..<min(g.h, y0 + poolSize[0])
+                        let y0 = oy * sy - g.padTop
+                        let ys = max(0, y0)..<min(g.h, y0 + py)
                         for ox in 0..<g.ow {
-                            let x0 = ox * strides[1] - g.padLeft
-                            let xr = max(0, x0)..<min(g.w, x0 + poolSize[1])
+                            let x0 = ox * sx - g.padLeft
+                            let xr = max(0, x0)..<min(g.w, x0 + px)
                             let inv = 1 / Float(ys.count * xr.count)
                             let out = ((n * g.oh + oy) * g.ow + ox) * c
                             for iy in ys {

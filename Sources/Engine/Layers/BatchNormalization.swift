@@ -1,8 +1,8 @@
 /// Keras `BatchNormalization` at inference, on the last axis:
 /// y = x·s + t with s = γ/√(var+ε) and t = β − mean·s, computed the way
-/// `tf.nn.batch_normalization` does. A per-channel affine map is memory-bound;
-/// one tight loop over the NHWC buffer needs no reorders and beats calling a
-/// library, so this is plain Swift. Backward: dL/dx = dL/dy · s.
+/// `tf.nn.batch_normalization` does. That is a per-channel affine map, so s
+/// and t are folded once here and both passes run on `ChannelAffine`'s kernel
+/// (with center 0, (x − 0)·s + t is x·s + t to the bit). Backward: dL/dx = dL/dy · s.
 public final class BatchNormalization: Layer {
     public let name: String
     public var kind: String { "BatchNormalization" }
@@ -11,9 +11,9 @@ public final class BatchNormalization: Layer {
     public let movingMean: Tensor
     public let movingVariance: Tensor
     public let epsilon: Float
-    private let scale: [Float]
-    private let shift: [Float]
     private let invalid: String?
+    /// x·s + t; nil when the weights are invalid.
+    private let affine: ChannelAffine?
 
     public init(name: String, gamma: Tensor?, beta: Tensor?, movingMean: Tensor, movingVariance: Tensor,
                 epsilon: Float) {
@@ -41,8 +41,7 @@ public final class BatchNormalization: Layer {
                 t[i] = (beta?.scalars[i] ?? 0) - movingMean.scalars[i] * inv
             }
         }
-        scale = s
-        shift = t
+        affine = invalid == nil ? ChannelAffine(name: name, kind: "BatchNormalization", scale: s, offset: t) : nil
     }
 
     public var parameterCount: Int {
@@ -65,37 +64,12 @@ public final class BatchNormalization: Layer {
         }
     }
 
-    /// out[i] = in[i] · a[i mod c] + b[i mod c] (b nil: no shift).
-    private func affine(_ input: [Float], _ a: [Float], _ b: [Float]?) -> [Float] {
-        let c = channels
-        return input.withUnsafeBufferPointer { x in
-            uninitializedFloats(x.count) { y in
-                a.withUnsafeBufferPointer { a in
-                    var base = 0
-                    if let b {
-                        b.withUnsafeBufferPointer { b in
-                            while base < x.count {
-                                for j in 0..<c { y[base + j] = x[base + j] * a[j] + b[j] }
-                                base += c
-                            }
-                        }
-                    } else {
-                        while base < x.count {
-                            for j in 0..<c { y[base + j] = x[base + j] * a[j] }
-                            base += c
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
         let x = try singleInput(inputs)
         try check(x)
-        return Tensor(shape: x.shape, scalars: affine(x.scalars, scale, shift))
+        return try affine!.forward([x])
     }
 
     // MARK: backward to the input
@@ -106,6 +80,6 @@ public final class BatchNormalization: Layer {
         guard outputGradient.shape == x.shape else {
             throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)")
         }
-        return [Tensor(shape: x.shape, scalars: affine(outputGradient.scalars, scale, nil))]
+        return try affine!.backward([x], output: output, outputGradient: outputGradient)
     }
 }

@@ -11,9 +11,7 @@ public final class Conv2D: Layer {
     public let strides: [Int]
     public let padding: Padding
     public let dilation: [Int]
-    /// Why the weights or settings cannot work (reported by every call), or nil.
-    private let invalid: String?
-    private let conv: DNNLConvolution?
+    private let convolution: CheckedConvolution
 
     public init(name: String, kernel: Tensor, bias: Tensor?, strides: [Int], padding: Padding, dilation: [Int]) {
         self.name = name
@@ -22,39 +20,22 @@ public final class Conv2D: Layer {
         self.strides = strides
         self.padding = padding
         self.dilation = dilation
-        let s = kernel.shape
-        var problem: String?
-        if s.count != 4 || s.contains(where: { $0 <= 0 }) {
-            problem = "kernel must be [kh, kw, cin, cout], got \(s)"
-        } else if let b = bias, b.shape != [s[3]] {
-            problem = "bias must be [\(s[3])], got \(b.shape)"
-        } else {
-            problem = checkPair(strides, "strides") ?? checkPair(dilation, "dilation_rate")
-        }
-        invalid = problem
-        conv = problem == nil
-            ? DNNLConvolution(kernel: kernel, bias: bias, strides: strides, dilation: dilation,
-                              padding: padding, depthwise: false)
-            : nil
+        convolution = CheckedConvolution(kernel: kernel, bias: bias, strides: strides, padding: padding,
+                                         dilation: dilation, depthwise: false)
     }
 
     public var parameterCount: Int { kernel.count + (bias?.count ?? 0) }
     var inputChannels: Int { kernel.shape[2] }
     var outputChannels: Int { kernel.shape[3] }
 
-    private func validConv() throws -> DNNLConvolution {
-        if let invalid { throw mismatch(invalid) }
-        return conv!
-    }
-
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try convolvedShape(inputShapes, conv: validConv())
+        try convolvedShape(inputShapes, conv: validConv(convolution))
     }
 
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
-        try convolve(inputs, conv: validConv())
+        try convolve(inputs, conv: validConv(convolution))
     }
 
     // MARK: backward to the input
@@ -62,7 +43,34 @@ public final class Conv2D: Layer {
     /// dL/dx = the transposed convolution of dL/dy with the same kernel
     /// (oneDNN backward-data); the bias has no effect on it.
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
-        try convolveBackward(inputs, outputGradient: outputGradient, conv: validConv())
+        try convolveBackward(inputs, outputGradient: outputGradient, conv: validConv(convolution))
+    }
+}
+
+/// A convolution layer's weights and settings, checked once: the oneDNN
+/// convolution, or why there is none (reported by every call). Conv2D and
+/// DepthwiseConv2D differ only in the kernel's last axis (output channels, or
+/// filters per input channel) and so in the bias length.
+struct CheckedConvolution: Sendable {
+    let invalid: String?
+    let conv: DNNLConvolution?
+
+    init(kernel: Tensor, bias: Tensor?, strides: [Int], padding: Padding, dilation: [Int], depthwise: Bool) {
+        let s = kernel.shape
+        var problem: String?
+        if s.count != 4 || s.contains(where: { $0 <= 0 }) {
+            problem = depthwise ? "depthwise kernel must be [kh, kw, cin, multiplier], got \(s)"
+                                : "kernel must be [kh, kw, cin, cout], got \(s)"
+        } else if let b = bias, b.shape != [depthwise ? s[2] * s[3] : s[3]] {
+            problem = "bias must be [\(depthwise ? s[2] * s[3] : s[3])], got \(b.shape)"
+        } else {
+            problem = checkPair(strides, "strides") ?? checkPair(dilation, "dilation_rate")
+        }
+        invalid = problem
+        conv = problem == nil
+            ? DNNLConvolution(kernel: kernel, bias: bias, strides: strides, dilation: dilation,
+                              padding: padding, depthwise: depthwise)
+            : nil
     }
 }
 
@@ -70,6 +78,11 @@ public final class Conv2D: Layer {
 /// (the convolution object knows its kernel size, strides, dilation and padding;
 /// the layer supplies its name for errors).
 extension Layer {
+    func validConv(_ checked: CheckedConvolution) throws -> DNNLConvolution {
+        if let invalid = checked.invalid { throw mismatch(invalid) }
+        return checked.conv!
+    }
+
     func convolvedShape(_ inputShapes: [[Int]], conv: DNNLConvolution) throws -> [Int] {
         let s = try singleShape(inputShapes)
         try checkFeatureMapShape(s, channels: conv.cin)

@@ -32,21 +32,9 @@ public final class Cropping2D: Layer {
     /// forward full → cropped, backward cropped → full.
     private func copyKept(_ full: [Int], from src: UnsafeBufferPointer<Float>,
                           to dst: UnsafeMutableBufferPointer<Float>, forward: Bool) {
-        let (n, h, w, c) = (full[0], full[1], full[2], full[3])
-        let (ch, cw) = (h - top - bottom, w - left - right)
-        let row = cw * c
-        guard row > 0, ch > 0 else { return }
-        for b in 0..<n {
-            for y in 0..<ch {
-                let big = ((b * h + y + top) * w + left) * c
-                let small = (b * ch + y) * row
-                if forward {
-                    (dst.baseAddress! + small).update(from: src.baseAddress! + big, count: row)
-                } else {
-                    (dst.baseAddress! + big).update(from: src.baseAddress! + small, count: row)
-                }
-            }
-        }
+        let (h, w) = (full[1], full[2])
+        copyInteriorRows(n: full[0], h: h - top - bottom, w: w - left - right, c: full[3], bigHeight: h, bigWidth: w,
+                         top: top, left: left, from: src, to: dst, intoBig: !forward)
     }
 
     private func croppedShape(_ x: Tensor) throws -> [Int] {

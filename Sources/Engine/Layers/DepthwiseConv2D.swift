@@ -11,8 +11,7 @@ public final class DepthwiseConv2D: Layer {
     public let strides: [Int]
     public let padding: Padding
     public let dilation: [Int]
-    private let invalid: String?
-    private let conv: DNNLConvolution?
+    private let convolution: CheckedConvolution
 
     public init(name: String, kernel: Tensor, bias: Tensor?, strides: [Int], padding: Padding, dilation: [Int]) {
         self.name = name
@@ -21,37 +20,20 @@ public final class DepthwiseConv2D: Layer {
         self.strides = strides
         self.padding = padding
         self.dilation = dilation
-        let s = kernel.shape
-        var problem: String?
-        if s.count != 4 || s.contains(where: { $0 <= 0 }) {
-            problem = "depthwise kernel must be [kh, kw, cin, multiplier], got \(s)"
-        } else if let b = bias, b.shape != [s[2] * s[3]] {
-            problem = "bias must be [\(s[2] * s[3])], got \(b.shape)"
-        } else {
-            problem = checkPair(strides, "strides") ?? checkPair(dilation, "dilation_rate")
-        }
-        invalid = problem
-        conv = problem == nil
-            ? DNNLConvolution(kernel: kernel, bias: bias, strides: strides, dilation: dilation,
-                              padding: padding, depthwise: true)
-            : nil
+        convolution = CheckedConvolution(kernel: kernel, bias: bias, strides: strides, padding: padding,
+                                         dilation: dilation, depthwise: true)
     }
 
     public var parameterCount: Int { kernel.count + (bias?.count ?? 0) }
 
-    private func validConv() throws -> DNNLConvolution {
-        if let invalid { throw mismatch(invalid) }
-        return conv!
-    }
-
     public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try convolvedShape(inputShapes, conv: validConv())
+        try convolvedShape(inputShapes, conv: validConv(convolution))
     }
 
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
-        try convolve(inputs, conv: validConv())
+        try convolve(inputs, conv: validConv(convolution))
     }
 
     // MARK: backward to the input
@@ -59,6 +41,6 @@ public final class DepthwiseConv2D: Layer {
     /// dL/dx per channel: the transposed depthwise convolution of dL/dy
     /// (oneDNN grouped backward-data); the bias has no effect on it.
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
-        try convolveBackward(inputs, outputGradient: outputGradient, conv: validConv())
+        try convolveBackward(inputs, outputGradient: outputGradient, conv: validConv(convolution))
     }
 }

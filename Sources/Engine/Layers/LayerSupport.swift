@@ -48,6 +48,27 @@ func checkPair(_ v: [Int], _ what: String) -> String? {
     v.count == 2 && v.allSatisfy({ $0 > 0 }) ? nil : "\(what) must be two positive integers, got \(v)"
 }
 
+/// Copies the rows of a small map `[n, h, w, c]` to or from its place in a
+/// larger `[n, bigHeight, bigWidth, c]` map, `top` rows down and `left` columns
+/// in. Padding and cropping are this copy in opposite directions: ZeroPadding2D
+/// writes into the big map forward and reads it back backward, Cropping2D the reverse.
+func copyInteriorRows(n: Int, h: Int, w: Int, c: Int, bigHeight: Int, bigWidth: Int, top: Int, left: Int,
+                      from src: UnsafeBufferPointer<Float>, to dst: UnsafeMutableBufferPointer<Float>, intoBig: Bool) {
+    let row = w * c
+    guard row > 0, h > 0 else { return }
+    for b in 0..<n {
+        for y in 0..<h {
+            let small = (b * h + y) * row
+            let big = ((b * bigHeight + y + top) * bigWidth + left) * c
+            if intoBig {
+                (dst.baseAddress! + big).update(from: src.baseAddress! + small, count: row)
+            } else {
+                (dst.baseAddress! + small).update(from: src.baseAddress! + big, count: row)
+            }
+        }
+    }
+}
+
 /// For each position of a tensor shaped `out`, the flat index into a tensor shaped
 /// `shape` of the same rank broadcast to it (its size-1 axes repeat). Multiply and PReLU use it.
 func broadcastSourceIndex(of shape: [Int], in out: [Int]) -> [Int] {

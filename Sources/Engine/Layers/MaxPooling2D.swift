@@ -10,178 +10,33 @@
 public final class MaxPooling2D: Layer {
     public let name: String
     public var kind: String { "MaxPooling2D" }
-    public let poolSize: [Int]
-    public let strides: [Int]
-    public let padding: Padding
-    private let invalid: String?
-    private let pool: DNNLPooling
+    private let window: Pooling2DWindow
+    public var poolSize: [Int] { window.poolSize }
+    public var strides: [Int] { window.strides }
+    public var padding: Padding { window.padding }
 
     public init(name: String, poolSize: [Int], strides: [Int], padding: Padding) {
         self.name = name
-        self.poolSize = poolSize
-        self.strides = strides
-        self.padding = padding
-        invalid = checkPair(poolSize, "pool_size") ?? checkPair(strides, "strides")
-        pool = DNNLPooling(kind: .max, pool: poolSize, strides: strides, padding: padding)
+        window = Pooling2DWindow(kind: .max, poolSize: poolSize, strides: strides, padding: padding)
     }
 
-    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] {
-        try pooledShape(inputShapes, invalid: invalid, pool: pool)
-    }
+    public func outputShape(for inputShapes: [[Int]]) throws -> [Int] { try pooledShape(inputShapes, window) }
 
     // MARK: forward
 
-    public func forward(_ inputs: [Tensor]) throws -> Tensor {
-        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
-        if g.n == 0 || g.c == 0 { return Tensor(zeros: [g.n, g.oh, g.ow, g.c]) }
-        return try pool.forward(x)
-    }
+    public func forward(_ inputs: [Tensor]) throws -> Tensor { try pooledForward(inputs, window) }
 
     // MARK: backward to the input
 
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
-        let (x, g) = try pooledInput(inputs, invalid: invalid, pool: pool)
-        guard outputGradient.shape == [g.n, g.oh, g.ow, g.c] else {
-            throw mismatch("output gradient \(outputGradient.shape) does not match the output \([g.n, g.oh, g.ow, g.c])")
-        }
-        let c = g.c
-        let (sy, sx, py, px) = (strides[0], strides[1], poolSize[0], poolSize[1])
-        // Windows that never overlap (stride ≥ pool, VGG's 2×2/2): each input
-        // row belongs to at most one window row, so window rows are independent
-        // tasks. Task `oy` owns input rows [start(oy), start(oy + 1)) — its
-        // window's rows plus any gap before the next window — zeroes them and
-        // scatters into them while they are in cache: one pass over dx instead
-        // of a separate zero fill. Overlapping windows add into shared rows, so
-        // there a task is a whole sample.
-        let disjoint = sy >= py && sx >= px
-        // Windows that cover every input cell exactly once: nothing to zero first.
-        let tiled = sy == py && sx == px && g.padTop == 0 && g.padLeft == 0
-            && g.oh * sy == g.h && g.ow * sx == g.w
-        let rowsPerTask = disjoint ? 1 : g.oh
-        let tasksPerSample = disjoint ? g.oh : 1
-        @Sendable func start(_ oy: Int) -> Int {
-            if !disjoint { return oy == 0 ? 0 : g.h }
-            return oy == 0 ? 0 : (oy >= g.oh ? g.h : min(g.h, max(0, oy * sy - g.padTop)))
-        }
+        let (x, g) = try pooledBackwardInput(inputs, window, outputGradient: outputGradient)
+        let tasks = MaxPoolGradientTasks(g, pool: poolSize, strides: strides)
         let dx = x.scalars.withUnsafeBufferPointer { xb in
             outputGradient.scalars.withUnsafeBufferPointer { gb in
                 uninitializedFloats(x.count) { db in
-                    let xs = SharedPointer(xb), gs = SharedPointer(gb), ds = SharedPointer(db)
-                    let rowBytes = g.w * c
-                    // grain: rows of a few thousand scalars are worth a task each
-                    parallelFor(g.n * tasksPerSample, grain: max(1, (1 << 14) / max(1, rowBytes * py))) { tasks in
-                        let xp = UnsafeRawPointer(xs.p), gp = UnsafeRawPointer(gs.p), dp = ds.p
-                        for task in tasks {
-                            let n = task / tasksPerSample
-                            let oy0 = (task % tasksPerSample) * rowsPerTask
-                            let r0 = start(oy0), r1 = start(oy0 + rowsPerTask)
-                            if !tiled {
-                                (dp + (n * g.h + r0) * rowBytes).initialize(repeating: 0, count: (r1 - r0) * rowBytes)
-                            }
-                            if disjoint {
-                                // Every input cell lies in at most one window: store
-                                // g or 0 into each window cell with vector selects
-                                // (no read-modify-write, no index arithmetic per lane).
-                                let oy = oy0
-                                let y0 = oy * sy - g.padTop
-                                let ys = max(0, y0)..<min(g.h, y0 + py)
-                                for ox in 0..<g.ow {
-                                    let x0 = ox * sx - g.padLeft
-                                    let xr = max(0, x0)..<min(g.w, x0 + px)
-                                    let out = ((n * g.oh + oy) * g.ow + ox) * c
-                                    var k = 0
-                                    while k + 8 <= c {
-                                        var best = SIMD8<Float>(repeating: -.infinity)
-                                        var arg = SIMD8<Int32>(repeating: 0)
-                                        var pos: Int32 = 0
-                                        for iy in ys {
-                                            for ix in xr {
-                                                let v = xp.loadUnaligned(fromByteOffset: (((n * g.h + iy) * g.w + ix) * c + k) * 4,
-                                                                         as: SIMD8<Float>.self)
-                                                let better = v .> best   // strict: the first maximum wins
-                                                best.replace(with: v, where: better)
-                                                arg.replace(with: SIMD8(repeating: pos), where: better)
-                                                pos += 1
-                                            }
-                                        }
-                                        let gv = gp.loadUnaligned(fromByteOffset: (out + k) * 4, as: SIMD8<Float>.self)
-                                        pos = 0
-                                        for iy in ys {
-                                            for ix in xr {
-                                                var v = SIMD8<Float>(repeating: 0)
-                                                v.replace(with: gv, where: arg .== SIMD8(repeating: pos))
-                                                UnsafeMutableRawPointer(dp).storeBytes(
-                                                    of: v, toByteOffset: (((n * g.h + iy) * g.w + ix) * c + k) * 4,
-                                                    as: SIMD8<Float>.self)
-                                                pos += 1
-                                            }
-                                        }
-                                        k += 8
-                                    }
-                                    while k < c {
-                                        var best = -Float.infinity
-                                        var (by, bx) = (ys.lowerBound, xr.lowerBound)
-                                        for iy in ys {
-                                            for ix in xr {
-                                                let i = ((n * g.h + iy) * g.w + ix) * c + k
-                                                let v = xp.load(fromByteOffset: i * 4, as: Float.self)
-                                                if v > best { best = v; (by, bx) = (iy, ix) }
-                                                dp[i] = 0
-                                            }
-                                        }
-                                        dp[((n * g.h + by) * g.w + bx) * c + k] =
-                                            gp.load(fromByteOffset: (out + k) * 4, as: Float.self)
-                                        k += 1
-                                    }
-                                }
-                                continue
-                            }
-                            for oy in oy0..<(oy0 + rowsPerTask) {
-                                let y0 = oy * sy - g.padTop
-                                let ys = max(0, y0)..<min(g.h, y0 + py)
-                                for ox in 0..<g.ow {
-                                    let x0 = ox * sx - g.padLeft
-                                    let xr = max(0, x0)..<min(g.w, x0 + px)
-                                    let out = ((n * g.oh + oy) * g.ow + ox) * c
-                                    // Channels 8 at a time: best value and its window
-                                    // position (row-major), updated with vector selects
-                                    // — the data-dependent branches of a scalar loop
-                                    // mispredict on every other element.
-                                    var k = 0
-                                    while k < c {
-                                        let lanes = min(8, c - k)
-                                        var best = SIMD8<Float>(repeating: -.infinity)
-                                        var arg = SIMD8<Int32>(repeating: 0)
-                                        var pos: Int32 = 0
-                                        for iy in ys {
-                                            for ix in xr {
-                                                let base = ((n * g.h + iy) * g.w + ix) * c + k
-                                                var v = SIMD8<Float>(repeating: -.infinity)
-                                                if lanes == 8 {
-                                                    v = xp.loadUnaligned(fromByteOffset: base * 4, as: SIMD8<Float>.self)
-                                                } else {
-                                                    for l in 0..<lanes { v[l] = xp.load(fromByteOffset: (base + l) * 4, as: Float.self) }
-                                                }
-                                                // strict '>' keeps the first maximum (position 0 always
-                                                // wins over −∞ unless the input itself is −∞/NaN)
-                                                let better = v .> best
-                                                best.replace(with: v, where: better)
-                                                arg.replace(with: SIMD8(repeating: pos), where: better)
-                                                pos += 1
-                                            }
-                                        }
-                                        let w = Int32(xr.count)
-                                        for l in 0..<lanes {
-                                            let iy = ys.lowerBound + Int(arg[l] / w)
-                                            let ix = xr.lowerBound + Int(arg[l] % w)
-                                            dp[((n * g.h + iy) * g.w + ix) * c + k + l] +=
-                                                gp.load(fromByteOffset: (out + k + l) * 4, as: Float.self)
-                                        }
-                                        k += 8
-                                    }
-                                }
-                            }
-                        }
+                    let step = MaxPoolGradientStep(tasks, x: xb, outputGradient: gb, dx: db)
+                    parallelFor(tasks.count, grain: tasks.grain) { range in
+                        for task in range { step.run(task) }
                     }
                 }
             }
@@ -190,31 +45,185 @@ public final class MaxPooling2D: Layer {
     }
 }
 
-// Shape handling shared by the 2-D pooling layers.
-extension Layer {
-    func pooledShape(_ inputShapes: [[Int]], invalid: String?, pool: DNNLPooling) throws -> [Int] {
-        if let invalid { throw mismatch(invalid) }
-        let s = try singleShape(inputShapes)
-        try checkFeatureMapShape(s, channels: nil)
-        var out = [-1, -1, s[2]]
-        for axis in 0..<2 where s[axis] != -1 {
-            let size = pool.padding.outputSizeAndPadding(input: s[axis], kernel: pool.pool[axis],
-                                                         stride: pool.strides[axis]).size
-            guard size > 0 else { throw mismatch("input \(s) is smaller than the \(pool.pool) pooling window") }
-            out[axis] = size
-        }
-        return out
+/// How max-pooling's backward splits into parallel tasks.
+///
+/// Windows that never overlap (stride ≥ pool, VGG's 2×2/2): each input row
+/// belongs to at most one window row, so window rows are independent tasks.
+/// Task `oy` owns input rows [start(oy), start(oy + 1)) — its window's rows plus
+/// any gap before the next window — zeroes them and writes into them while they
+/// are in cache: one pass over dx instead of a separate zero fill. Overlapping
+/// windows add into shared rows, so there a task is a whole sample.
+private struct MaxPoolGradientTasks: Sendable {
+    let g: DNNLPooling.Geometry
+    let sy: Int, sx: Int, py: Int, px: Int
+    /// No two windows share an input cell.
+    let disjoint: Bool
+    /// The windows cover every input cell exactly once: nothing to zero first.
+    let tiled: Bool
+    let rowsPerTask: Int, tasksPerSample: Int
+
+    init(_ g: DNNLPooling.Geometry, pool: [Int], strides: [Int]) {
+        self.g = g
+        (sy, sx, py, px) = (strides[0], strides[1], pool[0], pool[1])
+        disjoint = sy >= py && sx >= px
+        tiled = sy == py && sx == px && g.padTop == 0 && g.padLeft == 0
+            && g.oh * sy == g.h && g.ow * sx == g.w
+        rowsPerTask = disjoint ? 1 : g.oh
+        tasksPerSample = disjoint ? g.oh : 1
     }
 
-    func pooledInput(_ inputs: [Tensor], invalid: String?, pool: DNNLPooling) throws
-        -> (Tensor, DNNLPooling.Geometry)
-    {
-        if let invalid { throw mismatch(invalid) }
-        let x = try singleInput(inputs)
-        try checkFeatureMap(x, channels: nil)
-        guard let g = pool.geometry(x.shape) else {
-            throw mismatch("input \(x.shape) is smaller than the \(pool.pool) pooling window")
+    var count: Int { g.n * tasksPerSample }
+    /// Rows of a few thousand scalars are worth a task each.
+    var grain: Int { max(1, (1 << 14) / max(1, g.w * g.c * py)) }
+
+    /// The first input row owned by the task that starts at window row `oy`.
+    func start(_ oy: Int) -> Int {
+        if !disjoint { return oy == 0 ? 0 : g.h }
+        return oy == 0 ? 0 : (oy >= g.oh ? g.h : min(g.h, max(0, oy * sy - g.padTop)))
+    }
+}
+
+/// One task of max-pooling's backward over raw NHWC buffers: for each window,
+/// find the first maximum of each channel and route the output gradient there.
+private struct MaxPoolGradientStep: @unchecked Sendable {
+    let t: MaxPoolGradientTasks
+    let xp: UnsafeRawPointer, gp: UnsafeRawPointer, dp: UnsafeMutablePointer<Float>
+
+    init(_ t: MaxPoolGradientTasks, x: UnsafeBufferPointer<Float>, outputGradient: UnsafeBufferPointer<Float>,
+         dx: UnsafeMutableBufferPointer<Float>) {
+        self.t = t
+        // Empty buffers have no base address; a task never runs on them.
+        xp = UnsafeRawPointer(x.baseAddress ?? UnsafePointer(bitPattern: 16)!)
+        gp = UnsafeRawPointer(outputGradient.baseAddress ?? UnsafePointer(bitPattern: 16)!)
+        dp = dx.baseAddress ?? UnsafeMutablePointer(bitPattern: 16)!
+    }
+
+    @inline(__always)
+    func run(_ task: Int) {
+        let n = task / t.tasksPerSample
+        let oy0 = (task % t.tasksPerSample) * t.rowsPerTask
+        if !t.tiled { zeroOwnedRows(n, from: t.start(oy0), to: t.start(oy0 + t.rowsPerTask)) }
+        if t.disjoint {
+            for ox in 0..<t.g.ow { selectInDisjointWindow(n, oy0, ox) }
+        } else {
+            for oy in oy0..<(oy0 + t.rowsPerTask) {
+                for ox in 0..<t.g.ow { scatterFromOverlappingWindow(n, oy, ox) }
+            }
         }
-        return (x, g)
+    }
+
+    // MARK: window geometry
+
+    /// Scalar offset of channel 0 of input cell (iy, ix) of sample n.
+    @inline(__always) func cell(_ n: Int, _ iy: Int, _ ix: Int) -> Int { ((n * t.g.h + iy) * t.g.w + ix) * t.g.c }
+
+    /// The input rows and columns window (oy, ox) covers (padding clipped), and
+    /// the scalar offset of its output cell.
+    @inline(__always)
+    func window(_ n: Int, _ oy: Int, _ ox: Int) -> (ys: Range<Int>, xr: Range<Int>, out: Int) {
+        let y0 = oy * t.sy - t.g.padTop, x0 = ox * t.sx - t.g.padLeft
+        return (max(0, y0)..<min(t.g.h, y0 + t.py), max(0, x0)..<min(t.g.w, x0 + t.px),
+                ((n * t.g.oh + oy) * t.g.ow + ox) * t.g.c)
+    }
+
+    @inline(__always)
+    func zeroOwnedRows(_ n: Int, from r0: Int, to r1: Int) {
+        let rowScalars = t.g.w * t.g.c
+        (dp + (n * t.g.h + r0) * rowScalars).initialize(repeating: 0, count: (r1 - r0) * rowScalars)
+    }
+
+    // MARK: the first maximum, 8 channels at a time
+
+    /// For channels k..<k+lanes, the best value's window position (row-major).
+    /// Vector selects rather than a scalar loop: the data-dependent branches
+    /// of the scalar loop mispredict on every other element. Missing lanes read −∞.
+    @inline(__always)
+    func firstMaxPositions(_ n: Int, _ ys: Range<Int>, _ xr: Range<Int>, _ k: Int, lanes: Int) -> SIMD8<Int32> {
+        var best = SIMD8<Float>(repeating: -.infinity)
+        var arg = SIMD8<Int32>(repeating: 0)
+        var pos: Int32 = 0
+        for iy in ys {
+            for ix in xr {
+                let base = cell(n, iy, ix) + k
+                var v = SIMD8<Float>(repeating: -.infinity)
+                if lanes == 8 {
+                    v = xp.loadUnaligned(fromByteOffset: base * 4, as: SIMD8<Float>.self)
+                } else {
+                    for l in 0..<lanes { v[l] = xp.load(fromByteOffset: (base + l) * 4, as: Float.self) }
+                }
+                // strict '>' keeps the first maximum (position 0 always wins
+                // over −∞ unless the input itself is −∞/NaN)
+                let better = v .> best
+                best.replace(with: v, where: better)
+                arg.replace(with: SIMD8(repeating: pos), where: better)
+                pos += 1
+            }
+        }
+        return arg
+    }
+
+    // MARK: disjoint windows: store, no read-modify-write
+
+    /// Every cell of the window gets the output gradient or 0 — plain stores
+    /// with vector selects, no index arithmetic per lane.
+    @inline(__always)
+    func selectInDisjointWindow(_ n: Int, _ oy: Int, _ ox: Int) {
+        let (ys, xr, out) = window(n, oy, ox)
+        var k = 0
+        while k + 8 <= t.g.c {
+            let arg = firstMaxPositions(n, ys, xr, k, lanes: 8)
+            let gv = gp.loadUnaligned(fromByteOffset: (out + k) * 4, as: SIMD8<Float>.self)
+            var pos: Int32 = 0
+            for iy in ys {
+                for ix in xr {
+                    var v = SIMD8<Float>(repeating: 0)
+                    v.replace(with: gv, where: arg .== SIMD8(repeating: pos))
+                    UnsafeMutableRawPointer(dp).storeBytes(of: v, toByteOffset: (cell(n, iy, ix) + k) * 4,
+                                                           as: SIMD8<Float>.self)
+                    pos += 1
+                }
+            }
+            k += 8
+        }
+        while k < t.g.c {
+            selectScalarChannel(n, ys, xr, out, k)
+            k += 1
+        }
+    }
+
+    /// The channels after the last full 8: zero the window's cells, then store
+    /// the gradient at the first maximum.
+    @inline(__always)
+    func selectScalarChannel(_ n: Int, _ ys: Range<Int>, _ xr: Range<Int>, _ out: Int, _ k: Int) {
+        var best = -Float.infinity
+        var (by, bx) = (ys.lowerBound, xr.lowerBound)
+        for iy in ys {
+            for ix in xr {
+                let i = cell(n, iy, ix) + k
+                let v = xp.load(fromByteOffset: i * 4, as: Float.self)
+                if v > best { best = v; (by, bx) = (iy, ix) }
+                dp[i] = 0
+            }
+        }
+        dp[cell(n, by, bx) + k] = gp.load(fromByteOffset: (out + k) * 4, as: Float.self)
+    }
+
+    // MARK: overlapping windows: add at the argmax
+
+    /// Windows share cells, so each channel's gradient is added at its first maximum.
+    @inline(__always)
+    func scatterFromOverlappingWindow(_ n: Int, _ oy: Int, _ ox: Int) {
+        let (ys, xr, out) = window(n, oy, ox)
+        let w = Int32(xr.count)
+        var k = 0
+        while k < t.g.c {
+            let lanes = min(8, t.g.c - k)
+            let arg = firstMaxPositions(n, ys, xr, k, lanes: lanes)
+            for l in 0..<lanes {
+                let iy = ys.lowerBound + Int(arg[l] / w), ix = xr.lowerBound + Int(arg[l] % w)
+                dp[cell(n, iy, ix) + k + l] += gp.load(fromByteOffset: (out + k + l) * 4, as: Float.self)
+            }
+            k += 8
+        }
     }
 }

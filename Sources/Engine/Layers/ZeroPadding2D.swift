@@ -27,21 +27,9 @@ public final class ZeroPadding2D: Layer {
     /// map `big`: forward writes big from small, backward small from big.
     private func copyInterior(_ shape: [Int], from src: UnsafeBufferPointer<Float>,
                               to dst: UnsafeMutableBufferPointer<Float>, forward: Bool) {
-        let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
-        let (ph, pw) = (h + top + bottom, w + left + right)
-        let row = w * c
-        guard row > 0 else { return }
-        for b in 0..<n {
-            for y in 0..<h {
-                let small = (b * h + y) * row
-                let big = ((b * ph + y + top) * pw + left) * c
-                if forward {
-                    (dst.baseAddress! + big).update(from: src.baseAddress! + small, count: row)
-                } else {
-                    (dst.baseAddress! + small).update(from: src.baseAddress! + big, count: row)
-                }
-            }
-        }
+        let (h, w) = (shape[1], shape[2])
+        copyInteriorRows(n: shape[0], h: h, w: w, c: shape[3], bigHeight: h + top + bottom, bigWidth: w + left + right,
+                         top: top, left: left, from: src, to: dst, intoBig: forward)
     }
 
     // MARK: forward
