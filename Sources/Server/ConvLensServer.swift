@@ -175,8 +175,6 @@ struct LimitedHTTP1Channel: ServerChildChannel {
     let http1: HTTP1Channel
     let limiter: ConnectionLimiter
 
-    struct Refused: Error {}
-
     static let refusal: ByteBuffer = {
         let body = #"{"detail":"the server has too many open connections (server.max_connections); try again shortly","error":"too_many_connections"}"# + "\n"
         return ByteBuffer(string: "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
@@ -187,13 +185,41 @@ struct LimitedHTTP1Channel: ServerChildChannel {
         guard limiter.tryOpen() else {
             limiter.metrics.connectionsRefused.increment()
             logger.debug("refused a connection: server.max_connections (\(limiter.max)) are open")
-            channel.writeAndFlush(Self.refusal).whenComplete { _ in channel.close(promise: nil) }
-            // The failed setup drops the channel from the server's accept loop; it is closed above.
-            return channel.eventLoop.makeFailedFuture(Refused())
+            // The setup must succeed: NIO registers an accepted channel only after it, and a
+            // failed setup would leave the socket open and unanswered. A handler in front of
+            // the HTTP ones answers the 503 and closes as soon as the channel is active.
+            return http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+                try channel.pipeline.syncOperations.addHandler(RefuseHandler(), position: .first)
+                return value
+            }
         }
         let limiter = self.limiter
         channel.closeFuture.whenComplete { _ in limiter.closed() }
         return http1.setup(channel: channel, logger: logger)
+    }
+
+    /// Writes the fixed 503 straight to the socket, closes, and drops whatever the client sent.
+    final class RefuseHandler: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var refused = false
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            if context.channel.isActive { refuse(context) }
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            refuse(context)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+        private func refuse(_ context: ChannelHandlerContext) {
+            guard !refused else { return }
+            refused = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(LimitedHTTP1Channel.refusal)).whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 
     func handle(value: Value, logger: Logger) async {
