@@ -45,7 +45,10 @@ import Testing
             #expect(json?["error"] == "too_many_parts")
             #expect(json?["detail"]?.contains("server.max_form_parts") == true)
             #expect(json?["detail"]?.contains("64") == true)
-            #expect(elapsed < .seconds(1), "took \(elapsed)")
+            // The parse itself is held to 1 s of CPU for 100k parts (MultipartParseTests); the
+            // wall time here also holds a 5 MB upload on a machine the other tests load, so
+            // it only has to beat the original parser's minute by far.
+            #expect(elapsed < .seconds(8), "took \(elapsed)")
             try await client.expectHealthy()
         }
     }
