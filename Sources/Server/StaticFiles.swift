@@ -9,7 +9,7 @@ import Synchronization
 /// what leaves the directory:
 /// - the path is percent-decoded once; control characters (a `%00` would cut the path
 ///   short at the C boundary and serve `x.png%00.html` as HTML) are a 400;
-/// - `.` and `..` segments are refused, and the file's real path (symlinks resolved)
+/// - `.`, `..` and other dot-name segments are refused, and the file's real path (symlinks resolved)
 ///   must lie under the directory's real path, so a link inside public/ cannot expose
 ///   anything outside it;
 /// - only regular files are served (a directory serves its index.html).
@@ -50,7 +50,9 @@ struct StaticFileMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError.badRequest("the path contains a control character (such as %00)")
         }
         let segments = decoded.split(separator: "/", omittingEmptySubsequences: true)
-        guard !segments.contains(where: { $0 == "." || $0 == ".." }) else { return nil }
+        // `.` and `..` never leave the directory; other dot-names (`.git`, `.env`) are not
+        // gallery files either.
+        guard !segments.contains(where: { $0.hasPrefix(".") }) else { return nil }
         var candidate = ([root] + segments.map(String.init)).joined(separator: "/")
         for _ in 0..<2 {
             guard let real = StaticFiles.realPath(candidate), real == root || real.hasPrefix(root + "/") else { return nil }

@@ -62,7 +62,7 @@ import TestSupport
         for c in held.dropLast() { c.shutdownWrite() }
         let (answer, _) = await offPool { last.readToEnd(timeout: 15) }
         #expect(RawResponse(answer)?.status == 200, "no answer once descriptors were free: \(String(decoding: answer.prefix(200), as: UTF8.self))")
-        #expect(process.isRunning)
+        #expect(process.isRunning, "the server stopped: \(log.text.suffix(3000))")
         withExtendedLifetime(held) {}
         #expect(try await rawExchange(port: p, healthz, timeout: 10).status == 200)
 

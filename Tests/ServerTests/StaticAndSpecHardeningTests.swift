@@ -39,12 +39,15 @@ import Testing
         try fm.createSymbolicLink(atPath: publicDir.appendingPathComponent("leak.txt").path, withDestinationPath: outside.appendingPathComponent("key.txt").path)
         try fm.createSymbolicLink(atPath: publicDir.appendingPathComponent("out").path, withDestinationPath: outside.path)
         try fm.createSymbolicLink(atPath: publicDir.appendingPathComponent("alias.txt").path, withDestinationPath: "sub/inside.txt")
+        try "hidden".write(to: publicDir.appendingPathComponent(".env"), atomically: true, encoding: .utf8)
         try await withServer(testSettings { $0.publicDir = publicDir.path }) { _, client in
             for path in ["/leak.txt", "/out/key.txt", "/out/"] {
                 let r = try await rawGET(client, path)
                 #expect(r.status == 404, "\(path): \(r.head)")
                 #expect(!r.text.contains("top secret"), "\(path) leaked a file outside public/")
             }
+            let hidden = try await rawGET(client, "/.env")
+            #expect(hidden.status == 404 && !hidden.text.contains("hidden"), "a dot-file was served")
             let alias = try await rawGET(client, "/alias.txt")
             #expect(alias.status == 200 && alias.text == "inside", "a link within public/ is fine: \(alias.head)")
             let index = try await rawGET(client, "/")
