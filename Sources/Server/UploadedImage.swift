@@ -102,6 +102,7 @@ enum UploadedImage {
         let delimiter = Array("--\(boundary)".utf8)
         let next = Array("\r\n--\(boundary)".utf8)
         let headerEnd = Array("\r\n\r\n".utf8)
+        let nameBytes = Array(name.utf8)
         return try body.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws -> Data? in
             // The first delimiter opens the body (at the start, or after a preamble line).
             guard let first = find(delimiter, in: bytes, from: 0) else {
@@ -135,8 +136,11 @@ enum UploadedImage {
                 guard let end = find(next, in: bytes, from: contentStart) else {
                     throw APIError.badRequest("malformed multipart body: a part does not end with its boundary")
                 }
-                if contentStart - 2 > partStart {
-                    let headers = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[partStart..<(contentStart - 4)]), as: UTF8.self)
+                // Headers become a String only when their bytes hold the field's name at all.
+                if contentStart - 2 > partStart,
+                   case let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[partStart..<(contentStart - 4)]),
+                   find(nameBytes, in: headerBytes, from: 0) != nil {
+                    let headers = String(decoding: headerBytes, as: UTF8.self)
                     let disposition = headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-disposition:") }
                     if let disposition, parameter("name", of: String(disposition)) == name {
                         return Data(UnsafeRawBufferPointer(rebasing: bytes[contentStart..<end]))
