@@ -80,7 +80,10 @@ public enum ConvLensServer {
             router: router,
             server: server,
             configuration: configuration,
-            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            onServerRunning: { channel in
+                await AcceptErrorHandler.install(on: channel, logger: logger)
+                await onRunning(channel.localAddress?.port ?? 0)
+            },
             logger: logger)
     }
 }
@@ -224,6 +227,38 @@ struct LimitedHTTP1Channel: ServerChildChannel {
 
     func handle(value: Value, logger: Logger) async {
         await http1.handle(value: value, logger: logger)
+    }
+}
+
+/// Keeps the accept loop alive. NIO's `AcceptHandler` reports a connection it accepted
+/// but could not set up (its socket options failing, say, on a connection already reset,
+/// or while descriptors run out) by firing the error down the listener's pipeline; the next
+/// handler is the async channel Hummingbird reads connections from, which ends its stream
+/// on any error, and with it the server, and with the server the process. NIO's own
+/// `AcceptBackoffHandler` sits before `AcceptHandler`, so it never sees these. This handler
+/// goes right after `AcceptHandler` and logs such errors instead of passing them on; the
+/// failed connection is already closed, and a listener that really breaks still ends the
+/// stream by closing.
+final class AcceptErrorHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.warning("a connection could not be accepted: \(error)")
+    }
+
+    static func install(on listener: any Channel, logger: Logger) async {
+        do {
+            try await listener.eventLoop.submit {
+                let pipeline = listener.pipeline.syncOperations
+                let accept = try pipeline.context(name: "AcceptHandler")
+                try pipeline.addHandler(AcceptErrorHandler(logger: logger), position: .after(accept.handler))
+            }.get()
+        } catch {
+            logger.warning("could not guard the accept loop (\(error)); an accept error may stop the server")
+        }
     }
 }
 

@@ -66,6 +66,9 @@ import TestSupport
         withExtendedLifetime(held) {}
         #expect(try await rawExchange(port: p, healthz, timeout: 10).status == 200)
 
+        #expect(!log.text.contains("Waiting on child channel"), "the accept loop ended: \(log.text.suffix(2000))")
+        #expect(!log.text.contains("could not guard the accept loop"), "\(log.text.suffix(2000))")
+
         kill(process.processIdentifier, SIGTERM)
         for _ in 0..<300 where process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
         #expect(!process.isRunning)
