@@ -67,8 +67,10 @@ public enum ConvLensServer {
         let idle = TimeAmount.nanoseconds(Int64(settings.idleTimeoutSeconds * 1e9))
         let bodyTimeout = settings.bodyTimeoutSeconds
         // Hummingbird's `.http1` with two additions at its child-channel setup: the
-        // connection limit (checked before any HTTP handler is added) and a per-request
-        // body deadline (a handler after the HTTP decoder, so it sees request heads and ends).
+        // connection limit (counted as each connection is set up; one over the limit gets a
+        // handler in front of the HTTP ones that answers 503 without parsing anything) and a
+        // per-request body deadline (a handler after the HTTP decoder, so it sees request
+        // heads and ends).
         let server = HTTPServerBuilder { responder in
             LimitedHTTP1Channel(
                 http1: HTTP1Channel(responder: responder,

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Visualization  // where SHA256Digest moves with the typed requests (same API)
 
 /// Finished results (PNG bytes), content-addressed by a SHA-256 of the model file and
 /// the parameters: in memory (LRU, bounded in bytes) and on disk, so a restart serves

@@ -107,7 +107,7 @@ public struct ServerSettings: Sendable {
         try need((0...65535).contains(port), "server.port", "must be in 0...65535, got \(port)")
         try need(maxBodyBytes >= 1024, "server.max_body_bytes", "must be at least 1024, got \(maxBodyBytes)")
         try need(maxImagePixels >= 1, "server.max_image_pixels", "must be at least 1")
-        try need(idleTimeoutSeconds > 0, "server.idle_timeout_seconds", "must be positive")
+        try need(idleTimeoutSeconds > 0 && idleTimeoutSeconds <= 86_400, "server.idle_timeout_seconds", "must be in (0, 86400]")
         try need(bodyTimeoutSeconds > 0 && bodyTimeoutSeconds <= 86_400, "server.body_timeout_seconds", "must be in (0, 86400]")
         try need((1...1_000_000).contains(maxConnections), "server.max_connections", "must be in 1...1000000, got \(maxConnections)")
         try need((1...100_000).contains(maxFormParts), "server.max_form_parts", "must be in 1...100000, got \(maxFormParts)")
