@@ -8,7 +8,7 @@ import Yams
 /// maximum, the filter/channel maximum is the bundled model's widest layer, the request
 /// body lists what the upload reader takes, and every documented path answers an unknown
 /// method with 405 and an `Allow` that lists the documented methods.
-@Suite(.timeLimit(.minutes(3))) struct OpenAPIHardeningTests {
+@Suite(.timeLimit(.minutes(5))) struct OpenAPIHardeningTests {
     static func document() throws -> [String: Any] {
         let text = try String(contentsOf: root.appendingPathComponent("public/openapi.yaml"), encoding: .utf8)
         return try #require(try Yams.load(yaml: text) as? [String: Any])

@@ -117,8 +117,10 @@ struct RawResponse: Sendable {
     }
 }
 
-/// Sends `request` as written (add `Connection: close`) and reads the whole answer.
-func rawExchange(port: Int, _ request: Data, timeout: Double = 30) async throws -> RawResponse {
+/// Sends `request` as written (add `Connection: close`) and reads the whole answer. The
+/// wait is long, as TestHTTPClient's: a debug build under the whole parallel `swift test`
+/// on 2 cores can take a minute to answer anything.
+func rawExchange(port: Int, _ request: Data, timeout: Double = 300) async throws -> RawResponse {
     let connection = try RawConnection(port: port)
     let (data, _) = await offPool {
         connection.send(request)

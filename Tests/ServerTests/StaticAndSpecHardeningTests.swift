@@ -6,7 +6,7 @@ import Testing
 
 /// The static gallery files (paths, symlinks, byte ranges), 405 for known paths, and the
 /// result cache's checksums.
-@Suite(.timeLimit(.minutes(3))) struct StaticAndSpecHardeningTests {
+@Suite(.timeLimit(.minutes(5))) struct StaticAndSpecHardeningTests {
     func rawGET(_ client: TestHTTPClient, _ path: String, _ headers: [String] = [], method: String = "GET") async throws -> RawResponse {
         let extra = headers.map { $0 + "\r\n" }.joined()
         return try await rawExchange(port: client.port,
