@@ -1,5 +1,8 @@
 import Configuration
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -63,7 +66,8 @@ public enum ConvLensServer {
             address: .hostname(settings.host, port: settings.port),
             serverName: "ConvLens")
         configuration.backlog = 256
-        let limiter = ConnectionLimiter(max: settings.maxConnections, metrics: service.metrics)
+        let limiter = ConnectionLimiter(max: connectionLimit(configured: settings.maxConnections, logger: logger),
+                                        metrics: service.metrics)
         let idle = TimeAmount.nanoseconds(Int64(settings.idleTimeoutSeconds * 1e9))
         let bodyTimeout = settings.bodyTimeoutSeconds
         // Hummingbird's `.http1` with two additions at its child-channel setup: the
@@ -91,6 +95,32 @@ public enum ConvLensServer {
 }
 
 extension ConvLensServer {
+    /// Descriptors kept free for everything but client connections: the event loops, the
+    /// model and cache files, the log, and the runtime's own reads of /proc.
+    static let reservedDescriptors = 64
+
+    /// `server.max_connections`, lowered if needed to fit under the open-file limit (whose
+    /// soft value is first raised to the hard one). Running out of descriptors is worse
+    /// than refusing connections: accept() fails with EMFILE, and libdispatch's thread
+    /// pool, which reads /proc/self/task/…/stat to see whether its workers are blocked,
+    /// stops the process with SIGILL when that open() fails — seen under load in
+    /// DescriptorExhaustionTests before this limit existed.
+    static func connectionLimit(configured: Int, logger: Logger) -> Int {
+        var limits = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limits) == 0 else { return configured }
+        if limits.rlim_cur < limits.rlim_max {
+            var raised = limits
+            raised.rlim_cur = limits.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limits = raised }
+        }
+        guard limits.rlim_cur != rlim_t.max else { return configured }  // RLIM_INFINITY
+        let files = Int(clamping: limits.rlim_cur)
+        let room = max(1, files - reservedDescriptors)
+        guard configured > room else { return configured }
+        logger.warning("server.max_connections \(configured) lowered to \(room): the open-file limit (ulimit -n) is \(files) and \(reservedDescriptors) descriptors stay free for the server itself")
+        return room
+    }
+
     /// Runs the server until SIGTERM/SIGINT, then shuts down in this order: readiness
     /// goes 503 and the queue stops taking jobs (queued ones are recorded as cancelled);
     /// running jobs get `jobs.shutdown_grace_seconds` before they are cancelled at their
@@ -171,10 +201,10 @@ final class ConnectionLimiter: Sendable {
 /// connections it serves. (Hummingbird's own `availableConnectionsDelegate` stops
 /// accepting instead, which leaves the extra clients waiting in the backlog.)
 ///
-/// accept() failing for want of descriptors (EMFILE/ENFILE) does not stop the server:
-/// NIO's server bootstrap puts an `AcceptBackoffHandler` (not forwarding I/O errors) in
-/// front of the listener, which pauses accepting for a second instead of ending the
-/// accept loop; this limit, set below `ulimit -n`, keeps the process from getting there.
+/// accept() failing for want of descriptors (EMFILE/ENFILE) does not stop the accept
+/// loop: NIO's server bootstrap puts an `AcceptBackoffHandler` (not forwarding I/O errors)
+/// in front of the listener, which pauses accepting for a second. The limit is kept below
+/// `ulimit -n` (`ConvLensServer.connectionLimit`) so the process does not get there.
 struct LimitedHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let http1: HTTP1Channel
