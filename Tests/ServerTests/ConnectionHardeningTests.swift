@@ -101,11 +101,17 @@ import Testing
             // What SIGTERM does.
             let start = ContinuousClock.now
             await group.triggerGracefulShutdown()
-            try await Task.sleep(for: .milliseconds(500))
             let get = { (path: String) async throws -> Int in
                 try await rawExchange(port: port, Data("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)).status
             }
-            #expect(try await get("/readyz") == 503, "readiness during the drain")
+            // The service group starts the drain asynchronously: readiness turns 503 soon,
+            // and the listener must answer all along (a refused connection throws here).
+            var readiness = try await get("/readyz")
+            for _ in 0..<600 where readiness == 200 {
+                try await Task.sleep(for: .milliseconds(50))
+                readiness = try await get("/readyz")
+            }
+            #expect(readiness == 503, "readiness during the drain")
             #expect(try await get("/healthz") == 200, "liveness during the drain")
             try await Task.sleep(for: .seconds(1))
             #expect(try await get("/readyz") == 503, "readiness later in the drain")
