@@ -74,7 +74,7 @@ import Testing
     }
 
     @Test func readinessIs503AndTheListenerStaysOpenDuringTheDrain() async throws {
-        let settings = testSettings { $0.shutdownGraceSeconds = 6 }
+        let settings = testSettings { $0.shutdownGraceSeconds = 4 }
         let service = try ConvLensService(settings: settings, session: bundled.session, modelDigest: bundled.digest)
         var logger = Logger(label: "convlens-test")
         logger.logLevel = .warning
@@ -117,7 +117,7 @@ import Testing
             #expect(try await get("/readyz") == 503, "readiness later in the drain")
             try await tasks.waitForAll()
             let took = ContinuousClock.now - start
-            #expect(took >= .seconds(5), "stopped after \(took), before the grace period")
+            #expect(took >= .seconds(3), "stopped after \(took), before the grace period")
             // Stopped: nothing listens any more.
             #expect(throws: (any Error).self) { _ = try RawConnection(port: port) }
         }
