@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import Imaging
 import KerasFormat
+import NIOCore
+import NIOHTTP1
 import Visualization
 
 /// An error answered as JSON `{"error": "...", "detail": "..."}` with its HTTP status.
@@ -37,6 +39,11 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
 
     static func badRequest(_ detail: String) -> APIError { APIError(.badRequest, "bad_request", detail) }
     static func notFound(_ detail: String) -> APIError { APIError(.notFound, "not_found", detail) }
+
+    /// nginx's 499: the client went away, so no status reaches it. Counted apart from 500s
+    /// (the server did nothing wrong) and logged below error level.
+    static let clientClosedRequest = HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request")
+    static func clientClosed(_ detail: String) -> APIError { APIError(clientClosedRequest, "client_closed_request", detail) }
 }
 
 extension APIError {
@@ -77,6 +84,20 @@ extension APIError {
             return APIError(.serviceUnavailable, "shutting_down", e.description)
         case let e as ComputeExecutor.Overloaded:
             return APIError(.tooManyRequests, "overloaded", e.description, headers: [.retryAfter: "\(e.retryAfterSeconds)"])
+        case is NIOTooManyBytesError:
+            // A chunked body past the limit (a Content-Length over it is refused before reading).
+            return APIError(.contentTooLarge, "body_too_large", "the request body is larger than the server accepts (server.max_body_bytes)")
+        case let e as HTTPParserError:
+            // The HTTP decoder's errors surface while a route reads the body: the client sent
+            // a broken message, or went away before sending all of it.
+            if e == .invalidEOFState { return clientClosed("the client closed the connection before the request body ended") }
+            return APIError.badRequest("malformed HTTP request body (\(e))")
+        case is BodyTimeout:
+            return APIError(.requestTimeout, "body_timeout", "\(error)")
+        case let e as ChannelError where [.eof, .ioOnClosedChannel, .alreadyClosed, .inputClosed, .outputClosed].contains(e):
+            return clientClosed("the connection closed while the request was read (\(e))")
+        case let e as IOError where [ECONNRESET, EPIPE, ETIMEDOUT].contains(e.errnoCode):
+            return clientClosed("the connection failed while the request was read (\(e))")
         case let e as HTTPError:
             let code: String
             switch e.status {
@@ -104,6 +125,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let api = APIError.from(error)
             if api.status == .internalServerError {
                 context.logger.error("internal error: \(error)")
+            } else if api.status == APIError.clientClosedRequest {
+                context.logger.debug("client went away: \(error)")
             }
             return try api.response(from: request, context: context)
         }

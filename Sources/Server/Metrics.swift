@@ -13,6 +13,8 @@ public final class ServerMetrics: Sendable {
     let pendingComputations: Gauge
     let cacheHits: Counter
     let cacheMisses: Counter
+    let cacheCorrupt: Counter
+    let connectionsRefused: Counter
 
     static let latencyBuckets: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
                                              .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
@@ -27,6 +29,10 @@ public final class ServerMetrics: Sendable {
                                                  help: "Computations waiting for a compute thread.")
         cacheHits = registry.makeCounter(name: "convlens_cache_hits_total", help: "Results served from the cache.")
         cacheMisses = registry.makeCounter(name: "convlens_cache_misses_total", help: "Results not in the cache.")
+        cacheCorrupt = registry.makeCounter(name: "convlens_cache_corrupt_total",
+                                            help: "Cache files that failed their checksum, deleted and recomputed.")
+        connectionsRefused = registry.makeCounter(name: "convlens_connections_refused_total",
+                                                  help: "Connections refused with 503 over server.max_connections.")
     }
 
     func recordRequest(route: String, method: String, status: Int, duration: Duration) {

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Visualization  // where SHA256Digest moves with the typed requests (same API)
 
 /// Finished results (PNG bytes), content-addressed by a SHA-256 of the model file and
 /// the parameters: in memory (LRU, bounded in bytes) and on disk, so a restart serves
@@ -9,6 +10,12 @@ import Synchronization
 /// directory, flushed, then renamed into place — rename is atomic, so a crash leaves
 /// either no file or the whole file, never half a PNG. The directory is the index:
 /// nothing else needs flushing at shutdown; stray temporary files are removed at start.
+///
+/// Each file is the PNG followed by a trailer, `CLSHA256` and the SHA-256 of the PNG in
+/// 64 hex digits, checked on every read from disk: a file damaged after it was written
+/// (truncated, edited, a bad disk) is deleted, counted (`corrupt`, `onCorrupt`) and
+/// treated as missing, so the result is computed again instead of served. Files of the
+/// older trailer-less layout fail the check the same way and are recomputed once.
 public final class ResultCache: Sendable {
     public struct Stats: Sendable {
         public var entries: Int
@@ -16,6 +23,8 @@ public final class ResultCache: Sendable {
         public var hits: Int
         public var diskHits: Int
         public var misses: Int
+        /// Files that failed their checksum (deleted).
+        public var corrupt: Int
     }
 
     private struct State {
@@ -25,11 +34,18 @@ public final class ResultCache: Sendable {
         var hits = 0
         var diskHits = 0
         var misses = 0
+        var corrupt = 0
     }
 
     private let state = Mutex(State())
     public let capacityBytes: Int
     public let directory: URL?
+    private let corruptHook = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Called once for each damaged file found (the server counts them in its metrics).
+    public func onCorrupt(_ hook: @escaping @Sendable () -> Void) {
+        corruptHook.withLock { $0 = hook }
+    }
 
     public init(capacityBytes: Int, directory: URL?) throws {
         self.capacityBytes = capacityBytes
@@ -51,7 +67,7 @@ public final class ResultCache: Sendable {
         }) {
             return data
         }
-        if let url = fileURL(key), let data = try? Data(contentsOf: url) {
+        if let data = readVerified(key) {
             remember(key, data)
             state.withLock { $0.diskHits += 1 }
             return data
@@ -60,10 +76,35 @@ public final class ResultCache: Sendable {
         return nil
     }
 
-    /// Whether `key` is cached, without counting a hit or a miss.
+    /// Whether `key` is cached, without counting a hit or a miss. A file on disk counts
+    /// only if it passes its checksum (and is then kept in memory for the `get` that follows).
     public func contains(_ key: String) -> Bool {
         if state.withLock({ $0.entries[key] != nil }) { return true }
-        return fileURL(key).map { FileManager.default.fileExists(atPath: $0.path) } ?? false
+        guard let data = readVerified(key) else { return false }
+        remember(key, data)
+        return true
+    }
+
+    static let trailerMagic = Data("CLSHA256".utf8)
+    static let trailerLength = trailerMagic.count + 64
+
+    /// The file's PNG if its trailer holds the PNG's SHA-256; a damaged file is deleted.
+    private func readVerified(_ key: String) -> Data? {
+        guard let url = fileURL(key), let file = try? Data(contentsOf: url) else { return nil }
+        if file.count > Self.trailerLength {
+            let split = file.endIndex - Self.trailerLength
+            let trailer = file[split...]
+            let png = file[..<split]
+            if trailer.starts(with: Self.trailerMagic),
+               String(decoding: trailer.dropFirst(Self.trailerMagic.count), as: UTF8.self) == SHA256Digest.hex([png]) {
+                return Data(png)
+            }
+        }
+        // Only remove the file that failed: a concurrent put may have renamed a good one in.
+        if let again = try? Data(contentsOf: url), again == file { try? FileManager.default.removeItem(at: url) }
+        state.withLock { $0.corrupt += 1 }
+        corruptHook.withLock { $0 }?()
+        return nil
     }
 
     /// Stores a result in memory and (atomically) on disk.
@@ -79,6 +120,7 @@ public final class ResultCache: Sendable {
         do {
             let handle = try FileHandle(forWritingTo: temporary)
             try handle.write(contentsOf: data)
+            try handle.write(contentsOf: Self.trailerMagic + Data(SHA256Digest.hex([data]).utf8))
             try handle.synchronize()
             try handle.close()
             guard rename(temporary.path, url.path) == 0 else {
@@ -91,7 +133,8 @@ public final class ResultCache: Sendable {
     }
 
     public var stats: Stats {
-        state.withLock { Stats(entries: $0.entries.count, bytes: $0.bytes, hits: $0.hits, diskHits: $0.diskHits, misses: $0.misses) }
+        state.withLock { Stats(entries: $0.entries.count, bytes: $0.bytes, hits: $0.hits, diskHits: $0.diskHits, misses: $0.misses,
+                                  corrupt: $0.corrupt) }
     }
 
     private func remember(_ key: String, _ data: Data) {

@@ -22,6 +22,12 @@ public struct ServerSettings: Sendable {
     public var maxHeatmapPasses = 2048
     /// Seconds a connection may idle before it is closed.
     public var idleTimeoutSeconds = 60.0
+    /// Seconds a request body may take from its headers to its last byte (408 beyond).
+    public var bodyTimeoutSeconds = 30.0
+    /// Open connections at once; a connection beyond it gets 503 and is closed at once.
+    public var maxConnections = 1024
+    /// Parts a multipart/form-data body may have (413 beyond).
+    public var maxFormParts = 64
 
     // model
     /// Keras model (.h5/.keras) or ConvLens profile (.json); empty = the bundled model.
@@ -89,6 +95,9 @@ public struct ServerSettings: Sendable {
         maxOverlayPixels = c.int(forKey: "server.max_overlay_pixels", default: d.maxOverlayPixels)
         maxHeatmapPasses = c.int(forKey: "server.max_heatmap_passes", default: d.maxHeatmapPasses)
         idleTimeoutSeconds = c.double(forKey: "server.idle_timeout_seconds", default: d.idleTimeoutSeconds)
+        bodyTimeoutSeconds = c.double(forKey: "server.body_timeout_seconds", default: d.bodyTimeoutSeconds)
+        maxConnections = c.int(forKey: "server.max_connections", default: d.maxConnections)
+        maxFormParts = c.int(forKey: "server.max_form_parts", default: d.maxFormParts)
         modelPath = c.string(forKey: "model.path", default: d.modelPath)
         computeThreads = c.int(forKey: "compute.threads", default: d.computeThreads)
         ompThreads = c.int(forKey: "compute.omp_threads", default: d.ompThreads)
@@ -123,7 +132,10 @@ public struct ServerSettings: Sendable {
         try need(maxImagePixels >= 1, "server.max_image_pixels", "must be at least 1")
         try need(maxOverlayPixels >= 1, "server.max_overlay_pixels", "must be at least 1")
         try need(maxHeatmapPasses >= 1, "server.max_heatmap_passes", "must be at least 1")
-        try need(idleTimeoutSeconds > 0, "server.idle_timeout_seconds", "must be positive")
+        try need(idleTimeoutSeconds > 0 && idleTimeoutSeconds <= 86_400, "server.idle_timeout_seconds", "must be in (0, 86400]")
+        try need(bodyTimeoutSeconds > 0 && bodyTimeoutSeconds <= 86_400, "server.body_timeout_seconds", "must be in (0, 86400]")
+        try need((1...1_000_000).contains(maxConnections), "server.max_connections", "must be in 1...1000000, got \(maxConnections)")
+        try need((1...100_000).contains(maxFormParts), "server.max_form_parts", "must be in 1...100000, got \(maxFormParts)")
         try need((1...64).contains(computeThreads), "compute.threads", "must be in 1...64, got \(computeThreads)")
         try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")
         try need(maxPendingComputations >= 1, "compute.max_pending", "must be at least 1")

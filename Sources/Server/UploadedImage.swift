@@ -2,6 +2,16 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Imaging
+import NIOCore
+
+/// Limits on what an upload may make the server do, set per request by the server's
+/// middleware from `ServerSettings` (a task-local, so every route reading an image gets
+/// them without passing settings through each call).
+struct UploadLimits: Sendable {
+    var maxFormParts = ServerSettings().maxFormParts
+
+    @TaskLocal static var current = UploadLimits()
+}
 
 /// The image of a POST: the raw body (`image/png`, `image/jpeg`, or
 /// `application/octet-stream`, sniffed) or the `image` field of a `multipart/form-data` form.
@@ -11,8 +21,10 @@ enum UploadedImage {
     static let accepted = "image/png, image/jpeg, application/octet-stream, or multipart/form-data with a field 'image'"
 
     static func read(_ request: Request, maxBytes: Int) async throws -> Data {
-        let contentType = request.headers[.contentType]?.lowercased() ?? ""
-        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        // Only the media type is case-insensitive: a boundary keeps its case
+        // (browsers send `----WebKitFormBoundary7MA4YWxkTrZu0gW`).
+        let contentType = request.headers[.contentType] ?? ""
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         let isMultipart = mediaType == "multipart/form-data"
         guard isMultipart || ["image/png", "image/jpeg", "image/jpg", "application/octet-stream"].contains(mediaType) else {
             throw APIError(.unsupportedMediaType, "unsupported_media_type",
@@ -27,6 +39,9 @@ enum UploadedImage {
             buffer = try await request.collectBody(upTo: maxBytes)
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw tooLarge(maxBytes)
+        } catch is NIOTooManyBytesError {
+            // A chunked body has no Content-Length to check first: the limit trips while reading.
+            throw tooLarge(maxBytes)
         }
         let body = Data(buffer.readableBytesView)
         let image: Data
@@ -34,7 +49,8 @@ enum UploadedImage {
             guard let boundary = parameter("boundary", of: contentType) else {
                 throw APIError.badRequest("multipart/form-data without a boundary parameter")
             }
-            guard let part = try multipartField("image", in: body, boundary: boundary) else {
+            guard let part = try multipartField("image", in: body, boundary: boundary,
+                                                maxParts: UploadLimits.current.maxFormParts) else {
                 throw APIError.badRequest("the form has no field 'image' (curl -F image=@photo.jpg ...)")
             }
             image = part
@@ -54,6 +70,7 @@ enum UploadedImage {
     }
 
     /// A parameter of a header value such as `multipart/form-data; boundary=xyz`.
+    /// The name is matched case-insensitively; the value keeps its case.
     static func parameter(_ name: String, of header: String) -> String? {
         for piece in header.split(separator: ";").dropFirst() {
             let kv = piece.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -64,33 +81,97 @@ enum UploadedImage {
         return nil
     }
 
+    /// Longest part header block read; a browser's is a few hundred bytes.
+    static let maxPartHeaderBytes = 16 << 10
+
     /// The content of the form field `name` (RFC 7578): parts are separated by
     /// `--boundary`, each with headers, a blank line, and the content up to CRLF--boundary.
-    static func multipartField(_ name: String, in body: Data, boundary: String) throws -> Data? {
-        let delimiter = Data("--\(boundary)".utf8)
-        let crlf = Data("\r\n".utf8)
-        let headerEnd = Data("\r\n\r\n".utf8)
-        guard var cursor = body.range(of: delimiter)?.upperBound else {
-            throw APIError.badRequest("malformed multipart body: boundary not found")
+    ///
+    /// One forward pass: every search starts where the previous one ended, so the body is
+    /// read about once (each search is memchr on the needle's first byte plus a compare of
+    /// at most 74 bytes, as RFC 2046 caps a boundary at 70 characters). Parts are counted
+    /// and more than `maxParts` is refused, so the work is bounded by `server.max_body_bytes`
+    /// and `server.max_form_parts`. That bound is why this runs inline in the request's
+    /// task rather than on a separate thread: Hummingbird runs handlers on Swift's
+    /// cooperative pool (not on the NIO event loops), and a bounded linear scan of at most
+    /// `max_body_bytes` is cheaper than the hop a separate thread would cost.
+    static func multipartField(_ name: String, in body: Data, boundary: String, maxParts: Int) throws -> Data? {
+        guard (1...70).contains(boundary.utf8.count) else {
+            throw APIError.badRequest("malformed multipart body: the boundary must be 1 to 70 characters (RFC 2046)")
         }
-        let next = Data("\r\n--\(boundary)".utf8)
-        while cursor < body.endIndex {
-            // "--" after a delimiter ends the body.
-            if body[cursor...].starts(with: Data("--".utf8)) { return nil }
-            guard body[cursor...].starts(with: crlf) else { throw APIError.badRequest("malformed multipart body") }
-            let partStart = cursor + 2
-            guard let headersRange = body.range(of: headerEnd, in: partStart..<body.endIndex) else {
-                throw APIError.badRequest("malformed multipart body: part headers do not end")
+        let delimiter = Array("--\(boundary)".utf8)
+        let next = Array("\r\n--\(boundary)".utf8)
+        let headerEnd = Array("\r\n\r\n".utf8)
+        let nameBytes = Array(name.utf8)
+        return try body.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws -> Data? in
+            // The first delimiter opens the body (at the start, or after a preamble line).
+            guard let first = find(delimiter, in: bytes, from: 0) else {
+                throw APIError.badRequest("malformed multipart body: boundary not found")
             }
-            let headers = String(decoding: body[partStart..<headersRange.lowerBound], as: UTF8.self)
-            guard let end = body.range(of: next, in: headersRange.upperBound..<body.endIndex) else {
-                throw APIError.badRequest("malformed multipart body: a part does not end with its boundary")
+            var cursor = first + delimiter.count
+            var parts = 0
+            while cursor < bytes.count {
+                // "--" after a delimiter ends the body.
+                if starts(bytes, at: cursor, with: [0x2D, 0x2D]) { return nil }
+                // Transport padding (spaces, tabs) may follow a delimiter before its CRLF.
+                while cursor < bytes.count, bytes[cursor] == 0x20 || bytes[cursor] == 0x09 { cursor += 1 }
+                guard starts(bytes, at: cursor, with: [0x0D, 0x0A]) else { throw APIError.badRequest("malformed multipart body") }
+                parts += 1
+                if parts > maxParts {
+                    throw APIError(.contentTooLarge, "too_many_parts",
+                                   "the form has more than \(maxParts) parts (server.max_form_parts)")
+                }
+                let partStart = cursor + 2
+                // A part without headers starts with the blank line right away.
+                let contentStart: Int
+                if starts(bytes, at: partStart, with: [0x0D, 0x0A]) {
+                    contentStart = partStart + 2
+                } else {
+                    let window = UnsafeRawBufferPointer(rebasing: bytes[partStart..<min(bytes.count, partStart + maxPartHeaderBytes)])
+                    guard let end = find(headerEnd, in: window, from: 0) else {
+                        throw APIError.badRequest("malformed multipart body: part headers do not end within \(maxPartHeaderBytes) bytes")
+                    }
+                    contentStart = partStart + end + headerEnd.count
+                }
+                guard let end = find(next, in: bytes, from: contentStart) else {
+                    throw APIError.badRequest("malformed multipart body: a part does not end with its boundary")
+                }
+                // Headers become a String only when their bytes hold the field's name at all.
+                if contentStart - 2 > partStart,
+                   case let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[partStart..<(contentStart - 4)]),
+                   find(nameBytes, in: headerBytes, from: 0) != nil {
+                    let headers = String(decoding: headerBytes, as: UTF8.self)
+                    let disposition = headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-disposition:") }
+                    if let disposition, parameter("name", of: String(disposition)) == name {
+                        return Data(UnsafeRawBufferPointer(rebasing: bytes[contentStart..<end]))
+                    }
+                }
+                cursor = end + next.count
             }
-            let disposition = headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-disposition:") }
-            if let disposition, parameter("name", of: String(disposition)) == name {
-                return body.subdata(in: headersRange.upperBound..<end.lowerBound)
-            }
-            cursor = end.upperBound
+            throw APIError.badRequest("malformed multipart body: it ends without the closing boundary")
+        }
+    }
+
+    /// Whether `bytes[at...]` starts with `prefix`.
+    static func starts(_ bytes: UnsafeRawBufferPointer, at: Int, with prefix: [UInt8]) -> Bool {
+        guard at >= 0, bytes.count - at >= prefix.count else { return false }
+        for (i, b) in prefix.enumerated() where bytes[at + i] != b { return false }
+        return true
+    }
+
+    /// The first index ≥ `from` where `needle` occurs in `bytes`: memchr for its first byte,
+    /// then a compare of the rest.
+    static func find(_ needle: [UInt8], in bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        let n = needle.count
+        guard n > 0, from >= 0, let base = bytes.baseAddress, bytes.count >= n else { return nil }
+        let last = bytes.count - n  // the last index where the needle can start
+        var i = from
+        while i <= last {
+            guard let hit = memchr(base + i, Int32(needle[0]), last - i + 1) else { return nil }
+            let j = base.distance(to: UnsafeRawPointer(hit))
+            let same = needle.withUnsafeBytes { memcmp(base + j, $0.baseAddress!, n) == 0 }
+            if same { return j }
+            i = j + 1
         }
         return nil
     }
