@@ -19,7 +19,7 @@ extension Network {
         guard input.batch == 1, input.rank == 4 else {
             throw VisualizationError.invalid("guided Grad-CAM takes one image [1, H, W, C], got \(input.shape)")
         }
-        let cam = try gradCAM(input, request, method: .gradcam)
+        let cam = try gradCAMComputation(input, request, method: .gradcam)
         let guided = try guidedBackprop(input, CAMRequest(layerNode: request.layerNode, scoreNode: request.scoreNode,
                                                           classIndex: cam.classIndex))
         let (h, w, c) = (input.shape[1], input.shape[2], input.shape[3])

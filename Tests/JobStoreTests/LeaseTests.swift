@@ -4,19 +4,24 @@ import Testing
 import TestSupport
 
 extension JobStoreTests {
+    /// Leases are expired by moving `lease_expires_at` into the past with SQL, not by
+    /// sleeping: the whole suite runs in parallel on 2 cores, where a sleep of a lease's
+    /// length says nothing about what the other calls took.
     @Test func expiredLeaseRequeuesThenFailsAfterMaxAttempts() async throws {
         let database = try TestDatabase.fresh()
         try await withStores(2, on: database) { stores in
             let (store, reaper) = (stores[0], stores[1])
             let queued = try await store.enqueue(newJob("crashy", maxAttempts: 2)).job
+            func expire(_ id: UUID) throws {
+                _ = try database.psql("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = '\(id)'")
+            }
 
-            // Leases of seconds, not milliseconds: a loaded machine may take a second between two calls.
-            let first = try #require(try await store.claim(modelDigests: nil, owner: "host-a:1", lease: .seconds(2)))
+            let first = try #require(try await store.claim(modelDigests: nil, owner: "host-a:1", lease: .seconds(60)))
             #expect(first.id == queued.id && first.attempts == 1)
             // Only the owner may renew or report.
             await #expect(throws: JobStoreError.leaseLost(first.id)) { try await store.renew(id: first.id, owner: "host-b:2") }
             #expect(try await reaper.reapExpiredLeases() == ReapReport())  // not expired yet
-            try await Task.sleep(for: .milliseconds(2500))
+            try expire(first.id)
             #expect(try await reaper.reapExpiredLeases() == ReapReport(requeued: [first.id]))
             let requeued = try #require(try await reaper.status(id: first.id))
             #expect(requeued.state == .queued && requeued.attempts == 1 && requeued.leaseOwner == nil)
@@ -26,9 +31,9 @@ extension JobStoreTests {
                 try await store.progress(id: first.id, owner: "host-a:1", step: 1, steps: 10, loss: nil)
             }
 
-            let second = try #require(try await store.claim(modelDigests: nil, owner: "host-c:3", lease: .seconds(2)))
+            let second = try #require(try await store.claim(modelDigests: nil, owner: "host-c:3", lease: .seconds(60)))
             #expect(second.id == first.id && second.attempts == 2)
-            try await Task.sleep(for: .milliseconds(2500))
+            try expire(second.id)
             #expect(try await reaper.reapExpiredLeases() == ReapReport(failed: [first.id]))
             let failed = try #require(try await reaper.status(id: first.id))
             #expect(failed.state == .failed && failed.attempts == 2 && failed.finishedAt != nil)
@@ -42,14 +47,16 @@ extension JobStoreTests {
         try await withStore(on: database) { store in
             _ = try await store.enqueue(newJob("slow-a"))
             _ = try await store.enqueue(newJob("slow-b"))
-            // The renewals come every 0.6 s, a third of the 1.8 s lease; without them both would expire.
-            let a = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(1800)))
-            let b = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .milliseconds(1800)))
+            let a = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .seconds(20)))
+            let b = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .seconds(20)))
             for step in 1...6 {
-                try await Task.sleep(for: .milliseconds(600))
+                // As if nearly the whole lease had passed: the renewal and the progress report push it out again.
+                _ = try database.psql("UPDATE jobs SET lease_expires_at = now() + interval '50 milliseconds'")
                 let lease = try await store.renew(id: a.id, owner: "w:1")
-                #expect(!lease.cancelRequested && lease.expiresAt > Date())
-                try await store.progress(id: b.id, owner: "w:1", step: step, steps: 6, loss: -Double(step))
+                #expect(!lease.cancelRequested && lease.expiresAt > Date().addingTimeInterval(10))
+                let reported = try await store.progress(id: b.id, owner: "w:1", step: step, steps: 6, loss: -Double(step))
+                #expect(reported.expiresAt > Date().addingTimeInterval(10))
+                try await Task.sleep(for: .milliseconds(100))
                 #expect(try await store.reapExpiredLeases() == ReapReport())
             }
             let progressed = try #require(try await store.status(id: b.id))
