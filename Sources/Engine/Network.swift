@@ -37,8 +37,10 @@ public final class Network: Sendable {
     public var outputShape: [Int] { nodes[outputNode].outputShape }
 
     /// Builds a network from nodes; checks topological order and shapes.
-    public init(nodes: [Node], outputNode: Int, layerIndex: [String: Int] = [:],
-                preActivationIndex: [String: Int] = [:]) throws {
+    public init(
+        nodes: [Node], outputNode: Int, layerIndex: [String: Int] = [:],
+        preActivationIndex: [String: Int] = [:]
+    ) throws {
         for (i, node) in nodes.enumerated() {
             guard node.id == i else { throw EngineError.invalidRequest("node \(i) has id \(node.id)") }
             if i == 0 {
@@ -83,14 +85,18 @@ public final class Network: Sendable {
     ///     after it — and nodes it does not depend on — are skipped.
     ///   - keep: node ids whose outputs the trace must hold (the stop node is always kept).
     ///   - keepAll: keep every computed output (what `backward` needs).
-    public func forward(_ input: Tensor, stopAfter: Int? = nil, keep: Set<Int> = [],
-                        keepAll: Bool = false) throws -> Trace {
+    public func forward(
+        _ input: Tensor, stopAfter: Int? = nil, keep: Set<Int> = [],
+        keepAll: Bool = false
+    ) throws -> Trace {
         let last = stopAfter ?? outputNode
         guard last >= 0, last < nodes.count else { throw EngineError.invalidRequest("node \(last) out of range") }
         let given = Array(input.shape.dropFirst())
         guard given.count == inputShape.count,
-              zip(given, inputShape).allSatisfy({ $1 == -1 || $0 == $1 }) else {
-            throw EngineError.shapeMismatch(layer: "input",
+            zip(given, inputShape).allSatisfy({ $1 == -1 || $0 == $1 })
+        else {
+            throw EngineError.shapeMismatch(
+                layer: "input",
                 detail: "expected per-sample shape \(inputShape), got \(Array(input.shape.dropFirst()))")
         }
         let needed = ancestors(of: last)
@@ -156,7 +162,9 @@ public final class Network: Sendable {
             guard up.contains(id), down.contains(id), let g = grads.removeValue(forKey: id) else { continue }
             let node = nodes[id]
             let ins = try node.inputs.map { i -> Tensor in
-                guard let t = trace[i] else { throw EngineError.invalidRequest("trace lacks the output of '\(nodes[i].name)'; run forward with keepAll") }
+                guard let t = trace[i] else {
+                    throw EngineError.invalidRequest("trace lacks the output of '\(nodes[i].name)'; run forward with keepAll")
+                }
                 return t
             }
             guard let out = trace[id] else { throw EngineError.invalidRequest("trace lacks the output of '\(node.name)'") }
@@ -195,7 +203,10 @@ public final class Network: Sendable {
         var seen: Set<Int> = [id]
         var stack = [id]
         while let n = stack.popLast() {
-            for i in nodes[n].inputs where !seen.contains(i) { seen.insert(i); stack.append(i) }
+            for i in nodes[n].inputs where !seen.contains(i) {
+                seen.insert(i)
+                stack.append(i)
+            }
         }
         return seen
     }

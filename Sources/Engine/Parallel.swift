@@ -1,6 +1,7 @@
 import Dispatch
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// libgomp's entry points (oneDNN links libgomp, so they are loaded), found
@@ -19,10 +20,12 @@ private struct OpenMP: @unchecked Sendable {
     static let shared: OpenMP? = {
         let all = UnsafeMutableRawPointer(bitPattern: 0)  // RTLD_DEFAULT
         guard let p = dlsym(all, "GOMP_parallel"), let t = dlsym(all, "omp_get_thread_num"),
-              let n = dlsym(all, "omp_get_num_threads") else { return nil }
-        return OpenMP(parallel: unsafeBitCast(p, to: (@convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void).self),
-                      threadNum: unsafeBitCast(t, to: (@convention(c) () -> Int32).self),
-                      numThreads: unsafeBitCast(n, to: (@convention(c) () -> Int32).self))
+            let n = dlsym(all, "omp_get_num_threads")
+        else { return nil }
+        return OpenMP(
+            parallel: unsafeBitCast(p, to: (@convention(c) (Region, UnsafeMutableRawPointer?, UInt32, UInt32) -> Void).self),
+            threadNum: unsafeBitCast(t, to: (@convention(c) () -> Int32).self),
+            numThreads: unsafeBitCast(n, to: (@convention(c) () -> Int32).self))
     }()
 }
 
@@ -54,14 +57,17 @@ func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: @Sendable (Range<In
         withoutActuallyEscaping(body) { body in
             var job = OpenMP.Job(count: count, body: body)
             withUnsafeMutablePointer(to: &job) { p in
-                omp.parallel({ raw in
-                    let job = raw!.assumingMemoryBound(to: OpenMP.Job.self)
-                    guard let omp = OpenMP.shared else { return }
-                    let t = Int(omp.threadNum()), n = Int(omp.numThreads())
-                    let count = job.pointee.count
-                    let lo = count * t / n, hi = count * (t + 1) / n
-                    if lo < hi { job.pointee.body(lo..<hi) }
-                }, UnsafeMutableRawPointer(p), UInt32(threads), 0)
+                omp.parallel(
+                    { raw in
+                        let job = raw!.assumingMemoryBound(to: OpenMP.Job.self)
+                        guard let omp = OpenMP.shared else { return }
+                        let t = Int(omp.threadNum())
+                        let n = Int(omp.numThreads())
+                        let count = job.pointee.count
+                        let lo = count * t / n
+                        let hi = count * (t + 1) / n
+                        if lo < hi { job.pointee.body(lo..<hi) }
+                    }, UnsafeMutableRawPointer(p), UInt32(threads), 0)
             }
         }
         return
@@ -69,7 +75,8 @@ func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: @Sendable (Range<In
     // A few chunks per thread even out a thread that starts late.
     let chunks = min(count, threads * 4)
     DispatchQueue.concurrentPerform(iterations: chunks) { i in
-        let lo = count * i / chunks, hi = count * (i + 1) / chunks
+        let lo = count * i / chunks
+        let hi = count * (i + 1) / chunks
         if lo < hi { body(lo..<hi) }
     }
 }

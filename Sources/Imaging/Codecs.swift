@@ -40,9 +40,11 @@ public struct DecodeOptions: Sendable {
     /// `convert("RGB")`/`convert("L")`, which is what `keras.utils.load_img` does.
     public var discardAlpha: Bool
 
-    public init(maxPixels: Int = 50_000_000, layout: DecodedLayout = .rgb,
-                background: (UInt8, UInt8, UInt8) = (255, 255, 255), applyEXIFOrientation: Bool = true,
-                discardAlpha: Bool = false) {
+    public init(
+        maxPixels: Int = 50_000_000, layout: DecodedLayout = .rgb,
+        background: (UInt8, UInt8, UInt8) = (255, 255, 255), applyEXIFOrientation: Bool = true,
+        discardAlpha: Bool = false
+    ) {
         self.maxPixels = maxPixels
         self.layout = layout
         self.background = background
@@ -90,7 +92,8 @@ public func decodeImage(_ data: Data, maxPixels: Int) throws -> Image {
 
 public func decodeImageWithInfo(_ data: Data, options: DecodeOptions = DecodeOptions()) throws -> (image: Image, info: DecodeInfo) {
     guard let format = ImageFormat.detect(data) else {
-        throw ImagingError.notAnImage(data.isEmpty ? "empty data" : "unknown magic bytes \(data.prefix(8).map { String(format: "%02x", $0) }.joined())")
+        throw ImagingError.notAnImage(
+            data.isEmpty ? "empty data" : "unknown magic bytes \(data.prefix(8).map { String(format: "%02x", $0) }.joined())")
     }
     let limit = max(0, options.maxPixels)
     var result = cl_decoded()
@@ -118,7 +121,9 @@ public func decodeImageWithInfo(_ data: Data, options: DecodeOptions = DecodeOpt
         let warnings = result.num_warnings > 0 ? " (\(result.num_warnings) libjpeg warning(s))" : ""
         throw ImagingError.corrupt("\(format.rawValue): \(message)\(warnings)")
     }
-    let w = Int(result.width), h = Int(result.height), c = Int(result.channels)
+    let w = Int(result.width)
+    let h = Int(result.height)
+    let c = Int(result.channels)
     let raw = Array(UnsafeBufferPointer(start: result.pixels, count: w * h * c))
     var orientation = 1
     if let exif = result.exif, result.exif_size > 0 {
@@ -127,16 +132,18 @@ public func decodeImageWithInfo(_ data: Data, options: DecodeOptions = DecodeOpt
     var image: Image
     if options.discardAlpha && (c == 2 || c == 4) && options.layout != .rgba {
         let opaque = Image(unchecked: w, h, c == 2 ? 1 : 3, dropAlpha(raw, channels: c))
-        image = convertLayout(opaque.pixels, width: w, height: h, channels: opaque.channels, to: options.layout, background: options.background)
+        image = convertLayout(
+            opaque.pixels, width: w, height: h, channels: opaque.channels, to: options.layout, background: options.background)
     } else {
         image = convertLayout(raw, width: w, height: h, channels: c, to: options.layout, background: options.background)
     }
     if options.applyEXIFOrientation && orientation != 1 {
         image = image.oriented(exif: orientation)
     }
-    let info = DecodeInfo(format: format, storedWidth: w, storedHeight: h, sourceChannels: c,
-                          exifOrientation: orientation, isCMYK: result.is_cmyk != 0,
-                          isProgressive: result.is_progressive != 0)
+    let info = DecodeInfo(
+        format: format, storedWidth: w, storedHeight: h, sourceChannels: c,
+        exifOrientation: orientation, isCMYK: result.is_cmyk != 0,
+        isProgressive: result.is_progressive != 0)
     return (image, info)
 }
 
@@ -175,7 +182,8 @@ public func exifOrientation(tiff b: [UInt8]) -> Int? {
 
 func dropAlpha(_ p: [UInt8], channels c: Int) -> [UInt8] {
     let n = p.count / c
-    var out = [UInt8](); out.reserveCapacity(n * (c - 1))
+    var out = [UInt8]()
+    out.reserveCapacity(n * (c - 1))
     for i in 0..<n { out.append(contentsOf: p[(i * c)..<(i * c + c - 1)]) }
     return out
 }
@@ -192,8 +200,10 @@ func dropAlpha(_ p: [UInt8], channels c: Int) -> [UInt8] {
     return UInt8((v + 127) / 255)
 }
 
-func convertLayout(_ p: [UInt8], width w: Int, height h: Int, channels c: Int,
-                   to layout: DecodedLayout, background bg: (UInt8, UInt8, UInt8)) -> Image {
+func convertLayout(
+    _ p: [UInt8], width w: Int, height h: Int, channels c: Int,
+    to layout: DecodedLayout, background bg: (UInt8, UInt8, UInt8)
+) -> Image {
     let n = w * h
     switch layout {
     case .rgb:
@@ -201,7 +211,10 @@ func convertLayout(_ p: [UInt8], width w: Int, height h: Int, channels c: Int,
         var out = [UInt8](repeating: 0, count: n * 3)
         for i in 0..<n {
             switch c {
-            case 1: out[3 * i] = p[i]; out[3 * i + 1] = p[i]; out[3 * i + 2] = p[i]
+            case 1:
+                out[3 * i] = p[i]
+                out[3 * i + 1] = p[i]
+                out[3 * i + 2] = p[i]
             case 2:
                 let a = p[2 * i + 1]
                 out[3 * i] = composite(p[2 * i], a, bg.0)
@@ -220,9 +233,19 @@ func convertLayout(_ p: [UInt8], width w: Int, height h: Int, channels c: Int,
         var out = [UInt8](repeating: 255, count: n * 4)
         for i in 0..<n {
             switch c {
-            case 1: out[4 * i] = p[i]; out[4 * i + 1] = p[i]; out[4 * i + 2] = p[i]
-            case 2: out[4 * i] = p[2 * i]; out[4 * i + 1] = p[2 * i]; out[4 * i + 2] = p[2 * i]; out[4 * i + 3] = p[2 * i + 1]
-            default: out[4 * i] = p[3 * i]; out[4 * i + 1] = p[3 * i + 1]; out[4 * i + 2] = p[3 * i + 2]
+            case 1:
+                out[4 * i] = p[i]
+                out[4 * i + 1] = p[i]
+                out[4 * i + 2] = p[i]
+            case 2:
+                out[4 * i] = p[2 * i]
+                out[4 * i + 1] = p[2 * i]
+                out[4 * i + 2] = p[2 * i]
+                out[4 * i + 3] = p[2 * i + 1]
+            default:
+                out[4 * i] = p[3 * i]
+                out[4 * i + 1] = p[3 * i + 1]
+                out[4 * i + 2] = p[3 * i + 2]
             }
         }
         return Image(unchecked: w, h, 4, out)
@@ -267,9 +290,12 @@ extension Image {
     /// `PIL.ImageOps.exif_transpose`: 2 mirror, 3 rotate 180°, 4 flip vertical,
     /// 5 transpose, 6 rotate 90° clockwise, 7 transverse, 8 rotate 90° counter-clockwise.
     public func oriented(exif orientation: Int) -> Image {
-        let w = width, h = height, c = channels
+        let w = width
+        let h = height
+        let c = channels
         let swap = orientation >= 5 && orientation <= 8
-        let ow = swap ? h : w, oh = swap ? w : h
+        let ow = swap ? h : w
+        let oh = swap ? w : h
         // source coordinates of output (x, y)
         let map: (Int, Int) -> (Int, Int)
         switch orientation {
@@ -286,7 +312,8 @@ extension Image {
         for y in 0..<oh {
             for x in 0..<ow {
                 let (sx, sy) = map(x, y)
-                let s = (sy * w + sx) * c, d = (y * ow + x) * c
+                let s = (sy * w + sx) * c
+                let d = (y * ow + x) * c
                 for k in 0..<c { out[d + k] = pixels[s + k] }
             }
         }
@@ -302,8 +329,9 @@ public func encodePNG(_ image: Image, fast: Bool = false) throws -> Data {
     var size = 0
     var message = [CChar](repeating: 0, count: 256)
     let status = image.pixels.withUnsafeBufferPointer { px in
-        cl_png_encode(px.baseAddress, UInt32(image.width), UInt32(image.height), Int32(image.channels), fast ? 1 : 0,
-                      &out, &size, &message, message.count)
+        cl_png_encode(
+            px.baseAddress, UInt32(image.width), UInt32(image.height), Int32(image.channels), fast ? 1 : 0,
+            &out, &size, &message, message.count)
     }
     defer { cl_codec_free(out) }
     guard status == CL_OK, let bytes = out else {

@@ -20,7 +20,8 @@ public enum Colormap: String, CaseIterable, Sendable, Codable {
     }
 
     public func color(_ index: UInt8) -> [UInt8] {
-        let t = table, i = Int(index) * 3
+        let t = table
+        let i = Int(index) * 3
         return [t[i], t[i + 1], t[i + 2]]
     }
 
@@ -33,7 +34,9 @@ public enum Colormap: String, CaseIterable, Sendable, Codable {
         var out = [UInt8](repeating: 0, count: indices.count * 3)
         for (i, v) in indices.enumerated() {
             let s = Int(v) * 3
-            out[3 * i] = t[s]; out[3 * i + 1] = t[s + 1]; out[3 * i + 2] = t[s + 2]
+            out[3 * i] = t[s]
+            out[3 * i + 1] = t[s + 1]
+            out[3 * i + 2] = t[s + 2]
         }
         return Image(unchecked: width, height, 3, out)
     }

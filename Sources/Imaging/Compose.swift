@@ -8,8 +8,13 @@ public struct GridLayout: Sendable, Equatable {
     public var rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int, outerMargin: Bool, labelHeight: Int
 
     public init(rows: Int, cols: Int, cellWidth: Int, cellHeight: Int, margin: Int = 0, outerMargin: Bool = false, labelHeight: Int = 0) {
-        self.rows = rows; self.cols = cols; self.cellWidth = cellWidth; self.cellHeight = cellHeight
-        self.margin = margin; self.outerMargin = outerMargin; self.labelHeight = labelHeight
+        self.rows = rows
+        self.cols = cols
+        self.cellWidth = cellWidth
+        self.cellHeight = cellHeight
+        self.margin = margin
+        self.outerMargin = outerMargin
+        self.labelHeight = labelHeight
     }
 
     /// Rows needed for `count` cells at `cols` per row (at least 1).
@@ -20,7 +25,8 @@ public struct GridLayout: Sendable, Equatable {
 
     /// Top-left corner of cell `index` (row-major); its label strip starts `cellHeight` below.
     public func origin(ofCell index: Int) -> (x: Int, y: Int) {
-        let r = index / cols, c = index % cols
+        let r = index / cols
+        let c = index % cols
         let o = outerMargin ? margin : 0
         return (o + c * (cellWidth + margin), o + r * (cellHeight + labelHeight + margin))
     }
@@ -31,9 +37,11 @@ public struct GridLayout: Sendable, Equatable {
 /// All cells must share width, height and channel count.
 /// `labels` (one per cell, or fewer): drawn with the built-in 5×7 font in a strip
 /// of `8·labelScale + 1` pixels under each cell, in `labelColour`, cut to the cell width.
-public func composeGrid(_ cells: [Image], rows: Int, cols: Int, margin: Int = 0, outerMargin: Bool = false,
-                        background: [UInt8] = [0], labels: [String]? = nil, labelColour: [UInt8] = [255],
-                        labelScale: Int = 1) throws -> Image {
+public func composeGrid(
+    _ cells: [Image], rows: Int, cols: Int, margin: Int = 0, outerMargin: Bool = false,
+    background: [UInt8] = [0], labels: [String]? = nil, labelColour: [UInt8] = [255],
+    labelScale: Int = 1
+) throws -> Image {
     guard let first = cells.first else { throw ImagingError.invalidArgument("no cells") }
     guard rows > 0, cols > 0, margin >= 0, cells.count <= rows * cols else {
         throw ImagingError.invalidArgument("\(cells.count) cells in a \(rows)x\(cols) grid")
@@ -46,14 +54,17 @@ public func composeGrid(_ cells: [Image], rows: Int, cols: Int, margin: Int = 0,
     }
     if let labels {
         guard labels.count <= cells.count, labelScale >= 1, labelColour.count == 1 || labelColour.count == first.channels else {
-            throw ImagingError.invalidArgument("\(labels.count) labels for \(cells.count) cells, scale \(labelScale), colour \(labelColour)")
+            throw ImagingError.invalidArgument(
+                "\(labels.count) labels for \(cells.count) cells, scale \(labelScale), colour \(labelColour)")
         }
     }
     let labelHeight = labels == nil ? 0 : 8 * labelScale + 1
-    let layout = GridLayout(rows: rows, cols: cols, cellWidth: first.width, cellHeight: first.height, margin: margin,
-                            outerMargin: outerMargin, labelHeight: labelHeight)
+    let layout = GridLayout(
+        rows: rows, cols: cols, cellWidth: first.width, cellHeight: first.height, margin: margin,
+        outerMargin: outerMargin, labelHeight: labelHeight)
     var out = Image(width: layout.width, height: layout.height, channels: first.channels, fill: background)
-    let ch = first.channels, rowBytes = first.width * ch
+    let ch = first.channels
+    let rowBytes = first.width * ch
     for (i, cell) in cells.enumerated() {
         let (ox, oy) = layout.origin(ofCell: i)
         for y in 0..<cell.height {
@@ -91,7 +102,8 @@ public func composeGrid(_ cells: [Image], rows: Int, cols: Int, margin: Int = 0,
 /// (rounded to nearest). Both RGB (or both the same channel count) and the same size.
 public func overlayAdditive(heatmap: Image, onto image: Image, alpha: Float = 0.4) throws -> Image {
     guard heatmap.width == image.width, heatmap.height == image.height, heatmap.channels == image.channels else {
-        throw ImagingError.invalidArgument("overlay of \(heatmap.width)x\(heatmap.height)x\(heatmap.channels) on \(image.width)x\(image.height)x\(image.channels)")
+        throw ImagingError.invalidArgument(
+            "overlay of \(heatmap.width)x\(heatmap.height)x\(heatmap.channels) on \(image.width)x\(image.height)x\(image.channels)")
     }
     var out = image
     for i in 0..<out.pixels.count {
@@ -109,7 +121,8 @@ public func blend(_ top: Image, over bottom: Image, alpha: Float) throws -> Imag
 /// a normalised heatmap so cold regions leave the photo untouched.
 public func blend(_ top: Image, over bottom: Image, alphaMap: [Float]) throws -> Image {
     guard top.width == bottom.width, top.height == bottom.height, top.channels == bottom.channels,
-          alphaMap.count == top.width * top.height else {
+        alphaMap.count == top.width * top.height
+    else {
         throw ImagingError.invalidArgument("blend sizes differ")
     }
     var out = bottom

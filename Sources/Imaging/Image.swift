@@ -32,14 +32,18 @@ public struct Image: Sendable, Equatable {
         if fill.count == 1 {
             pixels = [UInt8](repeating: fill[0], count: width * height * channels)
         } else {
-            var p = [UInt8](); p.reserveCapacity(width * height * channels)
+            var p = [UInt8]()
+            p.reserveCapacity(width * height * channels)
             for _ in 0..<(width * height) { p.append(contentsOf: fill) }
             pixels = p
         }
     }
 
     init(unchecked width: Int, _ height: Int, _ channels: Int, _ pixels: [UInt8]) {
-        self.width = width; self.height = height; self.channels = channels; self.pixels = pixels
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.pixels = pixels
     }
 
     /// Sample `c` of pixel (x, y).
@@ -66,11 +70,17 @@ public struct FloatImage: Sendable, Equatable {
         guard width >= 0, height >= 0, channels > 0, values.count == width * height * channels else {
             throw ImagingError.invalidArgument("\(values.count) values for a \(width)x\(height)x\(channels) float image")
         }
-        self.width = width; self.height = height; self.channels = channels; self.values = values
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.values = values
     }
 
     init(unchecked width: Int, _ height: Int, _ channels: Int, _ values: [Float]) {
-        self.width = width; self.height = height; self.channels = channels; self.values = values
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.values = values
     }
 
     @inlinable public subscript(x: Int, y: Int, c: Int) -> Float {

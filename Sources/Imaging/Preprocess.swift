@@ -49,7 +49,8 @@ extension Preprocessing {
             for i in 0..<n { v[i] = p[i] / 127.5 - 1.0 }
         case .torch:
             guard channels == 3 else { throw ImagingError.invalidArgument("torch preprocessing needs RGB, got \(channels) channels") }
-            let m = Preprocessing.torchMean, s = Preprocessing.torchStd
+            let m = Preprocessing.torchMean
+            let s = Preprocessing.torchStd
             for i in 0..<n {
                 let k = i % 3
                 v[i] = (p[i] / 255.0 - m[k]) / s[k]

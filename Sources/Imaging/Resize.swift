@@ -20,7 +20,12 @@ public enum ResizeFilter: Sendable {
 /// A source rectangle in pixel units: columns x0..<x1, rows y0..<y1.
 public struct PixelBox: Sendable, Equatable {
     public var x0: Int, y0: Int, x1: Int, y1: Int
-    public init(x0: Int, y0: Int, x1: Int, y1: Int) { self.x0 = x0; self.y0 = y0; self.x1 = x1; self.y1 = y1 }
+    public init(x0: Int, y0: Int, x1: Int, y1: Int) {
+        self.x0 = x0
+        self.y0 = y0
+        self.x1 = x1
+        self.y1 = y1
+    }
     public var width: Int { x1 - x0 }
     public var height: Int { y1 - y0 }
 }
@@ -47,7 +52,9 @@ extension Image {
     /// Keras `load_img(target_size=(h, w), interpolation=…, keep_aspect_ratio=…)`:
     /// with `keepAspectRatio` the largest centred box of the target aspect is resized
     /// (Pillow box semantics), otherwise the whole image is stretched.
-    public func resizedLikeKeras(width outW: Int, height outH: Int, filter: ResizeFilter = .nearest, keepAspectRatio: Bool = false) throws -> Image {
+    public func resizedLikeKeras(width outW: Int, height outH: Int, filter: ResizeFilter = .nearest, keepAspectRatio: Bool = false) throws
+        -> Image
+    {
         let box = keepAspectRatio ? Image.kerasCentreCropBox(width: width, height: height, targetWidth: outW, targetHeight: outH) : nil
         return try resized(width: outW, height: outH, filter: filter, box: box)
     }
@@ -56,7 +63,8 @@ extension Image {
     public static func kerasCentreCropBox(width: Int, height: Int, targetWidth: Int, targetHeight: Int) -> PixelBox {
         let cropH = min(height, (width * targetHeight) / targetWidth)
         let cropW = min(width, (height * targetWidth) / targetHeight)
-        let y0 = (height - cropH) / 2, x0 = (width - cropW) / 2
+        let y0 = (height - cropH) / 2
+        let x0 = (width - cropW) / 2
         return PixelBox(x0: x0, y0: y0, x1: x0 + cropW, y1: y0 + cropH)
     }
 
@@ -65,7 +73,8 @@ extension Image {
         guard box.x0 >= 0, box.y0 >= 0, box.x1 <= width, box.y1 <= height, box.x0 <= box.x1, box.y0 <= box.y1 else {
             throw ImagingError.invalidArgument("crop box \(box) outside a \(width)x\(height) image")
         }
-        var out = [UInt8](); out.reserveCapacity(box.width * box.height * channels)
+        var out = [UInt8]()
+        out.reserveCapacity(box.width * box.height * channels)
         for y in box.y0..<box.y1 {
             let o = (y * width + box.x0) * channels
             out.append(contentsOf: pixels[o..<(o + box.width * channels)])
@@ -100,9 +109,11 @@ extension Image {
                     let yi = coord(yo)
                     yo += ay
                     guard yi >= 0 && yi < height else { continue }
-                    let row = yi * width * c, orow = y * outW * c
+                    let row = yi * width * c
+                    let orow = y * outW * c
                     for x in 0..<outW where xin[x] >= 0 {
-                        let s = row + xin[x] * c, d = orow + x * c
+                        let s = row + xin[x] * c
+                        let d = orow + x * c
                         for k in 0..<c { dst[d + k] = src[s + k] }
                     }
                 }
@@ -157,9 +168,12 @@ extension Image {
     }
 
     /// Horizontal pass: rows `r0..<r1` of `src` (width `srcW`) → `outW` × (r1 − r0).
-    private static func horizontalPass(_ src: [UInt8], srcW: Int, c: Int, rows r0: Int, _ r1: Int,
-                                       coeffs: (ksize: Int, bounds: [(Int, Int)], k: [Int32]), xShift: Int) -> [UInt8] {
-        let outW = coeffs.bounds.count, rows = r1 - r0
+    private static func horizontalPass(
+        _ src: [UInt8], srcW: Int, c: Int, rows r0: Int, _ r1: Int,
+        coeffs: (ksize: Int, bounds: [(Int, Int)], k: [Int32]), xShift: Int
+    ) -> [UInt8] {
+        let outW = coeffs.bounds.count
+        let rows = r1 - r0
         let half: Int32 = 1 << Int32(precisionBits - 1)
         var out = [UInt8](repeating: 0, count: outW * rows * c)
         var acc = [Int32](repeating: 0, count: c)
@@ -184,9 +198,12 @@ extension Image {
     }
 
     /// Vertical pass: columns `c0..<c1` of `src` (width `srcW`) → (c1 − c0) × outH; row bounds shifted by `yShift`.
-    private static func verticalPass(_ src: [UInt8], srcW: Int, c: Int, cols c0: Int, _ c1: Int,
-                                     coeffs: (ksize: Int, bounds: [(Int, Int)], k: [Int32]), yShift: Int) -> [UInt8] {
-        let outH = coeffs.bounds.count, w = c1 - c0
+    private static func verticalPass(
+        _ src: [UInt8], srcW: Int, c: Int, cols c0: Int, _ c1: Int,
+        coeffs: (ksize: Int, bounds: [(Int, Int)], k: [Int32]), yShift: Int
+    ) -> [UInt8] {
+        let outH = coeffs.bounds.count
+        let w = c1 - c0
         let half: Int32 = 1 << Int32(precisionBits - 1)
         var out = [UInt8](repeating: 0, count: w * outH * c)
         var acc = [Int32](repeating: 0, count: c)
@@ -237,13 +254,16 @@ extension Image {
         let needV = outH != height || b.y0 != 0 || b.y1 != outH
         let hor = Image.coefficients(inSize: width, in0: b.x0, in1: b.x1, outSize: outW)
         let vert = Image.coefficients(inSize: height, in0: b.y0, in1: b.y1, outSize: outH)
-        let yFirst = vert.bounds[0].0, yLast = vert.bounds[outH - 1].0 + vert.bounds[outH - 1].1
-        let xFirst = hor.bounds[0].0, xLast = hor.bounds[outW - 1].0 + hor.bounds[outW - 1].1
+        let yFirst = vert.bounds[0].0
+        let yLast = vert.bounds[outH - 1].0 + vert.bounds[outH - 1].1
+        let xFirst = hor.bounds[0].0
+        let xLast = hor.bounds[outW - 1].0 + hor.bounds[outW - 1].1
         switch (needH, needV) {
         case (false, false):
             return self
         case (true, false):
-            return Image(unchecked: outW, height, c, Image.horizontalPass(pixels, srcW: width, c: c, rows: 0, height, coeffs: hor, xShift: 0))
+            return Image(
+                unchecked: outW, height, c, Image.horizontalPass(pixels, srcW: width, c: c, rows: 0, height, coeffs: hor, xShift: 0))
         case (false, true):
             return Image(unchecked: width, outH, c, Image.verticalPass(pixels, srcW: width, c: c, cols: 0, width, coeffs: vert, yShift: 0))
         case (true, true):
@@ -280,7 +300,8 @@ extension FloatImage {
                 return (max(Int(f), 0), min(Int(v.rounded(.up)), inSize - 1), v - f)
             }
         }
-        let xs = weights(width, outW), ys = weights(height, outH)
+        let xs = weights(width, outW)
+        let ys = weights(height, outH)
         let c = channels
         var out = [Float](repeating: 0, count: outW * outH * c)
         for y in 0..<outH {
@@ -288,8 +309,10 @@ extension FloatImage {
             for x in 0..<outW {
                 let (x0, x1, lx) = xs[x]
                 for k in 0..<c {
-                    let tl = values[(y0 * width + x0) * c + k], tr = values[(y0 * width + x1) * c + k]
-                    let bl = values[(y1 * width + x0) * c + k], br = values[(y1 * width + x1) * c + k]
+                    let tl = values[(y0 * width + x0) * c + k]
+                    let tr = values[(y0 * width + x1) * c + k]
+                    let bl = values[(y1 * width + x0) * c + k]
+                    let br = values[(y1 * width + x1) * c + k]
                     let top = tl + (tr - tl) * lx
                     let bottom = bl + (br - bl) * lx
                     out[(y * outW + x) * c + k] = top + (bottom - top) * ly

@@ -81,7 +81,8 @@ extension Image {
                 for col in 0..<PixelFont.glyphWidth where g[row] & (0b10000 >> UInt8(col)) != 0 {
                     for dy in 0..<scale {
                         for dx in 0..<scale {
-                            let px = penX + col * scale + dx, py = y + row * scale + dy
+                            let px = penX + col * scale + dx
+                            let py = y + row * scale + dy
                             guard px >= 0, py >= 0, px < width, py < height else { continue }
                             let o = (py * width + px) * channels
                             for k in 0..<channels { pixels[o + k] = colour.count == 1 ? colour[0] : colour[k] }

@@ -49,8 +49,12 @@ private final class Gate<T: Sendable>: Sendable {
     func finish(_ result: Result<T, any Error>) -> Bool {
         let (delivered, waiter): (Bool, CheckedContinuation<T, any Error>?) = state.withLock { state in
             switch state {
-            case .pending: state = .finished(result); return (true, nil)
-            case .waiting(let continuation): state = .consumed; return (true, continuation)
+            case .pending:
+                state = .finished(result)
+                return (true, nil)
+            case .waiting(let continuation):
+                state = .consumed
+                return (true, continuation)
             case .finished, .consumed: return (false, nil)
             }
         }
@@ -62,8 +66,12 @@ private final class Gate<T: Sendable>: Sendable {
         try await withCheckedThrowingContinuation { continuation in
             let ready: Result<T, any Error>? = state.withLock { state in
                 switch state {
-                case .pending: state = .waiting(continuation); return nil
-                case .finished(let result): state = .consumed; return result
+                case .pending:
+                    state = .waiting(continuation)
+                    return nil
+                case .finished(let result):
+                    state = .consumed
+                    return result
                 case .waiting, .consumed: preconditionFailure("Gate waited on twice")
                 }
             }

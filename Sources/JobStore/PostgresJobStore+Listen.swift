@@ -46,7 +46,8 @@ struct Listener: Sendable {
     }
 
     private func connect() async throws -> PostgresConnection {
-        let connectionConfiguration = self.connectionConfiguration, logger = self.logger
+        let connectionConfiguration = self.connectionConfiguration
+        let logger = self.logger
         return try await withDeadline(configuration.operationTimeout, "listen connect", discard: { try? await $0.close() }) {
             try await PostgresConnection.connect(
                 configuration: connectionConfiguration, id: Int.random(in: 1...Int.max), logger: logger

@@ -8,10 +8,13 @@ extension PostgresJobStore {
     /// failed/cancelled key queues it again under the same id; re-enqueueing a
     /// queued key at a more urgent priority raises its priority.
     public func enqueue(_ job: NewJob) async throws -> (job: JobRecord, outcome: EnqueueOutcome) {
-        let priority = job.priority.rawValue, maxAttempts = job.maxAttempts
+        let priority = job.priority.rawValue
+        let maxAttempts = job.maxAttempts
         // ON CONFLICT DO NOTHING: of concurrent identical inserts, one wins and
         // the others see its committed row below (READ COMMITTED re-reads).
-        let inserted = try await rows("enqueue", """
+        let inserted = try await rows(
+            "enqueue",
+            """
             WITH j AS (
                 INSERT INTO jobs (key, kind, request, model_digest, priority, max_attempts)
                 VALUES (\(job.key), \(job.kind), \(job.requestJSON)::jsonb, \(job.modelDigest), \(priority), \(maxAttempts))
@@ -23,7 +26,9 @@ extension PostgresJobStore {
         if let row = inserted.first { return (try JobRow.decode(row), .created) }
 
         // The row lock makes concurrent re-enqueues of a failed job requeue it once.
-        let requeued = try await rows("enqueue", """
+        let requeued = try await rows(
+            "enqueue",
+            """
             WITH j AS (
                 UPDATE jobs SET state = 'queued', kind = \(job.kind), request = \(job.requestJSON)::jsonb,
                     model_digest = \(job.modelDigest), priority = \(priority), max_attempts = \(maxAttempts),
@@ -38,7 +43,9 @@ extension PostgresJobStore {
         if let row = requeued.first { return (try JobRow.decode(row), .requeued) }
 
         // Only write when it changes something: duplicate enqueues are the common case.
-        let raised = try await rows("enqueue", """
+        let raised = try await rows(
+            "enqueue",
+            """
             UPDATE jobs AS j SET priority = \(priority)
             WHERE key = \(job.key) AND state = 'queued' AND priority > \(priority)
             RETURNING \(unescaped: JobRow.columns)
@@ -64,7 +71,9 @@ extension PostgresJobStore {
     /// A queued job is cancelled at once; a running one is flagged and its
     /// worker stops at its next step (see `CancelOutcome`).
     public func cancel(id: UUID) async throws -> CancelOutcome {
-        let changed = try await rows("cancel", """
+        let changed = try await rows(
+            "cancel",
+            """
             WITH j AS (
                 UPDATE jobs SET
                     state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
@@ -87,7 +96,9 @@ extension PostgresJobStore {
     /// was requested). Any process may call this, concurrently: SKIP LOCKED makes
     /// each expired job handled by exactly one reaper.
     public func reapExpiredLeases() async throws -> ReapReport {
-        let reaped = try await rows("reap", """
+        let reaped = try await rows(
+            "reap",
+            """
             WITH expired AS (
                 SELECT id FROM jobs
                 WHERE state = 'running' AND lease_expires_at < now()

@@ -16,8 +16,11 @@ extension PostgresJobStore {
     /// model), marks it running under `owner` until `lease` from now, and counts
     /// an attempt. Returns nil when nothing is queued.
     public func claim(modelDigests: [String]?, owner: String, lease: Duration) async throws -> JobRecord? {
-        let anyModel = modelDigests == nil, digests = modelDigests ?? []
-        return try await rows("claim", """
+        let anyModel = modelDigests == nil
+        let digests = modelDigests ?? []
+        return try await rows(
+            "claim",
+            """
             WITH next AS (
                 SELECT id FROM jobs
                 WHERE state = 'queued' AND (\(anyModel) OR model_digest = ANY(\(digests)))
@@ -33,31 +36,40 @@ extension PostgresJobStore {
                 RETURNING j.*
             )
             SELECT \(unescaped: JobRow.columns), \(unescaped: notify) FROM j
-            """).first.map(JobRow.decode)
+            """
+        ).first.map(JobRow.decode)
     }
 
     /// Extends the lease by the interval given at claim.
     @discardableResult
     public func renew(id: UUID, owner: String) async throws -> Lease {
-        try await leaseRow(id, try await rows("renew", """
-            UPDATE jobs SET lease_expires_at = now() + lease_interval
-            WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
-            RETURNING lease_expires_at, cancel_requested
-            """))
+        try await leaseRow(
+            id,
+            try await rows(
+                "renew",
+                """
+                UPDATE jobs SET lease_expires_at = now() + lease_interval
+                WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
+                RETURNING lease_expires_at, cancel_requested
+                """))
     }
 
     /// Records progress, renews the lease and tells the worker whether to stop.
     @discardableResult
     public func progress(id: UUID, owner: String, step: Int, steps: Int, loss: Double?) async throws -> Lease {
-        try await leaseRow(id, try await rows("progress", """
-            WITH j AS (
-                UPDATE jobs SET step = \(step), steps = \(steps), loss = \(loss),
-                    lease_expires_at = now() + lease_interval
-                WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
-                RETURNING *
-            )
-            SELECT j.lease_expires_at, j.cancel_requested, \(unescaped: notify) FROM j
-            """))
+        try await leaseRow(
+            id,
+            try await rows(
+                "progress",
+                """
+                WITH j AS (
+                    UPDATE jobs SET step = \(step), steps = \(steps), loss = \(loss),
+                        lease_expires_at = now() + lease_interval
+                    WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
+                    RETURNING *
+                )
+                SELECT j.lease_expires_at, j.cancel_requested, \(unescaped: notify) FROM j
+                """))
     }
 
     /// Stores `result` and marks the job done, atomically: nobody sees a done
@@ -65,57 +77,73 @@ extension PostgresJobStore {
     /// (content-addressed: same key, same bytes).
     public func complete(id: UUID, owner: String, result: StoredResult) async throws {
         let metadata = result.metadataJSON
-        try finished(id, try await rows("complete", """
-            WITH j AS (
-                UPDATE jobs SET state = 'done', finished_at = now(), lease_expires_at = NULL,
-                    result_key = \(result.key), error = NULL, step = GREATEST(step, steps)
-                WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
-                RETURNING *
-            ), stored AS (
-                INSERT INTO results (key, content_type, metadata, bytes)
-                SELECT \(result.key), \(result.contentType), \(metadata)::jsonb, \(result.bytes) FROM j
-                ON CONFLICT (key) DO NOTHING
-            )
-            SELECT j.id, \(unescaped: notify) FROM j
-            """))
+        try finished(
+            id,
+            try await rows(
+                "complete",
+                """
+                WITH j AS (
+                    UPDATE jobs SET state = 'done', finished_at = now(), lease_expires_at = NULL,
+                        result_key = \(result.key), error = NULL, step = GREATEST(step, steps)
+                    WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
+                    RETURNING *
+                ), stored AS (
+                    INSERT INTO results (key, content_type, metadata, bytes)
+                    SELECT \(result.key), \(result.contentType), \(metadata)::jsonb, \(result.bytes) FROM j
+                    ON CONFLICT (key) DO NOTHING
+                )
+                SELECT j.id, \(unescaped: notify) FROM j
+                """))
     }
 
     /// Marks the job failed for good with `reason`.
     public func fail(id: UUID, owner: String, reason: String) async throws {
-        try finished(id, try await rows("fail", """
-            WITH j AS (
-                UPDATE jobs SET state = 'failed', finished_at = now(), lease_expires_at = NULL, error = \(reason)
-                WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
-                RETURNING *
-            )
-            SELECT j.id, \(unescaped: notify) FROM j
-            """))
+        try finished(
+            id,
+            try await rows(
+                "fail",
+                """
+                WITH j AS (
+                    UPDATE jobs SET state = 'failed', finished_at = now(), lease_expires_at = NULL, error = \(reason)
+                    WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
+                    RETURNING *
+                )
+                SELECT j.id, \(unescaped: notify) FROM j
+                """))
     }
 
     /// The owner gives a running job back unfinished (it is shutting down): the job is
     /// queued again at once for another worker, and this attempt is not counted.
     public func release(id: UUID, owner: String) async throws {
-        try finished(id, try await rows("release", """
-            WITH j AS (
-                UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                       attempts = greatest(attempts - 1, 0), step = 0
-                WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
-                RETURNING *
-            )
-            SELECT j.id, \(unescaped: notify) FROM j
-            """))
+        try finished(
+            id,
+            try await rows(
+                "release",
+                """
+                WITH j AS (
+                    UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                           attempts = greatest(attempts - 1, 0), step = 0
+                    WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
+                    RETURNING *
+                )
+                SELECT j.id, \(unescaped: notify) FROM j
+                """))
     }
 
     /// The worker saw `cancelRequested` and stopped: the job becomes cancelled.
     public func acknowledgeCancel(id: UUID, owner: String) async throws {
-        try finished(id, try await rows("acknowledge cancel", """
-            WITH j AS (
-                UPDATE jobs SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL
-                WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
-                RETURNING *
-            )
-            SELECT j.id, \(unescaped: notify) FROM j
-            """))
+        try finished(
+            id,
+            try await rows(
+                "acknowledge cancel",
+                """
+                WITH j AS (
+                    UPDATE jobs SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL
+                    WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
+                    RETURNING *
+                )
+                SELECT j.id, \(unescaped: notify) FROM j
+                """))
     }
 
     private func leaseRow(_ id: UUID, _ rows: [PostgresRow]) throws -> Lease {

@@ -98,7 +98,8 @@ public final class PostgresJobStore: Sendable {
     /// every process at start.
     @discardableResult
     public func migrate() async throws -> Int {
-        let client = self.client, logger = self.logger
+        let client = self.client
+        let logger = self.logger
         return try await withDeadline(configuration.operationTimeout * 6, "migrate") {
             try await client.withConnection { connection in
                 try await Schema.migrate(connection, logger: logger)
@@ -109,7 +110,8 @@ public final class PostgresJobStore: Sendable {
     /// Runs one statement within the operation timeout and collects its rows.
     /// Single statements are atomic, so no call here needs an explicit transaction.
     func rows(_ what: String, _ query: PostgresQuery) async throws -> [PostgresRow] {
-        let client = self.client, logger = self.logger
+        let client = self.client
+        let logger = self.logger
         return try await withDeadline(configuration.operationTimeout, what) {
             try await client.query(query, logger: logger).collect()
         }

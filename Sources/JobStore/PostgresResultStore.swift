@@ -40,18 +40,26 @@ public final class PostgresResultStore: Sendable {
     @discardableResult
     public func put(_ result: StoredResult) async throws -> Bool {
         let metadata = result.metadataJSON
-        return try await !query("put result", """
+        return try await !query(
+            "put result",
+            """
             INSERT INTO results (key, content_type, metadata, bytes)
             VALUES (\(result.key), \(result.contentType), \(metadata)::jsonb, \(result.bytes))
             ON CONFLICT (key) DO NOTHING
             RETURNING key
-            """).isEmpty
+            """
+        ).isEmpty
     }
 
     public func get(key: String) async throws -> StoredResult? {
-        guard let row = try await query("get result", """
-            SELECT key, content_type, metadata::text, bytes, created_at FROM results WHERE key = \(key)
-            """).first else { return nil }
+        guard
+            let row = try await query(
+                "get result",
+                """
+                SELECT key, content_type, metadata::text, bytes, created_at FROM results WHERE key = \(key)
+                """
+            ).first
+        else { return nil }
         let (key, contentType, metadata, bytes, createdAt) = try row.decode((String, String, String, ByteBuffer, Date).self)
         return StoredResult(key: key, contentType: contentType, metadataJSON: metadata, bytes: bytes, createdAt: createdAt)
     }
@@ -62,7 +70,8 @@ public final class PostgresResultStore: Sendable {
     }
 
     private func query(_ what: String, _ query: PostgresQuery) async throws -> [PostgresRow] {
-        let client = self.client, logger = self.logger
+        let client = self.client
+        let logger = self.logger
         return try await withDeadline(configuration.operationTimeout, what) {
             try await client.query(query, logger: logger).collect()
         }

@@ -7,7 +7,7 @@ import PostgresNIO
 enum Schema {
     /// Arbitrary constant all ConvLens processes use for pg_advisory_xact_lock,
     /// so concurrent starts run migrations one at a time.
-    static let advisoryLockKey: Int64 = 0x436F_6E76_4C65_6E73 // "ConvLens"
+    static let advisoryLockKey: Int64 = 0x436F_6E76_4C65_6E73  // "ConvLens"
 
     static let migrations: [[String]] = [
         // 1: jobs and results.
@@ -53,7 +53,7 @@ enum Schema {
                 created_at   timestamptz NOT NULL DEFAULT now()
             )
             """,
-        ],
+        ]
     ]
 
     static var latestVersion: Int { migrations.count }
@@ -65,7 +65,8 @@ enum Schema {
         try await connection.query("BEGIN", logger: logger)
         do {
             try await connection.query("SELECT pg_advisory_xact_lock(\(advisoryLockKey))", logger: logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 CREATE TABLE IF NOT EXISTS convlens_schema_version (
                     version    int PRIMARY KEY,
                     applied_at timestamptz NOT NULL DEFAULT now()

@@ -54,8 +54,9 @@ final class GraphBuilder {
         }
         let network: Network
         do {
-            network = try Network(nodes: nodes, outputNode: outputNode, layerIndex: layerIndex,
-                                  preActivationIndex: preActivationIndex)
+            network = try Network(
+                nodes: nodes, outputNode: outputNode, layerIndex: layerIndex,
+                preActivationIndex: preActivationIndex)
         } catch {
             throw KerasFormatError.invalidFile("cannot assemble the network: \(error)")
         }
@@ -93,13 +94,16 @@ final class GraphBuilder {
             let display = displayName(inputName, path: path)
             if layerIndex[display] == nil { layerIndex[display] = input }
             if path.isEmpty {
-                summaries[display] = LayerSummary(name: inputName, className: "InputLayer", outputShape: model.inputShape,
-                                                  parameterCount: 0, nodeId: input)
+                summaries[display] = LayerSummary(
+                    name: inputName, className: "InputLayer", outputShape: model.inputShape,
+                    parameterCount: 0, nodeId: input)
             } else {
                 let given = nodes[input].outputShape
                 guard given.count == model.inputShape.count,
-                      zip(given, model.inputShape).allSatisfy({ $0 == $1 || $1 == -1 || $0 == -1 }) else {
-                    throw KerasFormatError.invalidLayer(layer: model.name, className: model.className,
+                    zip(given, model.inputShape).allSatisfy({ $0 == $1 || $1 == -1 || $0 == -1 })
+                else {
+                    throw KerasFormatError.invalidLayer(
+                        layer: model.name, className: model.className,
                         detail: "nested model expects input \(model.inputShape), gets \(given)")
                 }
             }
@@ -108,7 +112,11 @@ final class GraphBuilder {
         // Every call of every layer, resolved once its inputs exist. Config order
         // is topological for single-call layers; a shared layer's later calls may
         // need layers listed after it, hence the passes.
-        struct Call { let layer: LayerSpec; let index: Int; let call: LayerCall }
+        struct Call {
+            let layer: LayerSpec
+            let index: Int
+            let call: LayerCall
+        }
         var pending: [Call] = []
         for layer in model.layers where layer.className != "InputLayer" {
             for (k, call) in layer.calls.enumerated() { pending.append(Call(layer: layer, index: k, call: call)) }
@@ -127,16 +135,24 @@ final class GraphBuilder {
                 var ready = true
                 for ref in call.call.inputs {
                     guard byName[ref.layer] != nil else {
-                        throw KerasFormatError.invalidFile("layer '\(call.layer.name)' takes its input from an unknown layer '\(ref.layer)'")
+                        throw KerasFormatError.invalidFile(
+                            "layer '\(call.layer.name)' takes its input from an unknown layer '\(ref.layer)'")
                     }
                     guard ref.tensor == 0 else {
                         throw KerasFormatError.unsupportedModel(
-                            "layer '\(call.layer.name)' uses output \(ref.tensor) of '\(ref.layer)'; layers with several outputs are not supported")
+                            "layer '\(call.layer.name)' uses output \(ref.tensor) of '\(ref.layer)'; layers with several outputs are not supported"
+                        )
                     }
-                    guard let id = callOutputs[ref.layer]?[ref.node] else { ready = false; break }
+                    guard let id = callOutputs[ref.layer]?[ref.node] else {
+                        ready = false
+                        break
+                    }
                     inputIds.append(id)
                 }
-                if !ready { stillPending.append(call); continue }
+                if !ready {
+                    stillPending.append(call)
+                    continue
+                }
                 var operands = call.call.operands
                 if inputIds.isEmpty {
                     inputIds = [input]
@@ -169,8 +185,10 @@ final class GraphBuilder {
     }
 
     /// Builds one call of one layer (or nested model); returns its output node.
-    private func buildCall(_ layer: LayerSpec, index: Int, inputs inputIds: [Int], operands: [CallOperand],
-                           path: [String]) throws -> Int {
+    private func buildCall(
+        _ layer: LayerSpec, index: Int, inputs inputIds: [Int], operands: [CallOperand],
+        path: [String]
+    ) throws -> Int {
         let display = displayName(layer.name, path: path)
         let nodeName = index == 0 ? display : "\(display)@\(index)"
         let treePath = (path + [layer.name]).joined(separator: "/")
@@ -181,16 +199,18 @@ final class GraphBuilder {
                     "nested model '\(layer.name)' is called \(layer.calls.count) times; only single calls of nested models are supported")
             }
             guard inputIds.count == 1 else {
-                throw KerasFormatError.unsupportedModel("nested model '\(layer.name)' takes \(inputIds.count) inputs; only one is supported")
+                throw KerasFormatError.unsupportedModel(
+                    "nested model '\(layer.name)' takes \(inputIds.count) inputs; only one is supported")
             }
             let first = nodes.count
             let out = try buildModel(nested, path: path + [layer.name], input: inputIds[0])
             layerIndex[display] = out
             layerIndex[treePath] = out
             let params = nodes[first...].reduce(0) { $0 + ($1.layer?.parameterCount ?? 0) }
-            summaries[display] = LayerSummary(name: display, className: layer.className,
-                                              outputShape: nodes[out].outputShape, parameterCount: params, nodeId: out,
-                                              path: treePath, depth: path.count)
+            summaries[display] = LayerSummary(
+                name: display, className: layer.className,
+                outputShape: nodes[out].outputShape, parameterCount: params, nodeId: out,
+                path: treePath, depth: path.count)
             return out
         }
 

@@ -53,8 +53,9 @@ final class HDF5File {
     /// Opens `url` read-only.
     init(url: URL) throws {
         convlens_h5_silence_errors()
-        handle = try H5ID(H5Fopen(url.path, convlens_H5F_ACC_RDONLY(), convlens_H5P_DEFAULT()),
-                          call: "H5Fopen", close: H5Fclose)
+        handle = try H5ID(
+            H5Fopen(url.path, convlens_H5F_ACC_RDONLY(), convlens_H5P_DEFAULT()),
+            call: "H5Fopen", close: H5Fclose)
     }
 
     var root: HDF5Group {
@@ -82,8 +83,9 @@ extension HDF5Object {
     /// Reads an attribute: strings (fixed- or variable-length) or numbers (any
     /// integer or float type, converted to Double), scalar or 1-D.
     func attribute(_ name: String) throws -> HDF5AttributeValue {
-        let attr = try H5ID(H5Aopen(handle.id, name, convlens_H5P_DEFAULT()),
-                            call: "H5Aopen(\(path) @\(name))", close: H5Aclose)
+        let attr = try H5ID(
+            H5Aopen(handle.id, name, convlens_H5P_DEFAULT()),
+            call: "H5Aopen(\(path) @\(name))", close: H5Aclose)
         let type = try H5ID(H5Aget_type(attr.id), call: "H5Aget_type", close: H5Tclose)
         let space = try H5ID(H5Aget_space(attr.id), call: "H5Aget_space", close: H5Sclose)
         let rank = try h5check(H5Sget_simple_extent_ndims(space.id), "H5Sget_simple_extent_ndims")
@@ -102,7 +104,8 @@ extension HDF5Object {
             }
             return .numbers(values, scalar: scalar)
         default:
-            throw KerasFormatError.invalidFile("HDF5 attribute '\(name)' of '\(path)' has an unsupported type (class \(typeClass.rawValue))")
+            throw KerasFormatError.invalidFile(
+                "HDF5 attribute '\(name)' of '\(path)' has an unsupported type (class \(typeClass.rawValue))")
         }
     }
 
@@ -171,8 +174,9 @@ final class HDF5Group: HDF5Object {
     fileprivate init(file: HDF5File, parent: hid_t, path: String, relative: String? = nil) throws {
         self.file = file
         self.path = path
-        handle = try H5ID(H5Gopen2(parent, relative ?? path, convlens_H5P_DEFAULT()),
-                          call: "H5Gopen2(\(path))", close: H5Gclose)
+        handle = try H5ID(
+            H5Gopen2(parent, relative ?? path, convlens_H5P_DEFAULT()),
+            call: "H5Gopen2(\(path))", close: H5Gclose)
     }
 
     private func childPath(_ name: String) -> String {
@@ -204,11 +208,15 @@ final class HDF5Group: HDF5Object {
         try h5check(H5Gget_info(handle.id, &info), "H5Gget_info(\(path))")
         var names: [String] = []
         for i in 0..<info.nlinks {
-            let len = try h5check(H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0,
-                                                     convlens_H5P_DEFAULT()), "H5Lget_name_by_idx(\(path))")
+            let len = try h5check(
+                H5Lget_name_by_idx(
+                    handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0,
+                    convlens_H5P_DEFAULT()), "H5Lget_name_by_idx(\(path))")
             var buf = [CChar](repeating: 0, count: Int(len) + 1)
-            try h5check(H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, buf.count,
-                                           convlens_H5P_DEFAULT()), "H5Lget_name_by_idx(\(path))")
+            try h5check(
+                H5Lget_name_by_idx(
+                    handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, buf.count,
+                    convlens_H5P_DEFAULT()), "H5Lget_name_by_idx(\(path))")
             names.append(String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return names
@@ -239,8 +247,10 @@ final class HDF5Group: HDF5Object {
         var scalars = [Float](repeating: 0, count: count)
         if count > 0 {
             try scalars.withUnsafeMutableBytes { buf in
-                _ = try h5check(H5Dread(ds.id, convlens_H5T_NATIVE_FLOAT(), convlens_H5S_ALL(), convlens_H5S_ALL(),
-                                    convlens_H5P_DEFAULT(), buf.baseAddress), "H5Dread(\(where_))")
+                _ = try h5check(
+                    H5Dread(
+                        ds.id, convlens_H5T_NATIVE_FLOAT(), convlens_H5S_ALL(), convlens_H5S_ALL(),
+                        convlens_H5P_DEFAULT(), buf.baseAddress), "H5Dread(\(where_))")
             }
         }
         return Tensor(shape: shape, scalars: scalars)

@@ -31,11 +31,26 @@ enum JSON: Equatable, Sendable {
     }
 
     var isNull: Bool { self == .null }
-    var string: String? { if case .string(let s) = self { return s }; return nil }
-    var array: [JSON]? { if case .array(let a) = self { return a }; return nil }
-    var object: [String: JSON]? { if case .object(let o) = self { return o }; return nil }
-    var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
-    var double: Double? { if case .number(let d) = self { return d }; return nil }
+    var string: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+    var array: [JSON]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+    var object: [String: JSON]? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+    var bool: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+    var double: Double? {
+        if case .number(let d) = self { return d }
+        return nil
+    }
     /// An exactly integral number.
     var int: Int? {
         if case .number(let d) = self, d.rounded() == d, abs(d) < 1e15 { return Int(d) }
@@ -59,12 +74,30 @@ enum JSON: Equatable, Sendable {
 extension JSON: Decodable {
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null; return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let d = try? c.decode(Double.self) { self = .number(d); return }
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let a = try? c.decode([JSON].self) { self = .array(a); return }
-        if let o = try? c.decode([String: JSON].self) { self = .object(o); return }
+        if c.decodeNil() {
+            self = .null
+            return
+        }
+        if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+            return
+        }
+        if let d = try? c.decode(Double.self) {
+            self = .number(d)
+            return
+        }
+        if let s = try? c.decode(String.self) {
+            self = .string(s)
+            return
+        }
+        if let a = try? c.decode([JSON].self) {
+            self = .array(a)
+            return
+        }
+        if let o = try? c.decode([String: JSON].self) {
+            self = .object(o)
+            return
+        }
         throw DecodingError.dataCorruptedError(in: c, debugDescription: "unrecognised JSON value")
     }
 }

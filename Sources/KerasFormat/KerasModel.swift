@@ -32,8 +32,10 @@ public struct LayerSummary: Sendable, Codable, Equatable {
     /// How many nested models the layer is inside (0 at the top level).
     public let depth: Int
 
-    public init(name: String, className: String, outputShape: [Int], parameterCount: Int, nodeId: Int,
-                path: String? = nil, depth: Int = 0) {
+    public init(
+        name: String, className: String, outputShape: [Int], parameterCount: Int, nodeId: Int,
+        path: String? = nil, depth: Int = 0
+    ) {
         self.name = name
         self.className = className
         self.outputShape = outputShape
@@ -87,9 +89,10 @@ public struct KerasModel: Sendable {
     public static func isModelClass(_ className: String) -> Bool { ModelSpec.modelClasses.contains(className) }
 
     public var summary: ModelSummary {
-        ModelSummary(name: name, format: format, kerasVersion: kerasVersion, inputShape: network.inputShape,
-                     outputShape: network.outputShape, parameterCount: parameterCount, logitsNode: logitsNode,
-                     layers: layers)
+        ModelSummary(
+            name: name, format: format, kerasVersion: kerasVersion, inputShape: network.inputShape,
+            outputShape: network.outputShape, parameterCount: parameterCount, logitsNode: logitsNode,
+            layers: layers)
     }
 
     /// Loads a Keras 2 or Keras 3 `.h5` model or a Keras 3 `.keras` zip.
@@ -102,7 +105,8 @@ public struct KerasModel: Sendable {
         let path = url.path
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw KerasFormatError.unreadable(path: path,
+            throw KerasFormatError.unreadable(
+                path: path,
                 detail: "it is a directory (a TensorFlow SavedModel?); save the model with model.save(\"m.keras\") or model.save(\"m.h5\")")
         }
         let header: Data
@@ -204,7 +208,8 @@ public struct KerasModel: Sendable {
 
         guard let weightsEntry = archive["model.weights.h5"] else {
             if archive["model.weights.json"] != nil {
-                throw KerasFormatError.invalidFile("'\(url.lastPathComponent)' stores sharded weights (model.weights.json), which are not supported")
+                throw KerasFormatError.invalidFile(
+                    "'\(url.lastPathComponent)' stores sharded weights (model.weights.json), which are not supported")
             }
             throw KerasFormatError.invalidFile("'\(url.lastPathComponent)' has no model.weights.h5")
         }
@@ -223,7 +228,8 @@ public struct KerasModel: Sendable {
         } catch let error as Archive.ArchiveError {
             throw KerasFormatError.truncated(path: url.path, detail: "cannot extract model.weights.h5 (\(error))")
         } catch {
-            throw KerasFormatError.unreadable(path: url.path,
+            throw KerasFormatError.unreadable(
+                path: url.path,
                 detail: "cannot extract model.weights.h5 to \(temp.path): \(error.localizedDescription)")
         }
         return try hdf5Lock.withLock {
@@ -232,8 +238,10 @@ public struct KerasModel: Sendable {
     }
 
     /// Separate so every HDF5 handle of the temporary file is closed before it is removed.
-    private static func loadZipWeights(temp: URL, spec: ModelSpec, version: String?, registry: LayerRegistry,
-                                       zipPath: String) throws -> KerasModel {
+    private static func loadZipWeights(
+        temp: URL, spec: ModelSpec, version: String?, registry: LayerRegistry,
+        zipPath: String
+    ) throws -> KerasModel {
         let file: HDF5File
         do {
             file = try HDF5File(url: temp)
@@ -246,8 +254,10 @@ public struct KerasModel: Sendable {
 
     // MARK: - assembly
 
-    static func assemble(spec: ModelSpec, store: WeightStore, format: KerasFileFormat, version: String?,
-                                 registry: LayerRegistry) throws -> KerasModel {
+    static func assemble(
+        spec: ModelSpec, store: WeightStore, format: KerasFileFormat, version: String?,
+        registry: LayerRegistry
+    ) throws -> KerasModel {
         // A .keras zip is always Keras 3; a legacy HDF5 file says which Keras wrote it
         // (files without a version predate Keras 3).
         let major = format == .kerasZip ? 3 : (version?.split(separator: ".").first.flatMap { Int($0) } ?? 2)
@@ -257,8 +267,9 @@ public struct KerasModel: Sendable {
         if let act = network.nodes[network.outputNode].layer as? Activation, act.function == .softmax {
             logits = network.nodes[network.outputNode].inputs.first
         }
-        return KerasModel(network: network, name: spec.name, format: format, kerasVersion: version,
-                          layers: result.layers, logitsNode: logits)
+        return KerasModel(
+            network: network, name: spec.name, format: format, kerasVersion: version,
+            layers: result.layers, logitsNode: logits)
     }
 
     // MARK: - summary text
@@ -273,8 +284,11 @@ public struct KerasModel: Sendable {
         // A nested model's layers are indented under it, by their own names
         // (their paths, e.g. `vgg16/block5_conv3`, address them anywhere).
         var rows = layers.map {
-            [String(repeating: "  ", count: $0.depth) + ($0.depth > 0 ? ($0.path.split(separator: "/").last.map(String.init) ?? $0.name) : $0.name),
-             $0.className, shape($0.outputShape), String($0.parameterCount), String($0.nodeId), $0.isSpatial ? "yes" : ""]
+            [
+                String(repeating: "  ", count: $0.depth)
+                    + ($0.depth > 0 ? ($0.path.split(separator: "/").last.map(String.init) ?? $0.name) : $0.name),
+                $0.className, shape($0.outputShape), String($0.parameterCount), String($0.nodeId), $0.isSpatial ? "yes" : "",
+            ]
         }
         rows.insert(header, at: 0)
         let widths = (0..<header.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
@@ -289,8 +303,9 @@ public struct KerasModel: Sendable {
         var out = ["Model '\(name)' (\(format.rawValue)\(kerasVersion.map { ", Keras \($0)" } ?? ""))", line(rows[0]), rule]
         out += rows.dropFirst().map(line)
         out.append(rule)
-        out.append("Input \(shape(network.inputShape)) → output \(shape(network.outputShape)); \(parameterCount) parameters"
-                   + (logitsNode.map { "; logits at node \($0)" } ?? ""))
+        out.append(
+            "Input \(shape(network.inputShape)) → output \(shape(network.outputShape)); \(parameterCount) parameters"
+                + (logitsNode.map { "; logits at node \($0)" } ?? ""))
         return out.joined(separator: "\n") + "\n"
     }
 }

@@ -227,7 +227,9 @@ struct LayerContext {
             }
         case .ordered(let list):
             guard list.count == wanted.count else {
-                throw invalid("the file stores \(list.count) variables, this configuration has \(wanted.count) (\(wanted.map(\.name).joined(separator: ", ")))")
+                throw invalid(
+                    "the file stores \(list.count) variables, this configuration has \(wanted.count) (\(wanted.map(\.name).joined(separator: ", ")))"
+                )
             }
             for (spec, tensor) in zip(wanted, list) { result[spec.name] = tensor }
         }

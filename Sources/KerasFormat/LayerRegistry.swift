@@ -55,8 +55,10 @@ struct LayerRegistry: Sendable {
         r.register("Reshape", buildReshape)
         r.register("Cropping2D", buildCropping2D)
         r.register("TFOpLambda", buildTFOpLambda)
-        for (cls, op) in [("Add", BinaryOperation.add), ("Subtract", .subtract), ("Multiply", .multiply),
-                          ("Divide", .divide), ("TrueDivide", .divide)] {
+        for (cls, op) in [
+            ("Add", BinaryOperation.add), ("Subtract", .subtract), ("Multiply", .multiply),
+            ("Divide", .divide), ("TrueDivide", .divide),
+        ] {
             r.register(operationKey(cls)) { try buildBinaryOperation($0, op) }
         }
         r.register("Flatten", buildFlatten)
@@ -65,8 +67,10 @@ struct LayerRegistry: Sendable {
         r.register("Multiply", buildMultiply)
         r.register("Concatenate", buildConcatenate)
         // Layers that only act in training: the identity at inference.
-        for cls in ["Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                    "ActivityRegularization", "Identity", "StochasticDepth"] {
+        for cls in [
+            "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+            "ActivityRegularization", "Identity", "StochasticDepth",
+        ] {
             r.register(cls, buildInferenceIdentity)
         }
         return r
@@ -126,8 +130,9 @@ private func buildConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
     let cin = input[2] > 0 ? input[2] : (kernel.rank == 4 ? kernel.shape[2] : -1)
     try ctx.checkShape(kernel, "kernel", o.kernelSize + [cin, filters])
     if let b = v["bias"] { try ctx.checkShape(b, "bias", [filters]) }
-    let op = Conv2D(name: ctx.nodeName, kernel: kernel, bias: v["bias"], strides: o.strides, padding: o.padding,
-                    dilation: o.dilation)
+    let op = Conv2D(
+        name: ctx.nodeName, kernel: kernel, bias: v["bias"], strides: o.strides, padding: o.padding,
+        dilation: o.dilation)
     return ctx.withActivation(op, o.activation)
 }
 
@@ -140,8 +145,9 @@ private func buildGroupedAsDepthwise(_ ctx: LayerContext, multiplier: Int) throw
     let kernel = v["kernel"]!
     try ctx.checkShape(kernel, "kernel", o.kernelSize + [1, cin * multiplier])
     if let b = v["bias"] { try ctx.checkShape(b, "bias", [cin * multiplier]) }
-    let op = DepthwiseConv2D(name: ctx.nodeName, kernel: kernel.reshaped(o.kernelSize + [cin, multiplier]), bias: v["bias"],
-                             strides: o.strides, padding: o.padding, dilation: o.dilation)
+    let op = DepthwiseConv2D(
+        name: ctx.nodeName, kernel: kernel.reshaped(o.kernelSize + [cin, multiplier]), bias: v["bias"],
+        strides: o.strides, padding: o.padding, dilation: o.dilation)
     return ctx.withActivation(op, o.activation)
 }
 
@@ -149,14 +155,17 @@ private func buildDepthwiseConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
     let multiplier = try ctx.int("depth_multiplier", default: 1)
     let o = try ConvolutionOptions(ctx)
     let input = try spatialInput(ctx)
-    let v = try ctx.variables([VariableSpec(name: "kernel", aliases: ["depthwise_kernel"]),
-                               VariableSpec(name: "bias", present: o.useBias)])
+    let v = try ctx.variables([
+        VariableSpec(name: "kernel", aliases: ["depthwise_kernel"]),
+        VariableSpec(name: "bias", present: o.useBias),
+    ])
     let kernel = v["kernel"]!
     let cin = input[2] > 0 ? input[2] : (kernel.rank == 4 ? kernel.shape[2] : -1)
     try ctx.checkShape(kernel, "depthwise kernel", o.kernelSize + [cin, multiplier])
     if let b = v["bias"] { try ctx.checkShape(b, "bias", [cin * multiplier]) }
-    let op = DepthwiseConv2D(name: ctx.nodeName, kernel: kernel, bias: v["bias"], strides: o.strides,
-                             padding: o.padding, dilation: o.dilation)
+    let op = DepthwiseConv2D(
+        name: ctx.nodeName, kernel: kernel, bias: v["bias"], strides: o.strides,
+        padding: o.padding, dilation: o.dilation)
     return ctx.withActivation(op, o.activation)
 }
 
@@ -193,9 +202,12 @@ private func buildBatchNormalization(_ ctx: LayerContext) throws -> BuiltLayer {
     for key in ["gamma", "beta", "moving_mean", "moving_variance"] {
         if let t = v[key] { try ctx.checkShape(t, key, [c]) }
     }
-    return BuiltLayer([BatchNormalization(name: ctx.nodeName, gamma: v["gamma"], beta: v["beta"],
-                                          movingMean: v["moving_mean"]!, movingVariance: v["moving_variance"]!,
-                                          epsilon: epsilon)])
+    return BuiltLayer([
+        BatchNormalization(
+            name: ctx.nodeName, gamma: v["gamma"], beta: v["beta"],
+            movingMean: v["moving_mean"]!, movingVariance: v["moving_variance"]!,
+            epsilon: epsilon)
+    ])
 }
 
 /// Softmax only over the last axis.
@@ -220,9 +232,12 @@ private func buildReLU(_ ctx: LayerContext) throws -> BuiltLayer {
     let threshold = try ctx.float("threshold", default: 0)
     if let m = maxValue, m < 0 { throw ctx.invalid("max_value=\(m) is negative") }
     try ctx.expectNoVariables()
-    return BuiltLayer([Activation(name: ctx.nodeName,
-                                  function: .relu(maxValue: maxValue, negativeSlope: slope, threshold: threshold),
-                                  kind: "ReLU")])
+    return BuiltLayer([
+        Activation(
+            name: ctx.nodeName,
+            function: .relu(maxValue: maxValue, negativeSlope: slope, threshold: threshold),
+            kind: "ReLU")
+    ])
 }
 
 private func buildLeakyReLU(_ ctx: LayerContext) throws -> BuiltLayer {
@@ -252,7 +267,8 @@ private func buildPooling(_ ctx: LayerContext, max: Bool) throws -> BuiltLayer {
     let pool = try ctx.pair("pool_size", default: [2, 2])
     let strides = try ctx.pair("strides", default: pool)
     let padding = try ctx.padding()
-    let op: any Layer = max
+    let op: any Layer =
+        max
         ? MaxPooling2D(name: ctx.nodeName, poolSize: pool, strides: strides, padding: padding)
         : AveragePooling2D(name: ctx.nodeName, poolSize: pool, strides: strides, padding: padding)
     try ctx.expectNoVariables()
@@ -296,7 +312,9 @@ private func requireLastAxis(_ ctx: LayerContext, default def: Int = -1) throws 
     var axes: [Int] = [def]
     if let a = ctx.value("axis") {
         if let i = a.int { axes = [i] } else if let list = a.array { axes = list.compactMap(\.int) } else { axes = [] }
-        guard !axes.isEmpty, axes.count == (a.array?.count ?? 1) else { throw ctx.invalid("'axis' is not an integer or a list of integers: \(a.compact)") }
+        guard !axes.isEmpty, axes.count == (a.array?.count ?? 1) else {
+            throw ctx.invalid("'axis' is not an integer or a list of integers: \(a.compact)")
+        }
     }
     guard axes.count == 1, axes[0] == -1 || axes[0] == rank - 1 else {
         throw ctx.unsupported("axis=\(ctx.value("axis")?.compact ?? "?") (only the last axis, -1 or \(rank - 1), is supported)")
@@ -319,7 +337,8 @@ private func buildRescaling(_ ctx: LayerContext) throws -> BuiltLayer {
 private func buildNormalization(_ ctx: LayerContext) throws -> BuiltLayer {
     try requireLastAxis(ctx)
     if try ctx.bool("invert", default: false) { throw ctx.unsupported("invert=true") }
-    var mean: [Float], variance: [Float]
+    var mean: [Float]
+    var variance: [Float]
     if ctx.value("mean") != nil || ctx.value("variance") != nil {
         guard ctx.value("mean") != nil, ctx.value("variance") != nil else {
             throw ctx.invalid("gives only one of mean and variance")
@@ -385,16 +404,20 @@ private func buildSeparableConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
     let multiplier = try ctx.int("depth_multiplier", default: 1)
     let o = try ConvolutionOptions(ctx)
     let input = try spatialInput(ctx)
-    let v = try ctx.variables([VariableSpec(name: "depthwise_kernel"), VariableSpec(name: "pointwise_kernel"),
-                               VariableSpec(name: "bias", present: o.useBias)])
-    let depthwise = v["depthwise_kernel"]!, pointwise = v["pointwise_kernel"]!
+    let v = try ctx.variables([
+        VariableSpec(name: "depthwise_kernel"), VariableSpec(name: "pointwise_kernel"),
+        VariableSpec(name: "bias", present: o.useBias),
+    ])
+    let depthwise = v["depthwise_kernel"]!
+    let pointwise = v["pointwise_kernel"]!
     let cin = input[2] > 0 ? input[2] : (depthwise.rank == 4 ? depthwise.shape[2] : -1)
     try ctx.checkShape(depthwise, "depthwise kernel", o.kernelSize + [cin, multiplier])
     try ctx.checkShape(pointwise, "pointwise kernel", [1, 1, cin * multiplier, filters])
     if let b = v["bias"] { try ctx.checkShape(b, "bias", [filters]) }
     let ops: [any Layer] = [
-        DepthwiseConv2D(name: ctx.nodeName + "/depthwise", kernel: depthwise, bias: nil, strides: o.strides,
-                        padding: o.padding, dilation: o.dilation),
+        DepthwiseConv2D(
+            name: ctx.nodeName + "/depthwise", kernel: depthwise, bias: nil, strides: o.strides,
+            padding: o.padding, dilation: o.dilation),
         Conv2D(name: ctx.nodeName, kernel: pointwise, bias: v["bias"], strides: [1, 1], padding: .valid, dilation: [1, 1]),
     ]
     if o.activation == .linear { return BuiltLayer(ops) }
@@ -405,8 +428,13 @@ private func buildPReLU(_ ctx: LayerContext) throws -> BuiltLayer {
     let input = try ctx.singleInputShape()
     var shared: [Int] = []
     if let a = ctx.value("shared_axes") {
-        if let i = a.int { shared = [i] } else if let list = a.array, list.allSatisfy({ $0.int != nil }) { shared = list.map { $0.int! } }
-        else { throw ctx.invalid("'shared_axes' is not a list of integers: \(a.compact)") }
+        if let i = a.int {
+            shared = [i]
+        } else if let list = a.array, list.allSatisfy({ $0.int != nil }) {
+            shared = list.map { $0.int! }
+        } else {
+            throw ctx.invalid("'shared_axes' is not a list of integers: \(a.compact)")
+        }
     }
     for axis in shared where !(1...input.count).contains(axis) {
         throw ctx.unsupported("shared_axes=\(ctx.value("shared_axes")!.compact) (axes 1...\(input.count) of the input)")
@@ -434,7 +462,8 @@ private func buildCropping2D(_ ctx: LayerContext) throws -> BuiltLayer {
     try ctx.requireChannelsLast()
     _ = try spatialInput(ctx)
     guard let (tb, lr) = try borderPairs(ctx, "cropping") else {
-        throw ctx.invalid("'cropping' is not an int, a pair or a pair of pairs of non-negative ints: \(ctx.value("cropping")?.compact ?? "?")")
+        throw ctx.invalid(
+            "'cropping' is not an int, a pair or a pair of pairs of non-negative ints: \(ctx.value("cropping")?.compact ?? "?")")
     }
     try ctx.expectNoVariables()
     return BuiltLayer([Cropping2D(name: ctx.nodeName, top: tb[0], bottom: tb[1], left: lr[0], right: lr[1])])
@@ -444,19 +473,23 @@ private func buildCropping2D(_ ctx: LayerContext) throws -> BuiltLayer {
 /// ((top, bottom), (left, right)); nil when malformed or negative. Absent: 1 for padding, 0 for cropping.
 private func borderPairs(_ ctx: LayerContext, _ key: String) throws -> (tb: [Int], lr: [Int])? {
     let p = ctx.value(key) ?? .number(key == "padding" ? 1 : 0)
-    var tb: [Int]?, lr: [Int]?
+    var tb: [Int]?
+    var lr: [Int]?
     func ints(_ v: JSON) -> [Int]? {
         if let i = v.int { return [i, i] }
         if let a = v.array, a.count == 2, let x = a[0].int, let y = a[1].int { return [x, y] }
         return nil
     }
     if let i = p.int {
-        tb = [i, i]; lr = [i, i]
+        tb = [i, i]
+        lr = [i, i]
     } else if let a = p.array, a.count == 2 {
         if let x = a[0].int, let y = a[1].int {
-            tb = [x, x]; lr = [y, y]
+            tb = [x, x]
+            lr = [y, y]
         } else {
-            tb = ints(a[0]); lr = ints(a[1])
+            tb = ints(a[0])
+            lr = ints(a[1])
         }
     }
     guard let tb, let lr, (tb + lr).allSatisfy({ $0 >= 0 }) else { return nil }
@@ -544,7 +577,8 @@ private func buildZeroPadding2D(_ ctx: LayerContext) throws -> BuiltLayer {
     try ctx.requireChannelsLast()
     _ = try spatialInput(ctx)
     guard let (tb, lr) = try borderPairs(ctx, "padding") else {
-        throw ctx.invalid("'padding' is not an int, a pair or a pair of pairs of non-negative ints: \(ctx.value("padding")?.compact ?? "?")")
+        throw ctx.invalid(
+            "'padding' is not an int, a pair or a pair of pairs of non-negative ints: \(ctx.value("padding")?.compact ?? "?")")
     }
     try ctx.expectNoVariables()
     return BuiltLayer([ZeroPadding2D(name: ctx.nodeName, top: tb[0], bottom: tb[1], left: lr[0], right: lr[1])])

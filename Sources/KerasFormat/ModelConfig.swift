@@ -75,7 +75,8 @@ struct ModelSpec {
             return try parseFunctional(config, className: className)
         default:
             throw KerasFormatError.unsupportedModel(
-                "model class \(className) (only Sequential and Functional models can be loaded; a subclassed model has no graph in its file)")
+                "model class \(className) (only Sequential and Functional models can be loaded; a subclassed model has no graph in its file)"
+            )
         }
     }
 
@@ -97,14 +98,16 @@ struct ModelSpec {
             return module.hasPrefix("keras.src.ops") || module.hasPrefix("keras.ops")
         }
         guard let className = entry["class_name"]?.string, className != "InputLayer", !modelClasses.contains(className),
-              let config = entry["config"]?.object, config["trainable"] == nil, config["dtype"] == nil,
-              let args = entry["inbound_nodes"]?.array?.first?["args"]?.array else { return false }
+            let config = entry["config"]?.object, config["trainable"] == nil, config["dtype"] == nil,
+            let args = entry["inbound_nodes"]?.array?.first?["args"]?.array
+        else { return false }
         return args.count >= 2
     }
 
     private static func basics(_ entry: JSON) throws -> (name: String, className: String, config: JSON, nested: ModelSpec?) {
         guard let className = entry["class_name"]?.string, let config = entry["config"],
-              config.object != nil || (modelClasses.contains(className) && config.array != nil) else {
+            config.object != nil || (modelClasses.contains(className) && config.array != nil)
+        else {
             throw KerasFormatError.invalidFile("a layer entry lacks class_name or config: \(entry.compact.prefix(200))")
         }
         guard let name = config["name"]?.string ?? entry["name"]?.string else {
@@ -174,15 +177,18 @@ struct ModelSpec {
                 }
             }
             let inputs = previous.map { [$0] } ?? []
-            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: [LayerCall(inputs: inputs)],
-                                    nested: nested, isOperation: isOperation(entry)))
+            layers.append(
+                LayerSpec(
+                    name: lname, className: cls, config: lconfig, calls: [LayerCall(inputs: inputs)],
+                    nested: nested, isOperation: isOperation(entry)))
             previous = TensorRef(layer: lname, node: 0, tensor: 0)
         }
         guard let shape = inputShape, let last = previous, last.layer != inputLayer else {
             throw KerasFormatError.invalidFile("Sequential model '\(name)' has no layers")
         }
-        return ModelSpec(name: name, className: "Sequential", kind: .sequential, layers: layers,
-                         inputShape: shape, inputLayer: inputLayer, output: last)
+        return ModelSpec(
+            name: name, className: "Sequential", kind: .sequential, layers: layers,
+            inputShape: shape, inputLayer: inputLayer, output: last)
     }
 
     private static func parseFunctional(_ config: JSON, className: String) throws -> ModelSpec {
@@ -194,18 +200,22 @@ struct ModelSpec {
             // A layer that is never called (or an InputLayer) may have no inbound nodes.
             let nodes = entry["inbound_nodes"]?.array ?? []
             let calls = try nodes.map { try parseInboundNode($0, layer: lname) }
-            layers.append(LayerSpec(name: lname, className: cls, config: lconfig, calls: calls, nested: nested,
-                                    isOperation: isOperation(entry)))
+            layers.append(
+                LayerSpec(
+                    name: lname, className: cls, config: lconfig, calls: calls, nested: nested,
+                    isOperation: isOperation(entry)))
         }
         let inputs = try tensorRefList(config["input_layers"], what: "input_layers")
         let outputs = try tensorRefList(config["output_layers"], what: "output_layers")
         guard inputs.count == 1 else {
             throw KerasFormatError.unsupportedModel(
-                "model '\(name)' has \(inputs.count) inputs (\(inputs.map(\.layer).joined(separator: ", "))); only models with one input are supported")
+                "model '\(name)' has \(inputs.count) inputs (\(inputs.map(\.layer).joined(separator: ", "))); only models with one input are supported"
+            )
         }
         guard outputs.count == 1 else {
             throw KerasFormatError.unsupportedModel(
-                "model '\(name)' has \(outputs.count) outputs (\(outputs.map(\.layer).joined(separator: ", "))); only models with one output are supported")
+                "model '\(name)' has \(outputs.count) outputs (\(outputs.map(\.layer).joined(separator: ", "))); only models with one output are supported"
+            )
         }
         let input = inputs[0]
         guard let inputSpec = layers.first(where: { $0.name == input.layer }), inputSpec.className == "InputLayer" else {
@@ -214,11 +224,13 @@ struct ModelSpec {
         let others = layers.filter { $0.className == "InputLayer" && $0.name != input.layer }
         if !others.isEmpty {
             throw KerasFormatError.unsupportedModel(
-                "model '\(name)' has several InputLayers (\(([input.layer] + others.map(\.name)).joined(separator: ", "))); only models with one input are supported")
+                "model '\(name)' has several InputLayers (\(([input.layer] + others.map(\.name)).joined(separator: ", "))); only models with one input are supported"
+            )
         }
-        return ModelSpec(name: name, className: className, kind: .functional, layers: layers,
-                         inputShape: try inputShape(ofInputLayer: inputSpec.name, inputSpec.config),
-                         inputLayer: inputSpec.name, output: outputs[0])
+        return ModelSpec(
+            name: name, className: className, kind: .functional, layers: layers,
+            inputShape: try inputShape(ofInputLayer: inputSpec.name, inputSpec.config),
+            inputLayer: inputSpec.name, output: outputs[0])
     }
 
     /// `[["a", 0, 0], ...]`, or a single `["a", 0, 0]` (Keras 3 with one input/output).
@@ -301,8 +313,9 @@ struct ModelSpec {
             for v in a { collectKerasTensors(v, into: &refs) }
         case .object(let o):
             if o["class_name"]?.string == "__keras_tensor__",
-               let h = o["config"]?["keras_history"]?.array, h.count >= 3,
-               let l = h[0].string, let n = h[1].int, let t = h[2].int {
+                let h = o["config"]?["keras_history"]?.array, h.count >= 3,
+                let l = h[0].string, let n = h[1].int, let t = h[2].int
+            {
                 refs.append(TensorRef(layer: l, node: n, tensor: t))
             } else {
                 for key in o.keys.sorted() { collectKerasTensors(o[key]!, into: &refs) }

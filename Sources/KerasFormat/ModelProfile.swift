@@ -73,8 +73,9 @@ public struct ModelProfile: Sendable, Equatable {
         if url.pathExtension.lowercased() == "json" { return try read(contentsOf: url) }
         let sidecar = url.deletingPathExtension().appendingPathExtension("json")
         if FileManager.default.fileExists(atPath: sidecar.path),
-           let profile = try? read(contentsOf: sidecar),
-           profile.modelURL.standardizedFileURL.path == url.standardizedFileURL.path {
+            let profile = try? read(contentsOf: sidecar),
+            profile.modelURL.standardizedFileURL.path == url.standardizedFileURL.path
+        {
             return profile
         }
         return ModelProfile(modelURL: url)

@@ -70,7 +70,8 @@ final class LegacyHDF5WeightStore: WeightStore {
         for weightName in names {
             let short = Self.shortName(weightName)
             if result.contains(where: { $0.name == short }) {
-                throw KerasFormatError.invalidLayer(layer: name, className: className,
+                throw KerasFormatError.invalidLayer(
+                    layer: name, className: className,
                     detail: "two stored weights are both called '\(short)' (\(names.joined(separator: ", ")))")
             }
             result.append((short, try layer.dataset(weightName)))
@@ -175,7 +176,8 @@ final class ZipWeightStore: WeightStore {
         var tensors: [Tensor] = []
         for i in 0..<members.count {
             guard members.contains(String(i)) else {
-                throw KerasFormatError.invalidLayer(layer: name, className: className,
+                throw KerasFormatError.invalidLayer(
+                    layer: name, className: className,
                     detail: "stored variables are not numbered 0..<\(members.count): \(members.sorted())")
             }
             tensors.append(try vars.dataset(String(i)))

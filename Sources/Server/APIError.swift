@@ -67,8 +67,10 @@ extension APIError {
             case .unknownLayer: return APIError(.notFound, "unknown_layer", e.description)
             case .outOfRange: return APIError(.notFound, "out_of_range", e.description)
             case .classOutOfRange: return APIError(.badRequest, "class_out_of_range", e.description)
-            case .notSpatial: return APIError(.unprocessableContent, "not_spatial",
-                                              e.description + "; choose a convolutional layer (GET /api/model lists which are spatial)")
+            case .notSpatial:
+                return APIError(
+                    .unprocessableContent, "not_spatial",
+                    e.description + "; choose a convolutional layer (GET /api/model lists which are spatial)")
             case .unsupported: return APIError(.unprocessableContent, "unsupported", e.description)
             case .tooCostly: return APIError(.unprocessableContent, "too_costly", e.description)
             }
@@ -86,7 +88,8 @@ extension APIError {
             return APIError(.tooManyRequests, "overloaded", e.description, headers: [.retryAfter: "\(e.retryAfterSeconds)"])
         case is NIOTooManyBytesError:
             // A chunked body past the limit (a Content-Length over it is refused before reading).
-            return APIError(.contentTooLarge, "body_too_large", "the request body is larger than the server accepts (server.max_body_bytes)")
+            return APIError(
+                .contentTooLarge, "body_too_large", "the request body is larger than the server accepts (server.max_body_bytes)")
         case let e as HTTPParserError:
             // The HTTP decoder's errors surface while a route reads the body: the client sent
             // a broken message, or went away before sending all of it.

@@ -80,8 +80,10 @@ public final class ComputeExecutor: @unchecked Sendable {
     }
 
     /// Runs `body` on a compute thread and returns its result.
-    public func run<T: Sendable>(_ priority: ComputePriority = .interactive,
-                                 _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public func run<T: Sendable>(
+        _ priority: ComputePriority = .interactive,
+        _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let rejected: (any Error)? = enqueue(priority) {
                 continuation.resume(with: Result { try body() })

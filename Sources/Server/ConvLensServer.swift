@@ -1,8 +1,5 @@
 import Configuration
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -12,12 +9,18 @@ import NIOHTTPTypes
 import ServiceLifecycle
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Builds and runs the HTTP server around a `ConvLensService`.
 public enum ConvLensServer {
     /// The configuration hierarchy: explicit values (command-line flags) first, then
     /// `CONVLENS_*` environment variables, then the config file, then the defaults.
-    public static func settings(flags: [String: ConfigValue], configFile: String?,
-                                environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> ServerSettings {
+    public static func settings(
+        flags: [String: ConfigValue], configFile: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws -> ServerSettings {
         var values: [AbsoluteConfigKey: ConfigValue] = [:]
         for (k, v) in flags { values[AbsoluteConfigKey(k.split(separator: ".").map(String.init))] = v }
         var providers: [any ConfigProvider] = [
@@ -44,9 +47,11 @@ public enum ConvLensServer {
     /// The application: routes, middleware (request log → JSON errors → upload limits →
     /// static gallery → 405 for known paths), the connection limits, and the services that
     /// run beside the HTTP server (job drain at shutdown, gallery pre-rendering).
-    public static func application(service: ConvLensService, logger: Logger,
-                                   registered: (@Sendable ([String]) -> Void)? = nil,
-                                   onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in })
+    public static func application(
+        service: ConvLensService, logger: Logger,
+        registered: (@Sendable ([String]) -> Void)? = nil,
+        onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    )
         -> some ApplicationProtocol
     {
         let settings = service.settings
@@ -66,8 +71,9 @@ public enum ConvLensServer {
             address: .hostname(settings.host, port: settings.port),
             serverName: "ConvLens")
         configuration.backlog = 256
-        let limiter = ConnectionLimiter(max: connectionLimit(configured: settings.maxConnections, logger: logger),
-                                        metrics: service.metrics)
+        let limiter = ConnectionLimiter(
+            max: connectionLimit(configured: settings.maxConnections, logger: logger),
+            metrics: service.metrics)
         let idle = TimeAmount.nanoseconds(Int64(settings.idleTimeoutSeconds * 1e9))
         let bodyTimeout = settings.bodyTimeoutSeconds
         // Hummingbird's `.http1` with two additions at its child-channel setup: the
@@ -77,9 +83,11 @@ public enum ConvLensServer {
         // heads and ends).
         let server = HTTPServerBuilder { responder in
             LimitedHTTP1Channel(
-                http1: HTTP1Channel(responder: responder,
-                                    configuration: .init(additionalChannelHandlers: [BodyDeadlineHandler(seconds: bodyTimeout)],
-                                                         idleTimeout: idle)),
+                http1: HTTP1Channel(
+                    responder: responder,
+                    configuration: .init(
+                        additionalChannelHandlers: [BodyDeadlineHandler(seconds: bodyTimeout)],
+                        idleTimeout: idle)),
                 limiter: limiter)
         }
         return Application(
@@ -117,7 +125,9 @@ extension ConvLensServer {
         let files = Int(clamping: limits.rlim_cur)
         let room = max(1, files - reservedDescriptors)
         guard configured > room else { return configured }
-        logger.warning("server.max_connections \(configured) lowered to \(room): the open-file limit (ulimit -n) is \(files) and \(reservedDescriptors) descriptors stay free for the server itself")
+        logger.warning(
+            "server.max_connections \(configured) lowered to \(room): the open-file limit (ulimit -n) is \(files) and \(reservedDescriptors) descriptors stay free for the server itself"
+        )
         return room
     }
 
@@ -129,10 +139,13 @@ extension ConvLensServer {
     /// HTTP server stops accepting and finishes the requests in flight, and the compute
     /// threads stop. Finished results are already on disk: the cache directory is its own
     /// index, nothing is left to flush.
-    public static func run(service: ConvLensService, logger: Logger,
-                           onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
-        let group = ServiceGroup(services: services(service: service, logger: logger, onRunning: onRunning),
-                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    public static func run(
+        service: ConvLensService, logger: Logger,
+        onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) async throws {
+        let group = ServiceGroup(
+            services: services(service: service, logger: logger, onRunning: onRunning),
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await service.drain()
         logger.info("stopped; results are on disk at \(service.cache.directory?.path ?? "(memory only)")")
@@ -145,8 +158,10 @@ extension ConvLensServer {
     /// (and readiness 503) that long; its own wait for in-flight requests (an event stream
     /// follows a job) is then short. `triggerGracefulShutdown()` on the group is what
     /// SIGTERM does.
-    public static func services(service: ConvLensService, logger: Logger,
-                                onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) -> [any Service] {
+    public static func services(
+        service: ConvLensService, logger: Logger,
+        onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) -> [any Service] {
         [application(service: service, logger: logger, onRunning: onRunning), ShutdownService(service: service, logger: logger)]
     }
 }
@@ -164,7 +179,9 @@ struct ShutdownService: Service {
         }
         try? await gracefulShutdown()
         let counts = (try? await service.jobs.counts()) ?? JobCounts(queued: 0, running: 0)
-        logger.info("shutting down: \(counts.running) running and \(counts.queued) queued job(s); running jobs get up to \(service.settings.shutdownGraceSeconds) s; /readyz answers 503 meanwhile")
+        logger.info(
+            "shutting down: \(counts.running) running and \(counts.queued) queued job(s); running jobs get up to \(service.settings.shutdownGraceSeconds) s; /readyz answers 503 meanwhile"
+        )
         await service.drain()
         logger.info("drained; closing the listener")
     }
@@ -211,9 +228,12 @@ struct LimitedHTTP1Channel: ServerChildChannel {
     let limiter: ConnectionLimiter
 
     static let refusal: ByteBuffer = {
-        let body = #"{"detail":"the server has too many open connections (server.max_connections); try again shortly","error":"too_many_connections"}"# + "\n"
-        return ByteBuffer(string: "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
-            + "Content-Length: \(body.utf8.count)\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body)
+        let body =
+            #"{"detail":"the server has too many open connections (server.max_connections); try again shortly","error":"too_many_connections"}"#
+            + "\n"
+        return ByteBuffer(
+            string: "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body)
     }()
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -365,8 +385,9 @@ extension ConvLensServer {
     /// Runs a worker (no HTTP server) until SIGTERM/SIGINT, then drains: stop claiming,
     /// let running jobs finish within the grace period, hand the rest back to the queue.
     public static func runWorker(service: ConvLensService, logger: Logger) async throws {
-        let group = ServiceGroup(services: [WorkerShutdown(service: service, logger: logger)],
-                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let group = ServiceGroup(
+            services: [WorkerShutdown(service: service, logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await service.drain()
         logger.info("worker stopped")

@@ -33,7 +33,9 @@ public final class ConvLensService: Sendable {
         let profile: ModelProfile
         if settings.modelPath.isEmpty {
             guard let url = ModelProfile.bundledDefault(executable: executable) else {
-                throw ServerStartupError("no model.path configured and the bundled model (models/efficientnet_lite0.json) was not found; run from the ConvLens checkout, or set --model / CONVLENS_MODEL_PATH")
+                throw ServerStartupError(
+                    "no model.path configured and the bundled model (models/efficientnet_lite0.json) was not found; run from the ConvLens checkout, or set --model / CONVLENS_MODEL_PATH"
+                )
             }
             profile = try Self.profile(at: url)
         } else {
@@ -52,8 +54,10 @@ public final class ConvLensService: Sendable {
     }
 
     /// A service around a model already loaded (tests share one load between servers).
-    public init(settings: ServerSettings, session: ModelSession, modelDigest: String,
-                logger: Logger = Logger(label: "convlens")) throws {
+    public init(
+        settings: ServerSettings, session: ModelSession, modelDigest: String,
+        logger: Logger = Logger(label: "convlens")
+    ) throws {
         try settings.validate()
         do {
             _ = try session.imagePipeline()
@@ -64,29 +68,35 @@ public final class ConvLensService: Sendable {
         self.modelDigest = modelDigest
         self.settings = settings
         metrics = ServerMetrics()
-        executor = ComputeExecutor(threads: settings.computeThreads, ompThreads: settings.ompThreads,
-                                   maxPending: settings.maxPendingComputations)
+        executor = ComputeExecutor(
+            threads: settings.computeThreads, ompThreads: settings.ompThreads,
+            maxPending: settings.maxPendingComputations)
         do {
-            cache = try ResultCache(capacityBytes: settings.memoryCacheBytes,
-                                    directory: settings.cacheDir.isEmpty ? nil
-                                        : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+            cache = try ResultCache(
+                capacityBytes: settings.memoryCacheBytes,
+                directory: settings.cacheDir.isEmpty
+                    ? nil
+                    : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
         } catch {
             throw ServerStartupError("cannot use the cache directory \(settings.cacheDir) (cache.dir): \(error)")
         }
         switch settings.jobBackend {
         case .postgres:
-            let cluster = try Cluster(settings: settings, session: session, modelDigest: modelDigest, executor: executor,
-                                      cache: cache, metrics: metrics, logger: logger)
+            let cluster = try Cluster(
+                settings: settings, session: session, modelDigest: modelDigest, executor: executor,
+                cache: cache, metrics: metrics, logger: logger)
             self.cluster = cluster
             jobs = cluster.jobs
             results = cluster.results
             cluster.start()
         case .memory, .invalid:
             cluster = nil
-            jobs = LocalJobs(queue: JobQueue(executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
-                                             maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
-                                             keptFinished: settings.keptFinishedJobs),
-                             session: session)
+            jobs = LocalJobs(
+                queue: JobQueue(
+                    executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
+                    maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
+                    keptFinished: settings.keptFinishedJobs),
+                session: session)
             results = cache
         }
     }
@@ -133,8 +143,9 @@ public final class ConvLensService: Sendable {
 
     /// What one request may cost: the image and overlay pixel limits of the settings.
     public var limits: RenderLimits {
-        RenderLimits(maxImagePixels: settings.maxImagePixels, maxOverlayPixels: settings.maxOverlayPixels,
-                     maxHeatmapPasses: settings.maxHeatmapPasses)
+        RenderLimits(
+            maxImagePixels: settings.maxImagePixels, maxOverlayPixels: settings.maxOverlayPixels,
+            maxHeatmapPasses: settings.maxHeatmapPasses)
     }
 
     /// The content address of a canonical request's result for this model (and image).
@@ -156,7 +167,8 @@ public final class ConvLensService: Sendable {
 
     /// Submits a filter request as a job (or joins the identical one), unless its result
     /// is stored. Checks the request (and the server's limits) before queueing anything.
-    func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (address: ContentAddress, url: String, job: JobStatus?) {
+    func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (address: ContentAddress, url: String, job: JobStatus?)
+    {
         try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
         let r = try request.canonical(for: session)
         let address = address(of: r)
@@ -184,7 +196,9 @@ public final class ConvLensService: Sendable {
 extension ConvLensService {
     /// Renders the gallery's filter grid of one layer (a convolution's activated output)
     /// now, on the calling thread, and stores it in the cache (what `convlens gallery` does).
-    public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (png: Data, cached: Bool) {
+    public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (
+        png: Data, cached: Bool
+    ) {
         let r = try galleryRequest(for: layer).canonical(for: session)
         let key = address(of: r).hex
         if let png = cache.get(key) { return (png, true) }

@@ -86,8 +86,8 @@ public final class JobQueue: Sendable {
 
     private struct State {
         var jobs: [String: Job] = [:]
-        var active: [String: Job] = [:]     // by key: queued or running
-        var queued: [Job] = []              // in run order
+        var active: [String: Job] = [:]  // by key: queued or running
+        var queued: [Job] = []  // in run order
         var running = 0
         var finishedOrder: [String] = []
         var accepting = true
@@ -104,8 +104,10 @@ public final class JobQueue: Sendable {
     private let clock = ContinuousClock()
     private let epoch = Date()
 
-    public init(executor: ComputeExecutor, cache: ResultCache, metrics: ServerMetrics,
-                workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int) {
+    public init(
+        executor: ComputeExecutor, cache: ResultCache, metrics: ServerMetrics,
+        workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int
+    ) {
         self.executor = executor
         self.cache = cache
         self.metrics = metrics
@@ -119,8 +121,10 @@ public final class JobQueue: Sendable {
 
     /// Submits a job, or joins the identical one already queued or running.
     /// A bulk job joined by an interactive request is promoted.
-    public func submit(key: String, kind: String, description: String, result: String, priority: ComputePriority,
-                       steps: Int = 0, work: @escaping @Sendable (JobControl) throws -> Data) throws -> JobStatus {
+    public func submit(
+        key: String, kind: String, description: String, result: String, priority: ComputePriority,
+        steps: Int = 0, work: @escaping @Sendable (JobControl) throws -> Data
+    ) throws -> JobStatus {
         let job: Job = try state.withLock { s in
             guard s.accepting else { throw ShuttingDown() }
             if let existing = s.active[key] {
@@ -133,9 +137,10 @@ public final class JobQueue: Sendable {
             }
             guard s.queued.count < maxQueued else { throw Full(queued: s.queued.count) }
             let id = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16)).lowercased()
-            let status = JobStatus(id: id, kind: kind, description: description, priority: priority.name, state: .queued,
-                                   step: 0, steps: steps, loss: nil, result: result, error: nil, createdAt: now(),
-                                   startedAt: nil, finishedAt: nil, queuePosition: nil, timedOut: false)
+            let status = JobStatus(
+                id: id, kind: kind, description: description, priority: priority.name, state: .queued,
+                step: 0, steps: steps, loss: nil, result: result, error: nil, createdAt: now(),
+                startedAt: nil, finishedAt: nil, queuePosition: nil, timedOut: false)
             let job = Job(id: id, key: key, kind: kind, status: status, work: work)
             s.jobs[id] = job
             s.active[key] = job

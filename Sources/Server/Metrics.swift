@@ -16,36 +16,49 @@ public final class ServerMetrics: Sendable {
     let cacheCorrupt: Counter
     let connectionsRefused: Counter
 
-    static let latencyBuckets: [Duration] = [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-                                             .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
-                                             .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
-    static let jobBuckets: [Duration] = [.milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5), .seconds(10),
-                                         .seconds(30), .seconds(60), .seconds(120), .seconds(300), .seconds(600)]
+    static let latencyBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+    ]
+    static let jobBuckets: [Duration] = [
+        .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5), .seconds(10),
+        .seconds(30), .seconds(60), .seconds(120), .seconds(300), .seconds(600),
+    ]
 
     public init() {
         queueDepth = registry.makeGauge(name: "convlens_queue_depth", help: "Jobs waiting in the queue.")
         runningJobs = registry.makeGauge(name: "convlens_running_jobs", help: "Jobs running now.")
-        pendingComputations = registry.makeGauge(name: "convlens_pending_computations",
-                                                 help: "Computations waiting for a compute thread.")
+        pendingComputations = registry.makeGauge(
+            name: "convlens_pending_computations",
+            help: "Computations waiting for a compute thread.")
         cacheHits = registry.makeCounter(name: "convlens_cache_hits_total", help: "Results served from the cache.")
         cacheMisses = registry.makeCounter(name: "convlens_cache_misses_total", help: "Results not in the cache.")
-        cacheCorrupt = registry.makeCounter(name: "convlens_cache_corrupt_total",
-                                            help: "Cache files that failed their checksum, deleted and recomputed.")
-        connectionsRefused = registry.makeCounter(name: "convlens_connections_refused_total",
-                                                  help: "Connections refused with 503 over server.max_connections.")
+        cacheCorrupt = registry.makeCounter(
+            name: "convlens_cache_corrupt_total",
+            help: "Cache files that failed their checksum, deleted and recomputed.")
+        connectionsRefused = registry.makeCounter(
+            name: "convlens_connections_refused_total",
+            help: "Connections refused with 503 over server.max_connections.")
     }
 
     func recordRequest(route: String, method: String, status: Int, duration: Duration) {
         let labels = [("route", route), ("method", method), ("status", String(status))]
-        registry.makeCounter(name: "convlens_http_requests_total", labels: labels,
-                             help: "HTTP requests by route, method and status.").increment()
-        registry.makeDurationHistogram(name: "convlens_http_request_duration_seconds", labels: [("route", route), ("method", method)],
-                                       buckets: Self.latencyBuckets, help: "HTTP request latency by route.").record(duration)
+        registry.makeCounter(
+            name: "convlens_http_requests_total", labels: labels,
+            help: "HTTP requests by route, method and status."
+        ).increment()
+        registry.makeDurationHistogram(
+            name: "convlens_http_request_duration_seconds", labels: [("route", route), ("method", method)],
+            buckets: Self.latencyBuckets, help: "HTTP request latency by route."
+        ).record(duration)
     }
 
     func recordJob(kind: String, state: String, duration: Duration) {
-        registry.makeDurationHistogram(name: "convlens_job_duration_seconds", labels: [("kind", kind), ("state", state)],
-                                       buckets: Self.jobBuckets, help: "Job run time by kind and final state.").record(duration)
+        registry.makeDurationHistogram(
+            name: "convlens_job_duration_seconds", labels: [("kind", kind), ("state", state)],
+            buckets: Self.jobBuckets, help: "Job run time by kind and final state."
+        ).record(duration)
     }
 
     /// Jobs claimed by this process's workers (the cluster backend).
@@ -55,24 +68,30 @@ public final class ServerMetrics: Sendable {
 
     /// Jobs whose owner went silent, found by this process's reaper.
     func recordLeaseExpiries(_ n: Int) {
-        registry.makeCounter(name: "convlens_job_lease_expiries_total",
-                             help: "Jobs whose lease expired (their process died or hung): requeued, or failed after jobs.max_attempts.")
-            .increment(by: Int64(n))
+        registry.makeCounter(
+            name: "convlens_job_lease_expiries_total",
+            help: "Jobs whose lease expired (their process died or hung): requeued, or failed after jobs.max_attempts."
+        )
+        .increment(by: Int64(n))
     }
 
     /// The queue by priority and state, as the job table (or this process's queue) has it.
     func recordQueue(_ counts: JobCounts) {
         for row in counts.detail {
-            registry.makeGauge(name: "convlens_jobs", labels: [("priority", row.priority), ("state", row.state)],
-                               help: "Jobs by priority and state (the cluster's, with the postgres backend).")
-                .set(to: Double(row.count))
+            registry.makeGauge(
+                name: "convlens_jobs", labels: [("priority", row.priority), ("state", row.state)],
+                help: "Jobs by priority and state (the cluster's, with the postgres backend)."
+            )
+            .set(to: Double(row.count))
         }
     }
 
     /// Jobs running in this process (a worker's share of the cluster's work).
     func recordWorker(_ owner: String, running: Int) {
-        registry.makeGauge(name: "convlens_worker_running_jobs", labels: [("worker", owner)],
-                           help: "Jobs running in this process.").set(to: Double(running))
+        registry.makeGauge(
+            name: "convlens_worker_running_jobs", labels: [("worker", owner)],
+            help: "Jobs running in this process."
+        ).set(to: Double(running))
     }
 
     func recordCache(hit: Bool) {

@@ -26,7 +26,8 @@ struct Query {
     func int(_ name: String, range: ClosedRange<Int>? = nil) throws -> Int? {
         guard let text = string(name) else { return nil }
         guard let v = Int(text) else {
-            throw RequestError.badParameter(name: name, value: text, allowed: "give an integer" + (range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""))
+            throw RequestError.badParameter(
+                name: name, value: text, allowed: "give an integer" + (range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""))
         }
         return v
     }
@@ -36,12 +37,15 @@ struct Query {
     func float(_ name: String, range: ClosedRange<Float>? = nil) throws -> Float? {
         guard let text = string(name) else { return nil }
         guard let v = Float(text), v.isFinite else {
-            throw RequestError.badParameter(name: name, value: text, allowed: "give a number" + (range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""))
+            throw RequestError.badParameter(
+                name: name, value: text, allowed: "give a number" + (range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""))
         }
         return v
     }
 
-    func float(_ name: String, default value: Float, range: ClosedRange<Float>? = nil) throws -> Float { try float(name, range: range) ?? value }
+    func float(_ name: String, default value: Float, range: ClosedRange<Float>? = nil) throws -> Float {
+        try float(name, range: range) ?? value
+    }
 
     func double(_ name: String, default value: Double, in range: ClosedRange<Double>) throws -> Double {
         guard let text = string(name) else { return value }
@@ -65,10 +69,12 @@ struct Query {
     }
 
     /// One of `allowed` (by raw value, any case).
-    func choice<T: RawRepresentable>(_ name: String, default value: T, among allowed: some Collection<T>) throws -> T where T.RawValue == String {
+    func choice<T: RawRepresentable>(_ name: String, default value: T, among allowed: some Collection<T>) throws -> T
+    where T.RawValue == String {
         guard let text = string(name) else { return value }
         guard let v = T(rawValue: text.lowercased()), allowed.contains(where: { $0.rawValue == v.rawValue }) else {
-            throw RequestError.badParameter(name: name, value: text, allowed: "give one of \(allowed.map(\.rawValue).joined(separator: ", "))")
+            throw RequestError.badParameter(
+                name: name, value: text, allowed: "give one of \(allowed.map(\.rawValue).joined(separator: ", "))")
         }
         return v
     }
@@ -107,7 +113,9 @@ extension Query {
 
     /// One filter (`index`) or a grid (`first`, `count`, `cols`); `size` defaults to the server's `filters.size`.
     func filterRequest(layer: String, index: Int?, defaultSize: Int) throws -> FilterRequest {
-        var r = FilterRequest(layer: layer, first: try index ?? int("first", default: 0), count: index == nil ? try int("count", range: FilterRequest.countRange) : 1)
+        var r = FilterRequest(
+            layer: layer, first: try index ?? int("first", default: 0),
+            count: index == nil ? try int("count", range: FilterRequest.countRange) : 1)
         if index == nil { r.cols = try int("cols", default: r.cols, range: FilterRequest.colsRange) }
         r.method = try choice("method", default: r.method)
         r.objective = try choice("objective", default: r.objective)

@@ -96,7 +96,8 @@ public final class ResultCache: Sendable {
             let trailer = file[split...]
             let png = file[..<split]
             if trailer.starts(with: Self.trailerMagic),
-               String(decoding: trailer.dropFirst(Self.trailerMagic.count), as: UTF8.self) == SHA256Digest.hex([png]) {
+                String(decoding: trailer.dropFirst(Self.trailerMagic.count), as: UTF8.self) == SHA256Digest.hex([png])
+            {
                 return Data(png)
             }
         }
@@ -133,8 +134,11 @@ public final class ResultCache: Sendable {
     }
 
     public var stats: Stats {
-        state.withLock { Stats(entries: $0.entries.count, bytes: $0.bytes, hits: $0.hits, diskHits: $0.diskHits, misses: $0.misses,
-                                  corrupt: $0.corrupt) }
+        state.withLock {
+            Stats(
+                entries: $0.entries.count, bytes: $0.bytes, hits: $0.hits, diskHits: $0.diskHits, misses: $0.misses,
+                corrupt: $0.corrupt)
+        }
     }
 
     private func remember(_ key: String, _ data: Data) {

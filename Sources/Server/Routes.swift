@@ -25,8 +25,10 @@ struct Routes: Sendable {
     @discardableResult
     func register(on router: Router<BasicRequestContext>) -> [Endpoint] {
         var endpoints: [Endpoint] = []
-        func add(_ method: HTTPRequest.Method, _ path: String,
-                 _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response) {
+        func add(
+            _ method: HTTPRequest.Method, _ path: String,
+            _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response
+        ) {
             router.on(RouterPath(path), method: method, use: handler)
             endpoints.append(Endpoint(method: method.rawValue, path: path))
         }
@@ -55,8 +57,9 @@ struct Routes: Sendable {
         let openAPI = try? Data(contentsOf: URL(fileURLWithPath: settings.publicDir).appendingPathComponent("openapi.yaml"))
         add(.get, "/openapi.yaml") { _, _ in
             guard let openAPI else { throw APIError.notFound("openapi.yaml is not in \(settings.publicDir) (server.public_dir)") }
-            return Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8", .cacheControl: "no-cache"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: openAPI)))
+            return Response(
+                status: .ok, headers: [.contentType: "application/yaml; charset=utf-8", .cacheControl: "no-cache"],
+                body: .init(byteBuffer: ByteBuffer(bytes: openAPI)))
         }
         return endpoints
     }
@@ -67,8 +70,10 @@ struct Routes: Sendable {
         if let reason = service.unreadiness { throw APIError(.serviceUnavailable, "not_ready", reason) }
         let (waiting, running) = service.executor.load
         let counts = try await service.jobs.counts()
-        return try json(ReadyBody(status: "ready", model: session.profile.name, pending_computations: waiting,
-                                  running_computations: running, queued_jobs: counts.queued, running_jobs: counts.running))
+        return try json(
+            ReadyBody(
+                status: "ready", model: session.profile.name, pending_computations: waiting,
+                running_computations: running, queued_jobs: counts.queued, running_jobs: counts.running))
     }
 
     struct ReadyBody: Encodable {
@@ -88,8 +93,9 @@ struct Routes: Sendable {
             service.metrics.recordQueue(counts)
         }
         let text = service.metrics.registry.emitToBuffer()
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: text)))
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: text)))
     }
 
     // MARK: - Model
@@ -100,27 +106,31 @@ struct Routes: Sendable {
         let defaultLayer = session.defaultCAMLayer?.name
         let activated = Dictionary(session.galleryLayers.map { ($0.convolution.name, $0.target.name) }, uniquingKeysWith: { a, _ in a })
         let layers = keras.layers.map { l in
-            ModelBody.Layer(name: l.name, path: l.path, depth: l.depth, class_name: l.className, output_shape: l.outputShape,
-                            parameters: l.parameterCount, nested_model: KerasModel.isModelClass(l.className),
-                            spatial: l.isSpatial, convolution: activated[l.name] != nil,
-                            filters: l.isSpatial && l.nodeId > 0 ? l.outputShape.last : nil,
-                            activated_output: activated[l.name])
+            ModelBody.Layer(
+                name: l.name, path: l.path, depth: l.depth, class_name: l.className, output_shape: l.outputShape,
+                parameters: l.parameterCount, nested_model: KerasModel.isModelClass(l.className),
+                spatial: l.isSpatial, convolution: activated[l.name] != nil,
+                filters: l.isSpatial && l.nodeId > 0 ? l.outputShape.last : nil,
+                activated_output: activated[l.name])
         }
         let body = ModelBody(
             name: session.profile.name, keras_name: keras.name, format: keras.format.rawValue, keras_version: keras.kerasVersion,
             sha256: service.modelDigest,
-            input: .init(height: pipeline.height, width: pipeline.width, channels: session.network.inputShape[2],
-                         resize: session.profile.resize ?? "pil_bilinear",
-                         preprocessing: "\(pipeline.preprocessing)", preprocessing_source: pipeline.preprocessingSource),
+            input: .init(
+                height: pipeline.height, width: pipeline.width, channels: session.network.inputShape[2],
+                resize: session.profile.resize ?? "pil_bilinear",
+                preprocessing: "\(pipeline.preprocessing)", preprocessing_source: pipeline.preprocessingSource),
             classes: session.classCount, labels: session.labels != nil, default_heatmap_layer: defaultLayer,
             cam_methods: CAMMethod.allCases.map(\.rawValue), colormaps: Colormap.allCases.map(\.rawValue),
             cam_method_info: CAMMethod.allCases.map { m in
-                .init(name: m.rawValue, uses_layer: m.weightsALayer,
-                      passes: m.passes(layerChannels: session.defaultCAMLayer?.outputShape.last ?? 0))
+                .init(
+                    name: m.rawValue, uses_layer: m.weightsALayer,
+                    passes: m.passes(layerChannels: session.defaultCAMLayer?.outputShape.last ?? 0))
             },
-            filter_defaults: .init(method: "book", steps_book: FilterMethod.book.defaultSteps, steps_lucid: FilterMethod.lucid.defaultSteps,
-                                   size: settings.filterSize, max_steps: settings.filterMaxSteps, max_count: settings.filterMaxCount,
-                                   gallery_count: settings.galleryCount, gallery_cols: ConvLensService.galleryColumns),
+            filter_defaults: .init(
+                method: "book", steps_book: FilterMethod.book.defaultSteps, steps_lucid: FilterMethod.lucid.defaultSteps,
+                size: settings.filterSize, max_steps: settings.filterMaxSteps, max_count: settings.filterMaxCount,
+                gallery_count: settings.galleryCount, gallery_cols: ConvLensService.galleryColumns),
             layers: layers)
         return try json(body, cacheable: true)
     }
@@ -227,7 +237,9 @@ struct Routes: Sendable {
         let (key, etag, format) = (submitted.address.hex, submitted.address.etag, typed.format)
         guard let job = submitted.job else {
             if entityTags(request).matches(etag) { return notModified(etag) }
-            guard let body = try await service.results.result(for: key) else { throw VisualizationError.invalid("a cached result vanished") }
+            guard let body = try await service.results.result(for: key) else {
+                throw VisualizationError.invalid("a cached result vanished")
+            }
             service.metrics.recordCache(hit: true)
             return respond(body, format: format, etag: etag, facts: [Fact("Cache", "hit")])
         }
@@ -235,14 +247,17 @@ struct Routes: Sendable {
         let status = try await service.jobs.wait(job.id, seconds: wait) ?? job
         switch status.state {
         case .done:
-            guard let body = try await service.results.result(for: key) else { throw VisualizationError.invalid("the finished result is missing") }
+            guard let body = try await service.results.result(for: key) else {
+                throw VisualizationError.invalid("the finished result is missing")
+            }
             return respond(body, format: format, etag: etag, facts: [Fact("Cache", "miss"), Fact("Job", status.id)])
         case .failed:
             if status.timedOut { throw APIError(.gatewayTimeout, "job_timeout", status.error ?? "the job timed out") }
             throw APIError(.internalServerError, "job_failed", status.error ?? "the job failed")
         case .cancelled:
-            throw APIError(.serviceUnavailable, "job_cancelled", "\(status.error ?? "cancelled"); ask again to start a new job",
-                           headers: [.retryAfter: "1"])
+            throw APIError(
+                .serviceUnavailable, "job_cancelled", "\(status.error ?? "cancelled"); ask again to start a new job",
+                headers: [.retryAfter: "1"])
         case .queued, .running:
             var response = try json(status, status: .accepted)
             response.headers[.location] = "/jobs/\(status.id)"
@@ -327,9 +342,10 @@ struct Routes: Sendable {
 
     /// For POST, a matching If-None-Match is answered 412 (RFC 9110 §13.1.2; 304 is for GET).
     static func preconditionFailed(_ etag: String) -> APIError {
-        APIError(.preconditionFailed, "not_modified",
-                 "the result for this image and these parameters has ETag \(etag), which If-None-Match already lists",
-                 headers: [.eTag: etag])
+        APIError(
+            .preconditionFailed, "not_modified",
+            "the result for this image and these parameters has ETag \(etag), which If-None-Match already lists",
+            headers: [.eTag: etag])
     }
 
     /// HTTP header values are ASCII: other characters become '?'.

@@ -140,8 +140,9 @@ public struct ServerSettings: Sendable {
         try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")
         try need(maxPendingComputations >= 1, "compute.max_pending", "must be at least 1")
         try need((0...64).contains(jobWorkers), "jobs.workers", "must be in 0...64, got \(jobWorkers)")
-        try need(jobWorkers > 0 || jobBackend == .postgres, "jobs.workers",
-                 "may be 0 (an API-only replica) only with jobs.backend: postgres, where other processes run the jobs")
+        try need(
+            jobWorkers > 0 || jobBackend == .postgres, "jobs.workers",
+            "may be 0 (an API-only replica) only with jobs.backend: postgres, where other processes run the jobs")
         try need(jobBackend != .invalid, "jobs.backend", "must be memory or postgres")
         try need(jobBackend != .postgres || !databaseURL.isEmpty, "database.url", "is needed with jobs.backend: postgres")
         if !databaseURL.isEmpty {

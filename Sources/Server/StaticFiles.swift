@@ -27,8 +27,9 @@ struct StaticFileMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             guard let file = try resolve(request.uri.path) else { throw error }
             guard request.method == .get || request.method == .head else {
-                throw APIError(.methodNotAllowed, "method_not_allowed", "\(request.uri.path) is a static file: use GET or HEAD",
-                               headers: [.allow: "GET, HEAD"])
+                throw APIError(
+                    .methodNotAllowed, "method_not_allowed", "\(request.uri.path) is a static file: use GET or HEAD",
+                    headers: [.allow: "GET, HEAD"])
             }
             return try serve(file, request)
         }
@@ -90,21 +91,24 @@ struct StaticFileMiddleware<Context: RequestContext>: RouterMiddleware {
                 return Response(status: .notModified, headers: [.eTag: etag, .lastModified: lastModified, .cacheControl: "no-cache"])
             }
         } else if let since = request.headers[.ifModifiedSince].flatMap(StaticFiles.parseHTTPDate),
-                  floor(file.modified.timeIntervalSince1970) <= since.timeIntervalSince1970 {
+            floor(file.modified.timeIntervalSince1970) <= since.timeIntervalSince1970
+        {
             return Response(status: .notModified, headers: [.eTag: etag, .lastModified: lastModified, .cacheControl: "no-cache"])
         }
         var range = 0..<file.size
         var status = HTTPResponse.Status.ok
         // Ranges apply to GET only (§14.2); If-Range that does not match sends the whole file.
         if request.method == .get, let header = request.headers[.range],
-           request.headers[.ifRange].map({ $0 == etag || $0 == lastModified }) ?? true {
+            request.headers[.ifRange].map({ $0 == etag || $0 == lastModified }) ?? true
+        {
             switch StaticFiles.byteRange(header, size: file.size) {
             case .ignore:
                 break
             case .unsatisfiable:
-                throw APIError(.rangeNotSatisfiable, "range_not_satisfiable",
-                               "the range \(header.prefix(100)) is outside the file's \(file.size) bytes",
-                               headers: [.contentRange: "bytes */\(file.size)"])
+                throw APIError(
+                    .rangeNotSatisfiable, "range_not_satisfiable",
+                    "the range \(header.prefix(100)) is outside the file's \(file.size) bytes",
+                    headers: [.contentRange: "bytes */\(file.size)"])
             case .range(let r):
                 range = r
                 status = .partialContent
@@ -126,8 +130,9 @@ struct StaticFileMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         // The file changed size between stat and read: answer what was read, consistently.
         guard data.count == range.count else {
-            throw APIError(.serviceUnavailable, "file_changed", "\(request.uri.path) changed while it was read; ask again",
-                           headers: [.retryAfter: "1"])
+            throw APIError(
+                .serviceUnavailable, "file_changed", "\(request.uri.path) changed while it was read; ask again",
+                headers: [.retryAfter: "1"])
         }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
@@ -159,7 +164,8 @@ enum StaticFiles {
         guard specs.count == 1 else { return .ignore }
         let spec = specs[0].trimmingCharacters(in: .whitespaces)
         guard let dash = spec.firstIndex(of: "-") else { return .ignore }
-        let first = spec[..<dash], last = spec[spec.index(after: dash)...]
+        let first = spec[..<dash]
+        let last = spec[spec.index(after: dash)...]
         if first.isEmpty {
             // A suffix: the last N bytes.
             guard let n = digits(last) else { return .ignore }
@@ -203,13 +209,14 @@ enum StaticFiles {
         return types[name[name.index(after: dot)...].lowercased()] ?? "application/octet-stream"
     }
 
-    static let formatter = Mutex<DateFormatter>({
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return f
-    }())
+    static let formatter = Mutex<DateFormatter>(
+        {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone(identifier: "GMT")
+            f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+            return f
+        }())
 
     static func httpDate(_ date: Date) -> String { formatter.withLock { $0.string(from: date) } }
     static func parseHTTPDate(_ text: String) -> Date? { formatter.withLock { $0.date(from: text) } }
@@ -248,8 +255,9 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
             for m in routes.methods(for: request.uri.path) where !allowed.contains(m) { allowed.append(m) }
             guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { throw error }
             let allow = allowed.joined(separator: ", ")
-            throw APIError(.methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(allow)",
-                           headers: [.allow: allow])
+            throw APIError(
+                .methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(allow)",
+                headers: [.allow: allow])
         }
     }
 }

@@ -27,8 +27,9 @@ enum UploadedImage {
         let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         let isMultipart = mediaType == "multipart/form-data"
         guard isMultipart || ["image/png", "image/jpeg", "image/jpg", "application/octet-stream"].contains(mediaType) else {
-            throw APIError(.unsupportedMediaType, "unsupported_media_type",
-                           mediaType.isEmpty ? "no Content-Type; send \(accepted)" : "Content-Type \(mediaType) is not accepted; send \(accepted)")
+            throw APIError(
+                .unsupportedMediaType, "unsupported_media_type",
+                mediaType.isEmpty ? "no Content-Type; send \(accepted)" : "Content-Type \(mediaType) is not accepted; send \(accepted)")
         }
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > maxBytes {
             throw tooLarge(maxBytes)
@@ -49,8 +50,11 @@ enum UploadedImage {
             guard let boundary = parameter("boundary", of: contentType) else {
                 throw APIError.badRequest("multipart/form-data without a boundary parameter")
             }
-            guard let part = try multipartField("image", in: body, boundary: boundary,
-                                                maxParts: UploadLimits.current.maxFormParts) else {
+            guard
+                let part = try multipartField(
+                    "image", in: body, boundary: boundary,
+                    maxParts: UploadLimits.current.maxFormParts)
+            else {
                 throw APIError.badRequest("the form has no field 'image' (curl -F image=@photo.jpg ...)")
             }
             image = part
@@ -59,8 +63,9 @@ enum UploadedImage {
         }
         guard !image.isEmpty else { throw APIError.badRequest("the image is empty") }
         guard ImageFormat.detect(image) != nil else {
-            throw APIError(.unsupportedMediaType, "unsupported_media_type",
-                           "the upload is not a PNG or JPEG image (its first bytes say neither)")
+            throw APIError(
+                .unsupportedMediaType, "unsupported_media_type",
+                "the upload is not a PNG or JPEG image (its first bytes say neither)")
         }
         return image
     }
@@ -118,8 +123,9 @@ enum UploadedImage {
                 guard starts(bytes, at: cursor, with: [0x0D, 0x0A]) else { throw APIError.badRequest("malformed multipart body") }
                 parts += 1
                 if parts > maxParts {
-                    throw APIError(.contentTooLarge, "too_many_parts",
-                                   "the form has more than \(maxParts) parts (server.max_form_parts)")
+                    throw APIError(
+                        .contentTooLarge, "too_many_parts",
+                        "the form has more than \(maxParts) parts (server.max_form_parts)")
                 }
                 let partStart = cursor + 2
                 // A part without headers starts with the blank line right away.
@@ -138,8 +144,9 @@ enum UploadedImage {
                 }
                 // Headers become a String only when their bytes hold the field's name at all.
                 if contentStart - 2 > partStart,
-                   case let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[partStart..<(contentStart - 4)]),
-                   find(nameBytes, in: headerBytes, from: 0) != nil {
+                    case let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[partStart..<(contentStart - 4)]),
+                    find(nameBytes, in: headerBytes, from: 0) != nil
+                {
                     let headers = String(decoding: headerBytes, as: UTF8.self)
                     let disposition = headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-disposition:") }
                     if let disposition, parameter("name", of: String(disposition)) == name {

@@ -25,11 +25,21 @@ public func bookNormalizedChannels(_ activation: Tensor) throws -> [[UInt8]] {
     var planes = [[UInt8]](repeating: [], count: c)
     for ch in 0..<c {
         // Double accumulation: the mean and std of large maps in Float drift by more than one grey level.
-        var sum = 0.0, lo = Float.infinity, hi = -Float.infinity
-        for p in 0..<hw { let v = a[p * c + ch]; sum += Double(v); lo = min(lo, v); hi = max(hi, v) }
+        var sum = 0.0
+        var lo = Float.infinity
+        var hi = -Float.infinity
+        for p in 0..<hw {
+            let v = a[p * c + ch]
+            sum += Double(v)
+            lo = min(lo, v)
+            hi = max(hi, v)
+        }
         let mean = sum / Double(hw)
         var sq = 0.0
-        for p in 0..<hw { let d = Double(a[p * c + ch]) - mean; sq += d * d }
+        for p in 0..<hw {
+            let d = Double(a[p * c + ch]) - mean
+            sq += d * d
+        }
         let std = (sq / Double(hw)).squareRoot()
         var plane = [UInt8](repeating: 128, count: hw)
         if hi > lo && std > 0 {
@@ -50,12 +60,17 @@ public func channelStatistics(_ activation: Tensor) throws -> [ChannelStatistics
     }
     let (hw, c) = (activation.shape[1] * activation.shape[2], activation.shape[3])
     return (0..<c).map { ch in
-        var sum = 0.0, hi = -Float.infinity, zeros = 0
+        var sum = 0.0
+        var hi = -Float.infinity
+        var zeros = 0
         for p in 0..<hw {
             let v = activation.scalars[p * c + ch]
-            sum += Double(v); hi = max(hi, v); if v == 0 { zeros += 1 }
+            sum += Double(v)
+            hi = max(hi, v)
+            if v == 0 { zeros += 1 }
         }
-        return ChannelStatistics(channel: ch, mean: Float(sum / Double(hw)), max: hi,
-                                 zeroFraction: Float(zeros) / Float(hw))
+        return ChannelStatistics(
+            channel: ch, mean: Float(sum / Double(hw)), max: hi,
+            zeroFraction: Float(zeros) / Float(hw))
     }
 }

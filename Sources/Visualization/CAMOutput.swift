@@ -10,12 +10,15 @@ import Imaging
 /// that percentile of the map (nearest rank) and clipped to 1 — gradient saliency is
 /// so peaked that max-normalised it is nearly black (PAIR saliency's
 /// `VisualizeImageGrayscale` uses 99). nil (default) draws the map as it is.
-public func camHeatmapImage(_ map: ClassActivationMap, width: Int, height: Int,
-                            colormap: Colormap = .jet, displayPercentile: Float? = nil) throws -> Image {
+public func camHeatmapImage(
+    _ map: ClassActivationMap, width: Int, height: Int,
+    colormap: Colormap = .jet, displayPercentile: Float? = nil
+) throws -> Image {
     guard map.heatmap.count == map.width * map.height, map.width > 0, map.height > 0 else {
         throw VisualizationError.invalid("heatmap of \(map.heatmap.count) values is not \(map.width)x\(map.height)")
     }
-    var values = (map.width == width && map.height == height)
+    var values =
+        (map.width == width && map.height == height)
         ? map.heatmap
         : try upsampleBilinear(map.heatmap, width: map.width, height: map.height, toWidth: width, toHeight: height)
     if let q = displayPercentile {
@@ -28,8 +31,10 @@ public func camHeatmapImage(_ map: ClassActivationMap, width: Int, height: Int,
 
 /// The book's overlay on `image` (8-bit RGB, or grey, drawn as RGB):
 /// `heatmap_rgb × alpha + image`, clipped to [0, 255] (rounded), alpha 0.4 by default.
-public func camOverlay(_ map: ClassActivationMap, on image: Image, alpha: Float = 0.4,
-                       colormap: Colormap = .jet, displayPercentile: Float? = nil) throws -> Image {
+public func camOverlay(
+    _ map: ClassActivationMap, on image: Image, alpha: Float = 0.4,
+    colormap: Colormap = .jet, displayPercentile: Float? = nil
+) throws -> Image {
     let rgb: Image
     switch image.channels {
     case 3: rgb = image
@@ -40,8 +45,9 @@ public func camOverlay(_ map: ClassActivationMap, on image: Image, alpha: Float 
     default:
         throw VisualizationError.invalid("the overlay needs an RGB or grey image, got \(image.channels) channels")
     }
-    let heat = try camHeatmapImage(map, width: rgb.width, height: rgb.height, colormap: colormap,
-                                   displayPercentile: displayPercentile)
+    let heat = try camHeatmapImage(
+        map, width: rgb.width, height: rgb.height, colormap: colormap,
+        displayPercentile: displayPercentile)
     return try overlayAdditive(heatmap: heat, onto: rgb, alpha: alpha)
 }
 

@@ -39,8 +39,10 @@ public struct CAMOptions: Sendable {
     /// Integrated Gradients: the baseline x′, shaped like the input; nil = all zeros.
     public var baseline: Tensor?
 
-    public init(batchSize: Int = 16, gradientBatchSize: Int = 4, smoothGradSamples: Int = 25, smoothGradNoiseLevel: Float = 0.15,
-                seed: UInt64 = 0, integratedGradientsSteps: Int = 32, baseline: Tensor? = nil) {
+    public init(
+        batchSize: Int = 16, gradientBatchSize: Int = 4, smoothGradSamples: Int = 25, smoothGradNoiseLevel: Float = 0.15,
+        seed: UInt64 = 0, integratedGradientsSteps: Int = 32, baseline: Tensor? = nil
+    ) {
         self.batchSize = batchSize
         self.gradientBatchSize = gradientBatchSize
         self.smoothGradSamples = smoothGradSamples
@@ -93,12 +95,16 @@ extension Network {
     /// `request.classIndex` nil picks the top-1 class of that score.
     /// `request.layerNode` is the spatial feature map for the CAMs (ignored by
     /// saliency, SmoothGrad, Integrated Gradients and Guided Backprop).
-    public func classActivationMap(_ input: Tensor, _ request: CAMRequest, method: CAMMethod,
-                                   options: CAMOptions = CAMOptions()) throws -> CAMResult {
+    public func classActivationMap(
+        _ input: Tensor, _ request: CAMRequest, method: CAMMethod,
+        options: CAMOptions = CAMOptions()
+    ) throws -> CAMResult {
         guard input.batch == 1 else {
             throw VisualizationError.invalid("\(method.rawValue) takes one image, got a batch of \(input.batch)")
         }
-        guard options.batchSize >= 1, options.gradientBatchSize >= 1 else { throw VisualizationError.invalid("batch sizes must be at least 1") }
+        guard options.batchSize >= 1, options.gradientBatchSize >= 1 else {
+            throw VisualizationError.invalid("batch sizes must be at least 1")
+        }
         switch method {
         case .gradcam, .gradcamPlusPlus:
             return CAMResult(method: method, map: try gradCAMComputation(input, request, method: method), resolution: .layer)
@@ -208,4 +214,3 @@ struct SeededNormal {
         return a
     }
 }
-

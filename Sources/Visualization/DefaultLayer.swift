@@ -56,12 +56,13 @@ public func defaultCAMLayer(of model: KerasModel) -> LayerSummary? {
 /// Whether a node only normalises, activates, rescales or merges a feature map
 /// at the same height and width as `reference`.
 private func isFollowUp(_ node: Network.Node, sameSizeAs reference: Network.Node) -> Bool {
-    let s = node.outputShape, r = reference.outputShape
+    let s = node.outputShape
+    let r = reference.outputShape
     guard s.count == 3, r.count == 3, s[0] == r[0], s[1] == r[1] else { return false }
     switch node.layer {
     case let a as Activation: return a.function != .softmax
     case is BatchNormalization, is LayerNormalization, is ChannelAffine, is Identity, is PReLU,
-         is Add, is Multiply, is Concatenate:
+        is Add, is Multiply, is Concatenate:
         return true
     default:
         return false
@@ -86,7 +87,10 @@ struct PostDominators {
         for v in stride(from: network.outputNode - 1, through: 0, by: -1) {
             var meet: Int?
             for c in consumers[v] where ipdom[c] != nil {
-                guard var a = meet else { meet = c; continue }
+                guard var a = meet else {
+                    meet = c
+                    continue
+                }
                 var b = c
                 while a != b {
                     if a < b { a = ipdom[a]! } else { b = ipdom[b]! }

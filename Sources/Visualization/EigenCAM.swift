@@ -18,7 +18,7 @@ extension Network {
         let activation = try spatialActivation(trace, request.layerNode)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
         let n = h * w
-        var x = activation.scalars.map(Double.init)                  // n × c, row-major
+        var x = activation.scalars.map(Double.init)  // n × c, row-major
         for ch in 0..<c {
             var mean = 0.0
             for p in 0..<n { mean += x[p * c + ch] }
@@ -27,17 +27,18 @@ extension Network {
         }
         var projection: [Double]
         if n <= c {
-            var gram = [Double](repeating: 0, count: n * n)               // X Xᵀ
+            var gram = [Double](repeating: 0, count: n * n)  // X Xᵀ
             for i in 0..<n {
                 for j in i..<n {
                     var s = 0.0
                     for ch in 0..<c { s += x[i * c + ch] * x[j * c + ch] }
-                    gram[i * n + j] = s; gram[j * n + i] = s
+                    gram[i * n + j] = s
+                    gram[j * n + i] = s
                 }
             }
             projection = topEigenvector(gram, n)
         } else {
-            var gram = [Double](repeating: 0, count: c * c)               // Xᵀ X
+            var gram = [Double](repeating: 0, count: c * c)  // Xᵀ X
             for p in 0..<n {
                 for i in 0..<c {
                     let xi = x[p * c + i]

@@ -53,9 +53,11 @@ extension Network {
     ///
     /// `progress` is called after every step; returning false cancels
     /// (the call then throws `VisualizationError.cancelled`).
-    public func bookFilterAscent(layerNode: Int, filters: [Int], start: Tensor,
-                                 parameters: FilterAscentParameters,
-                                 progress: (AscentProgress) -> Bool = { _ in true }) throws -> FilterAscentResult {
+    public func bookFilterAscent(
+        layerNode: Int, filters: [Int], start: Tensor,
+        parameters: FilterAscentParameters,
+        progress: (AscentProgress) -> Bool = { _ in true }
+    ) throws -> FilterAscentResult {
         guard start.batch == filters.count else {
             throw VisualizationError.invalid("start images (\(start.batch)) and filters (\(filters.count)) differ in number")
         }
@@ -69,7 +71,9 @@ extension Network {
             var seed = Tensor(zeros: out.shape)
             var losses = [Float](repeating: 0, count: filters.count)
             for (n, f) in filters.enumerated() {
-                guard f >= 0, f < c else { throw VisualizationError.invalid("filter \(f) is out of range: the layer has \(c) (0...\(c - 1))") }
+                guard f >= 0, f < c else {
+                    throw VisualizationError.invalid("filter \(f) is out of range: the layer has \(c) (0...\(c - 1))")
+                }
                 var sum: Float = 0
                 for p in 0..<hw {
                     sum += out.scalars[(n * hw + p) * c + f]
@@ -111,4 +115,3 @@ public func bookDeprocess(_ image: ArraySlice<Float>) -> [UInt8] {
         return UInt8(min(max(y, 0), 255))
     }
 }
-

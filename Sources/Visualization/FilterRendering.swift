@@ -85,7 +85,8 @@ public struct FilterRequest: RenderRequest {
         }
         let count = count ?? min(Self.defaultGridCount, channels - first)
         guard count <= channels - first else {
-            throw RequestError.outOfRange("filters \(first)..<\(first + count) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
+            throw RequestError.outOfRange(
+                "filters \(first)..<\(first + count) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
         }
         let input = session.network.inputShape
         r.layer = target.summary.path
@@ -110,7 +111,8 @@ public struct FilterRequest: RenderRequest {
 
     /// The URL that answers this request (canonical requests only): the job's result link.
     public var resultPath: String {
-        let layerSegment = layer.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? layer
+        let layerSegment =
+            layer.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? layer
         var query = "method=\(method.rawValue)&steps=\(steps ?? method.defaultSteps)&step=\(step)&seed=\(seed)&size=\(size ?? 150)"
         if method == .lucid { query += "&objective=\(objective.rawValue)" }
         if format != .png { query += "&format=\(format.rawValue)" }
@@ -166,12 +168,16 @@ extension ModelSession {
     /// Renders a filter request to PNG (the picture), NPY or JSON (`{"shape", "data"}`
     /// of the final float images). `progress` is called after every step; returning false
     /// cancels (throws `VisualizationError.cancelled`).
-    public func render(_ request: FilterRequest, startImage: Tensor? = nil, sequential: Bool = false,
-                       progress: (FilterProgress) -> Bool = { _ in true }) throws -> Rendered {
+    public func render(
+        _ request: FilterRequest, startImage: Tensor? = nil, sequential: Bool = false,
+        progress: (FilterProgress) -> Bool = { _ in true }
+    ) throws -> Rendered {
         let r = try request.canonical(for: self)
         let rendering = try renderFilters(r, startImage: startImage, sequential: sequential, progress: progress)
-        let facts = [Fact("Layer", r.layer), Fact("Filters", "\(r.first)..<\(r.first + (r.count ?? 1))"), Fact("Method", r.method.rawValue),
-                     Fact("Steps", String(r.steps ?? 0)), Fact("Size", "\(rendering.images.shape[1])x\(rendering.images.shape[2])")]
+        let facts = [
+            Fact("Layer", r.layer), Fact("Filters", "\(r.first)..<\(r.first + (r.count ?? 1))"), Fact("Method", r.method.rawValue),
+            Fact("Steps", String(r.steps ?? 0)), Fact("Size", "\(rendering.images.shape[1])x\(rendering.images.shape[2])"),
+        ]
         switch r.format {
         case .png: return Rendered(body: try encodePNG(rendering.picture), format: .png, facts: facts)
         case .npy: return Rendered(body: rendering.images.npyData(), format: .npy, facts: facts)
@@ -183,8 +189,10 @@ extension ModelSession {
     /// model-input units) replaces the noise start for every filter — a command-line
     /// option, not part of the request's identity. `sequential` optimises the filters one
     /// at a time instead of as one batch (same result, for timing).
-    public func renderFilters(_ request: FilterRequest, startImage: Tensor? = nil, sequential: Bool = false,
-                              progress: (FilterProgress) -> Bool = { _ in true }) throws -> FilterRendering {
+    public func renderFilters(
+        _ request: FilterRequest, startImage: Tensor? = nil, sequential: Bool = false,
+        progress: (FilterProgress) -> Bool = { _ in true }
+    ) throws -> FilterRendering {
         let r = try request.canonical(for: self)
         let (_, node, spatial, _) = try filterTarget(layer: r.layer, method: r.method)
         let inputShape = network.inputShape
@@ -209,8 +217,12 @@ extension ModelSession {
                 parameters: parameters, progress: { report(step: $0.step, steps: $0.steps, losses: $0.losses) })
             let cells = try lucidImages(result.images)
             let columns = min(r.cols, cells.count)
-            let picture = n == 1 ? cells[0] : try composeGrid(cells, rows: GridLayout.rows(for: n, cols: columns), cols: columns,
-                                                               margin: 5, background: [0])
+            let picture =
+                n == 1
+                ? cells[0]
+                : try composeGrid(
+                    cells, rows: GridLayout.rows(for: n, cols: columns), cols: columns,
+                    margin: 5, background: [0])
             return FilterRendering(images: result.images, picture: picture)
         }
         // The book works in VGG16's input units (caffe: pixels minus means), where a step of
@@ -238,14 +250,19 @@ extension ModelSession {
         func ascentProgress(_ p: AscentProgress) -> Bool { report(step: p.step, steps: p.steps, losses: p.losses) }
         var images: Tensor
         if sequential {
-            images = Tensor.concatenateBatches(try filters.map { f in
-                try network.bookFilterAscent(layerNode: node, filters: [f], start: one, parameters: parameters, progress: ascentProgress).images
-            })
+            images = Tensor.concatenateBatches(
+                try filters.map { f in
+                    try network.bookFilterAscent(
+                        layerNode: node, filters: [f], start: one, parameters: parameters, progress: ascentProgress
+                    ).images
+                })
         } else {
             // Every filter starts from the same image.
             let start = Tensor.concatenateBatches(Array(repeating: one, count: n))
-            images = try network.bookFilterAscent(layerNode: node, filters: filters, start: start,
-                                                  parameters: parameters, progress: ascentProgress).images
+            images = try network.bookFilterAscent(
+                layerNode: node, filters: filters, start: start,
+                parameters: parameters, progress: ascentProgress
+            ).images
         }
         var shown = images
         // caffe-preprocessed models see BGR: show the pattern in RGB.

@@ -87,7 +87,8 @@ extension Network {
         seed.scalars[k] = 1
         let grads = try backward(from: request.scoreNode, seed: seed, to: request.layerNode, trace: trace)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
-        let a = activation.scalars, g = grads.scalars
+        let a = activation.scalars
+        let g = grads.scalars
         var weights = [Float](repeating: 0, count: c)
         switch method {
         case .gradcam:
@@ -102,7 +103,8 @@ extension Network {
             for p in 0..<(h * w) {
                 for ch in 0..<c {
                     let gi = g[p * c + ch]
-                    let g2 = gi * gi, g3 = g2 * gi
+                    let g2 = gi * gi
+                    let g3 = g2 * gi
                     let denom = 2 * g2 + sumA[ch] * g3
                     let alpha = denom != 0 ? g2 / denom : 0
                     weights[ch] += alpha * max(gi, 0)

@@ -20,8 +20,11 @@ extension Network {
             throw VisualizationError.invalid("guided Grad-CAM takes one image [1, H, W, C], got \(input.shape)")
         }
         let cam = try gradCAMComputation(input, request, method: .gradcam)
-        let guided = try guidedBackprop(input, CAMRequest(layerNode: request.layerNode, scoreNode: request.scoreNode,
-                                                          classIndex: cam.classIndex))
+        let guided = try guidedBackprop(
+            input,
+            CAMRequest(
+                layerNode: request.layerNode, scoreNode: request.scoreNode,
+                classIndex: cam.classIndex))
         let (h, w, c) = (input.shape[1], input.shape[2], input.shape[3])
         let up = try upsampleBilinear(cam.heatmap, width: cam.width, height: cam.height, toWidth: w, toHeight: h)
         var product = guided.attribution!

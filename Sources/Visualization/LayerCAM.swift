@@ -10,7 +10,8 @@ extension Network {
         let activation = try spatialActivation(trace, request.layerNode)
         let grads = try backward(from: request.scoreNode, seed: Self.classSeed(scores, k), to: request.layerNode, trace: trace)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
-        let a = activation.scalars, g = grads.scalars
+        let a = activation.scalars
+        let g = grads.scalars
         var map = [Float](repeating: 0, count: h * w)
         for p in 0..<(h * w) {
             var s: Float = 0

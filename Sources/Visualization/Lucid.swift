@@ -50,8 +50,10 @@ public struct LucidParameters: Sendable {
     public var transforms: LucidTransforms = .standard
     public var seed: UInt64 = 0
 
-    public init(steps: Int = 512, size: (height: Int, width: Int)? = nil, learningRate: Float = 0.05,
-                transforms: LucidTransforms = .standard, seed: UInt64 = 0) {
+    public init(
+        steps: Int = 512, size: (height: Int, width: Int)? = nil, learningRate: Float = 0.05,
+        transforms: LucidTransforms = .standard, seed: UInt64 = 0
+    ) {
         self.steps = steps
         self.size = size
         self.learningRate = learningRate
@@ -71,7 +73,9 @@ public enum LucidObjective: Sendable, Equatable, Hashable {
     case unit(Int)
 
     var index: Int {
-        switch self { case .channel(let k), .neuron(let k), .unit(let k): return k }
+        switch self {
+        case .channel(let k), .neuron(let k), .unit(let k): return k
+        }
     }
 }
 
@@ -85,7 +89,7 @@ public struct LucidResult: Sendable {
 
 /// One image's optimisation state.
 private struct LucidState {
-    var coefficients: [Float]   // [2, 3, h, fw]: re then im
+    var coefficients: [Float]  // [2, 3, h, fw]: re then im
     var m: [Float]
     var v: [Float]
     var rng: SplitMix64
@@ -111,7 +115,11 @@ extension Network {
     /// The seed of image n: lucid images are reproducible per (seed, objective).
     static func lucidSeed(_ seed: UInt64, _ objective: LucidObjective) -> UInt64 {
         let kind: UInt64
-        switch objective { case .channel: kind = 1; case .neuron: kind = 2; case .unit: kind = 3 }
+        switch objective {
+        case .channel: kind = 1
+        case .neuron: kind = 2
+        case .unit: kind = 3
+        }
         var g = SplitMix64(seed: seed ^ (kind &* 0xD6E8_FEB8_6659_FD93) ^ (UInt64(objective.index) &* 0x9E37_79B9_7F4A_7C15))
         return g.next()
     }
@@ -120,9 +128,11 @@ extension Network {
     ///
     /// `progress` is called after every step with each image's objective (in
     /// `losses`; higher is better); returning false cancels (throws `VisualizationError.cancelled`).
-    public func lucidVisualization(layerNode: Int, objectives: [LucidObjective], inputMap: LucidInputMap,
-                                   parameters: LucidParameters,
-                                   progress: (AscentProgress) -> Bool = { _ in true }) throws -> LucidResult {
+    public func lucidVisualization(
+        layerNode: Int, objectives: [LucidObjective], inputMap: LucidInputMap,
+        parameters: LucidParameters,
+        progress: (AscentProgress) -> Bool = { _ in true }
+    ) throws -> LucidResult {
         guard !objectives.isEmpty else { throw VisualizationError.invalid("no objectives") }
         guard layerNode > 0, layerNode < nodes.count else { throw VisualizationError.invalid("node \(layerNode) out of range") }
         guard inputShape.count == 3, inputShape[2] == 3 || inputShape[2] == -1 else {
@@ -134,17 +144,21 @@ extension Network {
         }
         let (oh, ow) = fixed ? (inputShape[0], inputShape[1]) : parameters.size!
         let (h, w) = parameters.size ?? (oh, ow)
-        guard h >= 2, w >= 2, parameters.steps >= 1 else { throw VisualizationError.invalid("lucid needs an image of at least 2×2 and ≥ 1 step") }
+        guard h >= 2, w >= 2, parameters.steps >= 1 else {
+            throw VisualizationError.invalid("lucid needs an image of at least 2×2 and ≥ 1 step")
+        }
         let n = objectives.count
-        let image = LucidFourierImage(height: h, width: w, decayPower: parameters.decayPower,
-                                      decorrelateColour: parameters.decorrelateColour)
+        let image = LucidFourierImage(
+            height: h, width: w, decayPower: parameters.decayPower,
+            decorrelateColour: parameters.decorrelateColour)
         var states: [LucidState] = objectives.map { obj in
             var init_ = SplitMix64(seed: Self.lucidSeed(parameters.seed, obj))
             let count = image.coefficientCount
             var c = [Float](repeating: 0, count: count)
             for i in 0..<count { c[i] = parameters.initStd * lucidGaussian(&init_) }
-            return LucidState(coefficients: c, m: [Float](repeating: 0, count: count), v: [Float](repeating: 0, count: count),
-                              rng: SplitMix64(seed: init_.next()))
+            return LucidState(
+                coefficients: c, m: [Float](repeating: 0, count: count), v: [Float](repeating: 0, count: count),
+                rng: SplitMix64(seed: init_.next()))
         }
         let map = inputMap
         func render(_ s: LucidState) -> [Float] { image.rgb(s.coefficients) }
@@ -157,8 +171,9 @@ extension Network {
             var input = Tensor(zeros: [n, oh, ow, 3])
             for i in 0..<n {
                 rgbs[i] = render(states[i])
-                let warp = parameters.transforms.draw(imageHeight: h, imageWidth: w, outputHeight: oh, outputWidth: ow,
-                                                      using: &states[i].rng)
+                let warp = parameters.transforms.draw(
+                    imageHeight: h, imageWidth: w, outputHeight: oh, outputWidth: ow,
+                    using: &states[i].rng)
                 warps.append(warp)
                 let warped = warp.apply(rgbs[i], channels: 3)
                 let base = i * oh * ow * 3

@@ -39,32 +39,60 @@ public struct LucidDFT2D: Sendable {
         precondition(height > 0 && width > 0)
         self.height = height
         self.width = width
-        let h = height, w = width, fw = width / 2 + 1
+        let h = height
+        let w = width
+        let fw = width / 2 + 1
         func angle(_ k: Int, _ x: Int, _ n: Int) -> Double { 2 * Double.pi * Double((k * x) % n) / Double(n) }
-        var ch = [Float](repeating: 0, count: h * h), sh = ch
-        for a in 0..<h { for b in 0..<h { let t = angle(a, b, h); ch[a * h + b] = Float(cos(t)); sh[a * h + b] = Float(sin(t)) } }
-        var cw = [Float](repeating: 0, count: w * fw), sw = cw, icwT = cw, iswT = cw
-        var icw = [Float](repeating: 0, count: fw * w), isw = icw
+        var ch = [Float](repeating: 0, count: h * h)
+        var sh = ch
+        for a in 0..<h {
+            for b in 0..<h {
+                let t = angle(a, b, h)
+                ch[a * h + b] = Float(cos(t))
+                sh[a * h + b] = Float(sin(t))
+            }
+        }
+        var cw = [Float](repeating: 0, count: w * fw)
+        var sw = cw
+        var icwT = cw
+        var iswT = cw
+        var icw = [Float](repeating: 0, count: fw * w)
+        var isw = icw
         let norm = 1 / Double(h * w)
         for x in 0..<w {
             for k in 0..<fw {
                 let t = angle(k, x, w)
                 let c: Double = (k == 0 || (w % 2 == 0 && k == w / 2)) ? 1 : 2
-                cw[x * fw + k] = Float(cos(t)); sw[x * fw + k] = Float(sin(t))
-                let ic = Float(c * cos(t) * norm), iS = Float(c * sin(t) * norm)
-                icw[k * w + x] = ic; isw[k * w + x] = iS
-                icwT[x * fw + k] = ic; iswT[x * fw + k] = iS
+                cw[x * fw + k] = Float(cos(t))
+                sw[x * fw + k] = Float(sin(t))
+                let ic = Float(c * cos(t) * norm)
+                let iS = Float(c * sin(t) * norm)
+                icw[k * w + x] = ic
+                isw[k * w + x] = iS
+                icwT[x * fw + k] = ic
+                iswT[x * fw + k] = iS
             }
         }
-        cosH = ch; sinH = sh; cosW = cw; sinW = sw
-        invCosW = icw; invSinW = isw; invCosWT = icwT; invSinWT = iswT
+        cosH = ch
+        sinH = sh
+        cosW = cw
+        sinW = sw
+        invCosW = icw
+        invSinW = isw
+        invCosWT = icwT
+        invSinWT = iswT
     }
 
     /// rfft2 of one h×w plane (row-major): (re, im), each h × (w/2+1).
     public func forward(_ image: [Float]) -> (re: [Float], im: [Float]) {
-        let h = height, w = width, fw = frequencyWidth
+        let h = height
+        let w = width
+        let fw = frequencyWidth
         precondition(image.count == h * w)
-        var ur = [Float](repeating: 0, count: h * fw), ui = ur, xr = ur, xi = ur
+        var ur = [Float](repeating: 0, count: h * fw)
+        var ui = ur
+        var xr = ur
+        var xi = ur
         // Along x: U = Σx img·e^{−iθ}: ur = img·cosW, ui = −img·sinW.
         lucidGEMM(h, fw, w, image, cosW, &ur, alpha: 1)
         lucidGEMM(h, fw, w, image, sinW, &ui, alpha: -1)
@@ -78,9 +106,12 @@ public struct LucidDFT2D: Sendable {
 
     /// irfft2 of one spectrum (re, im; each h × (w/2+1)) to an h×w plane.
     public func inverse(re: [Float], im: [Float]) -> [Float] {
-        let h = height, w = width, fw = frequencyWidth
+        let h = height
+        let w = width
+        let fw = frequencyWidth
         precondition(re.count == h * fw && im.count == h * fw)
-        var zr = [Float](repeating: 0, count: h * fw), zi = zr
+        var zr = [Float](repeating: 0, count: h * fw)
+        var zi = zr
         // Along y (full complex inverse, unnormalised): Z = Σky e^{+iφ}·X.
         lucidGEMM(h, fw, h, cosH, re, &zr, alpha: 1)
         lucidGEMM(h, fw, h, sinH, im, &zr, alpha: -1, accumulate: true)
@@ -95,9 +126,14 @@ public struct LucidDFT2D: Sendable {
 
     /// The transpose of `inverse`: given dL/d(image), dL/d(re) and dL/d(im).
     public func inverseAdjoint(_ gradient: [Float]) -> (re: [Float], im: [Float]) {
-        let h = height, w = width, fw = frequencyWidth
+        let h = height
+        let w = width
+        let fw = frequencyWidth
         precondition(gradient.count == h * w)
-        var gzr = [Float](repeating: 0, count: h * fw), gzi = gzr, gr = gzr, gi = gzr
+        var gzr = [Float](repeating: 0, count: h * fw)
+        var gzi = gzr
+        var gr = gzr
+        var gi = gzr
         lucidGEMM(h, fw, w, gradient, invCosWT, &gzr, alpha: 1)
         lucidGEMM(h, fw, w, gradient, invSinWT, &gzi, alpha: -1)
         // cosH and sinH are symmetric, so they are their own transposes.
@@ -111,7 +147,9 @@ public struct LucidDFT2D: Sendable {
     /// lucid's `rfft2d_freqs`: |f| = sqrt(fy² + fx²) per coefficient, fy from
     /// `np.fft.fftfreq(h)` (negative in the upper half), fx = kx / w.
     public func frequencies() -> [Float] {
-        let h = height, w = width, fw = frequencyWidth
+        let h = height
+        let w = width
+        let fw = frequencyWidth
         var f = [Float](repeating: 0, count: h * fw)
         for ky in 0..<h {
             let fy = Double(ky < (h + 1) / 2 ? ky : ky - h) / Double(h)
@@ -126,13 +164,17 @@ public struct LucidDFT2D: Sendable {
 
 /// c[m×n] (=|+=) alpha · a[m×k] · b[k×n], row-major. A plain i-p-j loop whose
 /// inner loop runs over contiguous rows (the compiler vectorises it).
-func lucidGEMM(_ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float], _ c: inout [Float],
-               alpha: Float, accumulate: Bool = false) {
+func lucidGEMM(
+    _ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float], _ c: inout [Float],
+    alpha: Float, accumulate: Bool = false
+) {
     precondition(a.count >= m * k && b.count >= k * n && c.count >= m * n)
     a.withUnsafeBufferPointer { ap in
         b.withUnsafeBufferPointer { bp in
             c.withUnsafeMutableBufferPointer { cp in
-                let A = ap.baseAddress!, B = bp.baseAddress!, C = cp.baseAddress!
+                let A = ap.baseAddress!
+                let B = bp.baseAddress!
+                let C = cp.baseAddress!
                 if !accumulate { C.update(repeating: 0, count: m * n) }
                 for i in 0..<m {
                     let crow = C + i * n

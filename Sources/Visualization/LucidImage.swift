@@ -92,7 +92,8 @@ public struct LucidInputMap: Sendable, Equatable {
             self.init(scale: [255, 255, 255], offset: [-m[0], -m[1], -m[2]], swapRGBToBGR: true)
         case .tf: self = .uniform(scale: 2, offset: -1)
         case .torch:
-            let m = Preprocessing.torchMean, s = Preprocessing.torchStd
+            let m = Preprocessing.torchMean
+            let s = Preprocessing.torchStd
             self.init(scale: (0..<3).map { 1 / s[$0] }, offset: (0..<3).map { -m[$0] / s[$0] })
         case .scale: self = .uniform(scale: 1)
         case .none: self = .uniform(scale: 255)
@@ -118,7 +119,6 @@ public func lucidImages(_ images: Tensor) throws -> [Image] {
     }
 }
 
-
 /// lucid's Fourier image of one size: coefficients ↔ RGB in [0, 1], and the
 /// gradient back to the coefficients. Coefficients are laid out as lucid's
 /// `(2, 3, h, w/2+1)`: real parts of the three channels, then imaginary parts.
@@ -137,7 +137,8 @@ public struct LucidFourierImage: Sendable {
         self.width = width
         self.decorrelateColour = decorrelateColour
         dft = LucidDFT2D(height: height, width: width)
-        let floor = 1 / Double(max(height, width)), root = Double(height * width).squareRoot()
+        let floor = 1 / Double(max(height, width))
+        let root = Double(height * width).squareRoot()
         spectrumScale = dft.frequencies().map { f in Float(root / pow(max(Double(f), floor), Double(decayPower))) }
     }
 
@@ -161,7 +162,10 @@ public struct LucidFourierImage: Sendable {
         precondition(rgb.count == height * width * 3 && rgbGradient.count == rgb.count)
         let (h, w, plane) = (height, width, plane)
         var g = rgbGradient
-        for p in 0..<g.count { let y = rgb[p]; g[p] *= y * (1 - y) }
+        for p in 0..<g.count {
+            let y = rgb[p]
+            g[p] *= y * (1 - y)
+        }
         let gT = decorrelateColour ? lucidDecorrelateAdjoint(g) : g
         var grad = [Float](repeating: 0, count: coefficientCount)
         for ch in 0..<3 {

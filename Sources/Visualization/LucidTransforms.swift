@@ -45,40 +45,55 @@ public struct LucidTransforms: Sendable, Equatable {
         anglesDegrees: (-5...5).map(Double.init), jitter2: 4)
 
     /// No transformation: the network sees the (centre-cropped or padded) image itself.
-    public static let none = LucidTransforms(pad: 0, padMode: .constant(0.5), jitter1: 0, scales: [1],
-                                             anglesDegrees: [0], jitter2: 0)
+    public static let none = LucidTransforms(
+        pad: 0, padMode: .constant(0.5), jitter1: 0, scales: [1],
+        anglesDegrees: [0], jitter2: 0)
 
     /// Draws this step's transform for one image.
-    public func draw(imageHeight h: Int, imageWidth w: Int, outputHeight oh: Int, outputWidth ow: Int,
-                     using rng: inout SplitMix64) -> LucidWarp {
+    public func draw(
+        imageHeight h: Int, imageWidth w: Int, outputHeight oh: Int, outputWidth ow: Int,
+        using rng: inout SplitMix64
+    ) -> LucidWarp {
         func pick<T>(_ xs: [T]) -> T { xs[Int(rng.next() % UInt64(xs.count))] }
         func offset(_ j: Int) -> Int { j > 0 ? Int(rng.next() % UInt64(j + 1)) : 0 }
-        let o1y = offset(jitter1), o1x = offset(jitter1)
+        let o1y = offset(jitter1)
+        let o1x = offset(jitter1)
         let s = scales.isEmpty ? 1 : pick(scales)
         let deg = anglesDegrees.isEmpty ? 0 : pick(anglesDegrees)
-        let o2y = offset(jitter2), o2x = offset(jitter2)
+        let o2y = offset(jitter2)
+        let o2x = offset(jitter2)
         // Sizes after pad and first crop, after scaling (truncated, as lucid's int cast).
-        let c1h = Double(h + 2 * pad - jitter1), c1w = Double(w + 2 * pad - jitter1)
-        let sh = max(1, Int(c1h * s)), sw = max(1, Int(c1w * s))
+        let c1h = Double(h + 2 * pad - jitter1)
+        let c1w = Double(w + 2 * pad - jitter1)
+        let sh = max(1, Int(c1h * s))
+        let sw = max(1, Int(c1w * s))
         // Centre crop (or pad) of the second crop to the output size.
         let cy = Int((Double(sh - jitter2 - oh) / 2).rounded(.down))
         let cx = Int((Double(sw - jitter2 - ow) / 2).rounded(.down))
         // Output (y, x) → rotated image (r) → scaled image (q, inverse rotation about
         // its centre) → first crop (u, half-pixel scaling) → padded → image.
-        let th = deg * Double.pi / 180, ct = cos(th), st = sin(th)
-        let ry0 = Double(cy + o2y), rx0 = Double(cx + o2x)
-        let my = Double(sh - 1) / 2, mx = Double(sw - 1) / 2
-        let fy = c1h / Double(sh), fx = c1w / Double(sw)
+        let th = deg * Double.pi / 180
+        let ct = cos(th)
+        let st = sin(th)
+        let ry0 = Double(cy + o2y)
+        let rx0 = Double(cx + o2x)
+        let my = Double(sh - 1) / 2
+        let mx = Double(sw - 1) / 2
+        let fy = c1h / Double(sh)
+        let fx = c1w / Double(sw)
         // q = m + R(r − m); u = (q + 0.5)·f − 0.5; src = u + o1 − pad. All affine in (y, x).
         // src_y = a·y + b·x + c, src_x = d·y + e·x + f.
-        let a = fy * ct, b = -fy * st
-        let d = fx * st, e = fx * ct
+        let a = fy * ct
+        let b = -fy * st
+        let d = fx * st
+        let e = fx * ct
         let qy0 = my + ct * (ry0 - my) - st * (rx0 - mx)
         let qx0 = mx + st * (ry0 - my) + ct * (rx0 - mx)
         let c = (qy0 + 0.5) * fy - 0.5 + Double(o1y - pad)
         let f = (qx0 + 0.5) * fx - 0.5 + Double(o1x - pad)
-        return LucidWarp(imageHeight: h, imageWidth: w, outputHeight: oh, outputWidth: ow,
-                         matrix: [a, b, c, d, e, f], padMode: padMode)
+        return LucidWarp(
+            imageHeight: h, imageWidth: w, outputHeight: oh, outputWidth: ow,
+            matrix: [a, b, c, d, e, f], padMode: padMode)
     }
 }
 
@@ -97,8 +112,10 @@ public struct LucidWarp: Sendable {
     private let taps: [Int32]
     private let weights: [Float]
 
-    public init(imageHeight: Int, imageWidth: Int, outputHeight: Int, outputWidth: Int,
-                matrix: [Double], padMode: LucidTransforms.PadMode) {
+    public init(
+        imageHeight: Int, imageWidth: Int, outputHeight: Int, outputWidth: Int,
+        matrix: [Double], padMode: LucidTransforms.PadMode
+    ) {
         precondition(matrix.count == 6)
         self.imageHeight = imageHeight
         self.imageWidth = imageWidth
@@ -123,12 +140,15 @@ public struct LucidWarp: Sendable {
             for x in 0..<outputWidth {
                 let sy = matrix[0] * Double(y) + matrix[1] * Double(x) + matrix[2]
                 let sx = matrix[3] * Double(y) + matrix[4] * Double(x) + matrix[5]
-                let y0 = Int(sy.rounded(.down)), x0 = Int(sx.rounded(.down))
-                let wy = Float(sy - Double(y0)), wx = Float(sx - Double(x0))
+                let y0 = Int(sy.rounded(.down))
+                let x0 = Int(sx.rounded(.down))
+                let wy = Float(sy - Double(y0))
+                let wx = Float(sx - Double(x0))
                 let p = (y * outputWidth + x) * 4
                 let rows = [index(y0, imageHeight), index(y0 + 1, imageHeight)]
                 let cols = [index(x0, imageWidth), index(x0 + 1, imageWidth)]
-                let wr: [Float] = [1 - wy, wy], wc: [Float] = [1 - wx, wx]
+                let wr: [Float] = [1 - wy, wy]
+                let wc: [Float] = [1 - wx, wx]
                 for i in 0..<2 {
                     for j in 0..<2 {
                         let k = p + i * 2 + j

@@ -16,8 +16,10 @@ public struct InputPipeline: Sendable {
     /// Where the preprocessing choice came from, for summaries: `profile`, `detected from model name '…'`, or `default`.
     public var preprocessingSource: String
 
-    public init(width: Int, height: Int, filter: ResizeFilter, centreCrop: Bool = false,
-                preprocessing: Preprocessing, preprocessingSource: String = "given") {
+    public init(
+        width: Int, height: Int, filter: ResizeFilter, centreCrop: Bool = false,
+        preprocessing: Preprocessing, preprocessingSource: String = "given"
+    ) {
         self.width = width
         self.height = height
         self.filter = filter
@@ -102,7 +104,8 @@ public struct InputPipeline: Sendable {
             ("vgg16", .caffe, "VGG16"), ("vgg19", .caffe, "VGG19"),
             ("resnet50v2", .tf, "ResNetV2"), ("resnet101v2", .tf, "ResNetV2"), ("resnet152v2", .tf, "ResNetV2"),
             ("resnet", .caffe, "ResNet"),
-            ("mobilenetv3", .none, "MobileNetV3"), ("mobilenet", .tf, "MobileNet"), ("xception", .tf, "Xception"), ("inception", .tf, "Inception"),
+            ("mobilenetv3", .none, "MobileNetV3"), ("mobilenet", .tf, "MobileNet"), ("xception", .tf, "Xception"),
+            ("inception", .tf, "Inception"),
             ("nasnet", .tf, "NASNet"), ("densenet", .torch, "DenseNet"),
             ("efficientnet", .none, "EfficientNet"), ("convnext", .none, "ConvNeXt"),
         ]

@@ -131,7 +131,8 @@ public final class ModelSession: Sendable {
             return k
         }
         guard let labels else {
-            throw RequestError.badParameter(name: "class", value: text, allowed: "give a class index in 0...\(count - 1) (the model has no labels)")
+            throw RequestError.badParameter(
+                name: "class", value: text, allowed: "give a class index in 0...\(count - 1) (the model has no labels)")
         }
         // A label as typed, or with "+" for spaces (a form-encoded query).
         for wanted in [text, text.replacingOccurrences(of: "+", with: " ")].map({ $0.lowercased().trimmingCharacters(in: .whitespaces) }) {
@@ -140,7 +141,8 @@ public final class ModelSession: Sendable {
             }
             if let match { return match }
         }
-        throw RequestError.badParameter(name: "class", value: text, allowed: "give a class index in 0...\(count - 1) or one of the labels' names")
+        throw RequestError.badParameter(
+            name: "class", value: text, allowed: "give a class index in 0...\(count - 1) or one of the labels' names")
     }
 
     /// The top-k of the model's output for one prepared input.

@@ -6,15 +6,18 @@ import Imaging
 /// One layer's activations for one image as a grid: every channel normalised the
 /// book's way (`bookNormalizedChannels`), coloured, `cols` per row (the book: 16),
 /// as many rows as needed — the book drops the last partial row; we keep it.
-public func activationGrid(_ activation: Tensor, cols: Int = 16, colormap: Colormap = .viridis,
-                           margin: Int = 1) throws -> Image {
+public func activationGrid(
+    _ activation: Tensor, cols: Int = 16, colormap: Colormap = .viridis,
+    margin: Int = 1
+) throws -> Image {
     guard cols >= 1 else { throw VisualizationError.invalid("cols must be at least 1") }
     let planes = try bookNormalizedChannels(activation)
     let (h, w) = (activation.shape[1], activation.shape[2])
     let cells = try planes.map { try colormap.apply(indices: $0, width: w, height: h) }
     let columns = min(cols, cells.count)
-    return try composeGrid(cells, rows: GridLayout.rows(for: cells.count, cols: columns), cols: columns,
-                           margin: margin, background: [255])
+    return try composeGrid(
+        cells, rows: GridLayout.rows(for: cells.count, cols: columns), cols: columns,
+        margin: margin, background: [255])
 }
 
 /// One channel of one image's activations at full size, book-normalised and coloured.
@@ -35,8 +38,9 @@ public func activationChannel(_ activation: Tensor, channel: Int, colormap: Colo
 public func filterGrid(_ images: Tensor, cols: Int = 8, margin: Int = 5) throws -> Image {
     let cells = try filterImages(images)
     let columns = min(cols, cells.count)
-    return try composeGrid(cells, rows: GridLayout.rows(for: cells.count, cols: columns), cols: columns,
-                           margin: margin, background: [0])
+    return try composeGrid(
+        cells, rows: GridLayout.rows(for: cells.count, cols: columns), cols: columns,
+        margin: margin, background: [0])
 }
 
 /// Each image of [n, h, w, 3] deprocessed with the book's recipe to an 8-bit RGB image.
@@ -55,8 +59,10 @@ public func filterImages(_ images: Tensor) throws -> [Image] {
 /// book-normalised, coloured and scaled (nearest) to `cellSize` so shallow and
 /// deep layers line up; the row's first cell is labelled with the layer's name, the others with their channel. Shows at a glance
 /// how deeper layers turn abstract and sparse.
-public func activationOverview(_ layers: [(name: String, activation: Tensor)], channels: Int = 8,
-                               cellSize: Int = 64, colormap: Colormap = .viridis) throws -> Image {
+public func activationOverview(
+    _ layers: [(name: String, activation: Tensor)], channels: Int = 8,
+    cellSize: Int = 64, colormap: Colormap = .viridis
+) throws -> Image {
     guard channels >= 1, cellSize >= 8 else { throw VisualizationError.invalid("channels ≥ 1 and cell size ≥ 8 needed") }
     var cells: [Image] = []
     var labels: [String] = []
@@ -65,8 +71,9 @@ public func activationOverview(_ layers: [(name: String, activation: Tensor)], c
         let (h, w) = (activation.shape[1], activation.shape[2])
         for ch in 0..<channels {
             if ch < planes.count {
-                cells.append(try colormap.apply(indices: planes[ch], width: w, height: h)
-                    .resized(width: cellSize, height: cellSize, filter: .nearest))
+                cells.append(
+                    try colormap.apply(indices: planes[ch], width: w, height: h)
+                        .resized(width: cellSize, height: cellSize, filter: .nearest))
                 labels.append(ch == 0 ? name : "\(ch)")
             } else {
                 cells.append(Image(width: cellSize, height: cellSize, channels: 3, fill: [255]))
@@ -75,6 +82,7 @@ public func activationOverview(_ layers: [(name: String, activation: Tensor)], c
         }
     }
     guard !cells.isEmpty else { throw VisualizationError.invalid("no spatial layers to show") }
-    return try composeGrid(cells, rows: layers.count, cols: channels, margin: 2, background: [255],
-                           labels: labels, labelColour: [0])
+    return try composeGrid(
+        cells, rows: layers.count, cols: channels, margin: 2, background: [255],
+        labels: labels, labelColour: [0])
 }

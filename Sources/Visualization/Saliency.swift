@@ -50,7 +50,8 @@ extension Network {
     }
 
     func smoothGradSigma(_ input: Tensor, _ options: CAMOptions) -> Double {
-        let lo = input.scalars.min() ?? 0, hi = input.scalars.max() ?? 0
+        let lo = input.scalars.min() ?? 0
+        let hi = input.scalars.max() ?? 0
         return Double(options.smoothGradNoiseLevel) * Double(hi - lo)
     }
 
@@ -66,7 +67,9 @@ extension Network {
     /// points weigh ½). The m + 1 points run `gradientBatchSize` at a time. `completeness`
     /// compares Σ IG with F(x) − F(x′). The map is the saliency reduction of IG.
     public func integratedGradients(_ input: Tensor, _ request: CAMRequest, options: CAMOptions = CAMOptions()) throws -> CAMResult {
-        guard input.batch == 1 else { throw VisualizationError.invalid("Integrated Gradients takes one image, got a batch of \(input.batch)") }
+        guard input.batch == 1 else {
+            throw VisualizationError.invalid("Integrated Gradients takes one image, got a batch of \(input.batch)")
+        }
         let m = options.integratedGradientsSteps
         guard m >= 1 else { throw VisualizationError.invalid("Integrated Gradients needs at least one step") }
         let baseline = options.baseline ?? Tensor(zeros: input.shape)
@@ -87,8 +90,9 @@ extension Network {
                     points[n * count + i] = baseline.scalars[i] + alpha * (input.scalars[i] - baseline.scalars[i])
                 }
             }
-            let (g, s) = try inputGradients(Tensor(shape: [steps.count] + input.sampleShape, scalars: points),
-                                            scoreNode: request.scoreNode, classIndex: k)
+            let (g, s) = try inputGradients(
+                Tensor(shape: [steps.count] + input.sampleShape, scalars: points),
+                scoreNode: request.scoreNode, classIndex: k)
             for (n, step) in steps.enumerated() {
                 let weight = (step == 0 || step == m) ? 0.5 : 1.0
                 for i in 0..<count { sum[i] += weight * Double(g.scalars[n * count + i]) }
@@ -117,8 +121,9 @@ extension Network {
 
     func inputResult(_ method: CAMMethod, _ input: Tensor, _ raw: Tensor, classIndex: Int, score: Float) -> CAMResult {
         let (h, w) = input.rank == 4 ? (input.shape[1], input.shape[2]) : (1, input.sampleCount)
-        return CAMResult(method: method,
-                         map: ClassActivationMap(heatmap: saliencyMap(raw), height: h, width: w, classIndex: classIndex, score: score),
-                         resolution: .input, attribution: raw)
+        return CAMResult(
+            method: method,
+            map: ClassActivationMap(heatmap: saliencyMap(raw), height: h, width: w, classIndex: classIndex, score: score),
+            resolution: .input, attribution: raw)
     }
 }

@@ -33,10 +33,12 @@ extension Network {
         func upsampled(_ ch: Int) throws -> [Float] {
             try upsampleBilinear((0..<(h * w)).map { a[$0 * c + ch] }, width: w, height: h, toWidth: inW, toHeight: inH)
         }
-        var lo = [Float](repeating: 0, count: c), hi = [Float](repeating: 0, count: c)
+        var lo = [Float](repeating: 0, count: c)
+        var hi = [Float](repeating: 0, count: c)
         for ch in 0..<c {
             let m = try upsampled(ch)
-            lo[ch] = m.min()!; hi[ch] = m.max()!
+            lo[ch] = m.min()!
+            hi[ch] = m.max()!
         }
         let live = (0..<c).filter { hi[$0] > lo[$0] }
         let rule = probabilityRule(scoreNode: request.scoreNode, outputs: scores.sampleCount)

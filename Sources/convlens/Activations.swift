@@ -30,7 +30,8 @@ struct Activations: ParsableCommand {
     @Option(name: .customLong("overview-channels"), help: "Channels per layer in the overview.")
     var overviewChannels = 8
 
-    @Option(name: .long, help: "png: the grid (or one channel); npy: the layer's raw float output; json: its shape and per-channel statistics.")
+    @Option(
+        name: .long, help: "png: the grid (or one channel); npy: the layer's raw float output; json: its shape and per-channel statistics.")
     var format: OutputFormat = .png
 
     @Option(name: .long, help: "Channels per row of the grid.")
@@ -52,7 +53,9 @@ struct Activations: ParsableCommand {
         let m = try model.load(inputOptions)
         let input = try renderInput(self.input)
         if overview {
-            guard layer == nil, format == .png else { throw CLIError("--overview draws every spatial layer as a PNG; drop --layer/--format") }
+            guard layer == nil, format == .png else {
+                throw CLIError("--overview draws every spatial layer as a PNG; drop --layer/--format")
+            }
             var request = OverviewRequest()
             request.channels = overviewChannels
             request.colormap = colormap
@@ -68,8 +71,10 @@ struct Activations: ParsableCommand {
             request.format = .json
             let document = try JSONDecoder().decode(ActivationsDocument.self, from: try m.session.render(request, input: input).body)
             for s in document.channels {
-                print(String(format: "channel %4d  mean %10.4f  max %10.4f  zeros %5.1f%%%@", s.channel, s.mean, s.max,
-                             100 * s.zeroFraction, s.max == 0 ? "  (blank)" : ""))
+                print(
+                    String(
+                        format: "channel %4d  mean %10.4f  max %10.4f  zeros %5.1f%%%@", s.channel, s.mean, s.max,
+                        100 * s.zeroFraction, s.max == 0 ? "  (blank)" : ""))
             }
             if format == .json, o == nil { return }
         }

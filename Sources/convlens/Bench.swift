@@ -5,7 +5,7 @@ import KerasFormat
 import Visualization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The speed benchmark: VGG16's forward and backward work at the sizes the
@@ -34,7 +34,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Python with TensorFlow; runs tools/bench/bench_keras.py on the same model for the side-by-side.")
     var python: String?
 
-    @Flag(help: "Time only the batch-1 forward pass, on any model (tools/fixtures/compare_with_keras.py uses it for the keras.applications table).")
+    @Flag(
+        help:
+            "Time only the batch-1 forward pass, on any model (tools/fixtures/compare_with_keras.py uses it for the keras.applications table)."
+    )
     var forwardOnly = false
 
     @Flag(help: "With --forward-only: print one JSON line {\"line\", \"ms_median\", \"batch\", \"input\"}.")
@@ -52,10 +55,14 @@ struct Bench: ParsableCommand {
             let x = Tensor(shape: [1] + size, scalars: (0..<size.reduce(1, *)).map { _ in Float(g.nextUnit() * 255 - 128) })
             let ms = try time(runs) { _ = try net.predict(x) }
             if json {
-                print("{\"line\": \"forward\", \"ms_median\": \(String(format: "%.3f", ms)), \"batch\": 1, \"input\": \(size), \"threads\": \(threads)}")
+                print(
+                    "{\"line\": \"forward\", \"ms_median\": \(String(format: "%.3f", ms)), \"batch\": 1, \"input\": \(size), \"threads\": \(threads)}"
+                )
             } else {
-                print(String(format: "forward (batch 1, input %@): %.1f ms, median of %d runs, %d thread(s)",
-                             size.map(String.init).joined(separator: "×") as NSString, ms, runs, threads))
+                print(
+                    String(
+                        format: "forward (batch 1, input %@): %.1f ms, median of %d runs, %d thread(s)",
+                        size.map(String.init).joined(separator: "×") as NSString, ms, runs, threads))
             }
             return
         }
@@ -78,7 +85,8 @@ struct Bench: ParsableCommand {
         // its work does not depend on the channel. Chosen once, outside the timing.
         func liveChannels(_ x: Tensor) throws -> [Int] {
             let out = try net.forward(x, stopAfter: ascentLayer)[ascentLayer]!
-            let c = out.shape[3], hw = out.shape[1] * out.shape[2]
+            let c = out.shape[3]
+            let hw = out.shape[1] * out.shape[2]
             return out.scalars.withUnsafeBufferPointer { o in
                 (0..<out.batch).map { n in
                     let live = { (ch: Int) in (0..<hw).contains { o[(n * hw + $0) * c + ch] > 0 } }
@@ -89,19 +97,24 @@ struct Bench: ParsableCommand {
         // One step of the code path filter jobs run (the update x + 10 · g / (rms(g) + 1e-5),
         // as tools/bench/bench_keras.py does it).
         func ascentStep(_ x: Tensor, channels: [Int]) throws {
-            _ = try net.bookFilterAscent(layerNode: ascentLayer, filters: channels, start: x,
-                                         parameters: FilterAscentParameters(steps: 1, stepSize: 10, size: size[0]))
+            _ = try net.bookFilterAscent(
+                layerNode: ascentLayer, filters: channels, start: x,
+                parameters: FilterAscentParameters(steps: 1, stepSize: 10, size: size[0]))
         }
 
         var results: [(name: String, ms: Double)] = []
         results.append(("forward", try time(runs) { _ = try net.predict(x1) }))
-        results.append(("gradcam", try time(runs) {
-            let trace = try net.forward(x1, stopAfter: logits, keepAll: true)
-            let y = trace[logits]!
-            var seed = Tensor(zeros: y.shape)
-            seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
-            _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
-        }))
+        results.append(
+            (
+                "gradcam",
+                try time(runs) {
+                    let trace = try net.forward(x1, stopAfter: logits, keepAll: true)
+                    let y = trace[logits]!
+                    var seed = Tensor(zeros: y.shape)
+                    seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
+                    _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
+                }
+            ))
         let channels1 = try liveChannels(x1)
         results.append(("ascent_step", try time(runs) { try ascentStep(x1, channels: channels1) }))
         // The issue's memory bound is about batch 1: forward + backward to the input at 224².
@@ -131,8 +144,12 @@ struct Bench: ParsableCommand {
         // alike) at the clock the kernel reports; turbo clocks can exceed it.
         let ghz = nominalGHz()
         let peak = ghz * 32 * Double(threads)
-        print(String(format: "forward: %.1f GFLOP (convolutions %.1f, dense %.1f) in %.1f ms = %.1f GFLOP/s = %.0f%% of the FMA peak at the reported %.2f GHz (%.0f GFLOP/s for %d core(s))",
-                     Double(total) / 1e9, Double(flops.conv) / 1e9, Double(flops.dense) / 1e9, fwd, gflops, 100 * gflops / peak, ghz, peak, threads))
+        print(
+            String(
+                format:
+                    "forward: %.1f GFLOP (convolutions %.1f, dense %.1f) in %.1f ms = %.1f GFLOP/s = %.0f%% of the FMA peak at the reported %.2f GHz (%.0f GFLOP/s for %d core(s))",
+                Double(total) / 1e9, Double(flops.conv) / 1e9, Double(flops.dense) / 1e9, fwd, gflops, 100 * gflops / peak, ghz, peak,
+                threads))
         func rssLine(_ label: String, _ ours: Double, _ theirs: Double?) -> String {
             String(format: "peak RSS %@: ConvLens %.0f MiB", label, ours)
                 + (theirs.map { String(format: ", TensorFlow %.0f MiB (ratio %.2f)", $0, ours / $0) } ?? "")
@@ -158,8 +175,9 @@ func time(_ runs: Int, _ body: () throws -> Void) throws -> Double {
 /// This process's peak resident set (VmHWM from /proc/self/status), in MiB.
 func peakRSSMiB() -> Double {
     if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-       let kib = Double(line.split(separator: " ").dropFirst().first ?? "") {
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kib = Double(line.split(separator: " ").dropFirst().first ?? "")
+    {
         return kib / 1024
     }
     var usage = rusage()
@@ -170,8 +188,9 @@ func peakRSSMiB() -> Double {
 /// The CPU clock the kernel reports (/proc/cpuinfo "cpu MHz"), in GHz.
 func nominalGHz() -> Double {
     if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-       let line = info.split(separator: "\n").first(where: { $0.hasPrefix("cpu MHz") }),
-       let mhz = Double(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") {
+        let line = info.split(separator: "\n").first(where: { $0.hasPrefix("cpu MHz") }),
+        let mhz = Double(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "")
+    {
         return mhz / 1000
     }
     return 2.6
@@ -191,19 +210,20 @@ func runKeras(python: String, modelPath: String, threads: Int, batch: Int) throw
     var out: [String: Double] = [:]
     for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let name = obj["name"] as? String else { continue }
+            let name = obj["name"] as? String
+        else { continue }
         if let ms = obj["ms_median"] as? Double { out[name] = ms }
         if let mb = obj["peak_rss_mb"] as? Double { out[name] = mb }
     }
     return out
 }
 
-
 /// Multiply-add FLOPs (2 per MAC) of one forward pass at batch 1: convolutions
 /// (the work the GFLOP/s figure is about) and dense layers, reported apart.
 func forwardFLOPs(_ net: Network, input: [Int]) -> (conv: Int, dense: Int) {
     guard let shapes = try? net.outputShapes(forInput: input) else { return (0, 0) }
-    var conv = 0, dense = 0
+    var conv = 0
+    var dense = 0
     for node in net.nodes.dropFirst() {
         let out = shapes[node.id]
         if let c = node.layer as? Conv2D {

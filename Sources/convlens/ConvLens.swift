@@ -19,8 +19,10 @@ struct ConvLens: AsyncParsableCommand {
               convlens filters --layer block3a_expand_activation --index 7 -o f.png
               convlens gallery --out gallery/
             """,
-        subcommands: [Serve.self, Worker.self, Summary.self, Predict.self, Activations.self, Filters.self, Heatmap.self, Gallery.self,
-                      Gradient.self, Bench.self]
+        subcommands: [
+            Serve.self, Worker.self, Summary.self, Predict.self, Activations.self, Filters.self, Heatmap.self, Gallery.self,
+            Gradient.self, Bench.self,
+        ]
     )
 
     static func main() async {

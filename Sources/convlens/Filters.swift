@@ -30,10 +30,17 @@ struct Filters: ParsableCommand {
     @Option(name: .long, help: "Grid of the first N filters (from --index, default 0).")
     var count: Int?
 
-    @Option(name: .long, help: "Method: book (the book's plain ascent) or lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too).")
+    @Option(
+        name: .long,
+        help:
+            "Method: book (the book's plain ascent) or lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too)."
+    )
     var method: FilterMethod = .book
 
-    @Option(name: .long, help: "What each image maximises (lucid): channel (its mean) or neuron (the centre unit). A flat (Dense) layer's unit is used as is.")
+    @Option(
+        name: .long,
+        help:
+            "What each image maximises (lucid): channel (its mean) or neuron (the centre unit). A flat (Dense) layer's unit is used as is.")
     var objective: String = "channel"
 
     @Option(name: .long, help: "Ascent steps (default: book 40, lucid 256).")
@@ -48,9 +55,11 @@ struct Filters: ParsableCommand {
     @Option(name: .long, help: "Seed of the start image.")
     var seed = 0
 
-    @Option(name: .customLong("init"), help: ArgumentHelp(
-        "Start image: book (the book's raw grey noise in model-input units), grey (the same noise as pixels, then the model's preprocessing), or a .npy float32 (H,W,C) used for every filter. Default: book for models fed raw or caffe pixels, grey otherwise.",
-        valueName: "book|grey|file.npy"))
+    @Option(
+        name: .customLong("init"),
+        help: ArgumentHelp(
+            "Start image: book (the book's raw grey noise in model-input units), grey (the same noise as pixels, then the model's preprocessing), or a .npy float32 (H,W,C) used for every filter. Default: book for models fed raw or caffe pixels, grey otherwise.",
+            valueName: "book|grey|file.npy"))
     var init_: String?
 
     @Flag(name: .long, help: "Optimise the filters one at a time instead of as one batch (same result; for timing the batching).")
@@ -91,16 +100,20 @@ struct Filters: ParsableCommand {
         let progress: (FilterProgress) -> Bool = { p in
             if Date().timeIntervalSince(lastReport) > 1 || p.step == p.steps, Date().timeIntervalSince(began) > 1 {
                 lastReport = Date()
-                printErr(String(format: "step %d/%d  mean %@ %.4f  (%.1f s)", p.step, p.steps,
-                                method == .book ? "loss" : "objective", p.meanLoss, Date().timeIntervalSince(began)))
+                printErr(
+                    String(
+                        format: "step %d/%d  mean %@ %.4f  (%.1f s)", p.step, p.steps,
+                        method == .book ? "loss" : "objective", p.meanLoss, Date().timeIntervalSince(began)))
             }
             return true
         }
         let rendered = try m.session.render(request, startImage: startImage, sequential: sequential, progress: progress)
         let canonical = try request.canonical(for: m.session)
         let how = method == .lucid ? "lucid" : (sequential ? "book, one at a time" : "book, one batch")
-        printErr(String(format: "%d filter(s) of %@, %d steps at %@ (%@): %.2f s", canonical.count ?? 1, layer, canonical.steps ?? 0,
-                        rendered[fact: "Size"] ?? "\(canonical.size ?? 0)", how, Date().timeIntervalSince(began)))
+        printErr(
+            String(
+                format: "%d filter(s) of %@, %d steps at %@ (%@): %.2f s", canonical.count ?? 1, layer, canonical.steps ?? 0,
+                rendered[fact: "Size"] ?? "\(canonical.size ?? 0)", how, Date().timeIntervalSince(began)))
         try write(rendered, to: o)
     }
 }

@@ -5,7 +5,8 @@ import Server
 
 struct Gallery: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Pre-render every convolution layer's filter grid (book method, at its activated output) into a folder and the server's cache.",
+        abstract:
+            "Pre-render every convolution layer's filter grid (book method, at its activated output) into a folder and the server's cache.",
         discussion: """
             Uses the same settings as `serve` (config file, CONVLENS_* variables), so the grids land
             in the cache the server reads (cache.dir) and the gallery shows them at once. Grids
@@ -52,10 +53,14 @@ struct Gallery: AsyncParsableCommand {
             let (png, cached) = try service.renderGalleryGrid(target)
             try png.write(to: outURL.appendingPathComponent("\(convolution.name).png"), options: .atomic)
             let shown = target.name == convolution.name ? convolution.name : "\(convolution.name) → \(target.name)"
-            printErr(String(format: "[%d/%d] %@: %@ (%.1f s)", i + 1, chosen.count, shown, cached ? "from the cache" : "rendered",
-                            Date().timeIntervalSince(t0)))
+            printErr(
+                String(
+                    format: "[%d/%d] %@: %@ (%.1f s)", i + 1, chosen.count, shown, cached ? "from the cache" : "rendered",
+                    Date().timeIntervalSince(t0)))
         }
-        printErr(String(format: "%d grid(s) in %@ (%.1f s); cache: %@", chosen.count, out, Date().timeIntervalSince(began),
-                        service.cache.directory?.path ?? "memory only"))
+        printErr(
+            String(
+                format: "%d grid(s) in %@ (%.1f s); cache: %@", chosen.count, out, Date().timeIntervalSince(began),
+                service.cache.directory?.path ?? "memory only"))
     }
 }

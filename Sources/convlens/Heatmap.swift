@@ -46,9 +46,11 @@ struct Heatmap: ParsableCommand {
     @Option(name: .long, help: "Colormap: jet (the book), turbo, viridis, magma, inferno, grey.")
     var colormap: Colormap = .jet
 
-    @Option(name: .customLong("display-percentile"), help: ArgumentHelp(
-        "Draw the map scaled to this percentile instead of its maximum (default: 99 for the saliency family, whose maps are peaked; none for CAMs).",
-        valueName: "p"))
+    @Option(
+        name: .customLong("display-percentile"),
+        help: ArgumentHelp(
+            "Draw the map scaled to this percentile instead of its maximum (default: 99 for the saliency family, whose maps are peaked; none for CAMs).",
+            valueName: "p"))
     var displayPercentile: Float?
 
     @Option(name: .long, help: "png: a picture; npy/json: the map at the layer's own resolution, in [0, 1].")
@@ -74,10 +76,16 @@ struct Heatmap: ParsableCommand {
         request.format = format
         let rendered = try m.session.render(request, input: try renderInput(input))
         let label = rendered[fact: "Label"].map { " (\($0))" } ?? ""
-        printErr("class \(rendered[fact: "Class"] ?? "?")\(label), score \(rendered[fact: "Score"] ?? "?") (\(rendered[fact: "Score-Kind"] ?? "")), layer \(rendered[fact: "Layer"] ?? "?"), \(method.rawValue)")
-        if let sum = rendered[fact: "Attribution-Sum"].flatMap(Float.init), let difference = rendered[fact: "Score-Difference"].flatMap(Float.init) {
-            printErr(String(format: "integrated gradients: Σ attributions %.4f vs score difference %.4f (completeness error %.2e)",
-                            sum, difference, abs(sum - difference)))
+        printErr(
+            "class \(rendered[fact: "Class"] ?? "?")\(label), score \(rendered[fact: "Score"] ?? "?") (\(rendered[fact: "Score-Kind"] ?? "")), layer \(rendered[fact: "Layer"] ?? "?"), \(method.rawValue)"
+        )
+        if let sum = rendered[fact: "Attribution-Sum"].flatMap(Float.init),
+            let difference = rendered[fact: "Score-Difference"].flatMap(Float.init)
+        {
+            printErr(
+                String(
+                    format: "integrated gradients: Σ attributions %.4f vs score difference %.4f (completeness error %.2e)",
+                    sum, difference, abs(sum - difference)))
         }
         try write(rendered, to: o)
     }

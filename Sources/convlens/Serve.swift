@@ -33,9 +33,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Directory of the result cache (empty: memory only).")
     var cacheDir: String?
 
-    @Option(name: .customLong("database-url"), help: ArgumentHelp(
-        "PostgreSQL shared by a cluster of replicas and workers (postgres://user@host:port/db); implies jobs.backend: postgres.",
-        valueName: "url"))
+    @Option(
+        name: .customLong("database-url"),
+        help: ArgumentHelp(
+            "PostgreSQL shared by a cluster of replicas and workers (postgres://user@host:port/db); implies jobs.backend: postgres.",
+            valueName: "url"))
     var databaseURL: String?
 
     @OptionGroup var log: LogOptions
@@ -50,11 +52,15 @@ struct Serve: AsyncParsableCommand {
         loader.set("database.url", databaseURL)
         if databaseURL != nil { loader.set("jobs.backend", "postgres") }
         let (service, configFile, seconds) = try await loader.load(config: config, logger: logger)
-        logger.info("model \(service.session.profile.name) (\(service.session.keras.layers.count) layers) loaded in \(String(format: "%.2f", seconds)) s from \(service.session.profile.modelURL.path)\(configFile.map { "; config \($0)" } ?? "")")
+        logger.info(
+            "model \(service.session.profile.name) (\(service.session.keras.layers.count) layers) loaded in \(String(format: "%.2f", seconds)) s from \(service.session.profile.modelURL.path)\(configFile.map { "; config \($0)" } ?? "")"
+        )
         let runningLogger = logger
-        try await ConvLensServer.run(service: service, logger: logger, onRunning: { port in
-            let logger = runningLogger
-            logger.info("serving on http://\(service.settings.host):\(port)/")
-        })
+        try await ConvLensServer.run(
+            service: service, logger: logger,
+            onRunning: { port in
+                let logger = runningLogger
+                logger.info("serving on http://\(service.settings.host):\(port)/")
+            })
     }
 }

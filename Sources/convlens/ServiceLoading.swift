@@ -30,7 +30,8 @@ struct ServiceLoader {
         do {
             let settings = try await ConvLensServer.settings(flags: flags, configFile: configFile)
             let began = Date()
-            let service = try ConvLensService(settings: settings, executable: URL(fileURLWithPath: CommandLine.arguments[0]), logger: logger)
+            let service = try ConvLensService(
+                settings: settings, executable: URL(fileURLWithPath: CommandLine.arguments[0]), logger: logger)
             return (service, configFile, Date().timeIntervalSince(began))
         } catch let error as ServerStartupError {
             printErr("convlens \(command): \(error)")

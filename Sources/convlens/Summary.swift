@@ -6,7 +6,9 @@ import Visualization
 
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List the model's layers: name, class, output shape, parameters, and whether the output is a spatial feature map (what the visualisations can show).")
+        abstract:
+            "List the model's layers: name, class, output shape, parameters, and whether the output is a spatial feature map (what the visualisations can show)."
+    )
 
     @OptionGroup var model: ModelOptions
 

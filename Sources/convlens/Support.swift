@@ -7,9 +7,11 @@ import Visualization
 
 /// Options every command that reads a model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "Keras model file (.h5 from Keras 2 or 3, or .keras), or a ConvLens model profile (.json). Default: the bundled EfficientNet-Lite0.",
-        valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Keras model file (.h5 from Keras 2 or 3, or .keras), or a ConvLens model profile (.json). Default: the bundled EfficientNet-Lite0.",
+            valueName: "file"))
     var model: String?
 
     @Option(name: .long, help: "Compute threads (oneDNN/OpenMP). Default: all cores.")
@@ -24,7 +26,9 @@ struct ModelOptions: ParsableArguments {
         }
         let exe = URL(fileURLWithPath: CommandLine.arguments[0])
         guard let url = ModelProfile.bundledDefault(executable: exe) else {
-            throw CLIError("no --model given and the bundled model (models/efficientnet_lite0.json) was not found; run from the ConvLens checkout or set CONVLENS_MODEL")
+            throw CLIError(
+                "no --model given and the bundled model (models/efficientnet_lite0.json) was not found; run from the ConvLens checkout or set CONVLENS_MODEL"
+            )
         }
         return try ModelProfile.resolve(url)
     }
@@ -72,14 +76,18 @@ enum TensorFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// How an image input becomes the model's input (the model's profile decides by default).
 struct InputOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "Pixel scaling for image inputs: caffe, tf, torch, scale, none. Default: the model's profile, or detected from keras.applications model names.",
-        valueName: "mode"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Pixel scaling for image inputs: caffe, tf, torch, scale, none. Default: the model's profile, or detected from keras.applications model names.",
+            valueName: "mode"))
     var preprocessing: String?
 
-    @Option(name: .long, help: ArgumentHelp(
-        "Resize method for image inputs: pil_bilinear (antialiased, the default) or pil_nearest (keras.utils.load_img's default, bit-exact).",
-        valueName: "method"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Resize method for image inputs: pil_bilinear (antialiased, the default) or pil_nearest (keras.utils.load_img's default, bit-exact).",
+            valueName: "method"))
     var resize: String?
 }
 

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// OpenMP threads (oneDNN's) that wait at a barrier spin by default. When

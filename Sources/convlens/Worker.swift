@@ -46,7 +46,9 @@ struct Worker: AsyncParsableCommand {
         loader.set("jobs.workers", jobs)
         let (service, _, seconds) = try await loader.load(config: config, logger: logger)
         guard service.settings.jobWorkers > 0 else { throw ValidationError("--jobs must be at least 1 for a worker") }
-        logger.info("worker: model \(service.session.profile.name) loaded in \(String(format: "%.2f", seconds)) s; \(service.settings.jobWorkers) job(s) at a time")
+        logger.info(
+            "worker: model \(service.session.profile.name) loaded in \(String(format: "%.2f", seconds)) s; \(service.settings.jobWorkers) job(s) at a time"
+        )
         try await ConvLensServer.runWorker(service: service, logger: logger)
     }
 }

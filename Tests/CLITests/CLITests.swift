@@ -17,7 +17,8 @@ private func convlens(_ args: [String]) throws -> Run {
     p.executableURL = executable
     p.arguments = args
     p.currentDirectoryURL = root
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     p.standardOutput = out
     p.standardError = err
     try p.run()
@@ -66,23 +67,32 @@ private func temporary(_ name: String) -> String {
 
     @Test func activationsWriteTheRawLayerOutput() throws {
         let out = temporary("a.npy")
-        let r = try convlens(["activations", "--input", "public/samples/chelsea.png", "--layer", "stem_activation",
-                              "--format", "npy", "-o", out])
+        let r = try convlens([
+            "activations", "--input", "public/samples/chelsea.png", "--layer", "stem_activation",
+            "--format", "npy", "-o", out,
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         let data = try Data(contentsOf: URL(fileURLWithPath: out))
         #expect(String(decoding: data.prefix(80), as: UTF8.self).contains("'shape': (1, 112, 112, 32)"))
     }
 
-    @Test(arguments: [
-        (["predict", "--model", "no/such/model.h5", "--input", "public/samples/chelsea.png"], "model file not found"),
-        (["predict", "--model", "Tests/Fixtures/keras/bad_text.h5", "--input", "public/samples/chelsea.png"], "not an HDF5"),
-        (["predict", "--input", "README.md"], "neither a PNG/JPEG image nor a .npy"),
-        (["activations", "--input", "public/samples/chelsea.png", "--layer", "no_such_layer", "-o", "/tmp/x.png"], "no layer named 'no_such_layer'"),
-        (["heatmap", "--input", "public/samples/chelsea.png", "--class", "1000", "-o", "/tmp/x.png"], "out of range"),
-        (["heatmap", "--input", "public/samples/chelsea.png", "--alpha", "abc", "-o", "/tmp/x.png"], "alpha"),
-        (["heatmap", "--input", "public/samples/chelsea.png", "--layer", "predictions", "-o", "/tmp/x.png"], "not a spatial feature map"),
-        (["filters", "--layer", "stem_activation", "--index", "32", "-o", "/tmp/x.png"], "out of range"),
-    ] as [([String], String)])
+    @Test(
+        arguments: [
+            (["predict", "--model", "no/such/model.h5", "--input", "public/samples/chelsea.png"], "model file not found"),
+            (["predict", "--model", "Tests/Fixtures/keras/bad_text.h5", "--input", "public/samples/chelsea.png"], "not an HDF5"),
+            (["predict", "--input", "README.md"], "neither a PNG/JPEG image nor a .npy"),
+            (
+                ["activations", "--input", "public/samples/chelsea.png", "--layer", "no_such_layer", "-o", "/tmp/x.png"],
+                "no layer named 'no_such_layer'"
+            ),
+            (["heatmap", "--input", "public/samples/chelsea.png", "--class", "1000", "-o", "/tmp/x.png"], "out of range"),
+            (["heatmap", "--input", "public/samples/chelsea.png", "--alpha", "abc", "-o", "/tmp/x.png"], "alpha"),
+            (
+                ["heatmap", "--input", "public/samples/chelsea.png", "--layer", "predictions", "-o", "/tmp/x.png"],
+                "not a spatial feature map"
+            ),
+            (["filters", "--layer", "stem_activation", "--index", "32", "-o", "/tmp/x.png"], "out of range"),
+        ] as [([String], String)])
     func badInputFailsWithAClearMessage(args: [String], message: String) throws {
         let r = try convlens(args)
         #expect(r.status != 0)

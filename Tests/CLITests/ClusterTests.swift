@@ -1,9 +1,10 @@
 import Foundation
 import TestSupport
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 // Scale-out on PostgreSQL, as a user runs it: real `convlens serve` replicas and
 // `convlens worker` processes sharing a private PostgreSQL 15 cluster on a free port.
@@ -37,13 +38,16 @@ private func freshDatabase(_ name: String) throws -> String {
 
 /// Settings every process of a test cluster shares: short leases, no disk cache, quick shutdown.
 private func clusterEnvironment(lease: Int = 30) -> [String: String] {
-    ["CONVLENS_CACHE_DIR": "", "CONVLENS_JOBS_LEASE_SECONDS": "\(lease)", "CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "1",
-     "CONVLENS_COMPUTE_OMP_THREADS": "1"]
+    [
+        "CONVLENS_CACHE_DIR": "", "CONVLENS_JOBS_LEASE_SECONDS": "\(lease)", "CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "1",
+        "CONVLENS_COMPUTE_OMP_THREADS": "1",
+    ]
 }
 
 private func replica(_ url: String, workers: Int, lease: Int = 30) async throws -> (ServerProcess, String) {
-    let p = try ServerProcess(["--port", "0", "--database-url", url],
-                              environment: clusterEnvironment(lease: lease).merging(["CONVLENS_JOBS_WORKERS": "\(workers)"]) { $1 })
+    let p = try ServerProcess(
+        ["--port", "0", "--database-url", url],
+        environment: clusterEnvironment(lease: lease).merging(["CONVLENS_JOBS_WORKERS": "\(workers)"]) { $1 })
     let port = try await p.waitForPort()
     let base = "http://127.0.0.1:\(port)"
     // Ready once PostgreSQL answered and the schema is in place.

@@ -1,9 +1,10 @@
 import Foundation
 import TestSupport
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 // `convlens serve` as a process: start-up on the bundled model, a clear exit for a bad
 // model, graceful shutdown on SIGTERM with a job running.
@@ -17,8 +18,9 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 @Suite(.serialized) struct ServeProcessTests {
     @Test func servesTheBundledModelAndShutsDownGracefullyOnSIGTERM() async throws {
         let cache = scratchURL("serve").path
-        let server = try ServerProcess(["--port", "0", "--cache-dir", cache],
-                                       environment: ["CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "1"])
+        let server = try ServerProcess(
+            ["--port", "0", "--cache-dir", cache],
+            environment: ["CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "1"])
         defer { if server.process.isRunning { server.process.terminate() } }
         let port = try await server.waitForPort()
         #expect(server.output.contains("EfficientNet-Lite0"), "the log names the bundled model")
@@ -68,7 +70,9 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
             p.executableURL = executable
             p.arguments = ["gallery", "--out", out, "--layers", "stem_conv", "--count", "2"]
             p.currentDirectoryURL = root
-            p.environment = ProcessInfo.processInfo.environment.merging(["CONVLENS_CACHE_DIR": tmp.appendingPathComponent("cache").path]) { $1 }
+            p.environment = ProcessInfo.processInfo.environment.merging(["CONVLENS_CACHE_DIR": tmp.appendingPathComponent("cache").path]) {
+                $1
+            }
             let err = Pipe()
             p.standardError = err
             try p.run()
@@ -104,8 +108,10 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 
         let check = Process()
         check.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        check.arguments = ["tools/browser/gallery_check.py", "--url", "http://127.0.0.1:\(port)",
-                           "--screenshots", tmp.appendingPathComponent("screenshots").path]
+        check.arguments = [
+            "tools/browser/gallery_check.py", "--url", "http://127.0.0.1:\(port)",
+            "--screenshots", tmp.appendingPathComponent("screenshots").path,
+        ]
         check.currentDirectoryURL = root
         let pipe = Pipe()
         check.standardOutput = pipe

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Engine
 
 @Suite struct ActivationTests {
@@ -18,44 +19,58 @@ import Testing
     /// (`keras.activations.relu` under `tf.GradientTape`) at `xs` — kinks
     /// included: x = 0, x = threshold, x = max_value.
     static let reluCases: [ReLUCase] = [
-        ReLUCase(maxValue: nil, slope: 0, threshold: 0,
-                 values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
-                 gradients: [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]),
-        ReLUCase(maxValue: nil, slope: 0.1, threshold: 0,
-                 values: [-0.7, -0.2, -0.1, -0.05, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
-                 gradients: [0.1, 0.1, 0.1, 0.1, 0.1, 1, 1, 1, 1, 1, 1, 1]),
-        ReLUCase(maxValue: 6, slope: 0, threshold: 0,
-                 values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 6, 6],
-                 gradients: [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]),
-        ReLUCase(maxValue: 6, slope: 0.1, threshold: 0,
-                 values: [-0.7, -0.2, -0.1, -0.05, 0, 0.25, 0.5, 1, 1.5, 3, 6, 6],
-                 gradients: [0.1, 0.1, 0.1, 0.1, 0, 1, 1, 1, 1, 1, 0, 0]),
-        ReLUCase(maxValue: nil, slope: 0, threshold: 1,
-                 values: [0, 0, 0, 0, 0, 0, 0, 0, 1.5, 3, 6, 7],
-                 gradients: [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]),
-        ReLUCase(maxValue: 6, slope: 0.1, threshold: 1,
-                 values: [-0.8, -0.3, -0.2, -0.15, -0.1, -0.075, -0.05, 0, 1.5, 3, 6, 6],
-                 gradients: [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0, 1, 1, 1, 0]),
-        ReLUCase(maxValue: nil, slope: 0, threshold: -1,
-                 values: [0, 0, 0, -0.5, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
-                 gradients: [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
-        ReLUCase(maxValue: 4, slope: 0, threshold: -1,
-                 values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 4, 4],
-                 gradients: [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0]),
-        ReLUCase(maxValue: 4, slope: 0, threshold: 0,
-                 values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 4, 4],
-                 gradients: [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]),
-        ReLUCase(maxValue: nil, slope: 0.2, threshold: 0.5,
-                 values: [-1.5, -0.5, -0.3, -0.2, -0.1, -0.05, 0, 1, 1.5, 3, 6, 7],
-                 gradients: [0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0, 1, 1, 1, 1, 1]),
-        ReLUCase(maxValue: nil, slope: 1.5, threshold: 0,
-                 values: [-10.5, -3, -1.5, -0.75, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
-                 gradients: [1.5, 1.5, 1.5, 1.5, 1.5, 1, 1, 1, 1, 1, 1, 1]),
+        ReLUCase(
+            maxValue: nil, slope: 0, threshold: 0,
+            values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
+            gradients: [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]),
+        ReLUCase(
+            maxValue: nil, slope: 0.1, threshold: 0,
+            values: [-0.7, -0.2, -0.1, -0.05, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
+            gradients: [0.1, 0.1, 0.1, 0.1, 0.1, 1, 1, 1, 1, 1, 1, 1]),
+        ReLUCase(
+            maxValue: 6, slope: 0, threshold: 0,
+            values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 6, 6],
+            gradients: [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]),
+        ReLUCase(
+            maxValue: 6, slope: 0.1, threshold: 0,
+            values: [-0.7, -0.2, -0.1, -0.05, 0, 0.25, 0.5, 1, 1.5, 3, 6, 6],
+            gradients: [0.1, 0.1, 0.1, 0.1, 0, 1, 1, 1, 1, 1, 0, 0]),
+        ReLUCase(
+            maxValue: nil, slope: 0, threshold: 1,
+            values: [0, 0, 0, 0, 0, 0, 0, 0, 1.5, 3, 6, 7],
+            gradients: [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]),
+        ReLUCase(
+            maxValue: 6, slope: 0.1, threshold: 1,
+            values: [-0.8, -0.3, -0.2, -0.15, -0.1, -0.075, -0.05, 0, 1.5, 3, 6, 6],
+            gradients: [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0, 1, 1, 1, 0]),
+        ReLUCase(
+            maxValue: nil, slope: 0, threshold: -1,
+            values: [0, 0, 0, -0.5, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
+            gradients: [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]),
+        ReLUCase(
+            maxValue: 4, slope: 0, threshold: -1,
+            values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 4, 4],
+            gradients: [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0]),
+        ReLUCase(
+            maxValue: 4, slope: 0, threshold: 0,
+            values: [0, 0, 0, 0, 0, 0.25, 0.5, 1, 1.5, 3, 4, 4],
+            gradients: [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]),
+        ReLUCase(
+            maxValue: nil, slope: 0.2, threshold: 0.5,
+            values: [-1.5, -0.5, -0.3, -0.2, -0.1, -0.05, 0, 1, 1.5, 3, 6, 7],
+            gradients: [0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0, 1, 1, 1, 1, 1]),
+        ReLUCase(
+            maxValue: nil, slope: 1.5, threshold: 0,
+            values: [-10.5, -3, -1.5, -0.75, 0, 0.25, 0.5, 1, 1.5, 3, 6, 7],
+            gradients: [1.5, 1.5, 1.5, 1.5, 1.5, 1, 1, 1, 1, 1, 1, 1]),
     ]
 
     @Test(arguments: reluCases) func reluMatchesKerasIncludingKinks(_ c: ReLUCase) throws {
-        let layer = Activation(name: "act", function: .relu(maxValue: c.maxValue, negativeSlope: c.slope,
-                                                            threshold: c.threshold), kind: "ReLU")
+        let layer = Activation(
+            name: "act",
+            function: .relu(
+                maxValue: c.maxValue, negativeSlope: c.slope,
+                threshold: c.threshold), kind: "ReLU")
         let x = Tensor(shape: [2, 6], scalars: Self.xs)
         let y = try layer.forward([x])
         let g = try layer.backward([x], output: y, outputGradient: Tensor(repeating: 1, shape: [2, 6]))[0]
@@ -68,8 +83,11 @@ import Testing
     /// Away from the kinks ReLU is linear, so central differences are exact up
     /// to rounding: tolerance 1e-3 with ε = 1e-3 and inputs ≥ 0.05 from any kink.
     @Test(arguments: reluCases) func reluBackwardMatchesFiniteDifferences(_ c: ReLUCase) throws {
-        let layer = Activation(name: "act", function: .relu(maxValue: c.maxValue, negativeSlope: c.slope,
-                                                            threshold: c.threshold))
+        let layer = Activation(
+            name: "act",
+            function: .relu(
+                maxValue: c.maxValue, negativeSlope: c.slope,
+                threshold: c.threshold))
         var rng = SplitMix64(seed: 41)
         let kinks: [Float] = [0, c.threshold] + (c.maxValue.map { [$0] } ?? [])
         var values = [Float]()

@@ -1,10 +1,11 @@
 import Testing
+
 @testable import Engine
 
 @Suite struct Conv2DTests {
     struct Case: CustomTestStringConvertible, Sendable {
-        let input: [Int]          // [n, h, w, cin]
-        let kernel: [Int]         // [kh, kw, cin, cout]
+        let input: [Int]  // [n, h, w, cin]
+        let kernel: [Int]  // [kh, kw, cin, cout]
         let strides: [Int]
         let padding: Padding
         let dilation: [Int]
@@ -33,8 +34,9 @@ import Testing
 
     static func layer(_ c: Case, seed: UInt64 = 1) -> Conv2D {
         var rng = SplitMix64(seed: seed)
-        return Conv2D(name: "conv", kernel: rng.tensor(c.kernel), bias: c.bias ? rng.tensor([c.kernel[3]]) : nil,
-                      strides: c.strides, padding: c.padding, dilation: c.dilation)
+        return Conv2D(
+            name: "conv", kernel: rng.tensor(c.kernel), bias: c.bias ? rng.tensor([c.kernel[3]]) : nil,
+            strides: c.strides, padding: c.padding, dilation: c.dilation)
     }
 
     @Test(arguments: cases) func forwardMatchesDirectConvolution(_ c: Case) throws {
@@ -42,8 +44,9 @@ import Testing
         var rng = SplitMix64(seed: 2)
         let x = rng.tensor(c.input)
         let got = try conv.forward([x])
-        let want = referenceConv2D(x, kernel: conv.kernel, bias: conv.bias, strides: c.strides,
-                                   padding: c.padding, dilation: c.dilation)
+        let want = referenceConv2D(
+            x, kernel: conv.kernel, bias: conv.bias, strides: c.strides,
+            padding: c.padding, dilation: c.dilation)
         expectClose(got, want, "conv")
         #expect(try conv.outputShape(for: [Array(c.input.dropFirst())]) == Array(want.shape.dropFirst()))
     }
@@ -57,7 +60,7 @@ import Testing
     }
 
     @Test func shapesAndErrors() throws {
-        let conv = Self.layer(Self.cases[1])   // 3x3x2→5, stride 2, same
+        let conv = Self.layer(Self.cases[1])  // 3x3x2→5, stride 2, same
         #expect(try conv.outputShape(for: [[-1, -1, 2]]) == [-1, -1, 5])
         #expect(try conv.outputShape(for: [[7, -1, 2]]) == [4, -1, 5])
         #expect(conv.kind == "Conv2D")
@@ -67,24 +70,29 @@ import Testing
         expectShapeMismatch("conv") { _ = try conv.forward([Tensor(zeros: [7, 7, 2])]) }
         expectShapeMismatch("conv") { _ = try conv.forward([]) }
         expectShapeMismatch("conv") {
-            _ = try conv.backward([Tensor(zeros: [1, 7, 7, 2])], output: Tensor(zeros: [1, 4, 4, 5]),
-                                  outputGradient: Tensor(zeros: [1, 3, 4, 5]))
+            _ = try conv.backward(
+                [Tensor(zeros: [1, 7, 7, 2])], output: Tensor(zeros: [1, 4, 4, 5]),
+                outputGradient: Tensor(zeros: [1, 3, 4, 5]))
         }
         // A 'valid' window larger than the input.
-        let big = Conv2D(name: "big", kernel: Tensor(zeros: [5, 5, 1, 1]), bias: nil, strides: [1, 1],
-                         padding: .valid, dilation: [1, 1])
+        let big = Conv2D(
+            name: "big", kernel: Tensor(zeros: [5, 5, 1, 1]), bias: nil, strides: [1, 1],
+            padding: .valid, dilation: [1, 1])
         expectShapeMismatch("big") { _ = try big.outputShape(for: [[4, 9, 1]]) }
         expectShapeMismatch("big") { _ = try big.forward([Tensor(zeros: [1, 4, 9, 1])]) }
         // Malformed weights are reported, not crashed on.
-        let bad = Conv2D(name: "bad", kernel: Tensor(zeros: [3, 3, 2]), bias: nil, strides: [1, 1],
-                         padding: .same, dilation: [1, 1])
+        let bad = Conv2D(
+            name: "bad", kernel: Tensor(zeros: [3, 3, 2]), bias: nil, strides: [1, 1],
+            padding: .same, dilation: [1, 1])
         expectShapeMismatch("bad") { _ = try bad.outputShape(for: [[5, 5, 2]]) }
         expectShapeMismatch("bad") { _ = try bad.forward([Tensor(zeros: [1, 5, 5, 2])]) }
-        let badBias = Conv2D(name: "badBias", kernel: Tensor(zeros: [3, 3, 2, 4]), bias: Tensor(zeros: [3]),
-                             strides: [1, 1], padding: .same, dilation: [1, 1])
+        let badBias = Conv2D(
+            name: "badBias", kernel: Tensor(zeros: [3, 3, 2, 4]), bias: Tensor(zeros: [3]),
+            strides: [1, 1], padding: .same, dilation: [1, 1])
         expectShapeMismatch("badBias") { _ = try badBias.forward([Tensor(zeros: [1, 5, 5, 2])]) }
-        let badStride = Conv2D(name: "badStride", kernel: Tensor(zeros: [3, 3, 2, 4]), bias: nil,
-                               strides: [0, 1], padding: .same, dilation: [1, 1])
+        let badStride = Conv2D(
+            name: "badStride", kernel: Tensor(zeros: [3, 3, 2, 4]), bias: nil,
+            strides: [0, 1], padding: .same, dilation: [1, 1])
         expectShapeMismatch("badStride") { _ = try badStride.forward([Tensor(zeros: [1, 5, 5, 2])]) }
     }
 
@@ -126,8 +134,8 @@ import Testing
 
 @Suite struct DepthwiseConv2DTests {
     struct Case: CustomTestStringConvertible, Sendable {
-        let input: [Int]          // [n, h, w, cin]
-        let kernel: [Int]         // [kh, kw, cin, multiplier]
+        let input: [Int]  // [n, h, w, cin]
+        let kernel: [Int]  // [kh, kw, cin, multiplier]
         let strides: [Int]
         let padding: Padding
         let dilation: [Int]
@@ -149,9 +157,10 @@ import Testing
 
     static func layer(_ c: Case, seed: UInt64 = 3) -> DepthwiseConv2D {
         var rng = SplitMix64(seed: seed)
-        return DepthwiseConv2D(name: "dw", kernel: rng.tensor(c.kernel),
-                               bias: c.bias ? rng.tensor([c.kernel[2] * c.kernel[3]]) : nil,
-                               strides: c.strides, padding: c.padding, dilation: c.dilation)
+        return DepthwiseConv2D(
+            name: "dw", kernel: rng.tensor(c.kernel),
+            bias: c.bias ? rng.tensor([c.kernel[2] * c.kernel[3]]) : nil,
+            strides: c.strides, padding: c.padding, dilation: c.dilation)
     }
 
     @Test(arguments: cases) func forwardMatchesDirectDepthwise(_ c: Case) throws {
@@ -159,8 +168,9 @@ import Testing
         var rng = SplitMix64(seed: 4)
         let x = rng.tensor(c.input)
         let got = try dw.forward([x])
-        let want = referenceDepthwise(x, kernel: dw.kernel, bias: dw.bias, strides: c.strides,
-                                      padding: c.padding, dilation: c.dilation)
+        let want = referenceDepthwise(
+            x, kernel: dw.kernel, bias: dw.bias, strides: c.strides,
+            padding: c.padding, dilation: c.dilation)
         expectClose(got, want, "depthwise")
         #expect(try dw.outputShape(for: [Array(c.input.dropFirst())]) == Array(want.shape.dropFirst()))
     }
@@ -174,13 +184,14 @@ import Testing
     }
 
     @Test func shapesAndErrors() throws {
-        let dw = Self.layer(Self.cases[1])   // cin 3, multiplier 2
+        let dw = Self.layer(Self.cases[1])  // cin 3, multiplier 2
         #expect(dw.kind == "DepthwiseConv2D")
         #expect(dw.parameterCount == 3 * 3 * 3 * 2 + 6)
         #expect(try dw.outputShape(for: [[-1, 9, 3]]) == [-1, 5, 6])
         expectShapeMismatch("dw") { _ = try dw.forward([Tensor(zeros: [1, 6, 6, 2])]) }
-        let bad = DepthwiseConv2D(name: "bad", kernel: Tensor(zeros: [3, 3, 3, 2]), bias: Tensor(zeros: [3]),
-                                  strides: [1, 1], padding: .same, dilation: [1, 1])
+        let bad = DepthwiseConv2D(
+            name: "bad", kernel: Tensor(zeros: [3, 3, 3, 2]), bias: Tensor(zeros: [3]),
+            strides: [1, 1], padding: .same, dilation: [1, 1])
         expectShapeMismatch("bad") { _ = try bad.outputShape(for: [[5, 5, 3]]) }
     }
 }

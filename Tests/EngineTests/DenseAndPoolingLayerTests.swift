@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Engine
 
 @Suite struct DenseTests {
@@ -64,10 +65,10 @@ import Testing
     static let cases: [Case] = [
         Case(input: [2, 6, 6, 3], pool: [2, 2], strides: [2, 2], padding: .valid),
         Case(input: [1, 7, 7, 2], pool: [2, 2], strides: [2, 2], padding: .valid),
-        Case(input: [1, 7, 7, 2], pool: [2, 2], strides: [2, 2], padding: .same),     // pads 0 before, 1 after
+        Case(input: [1, 7, 7, 2], pool: [2, 2], strides: [2, 2], padding: .same),  // pads 0 before, 1 after
         Case(input: [2, 7, 8, 3], pool: [3, 3], strides: [2, 2], padding: .same),
         Case(input: [1, 8, 8, 2], pool: [3, 3], strides: [2, 2], padding: .same),
-        Case(input: [1, 5, 6, 4], pool: [3, 3], strides: [1, 1], padding: .same),     // pads both sides
+        Case(input: [1, 5, 6, 4], pool: [3, 3], strides: [1, 1], padding: .same),  // pads both sides
         Case(input: [1, 6, 7, 2], pool: [2, 3], strides: [1, 2], padding: .same),
         Case(input: [1, 9, 9, 17], pool: [3, 3], strides: [2, 2], padding: .valid),
     ]
@@ -85,7 +86,7 @@ import Testing
     @Test(arguments: cases) func maxForwardMatchesReference(_ c: Case) throws {
         let p = MaxPooling2D(name: "mp", poolSize: c.pool, strides: c.strides, padding: c.padding)
         var rng = SplitMix64(seed: 31)
-        let x = rng.tensor(c.input, -3, -1)   // all negative: a padded zero must never win
+        let x = rng.tensor(c.input, -3, -1)  // all negative: a padded zero must never win
         let got = try p.forward([x])
         expectClose(got, referencePool(x, max: true, pool: c.pool, strides: c.strides, padding: c.padding), "max")
         #expect(try p.outputShape(for: [Array(c.input.dropFirst())]) == Array(got.shape.dropFirst()))
@@ -94,15 +95,16 @@ import Testing
     @Test(arguments: cases) func averageForwardMatchesReference(_ c: Case) throws {
         let p = AveragePooling2D(name: "ap", poolSize: c.pool, strides: c.strides, padding: c.padding)
         var rng = SplitMix64(seed: 32)
-        let x = rng.tensor(c.input, 1, 3)     // all positive: counting padded cells would show
+        let x = rng.tensor(c.input, 1, 3)  // all positive: counting padded cells would show
         let got = try p.forward([x])
         expectClose(got, referencePool(x, max: false, pool: c.pool, strides: c.strides, padding: c.padding), "avg")
         #expect(try p.outputShape(for: [Array(c.input.dropFirst())]) == Array(got.shape.dropFirst()))
     }
 
     @Test(arguments: cases) func averageBackwardIsTheAdjoint(_ c: Case) throws {
-        try expectAdjoint(AveragePooling2D(name: "ap", poolSize: c.pool, strides: c.strides, padding: c.padding),
-                          inputShapes: [c.input])
+        try expectAdjoint(
+            AveragePooling2D(name: "ap", poolSize: c.pool, strides: c.strides, padding: c.padding),
+            inputShapes: [c.input])
     }
 
     /// Max pooling is linear around a point with unique maxima: J·v is exactly
@@ -112,15 +114,21 @@ import Testing
         let x = Self.separated(c.input, seed: 33)
         var rng = SplitMix64(seed: 34)
         let v = rng.tensor(c.input)
-        let eps: Float = 1e-3   // |εv| ≤ 1e-3, well under the 0.05 gap between values
-        var xp = x, xm = x
-        for i in 0..<x.count { xp.scalars[i] += eps * v.scalars[i]; xm.scalars[i] -= eps * v.scalars[i] }
-        let jv = Tensor(shape: try p.forward([x]).shape,
-                        scalars: zip(try p.forward([xp]).scalars, try p.forward([xm]).scalars).map { ($0 - $1) / (2 * eps) })
+        let eps: Float = 1e-3  // |εv| ≤ 1e-3, well under the 0.05 gap between values
+        var xp = x
+        var xm = x
+        for i in 0..<x.count {
+            xp.scalars[i] += eps * v.scalars[i]
+            xm.scalars[i] -= eps * v.scalars[i]
+        }
+        let jv = Tensor(
+            shape: try p.forward([x]).shape,
+            scalars: zip(try p.forward([xp]).scalars, try p.forward([xm]).scalars).map { ($0 - $1) / (2 * eps) })
         let out = try p.forward([x])
         let y = rng.tensor(out.shape)
         let g = try p.backward([x], output: out, outputGradient: y)[0]
-        let lhs = dot(jv, y), rhs = dot(v, g)
+        let lhs = dot(jv, y)
+        let rhs = dot(v, g)
         #expect(abs(lhs - rhs) <= 2e-3 * norm(jv) * norm(y), "<Jv,y> \(lhs) vs <v,J^T y> \(rhs)")
         #expect(norm(jv) > 0)
     }
@@ -129,21 +137,30 @@ import Testing
     /// maximum in row-major window order, and so must we.
     @Test func maxGradientGoesToTheFirstOfTiedMaxima() throws {
         let p = MaxPooling2D(name: "mp", poolSize: [2, 2], strides: [2, 2], padding: .valid)
-        let x = Tensor(shape: [1, 2, 4, 1], scalars: [1, 5, 2, 2,
-                                                      5, 5, 2, 1])
+        let x = Tensor(
+            shape: [1, 2, 4, 1],
+            scalars: [
+                1, 5, 2, 2,
+                5, 5, 2, 1,
+            ])
         let out = try p.forward([x])
         #expect(out.scalars == [5, 2])
         let g = try p.backward([x], output: out, outputGradient: Tensor(shape: [1, 1, 2, 1], scalars: [10, 20]))[0]
-        #expect(g.scalars == [0, 10, 20, 0,
-                              0, 0, 0, 0])
+        #expect(
+            g.scalars == [
+                0, 10, 20, 0,
+                0, 0, 0, 0,
+            ])
     }
 
     @Test func batchOfThreeEqualsSingleRuns() throws {
         let c = Self.cases[3]
-        try expectBatchConsistent(MaxPooling2D(name: "mp", poolSize: c.pool, strides: c.strides, padding: c.padding),
-                                  sampleShapes: [Array(c.input.dropFirst())])
-        try expectBatchConsistent(AveragePooling2D(name: "ap", poolSize: c.pool, strides: c.strides, padding: c.padding),
-                                  sampleShapes: [Array(c.input.dropFirst())])
+        try expectBatchConsistent(
+            MaxPooling2D(name: "mp", poolSize: c.pool, strides: c.strides, padding: c.padding),
+            sampleShapes: [Array(c.input.dropFirst())])
+        try expectBatchConsistent(
+            AveragePooling2D(name: "ap", poolSize: c.pool, strides: c.strides, padding: c.padding),
+            sampleShapes: [Array(c.input.dropFirst())])
     }
 
     @Test func shapesAndErrors() throws {

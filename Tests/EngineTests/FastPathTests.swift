@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Engine
 
 /// The engine's speed paths, each against the plain definition:
@@ -14,7 +15,8 @@ import Testing
         let jv = subtract(fv, try layer.forward([Tensor(zeros: input.shape)]))
         let g = try layer.backward([input], output: fv, outputGradient: y)[0]
         #expect(g.shape == input.shape)
-        let lhs = dot(jv, y), rhs = dot(input, g)
+        let lhs = dot(jv, y)
+        let rhs = dot(input, g)
         #expect(abs(lhs - rhs) <= 1e-4 * max(norm(jv) * norm(y), 1e-6), "\(layer.name): \(lhs) vs \(rhs)")
     }
 
@@ -25,8 +27,9 @@ import Testing
         ([1, 9, 8, 3], [3, 3, 3, 16]),
     ]) func flippedKernelBackwardWithAsymmetricSamePadding(input: [Int], kernel: [Int]) throws {
         var rng = SplitMix64(seed: 21)
-        let conv = Conv2D(name: "even", kernel: rng.tensor(kernel), bias: rng.tensor([kernel[3]]),
-                          strides: [1, 1], padding: .same, dilation: [1, 1])
+        let conv = Conv2D(
+            name: "even", kernel: rng.tensor(kernel), bias: rng.tensor([kernel[3]]),
+            strides: [1, 1], padding: .same, dilation: [1, 1])
         let x = rng.tensor(input)
         let y = rng.tensor(try conv.forward([x]).shape)
         try expectAdjoint(conv, input: x, outputGradient: y)
@@ -34,8 +37,9 @@ import Testing
 
     @Test func backwardWithGradientInFewChannelsOrNone() throws {
         var rng = SplitMix64(seed: 22)
-        let conv = Conv2D(name: "sparse", kernel: rng.tensor([3, 3, 8, 16]), bias: nil,
-                          strides: [1, 1], padding: .same, dilation: [1, 1])
+        let conv = Conv2D(
+            name: "sparse", kernel: rng.tensor([3, 3, 8, 16]), bias: nil,
+            strides: [1, 1], padding: .same, dilation: [1, 1])
         let x = rng.tensor([3, 10, 10, 8])
         let out = try conv.forward([x])
         // Image n's gradient lives in channel 2n+1 only (as a filter grid seeds it).
@@ -72,11 +76,17 @@ import Testing
             for oy in 0..<(h / 2) {
                 for ox in 0..<(w / 2) {
                     for ch in 0..<c {
-                        var best = -Float.infinity, at = 0
-                        for dy in 0..<2 { for dx in 0..<2 {
-                            let i = ((n * h + 2 * oy + dy) * w + 2 * ox + dx) * c + ch
-                            if x.scalars[i] > best { best = x.scalars[i]; at = i }
-                        } }
+                        var best = -Float.infinity
+                        var at = 0
+                        for dy in 0..<2 {
+                            for dx in 0..<2 {
+                                let i = ((n * h + 2 * oy + dy) * w + 2 * ox + dx) * c + ch
+                                if x.scalars[i] > best {
+                                    best = x.scalars[i]
+                                    at = i
+                                }
+                            }
+                        }
                         want.scalars[at] += gy.scalars[((n * (h / 2) + oy) * (w / 2) + ox) * c + ch]
                     }
                 }

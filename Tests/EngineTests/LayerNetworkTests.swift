@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Engine
 
 /// A small DAG built from the engine's layers:
@@ -15,17 +16,21 @@ import Testing
 
     init() throws {
         var rng = SplitMix64(seed: 91)
-        let bn = BatchNormalization(name: "bn", gamma: rng.tensor([4], 0.5, 1.5), beta: rng.tensor([4]),
-                                    movingMean: rng.tensor([4], -0.2, 0.2), movingVariance: rng.tensor([4], 0.5, 1.5),
-                                    epsilon: 1e-3)
+        let bn = BatchNormalization(
+            name: "bn", gamma: rng.tensor([4], 0.5, 1.5), beta: rng.tensor([4]),
+            movingMean: rng.tensor([4], -0.2, 0.2), movingVariance: rng.tensor([4], 0.5, 1.5),
+            epsilon: 1e-3)
         layers = [
-            Conv2D(name: "conv1", kernel: rng.tensor([3, 3, 2, 4], -0.5, 0.5), bias: rng.tensor([4]), strides: [1, 1],
-                   padding: .same, dilation: [1, 1]),
+            Conv2D(
+                name: "conv1", kernel: rng.tensor([3, 3, 2, 4], -0.5, 0.5), bias: rng.tensor([4]), strides: [1, 1],
+                padding: .same, dilation: [1, 1]),
             Activation(name: "conv1/tanh", function: .tanh),
-            Conv2D(name: "conv2", kernel: rng.tensor([3, 3, 4, 4], -0.5, 0.5), bias: nil, strides: [1, 1],
-                   padding: .same, dilation: [1, 1]),
-            DepthwiseConv2D(name: "dw", kernel: rng.tensor([3, 3, 4, 1]), bias: rng.tensor([4]), strides: [1, 1],
-                            padding: .same, dilation: [1, 1]),
+            Conv2D(
+                name: "conv2", kernel: rng.tensor([3, 3, 4, 4], -0.5, 0.5), bias: nil, strides: [1, 1],
+                padding: .same, dilation: [1, 1]),
+            DepthwiseConv2D(
+                name: "dw", kernel: rng.tensor([3, 3, 4, 1]), bias: rng.tensor([4]), strides: [1, 1],
+                padding: .same, dilation: [1, 1]),
             Add(name: "add"),
             AveragePooling2D(name: "pool", poolSize: [3, 3], strides: [2, 2], padding: .same),
             bn,
@@ -77,7 +82,8 @@ import Testing
         #expect(gx.shape == x.shape)
         var worst = 0.0
         for i in 0..<x.count {
-            var xp = x, xm = x
+            var xp = x
+            var xm = x
             xp.scalars[i] += eps
             xm.scalars[i] -= eps
             let fd = (loss(try network.predict(xp)) - loss(try network.predict(xm))) / Double(2 * eps)
@@ -92,7 +98,8 @@ import Testing
         #expect(gh.shape == h.shape)
         worst = 0
         for i in 0..<h.count {
-            var hp = h, hm = h
+            var hp = h
+            var hm = h
             hp.scalars[i] += eps
             hm.scalars[i] -= eps
             let fd = (loss(try downstream(fromNode2: hp)) - loss(try downstream(fromNode2: hm))) / Double(2 * eps)
@@ -110,8 +117,9 @@ import Testing
         let seed = rng.tensor([3, 3])
         let g = try network.backward(from: 10, seed: seed, to: 0, trace: network.forward(x, keepAll: true))
         for i in 0..<3 {
-            let gi = try network.backward(from: 10, seed: seed.sample(i), to: 0,
-                                          trace: network.forward(x.sample(i), keepAll: true))
+            let gi = try network.backward(
+                from: 10, seed: seed.sample(i), to: 0,
+                trace: network.forward(x.sample(i), keepAll: true))
             expectClose(gi, g.sample(i), tol: 1e-5, "sample \(i)")
         }
     }

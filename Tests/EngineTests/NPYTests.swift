@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Engine
 
 private let npyDir = URL(fileURLWithPath: #filePath)

@@ -1,8 +1,9 @@
 import Testing
+
 @testable import Engine
 
 @Suite struct PlanCacheTests {
-    final class Counter: @unchecked Sendable {   // only touched from this test's thread
+    final class Counter: @unchecked Sendable {  // only touched from this test's thread
         var builds = 0
     }
 
@@ -10,19 +11,22 @@ import Testing
         let cache = PlanCache<Int, String>(capacity: 2)
         let counter = Counter()
         func get(_ k: Int) throws -> String {
-            try cache.plan(for: k) { counter.builds += 1; return "plan \(k)" }
+            try cache.plan(for: k) {
+                counter.builds += 1
+                return "plan \(k)"
+            }
         }
         #expect(try get(1) == "plan 1")
         #expect(try get(1) == "plan 1")
         #expect(counter.builds == 1)
         _ = try get(2)
-        _ = try get(1)          // 1 is now the most recently used
-        _ = try get(3)          // evicts 2
+        _ = try get(1)  // 1 is now the most recently used
+        _ = try get(3)  // evicts 2
         #expect(cache.count == 2)
         #expect(counter.builds == 3)
         _ = try get(1)
         #expect(counter.builds == 3)
-        _ = try get(2)          // rebuilt
+        _ = try get(2)  // rebuilt
         #expect(counter.builds == 4)
     }
 

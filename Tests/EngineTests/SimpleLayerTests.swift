@@ -1,14 +1,16 @@
 import Foundation
 import Testing
+
 @testable import Engine
 
 @Suite struct BatchNormalizationTests {
     static func layer(center: Bool = true, scale: Bool = true, channels: Int = 5) -> BatchNormalization {
         var rng = SplitMix64(seed: 51)
-        return BatchNormalization(name: "bn", gamma: scale ? rng.tensor([channels], 0.5, 2) : nil,
-                                  beta: center ? rng.tensor([channels]) : nil,
-                                  movingMean: rng.tensor([channels]), movingVariance: rng.tensor([channels], 0.1, 3),
-                                  epsilon: 1e-3)
+        return BatchNormalization(
+            name: "bn", gamma: scale ? rng.tensor([channels], 0.5, 2) : nil,
+            beta: center ? rng.tensor([channels]) : nil,
+            movingMean: rng.tensor([channels]), movingVariance: rng.tensor([channels], 0.1, 3),
+            epsilon: 1e-3)
     }
 
     @Test(arguments: [(true, true), (false, true), (true, false), (false, false)])
@@ -19,7 +21,8 @@ import Testing
         var want = x
         for i in 0..<x.count {
             let c = i % 5
-            let norm = (Double(x.scalars[i]) - Double(bn.movingMean.scalars[c]))
+            let norm =
+                (Double(x.scalars[i]) - Double(bn.movingMean.scalars[c]))
                 / (Double(bn.movingVariance.scalars[c]) + 1e-3).squareRoot()
             want.scalars[i] = Float(norm * Double(bn.gamma?.scalars[c] ?? 1) + Double(bn.beta?.scalars[c] ?? 0))
         }
@@ -39,8 +42,9 @@ import Testing
         #expect(try bn.outputShape(for: [[-1, -1, 5]]) == [-1, -1, 5])
         expectShapeMismatch("bn") { _ = try bn.outputShape(for: [[4, 4, 6]]) }
         expectShapeMismatch("bn") { _ = try bn.forward([Tensor(zeros: [1, 4, 4, 6])]) }
-        let bad = BatchNormalization(name: "bad", gamma: Tensor(zeros: [4]), beta: nil, movingMean: Tensor(zeros: [5]),
-                                     movingVariance: Tensor(zeros: [5]), epsilon: 1e-3)
+        let bad = BatchNormalization(
+            name: "bad", gamma: Tensor(zeros: [4]), beta: nil, movingMean: Tensor(zeros: [5]),
+            movingVariance: Tensor(zeros: [5]), epsilon: 1e-3)
         expectShapeMismatch("bad") { _ = try bad.forward([Tensor(zeros: [1, 5])]) }
     }
 }
@@ -52,11 +56,13 @@ import Testing
         let x = rng.tensor([2, 3, 4, 5])
         let y = try gap.forward([x])
         var want = [Float]()
-        for b in 0..<2 { for c in 0..<5 {
-            var s = 0.0
-            for p in 0..<12 { s += Double(x.scalars[(b * 12 + p) * 5 + c]) }
-            want.append(Float(s / 12))
-        } }
+        for b in 0..<2 {
+            for c in 0..<5 {
+                var s = 0.0
+                for p in 0..<12 { s += Double(x.scalars[(b * 12 + p) * 5 + c]) }
+                want.append(Float(s / 12))
+            }
+        }
         expectClose(y, Tensor(shape: keep ? [2, 1, 1, 5] : [2, 5], scalars: want), "gap")
         #expect(try gap.outputShape(for: [[-1, -1, 5]]) == (keep ? [1, 1, 5] : [5]))
         try expectAdjoint(gap, inputShapes: [[2, 3, 4, 5]])
@@ -72,7 +78,7 @@ import Testing
         let x = Tensor(shape: [2, 2, 2, 2], scalars: (0..<16).map(Float.init))
         let y = try f.forward([x])
         #expect(y.shape == [2, 8])
-        #expect(y.scalars == x.scalars)   // NHWC row-major is Keras' channels_last flatten order
+        #expect(y.scalars == x.scalars)  // NHWC row-major is Keras' channels_last flatten order
         #expect(try f.outputShape(for: [[2, 3, 4]]) == [24])
         #expect(try f.outputShape(for: [[-1, 3, 4]]) == [-1])
         try expectAdjoint(f, inputShapes: [[2, 3, 2, 2]])
@@ -85,11 +91,14 @@ import Testing
         let x = Tensor(shape: [1, 2, 2, 1], scalars: [1, 2, 3, 4])
         let y = try p.forward([x])
         #expect(y.shape == [1, 5, 3, 1])
-        #expect(y.scalars == [0, 0, 0,
-                              1, 2, 0,
-                              3, 4, 0,
-                              0, 0, 0,
-                              0, 0, 0])
+        #expect(
+            y.scalars == [
+                0, 0, 0,
+                1, 2, 0,
+                3, 4, 0,
+                0, 0, 0,
+                0, 0, 0,
+            ])
         let g = try p.backward([x], output: y, outputGradient: Tensor(shape: [1, 5, 3, 1], scalars: (0..<15).map(Float.init)))[0]
         #expect(g.scalars == [3, 4, 6, 7])
         #expect(try p.outputShape(for: [[-1, 4, 3]]) == [-1, 5, 3])
@@ -103,7 +112,9 @@ import Testing
     @Test func addSumsAndSharesTheGradient() throws {
         let add = Add(name: "add")
         var rng = SplitMix64(seed: 71)
-        let a = rng.tensor([2, 3, 3, 2]), b = rng.tensor([2, 3, 3, 2]), c = rng.tensor([2, 3, 3, 2])
+        let a = rng.tensor([2, 3, 3, 2])
+        let b = rng.tensor([2, 3, 3, 2])
+        let c = rng.tensor([2, 3, 3, 2])
         let y = try add.forward([a, b, c])
         for i in 0..<y.count { #expect(abs(y.scalars[i] - (a.scalars[i] + b.scalars[i] + c.scalars[i])) <= 1e-6) }
         try expectAdjoint(add, inputShapes: [[2, 3, 3, 2], [2, 3, 3, 2]])

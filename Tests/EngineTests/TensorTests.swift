@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Engine
 
 @Test func samePaddingIsAsymmetricLikeTensorFlow() {

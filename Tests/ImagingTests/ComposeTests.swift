@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Imaging
 
 @Suite struct ComposeTests {
@@ -20,16 +21,17 @@ import Testing
         let grid = try composeGrid(cells, rows: 2, cols: 3, margin: 1, background: [255])
         #expect(grid.width == 11 && grid.height == 5)
         #expect(grid[0, 0, 0] == 10 && grid[2, 1, 0] == 10)
-        #expect(grid[3, 0, 0] == 255)           // margin column
+        #expect(grid[3, 0, 0] == 255)  // margin column
         #expect(grid[4, 0, 0] == 11 && grid[8, 0, 0] == 12)
-        #expect(grid[0, 2, 0] == 255)           // margin row
+        #expect(grid[0, 2, 0] == 255)  // margin row
         #expect(grid[0, 3, 0] == 13 && grid[4, 4, 0] == 14)
-        #expect(grid[8, 3, 0] == 255)           // the missing 6th cell is background
+        #expect(grid[8, 3, 0] == 255)  // the missing 6th cell is background
         #expect(grid.pixels.filter { $0 == 255 }.count == 11 * 5 - 5 * 6)
     }
 
     @Test func gridRejectsBadInput() {
-        let a = Image(width: 3, height: 2, channels: 3), b = Image(width: 2, height: 2, channels: 3)
+        let a = Image(width: 3, height: 2, channels: 3)
+        let b = Image(width: 2, height: 2, channels: 3)
         #expect(throws: ImagingError.self) { try composeGrid([a, b], rows: 1, cols: 2) }
         #expect(throws: ImagingError.self) { try composeGrid([a, a, a], rows: 1, cols: 2) }
         #expect(throws: ImagingError.self) { try composeGrid([], rows: 1, cols: 2) }
@@ -65,9 +67,14 @@ import Testing
         #expect(img.pixels.filter { $0 == 200 }.count == 10)
         #expect(PixelFont.width(of: "12") == 11 && PixelFont.width(of: "12", scale: 2) == 22)
         // lower case draws as upper case; unknown characters as "?"
-        var a = Image(width: 5, height: 7, channels: 1), b = a, q = a, u = a
-        a.drawText("a", x: 0, y: 0, colour: [1]); b.drawText("A", x: 0, y: 0, colour: [1])
-        q.drawText("?", x: 0, y: 0, colour: [1]); u.drawText("é", x: 0, y: 0, colour: [1])
+        var a = Image(width: 5, height: 7, channels: 1)
+        var b = a
+        var q = a
+        var u = a
+        a.drawText("a", x: 0, y: 0, colour: [1])
+        b.drawText("A", x: 0, y: 0, colour: [1])
+        q.drawText("?", x: 0, y: 0, colour: [1])
+        u.drawText("é", x: 0, y: 0, colour: [1])
         #expect(a == b && q == u && a != q)
         // clipping: drawing partly outside does not crash and draws only inside
         var c = Image(width: 3, height: 3, channels: 3)
@@ -77,8 +84,9 @@ import Testing
 
     @Test func gridWithLabels() throws {
         let cells = (0..<3).map { Image(width: 20, height: 10, channels: 3, fill: [UInt8(50 * $0), 0, 0]) }
-        let grid = try composeGrid(cells, rows: 1, cols: 3, margin: 2, background: [255, 255, 255],
-                                   labels: ["0", "conv1", "a_very_long_name"], labelColour: [0, 0, 255])
+        let grid = try composeGrid(
+            cells, rows: 1, cols: 3, margin: 2, background: [255, 255, 255],
+            labels: ["0", "conv1", "a_very_long_name"], labelColour: [0, 0, 255])
         #expect(grid.width == 3 * 20 + 2 * 2 && grid.height == 10 + 9)
         // cell pixels untouched, label strip has blue text pixels and white background
         #expect(grid.pixel(x: 25, y: 5) == [50, 0, 0])

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Imaging
 
 @Suite struct DecodeTests {
@@ -19,9 +20,11 @@ import Testing
     }
 
     @Test func sourceChannelsReported() throws {
-        let cases: [(String, Int)] = [("grey8.png", 1), ("greyalpha8.png", 2), ("rgb8.png", 3), ("rgba8.png", 4),
-                                      ("palette.png", 3), ("palette_trns.png", 4), ("grey16.png", 1), ("rgba16.png", 4),
-                                      ("grey.jpg", 1), ("baseline.jpg", 3), ("cmyk_pillow.jpg", 3)]
+        let cases: [(String, Int)] = [
+            ("grey8.png", 1), ("greyalpha8.png", 2), ("rgb8.png", 3), ("rgba8.png", 4),
+            ("palette.png", 3), ("palette_trns.png", 4), ("grey16.png", 1), ("rgba16.png", 4),
+            ("grey.jpg", 1), ("baseline.jpg", 3), ("cmyk_pillow.jpg", 3),
+        ]
         for (name, channels) in cases {
             let info = try decodeImageWithInfo(fixtureData(name)).info
             #expect(info.sourceChannels == channels, "\(name)")
@@ -106,7 +109,8 @@ import Testing
         #expect(onBlack.pixel(x: 3, y: 1) == Array(rgba.pixel(x: 3, y: 1).prefix(3)))
         // compositing formula on a half-transparent pixel
         for i in 0..<(rgba.width * rgba.height) {
-            let a = Int(rgba.pixels[4 * i + 3]), c = Int(rgba.pixels[4 * i])
+            let a = Int(rgba.pixels[4 * i + 3])
+            let c = Int(rgba.pixels[4 * i])
             #expect(Int(onBlack.pixels[3 * i]) == (c * a + 127) / 255)
             #expect(Int(onWhite.pixels[3 * i]) == (c * a + 255 * (255 - a) + 127) / 255)
         }

@@ -1,12 +1,14 @@
 import Foundation
 import Testing
+
 @testable import Imaging
 
 @Suite struct EncodeTests {
     @Test(arguments: [1, 3, 4])
     func pngRoundTrip(channels: Int) throws {
         var rng = SystemRandomNumberGenerator()
-        let w = 31, h = 7
+        let w = 31
+        let h = 7
         let pixels = (0..<(w * h * channels)).map { _ in UInt8.random(in: 0...255, using: &rng) }
         let image = try Image(width: w, height: h, channels: channels, pixels: pixels)
         let png = try encodePNG(image)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Imaging
 
 @Suite struct PreprocessTests {
@@ -13,7 +14,9 @@ import Testing
         case "torch": mode = .torch
         case "scale": mode = .scale
         case "affine": mode = .affine(scale: try #require(c.scale), offset: try #require(c.offset))
-        default: Issue.record("unknown mode \(modeName)"); return
+        default:
+            Issue.record("unknown mode \(modeName)")
+            return
         }
         let src = try decodeImage(fixtureData("resize_src.png"))
         let out = try src.preprocessed(mode)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Imaging
 
 @Suite struct ResizeTests {
@@ -25,7 +26,8 @@ import Testing
         #expect(plain.pixels == (try fixtureU8("resize_src.nearest.16x12.u8")))
         let keep = try src.resizedLikeKeras(width: 16, height: 12, keepAspectRatio: true)
         #expect(keep.pixels == (try fixtureU8("resize_src.nearest.16x12.keep.u8")))
-        #expect(Image.kerasCentreCropBox(width: 37, height: 29, targetWidth: 16, targetHeight: 12) == PixelBox(x0: 0, y0: 1, x1: 37, y1: 28))
+        #expect(
+            Image.kerasCentreCropBox(width: 37, height: 29, targetWidth: 16, targetHeight: 12) == PixelBox(x0: 0, y0: 1, x1: 37, y1: 28))
     }
 
     @Test func nearestPicksCentreSamples() throws {

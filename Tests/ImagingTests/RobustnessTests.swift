@@ -1,12 +1,15 @@
 import Foundation
 import Testing
+
 @testable import Imaging
 
 /// xorshift64, deterministic
 struct XorShift: RandomNumberGenerator {
     var state: UInt64
     mutating func next() -> UInt64 {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
         return state
     }
 }
@@ -14,12 +17,15 @@ struct XorShift: RandomNumberGenerator {
 @Suite struct RobustnessTests {
     /// Byte flips and truncations of valid files: every decode either succeeds with a
     /// consistent image or throws an ImagingError — never crashes or returns garbage sizes.
-    @Test(arguments: ["baseline.jpg", "progressive.jpg", "cmyk_magick.jpg", "exif_orientation_5.jpg",
-                      "rgb8.png", "palette_trns.png", "rgba16_interlaced.png", "grey2bit.png"])
+    @Test(arguments: [
+        "baseline.jpg", "progressive.jpg", "cmyk_magick.jpg", "exif_orientation_5.jpg",
+        "rgb8.png", "palette_trns.png", "rgba16_interlaced.png", "grey2bit.png",
+    ])
     func mutatedFilesNeverCrash(_ name: String) throws {
         let original = [UInt8](try fixtureData(name))
         var rng = XorShift(state: 0x9E3779B97F4A7C15 ^ UInt64(name.utf8.count))
-        var failures = 0, successes = 0
+        var failures = 0
+        var successes = 0
         for _ in 0..<150 {
             var bytes = original
             for _ in 0..<Int.random(in: 1...6, using: &rng) {
@@ -46,7 +52,9 @@ struct XorShift: RandomNumberGenerator {
         #expect(exifOrientation(tiff: valid) == 6)
         for _ in 0..<5000 {
             var b = valid
-            for _ in 0..<Int.random(in: 1...4, using: &rng) { b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+            }
             if let o = exifOrientation(tiff: b) { #expect((1...8).contains(o)) }
             let random = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             if let o = exifOrientation(tiff: random) { #expect((1...8).contains(o)) }
@@ -54,8 +62,10 @@ struct XorShift: RandomNumberGenerator {
     }
 
     @Test func decodingIsThreadSafe() async throws {
-        let jpeg = try fixtureData("progressive.jpg"), png = try fixtureData("rgba16_interlaced.png")
-        let refJ = try decodeImage(jpeg), refP = try decodeImage(png)
+        let jpeg = try fixtureData("progressive.jpg")
+        let png = try fixtureData("rgba16_interlaced.png")
+        let refJ = try decodeImage(jpeg)
+        let refP = try decodeImage(png)
         try await withThrowingTaskGroup(of: Bool.self) { group in
             for i in 0..<16 {
                 group.addTask {

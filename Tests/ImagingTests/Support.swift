@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Imaging
 
 let imageFixtures = URL(fileURLWithPath: #filePath)
@@ -20,18 +21,54 @@ func fixtureF32(_ name: String) throws -> [Float] {
 
 /// manifest.json written by tools/fixtures/make_image_fixtures.py
 struct Manifest: Decodable {
-    struct DecodeCase: Decodable { let input: String; let expected: String; let shape: [Int]; let tolerance: Int; let note: String }
-    struct BadCase: Decodable { let input: String; let error: String; let note: String }
-    struct LimitCase: Decodable { let input: String; let width: Int; let height: Int }
+    struct DecodeCase: Decodable {
+        let input: String
+        let expected: String
+        let shape: [Int]
+        let tolerance: Int
+        let note: String
+    }
+    struct BadCase: Decodable {
+        let input: String
+        let error: String
+        let note: String
+    }
+    struct LimitCase: Decodable {
+        let input: String
+        let width: Int
+        let height: Int
+    }
     struct ExifCase: Decodable {
-        let input: String; let orientation: Int; let expected: String; let shape: [Int]
-        let stored: String?; let stored_shape: [Int]?
+        let input: String
+        let orientation: Int
+        let expected: String
+        let shape: [Int]
+        let stored: String?
+        let stored_shape: [Int]?
     }
     struct ResizeCase: Decodable {
-        let input: String; let filter: String; let width: Int; let height: Int; let box: [Int]?; let expected: String; let shape: [Int]
+        let input: String
+        let filter: String
+        let width: Int
+        let height: Int
+        let box: [Int]?
+        let expected: String
+        let shape: [Int]
     }
-    struct PreprocessCase: Decodable { let mode: String; let expected: String; let shape: [Int]; let scale: Float?; let offset: Float? }
-    struct UpsampleCase: Decodable { let input: String; let in_shape: [Int]; let width: Int; let height: Int; let expected: String }
+    struct PreprocessCase: Decodable {
+        let mode: String
+        let expected: String
+        let shape: [Int]
+        let scale: Float?
+        let offset: Float?
+    }
+    struct UpsampleCase: Decodable {
+        let input: String
+        let in_shape: [Int]
+        let width: Int
+        let height: Int
+        let expected: String
+    }
     let decode: [DecodeCase]
     let bad: [BadCase]
     let limit: [LimitCase]
@@ -41,7 +78,11 @@ struct Manifest: Decodable {
     let upsample: [UpsampleCase]
     let colormaps: [String: [String: [Int]]]
     let keras_load_img: [DecodeCase2]
-    struct DecodeCase2: Decodable { let input: String; let expected: String; let shape: [Int] }
+    struct DecodeCase2: Decodable {
+        let input: String
+        let expected: String
+        let shape: [Int]
+    }
 }
 
 let manifest: Manifest = {

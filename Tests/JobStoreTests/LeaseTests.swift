@@ -1,7 +1,7 @@
 import Foundation
 import JobStore
-import Testing
 import TestSupport
+import Testing
 
 extension JobStoreTests {
     /// Leases are expired by moving `lease_expires_at` into the past with SQL, not by

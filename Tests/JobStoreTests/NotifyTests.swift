@@ -1,8 +1,8 @@
 import Foundation
 import JobStore
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Collects a listener's events in the background so a test can wait for them.
 final class EventLog: Sendable {
@@ -36,8 +36,9 @@ extension JobStoreTests {
             let job = try await producer.enqueue(newJob("watched")).job
             let claimed = try #require(try await producer.claim(modelDigests: nil, owner: "w:1", lease: .seconds(30)))
             try await producer.progress(id: claimed.id, owner: "w:1", step: 5, steps: 10, loss: 1)
-            try await producer.complete(id: claimed.id, owner: "w:1",
-                                        result: StoredResult(key: "r-watched", contentType: "image/png", bytes: pngSizedBlob(64)))
+            try await producer.complete(
+                id: claimed.id, owner: "w:1",
+                result: StoredResult(key: "r-watched", contentType: "image/png", bytes: pngSizedBlob(64)))
             #expect(await eventually { log.changes(of: job.id).last?.state == .done })
             let seen = log.changes(of: job.id).map { "\($0.state.rawValue)@\($0.step)/\($0.steps)" }
             #expect(seen == ["queued@0/0", "running@0/0", "running@5/10", "done@10/10"])
@@ -67,12 +68,17 @@ extension JobStoreTests {
                     }
                     Issue.record("a call succeeded while PostgreSQL was down")
                 } catch let error as JobStoreError {
-                    guard case .unavailable = error else { Issue.record("wrong error \(error)"); continue }
+                    guard case .unavailable = error else {
+                        Issue.record("wrong error \(error)")
+                        continue
+                    }
                     print("outage call \(attempt): \(error) after \(ContinuousClock.now - started)")
                 } catch {
                     Issue.record("untyped error \(error)")
                 }
-                #expect(ContinuousClock.now - started < .seconds(10), "calls are bounded by the 1 s operation timeout (not a hang; slack for a loaded machine)")
+                #expect(
+                    ContinuousClock.now - started < .seconds(10),
+                    "calls are bounded by the 1 s operation timeout (not a hang; slack for a loaded machine)")
             }
 
             try cluster.start()

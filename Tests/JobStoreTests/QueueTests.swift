@@ -1,8 +1,8 @@
 import Foundation
 import JobStore
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// All JobStore tests, one at a time: they share a PostgreSQL cluster and the
 /// throughput figures would be meaningless with other tests running alongside.
@@ -110,11 +110,12 @@ extension JobStoreTests {
             let job = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .seconds(30)))
             try await store.fail(id: job.id, owner: "w:1", reason: "bad layer")
             let counts = try await store.counts()
-            #expect(counts == [
-                JobCount(state: .failed, priority: .interactive, count: 1),
-                JobCount(state: .queued, priority: .interactive, count: 2),
-                JobCount(state: .queued, priority: .bulk, count: 2),
-            ])
+            #expect(
+                counts == [
+                    JobCount(state: .failed, priority: .interactive, count: 1),
+                    JobCount(state: .queued, priority: .interactive, count: 2),
+                    JobCount(state: .queued, priority: .bulk, count: 2),
+                ])
         }
     }
 
@@ -127,7 +128,10 @@ extension JobStoreTests {
                 _ = try await store.enqueue(broken)
                 Issue.record("invalid JSON was accepted")
             } catch let error as JobStoreError {
-                guard case .database(let message) = error else { Issue.record("expected .database, got \(error)"); return }
+                guard case .database(let message) = error else {
+                    Issue.record("expected .database, got \(error)")
+                    return
+                }
                 #expect(message.hasPrefix("22P02"))  // invalid_text_representation
             }
             #expect(try await store.status(key: "broken") == nil)

@@ -1,8 +1,8 @@
 import Foundation
 import JobStore
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 extension JobStoreTests {
     @Test func megabyteResultRoundTripsByPutAndByComplete() async throws {
@@ -23,7 +23,8 @@ extension JobStoreTests {
             _ = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .seconds(30)))
             #expect(try await store.results.contains(key: "sha256:done") == false)
             let other = pngSizedBlob(1 << 20)
-            try await store.complete(id: job.id, owner: "w:1", result: StoredResult(key: "sha256:done", contentType: "image/png", bytes: other))
+            try await store.complete(
+                id: job.id, owner: "w:1", result: StoredResult(key: "sha256:done", contentType: "image/png", bytes: other))
             let done = try #require(try await store.status(id: job.id))
             #expect(done.state == .done && done.resultKey == "sha256:done")
             #expect(try await store.results.get(key: "sha256:done")?.bytes == other)

@@ -55,8 +55,9 @@ func withStore<T: Sendable>(
 }
 
 func newJob(_ key: String, priority: JobPriority = .interactive, model: String = "model-a", maxAttempts: Int = 3) -> NewJob {
-    NewJob(key: key, kind: "filter", requestJSON: #"{"layer": "conv1", "filter": 3, "key": "\#(key)"}"#,
-           modelDigest: model, priority: priority, maxAttempts: maxAttempts)
+    NewJob(
+        key: key, kind: "filter", requestJSON: #"{"layer": "conv1", "filter": 3, "key": "\#(key)"}"#,
+        modelDigest: model, priority: priority, maxAttempts: maxAttempts)
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.

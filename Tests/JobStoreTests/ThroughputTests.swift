@@ -1,7 +1,7 @@
 import Foundation
 import JobStore
-import Testing
 import TestSupport
+import Testing
 
 extension JobStoreTests {
     /// Jobs per second through claim + progress + complete (a 16 KB result),
@@ -25,8 +25,9 @@ extension JobStoreTests {
                             var count = 0
                             while let job = try await store.claim(modelDigests: ["model-a"], owner: "w:\(n)", lease: .seconds(30)) {
                                 try await store.progress(id: job.id, owner: "w:\(n)", step: 1, steps: 1, loss: 0)
-                                try await store.complete(id: job.id, owner: "w:\(n)",
-                                                         result: StoredResult(key: "r-\(job.key)", contentType: "image/png", bytes: result))
+                                try await store.complete(
+                                    id: job.id, owner: "w:\(n)",
+                                    result: StoredResult(key: "r-\(job.key)", contentType: "image/png", bytes: result))
                                 count += 1
                             }
                             return count
@@ -38,9 +39,12 @@ extension JobStoreTests {
             }
             #expect(done == jobs)
             #expect(try database.psql("SELECT count(*) FROM jobs WHERE state = 'done' AND attempts = 1") == "\(jobs)")
-            print(String(format: "claim throughput: %ld worker(s), %ld jobs in %.2f s = %.0f jobs/s (claim+progress+complete); enqueue (one client, sequential) %.0f jobs/s; synchronous_commit %@",
-                         workers, jobs, elapsed.seconds, Double(jobs) / elapsed.seconds, Double(jobs) / enqueueing.seconds,
-                         synchronousCommit ? "on" : "off"))
+            print(
+                String(
+                    format:
+                        "claim throughput: %ld worker(s), %ld jobs in %.2f s = %.0f jobs/s (claim+progress+complete); enqueue (one client, sequential) %.0f jobs/s; synchronous_commit %@",
+                    workers, jobs, elapsed.seconds, Double(jobs) / elapsed.seconds, Double(jobs) / enqueueing.seconds,
+                    synchronousCommit ? "on" : "off"))
         }
     }
 }

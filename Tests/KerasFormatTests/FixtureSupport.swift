@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Testing
+
 @testable import KerasFormat
 
 /// Suites that open HDF5 files run one at a time: they check that no HDF5
@@ -55,7 +56,6 @@ enum Fixtures {
         }
     }
 
-
     /// Empty when the manifest is missing; `manifestIsPresent` fails then.
     static let all: [FixtureCase] = (try? load()) ?? []
     static var ok: [FixtureCase] { all.filter { $0.kind == "ok" } }
@@ -72,7 +72,8 @@ func closeEnough(_ ours: Tensor, _ keras: Tensor) -> (ok: Bool, diff: Float, bou
 
 /// ‖ours − keras‖₂ / ‖keras‖₂.
 func relativeNorm(_ ours: Tensor, _ keras: Tensor) -> Float {
-    var d: Double = 0, k: Double = 0
+    var d: Double = 0
+    var k: Double = 0
     for i in 0..<keras.count {
         let e = Double(ours.scalars[i] - keras.scalars[i])
         d += e * e

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import Testing
 import ZIPFoundation
+
 @testable import KerasFormat
 
 /// Writes a small HDF5 file with the C API (no Python in CI): fixed-length
@@ -25,7 +26,9 @@ private func writeTestFile(_ url: URL) throws {
         for (i, v) in values.enumerated() { for (j, b) in v.utf8.enumerated() { bytes[i * slot + j] = b } }
         let attr = H5Acreate2(loc, name, type, space, convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT())
         H5Awrite(attr, type, bytes)
-        H5Aclose(attr); H5Sclose(space); H5Tclose(type)
+        H5Aclose(attr)
+        H5Sclose(space)
+        H5Tclose(type)
     }
     func variableStrings(_ loc: hid_t, _ name: String, _ values: [String], scalar: Bool = false) {
         let type = H5Tcopy(convlens_H5T_C_S1())
@@ -38,14 +41,17 @@ private func writeTestFile(_ url: URL) throws {
         var pointers = cStrings.map { UnsafePointer($0) }
         H5Awrite(attr, type, &pointers)
         cStrings.forEach { free($0) }
-        H5Aclose(attr); H5Sclose(space); H5Tclose(type)
+        H5Aclose(attr)
+        H5Sclose(space)
+        H5Tclose(type)
     }
     func doubles(_ loc: hid_t, _ name: String, _ values: [Double]) {
         var dims = [hsize_t(values.count)]
         let space = H5Screate_simple(1, &dims, nil)
         let attr = H5Acreate2(loc, name, convlens_H5T_NATIVE_DOUBLE(), space, convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT())
         H5Awrite(attr, convlens_H5T_NATIVE_DOUBLE(), values)
-        H5Aclose(attr); H5Sclose(space)
+        H5Aclose(attr)
+        H5Sclose(space)
     }
 
     fixedStrings(file, "fixed_scalar", ["block1_conv1/kernel:0"], scalar: true)
@@ -60,18 +66,23 @@ private func writeTestFile(_ url: URL) throws {
     let inner = H5Gcreate2(group, "inner", convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT())
     var dims: [hsize_t] = [2, 3, 2]
     let space = H5Screate_simple(3, &dims, nil)
-    let ds = H5Dcreate2(inner, "kernel:0", convlens_H5T_NATIVE_DOUBLE(), space, convlens_H5P_DEFAULT(),
-                        convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT())
+    let ds = H5Dcreate2(
+        inner, "kernel:0", convlens_H5T_NATIVE_DOUBLE(), space, convlens_H5P_DEFAULT(),
+        convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT())
     let values = (0..<12).map { Double($0) * 0.5 - 1 }
     H5Dwrite(ds, convlens_H5T_NATIVE_DOUBLE(), convlens_H5S_ALL(), convlens_H5S_ALL(), convlens_H5P_DEFAULT(), values)
-    H5Dclose(ds); H5Sclose(space)
+    H5Dclose(ds)
+    H5Sclose(space)
     let scalarSpace = H5Screate(H5S_SCALAR)
-    let sds = H5Dcreate2(group, "scalar", convlens_H5T_NATIVE_FLOAT(), scalarSpace, convlens_H5P_DEFAULT(),
-                         convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT())
+    let sds = H5Dcreate2(
+        group, "scalar", convlens_H5T_NATIVE_FLOAT(), scalarSpace, convlens_H5P_DEFAULT(),
+        convlens_H5P_DEFAULT(), convlens_H5P_DEFAULT())
     var x: Float = 7.25
     H5Dwrite(sds, convlens_H5T_NATIVE_FLOAT(), convlens_H5S_ALL(), convlens_H5S_ALL(), convlens_H5P_DEFAULT(), &x)
-    H5Dclose(sds); H5Sclose(scalarSpace)
-    H5Gclose(inner); H5Gclose(group)
+    H5Dclose(sds)
+    H5Sclose(scalarSpace)
+    H5Gclose(inner)
+    H5Gclose(group)
 }
 
 private func temporaryURL(_ suffix: String) -> URL {
@@ -156,8 +167,9 @@ extension SerialTests {
         @Test func loadingEveryFixtureLeavesNoHDF5ObjectOrTemporaryFileBehind() throws {
             let temp = FileManager.default.temporaryDirectory
             func weightTemps() throws -> Set<String> {
-                Set(try FileManager.default.contentsOfDirectory(atPath: temp.path)
-                    .filter { $0.hasPrefix("convlens-") && $0.hasSuffix("model.weights.h5") })
+                Set(
+                    try FileManager.default.contentsOfDirectory(atPath: temp.path)
+                        .filter { $0.hasPrefix("convlens-") && $0.hasSuffix("model.weights.h5") })
             }
             let tempsBefore = try weightTemps()
             #expect(HDF5Diagnostics.openObjectCount == 0)
@@ -197,8 +209,10 @@ extension SerialTests {
             var compared = 0
             for l in spec.layers {
                 guard case .ordered(let a) = try named.variables(forLayer: l.name, className: l.className, path: []),
-                      case .ordered(let b) = try derived.variables(forLayer: l.name, className: l.className, path: []) else {
-                    Issue.record("not ordered"); continue
+                    case .ordered(let b) = try derived.variables(forLayer: l.name, className: l.className, path: [])
+                else {
+                    Issue.record("not ordered")
+                    continue
                 }
                 #expect(a == b, "\(fixture.name): layer \(l.name)")
                 compared += a.count

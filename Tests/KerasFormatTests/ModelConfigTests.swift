@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Testing
+
 @testable import KerasFormat
 
 /// Weights held in memory, keyed by layer name.
@@ -37,10 +38,13 @@ private func sequential(_ layers: [[String: Any]], extra: [String: Any] = [:]) t
 }
 
 private func functional(_ layers: [[String: Any]], inputs: [String] = ["in"], outputs: [String]) throws -> ModelSpec {
-    try parse(["class_name": "Functional", "config": [
-        "name": "f", "layers": layers,
-        "input_layers": inputs.map { [$0, 0, 0] }, "output_layers": outputs.map { [$0, 0, 0] },
-    ] as [String: Any]])
+    try parse([
+        "class_name": "Functional",
+        "config": [
+            "name": "f", "layers": layers,
+            "input_layers": inputs.map { [$0, 0, 0] }, "output_layers": outputs.map { [$0, 0, 0] },
+        ] as [String: Any],
+    ])
 }
 
 private func parse(_ object: [String: Any]) throws -> ModelSpec {
@@ -55,8 +59,10 @@ private func build(_ spec: ModelSpec, _ store: WeightStore = MemoryWeightStore()
 private var input8: [String: Any] { layer("InputLayer", "in", ["batch_input_shape": [NSNull(), 8, 8, 3]]) }
 
 /// Expects loading to fail with a message containing every string of `parts`.
-private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #_sourceLocation,
-                           _ body: () throws -> Void) {
+private func expectFailure(
+    _ parts: [String], sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) {
     do {
         try body()
         Issue.record("expected an error containing \(parts)", sourceLocation: sourceLocation)
@@ -83,8 +89,10 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
     }
 
     @Test func variableInputSizeBecomesMinusOne() throws {
-        let spec = try sequential([layer("InputLayer", "in", ["batch_shape": [NSNull(), NSNull(), NSNull(), 3]]),
-                                   layer("GlobalAveragePooling2D", "gap")])
+        let spec = try sequential([
+            layer("InputLayer", "in", ["batch_shape": [NSNull(), NSNull(), NSNull(), 3]]),
+            layer("GlobalAveragePooling2D", "gap"),
+        ])
         #expect(spec.inputShape == [-1, -1, 3])
         let model = try build(spec)
         #expect(model.layers.map(\.outputShape) == [[-1, -1, 3], [3]])
@@ -98,14 +106,17 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         func one(_ cls: String, _ config: [String: Any]) throws {
             _ = try build(try sequential([input8, layer(cls, "c", config)]), store)
         }
-        expectFailure(["'c'", "Conv2D", "groups=2", "one group per input channel"]) { try one("Conv2D", conv.merging(["groups": 2]) { $1 }) }
+        expectFailure(["'c'", "Conv2D", "groups=2", "one group per input channel"]) {
+            try one("Conv2D", conv.merging(["groups": 2]) { $1 })
+        }
         expectFailure(["'c'", "Conv2D", "data_format='channels_first'"]) {
             try one("Conv2D", conv.merging(["data_format": "channels_first"]) { $1 })
         }
         expectFailure(["'c'", "Conv2D", "activation='mish'"]) { try one("Conv2D", conv.merging(["activation": "mish"]) { $1 }) }
         expectFailure(["'c'", "Conv2D", "padding='causal'"]) { try one("Conv2D", conv.merging(["padding": "causal"]) { $1 }) }
         expectFailure(["'c'", "Conv2D", "dtype"]) {
-            try one("Conv2D", conv.merging(["dtype": ["class_name": "QuantizedDTypePolicy", "config": ["name": "int8_from_float32"]]]) { $1 })
+            try one(
+                "Conv2D", conv.merging(["dtype": ["class_name": "QuantizedDTypePolicy", "config": ["name": "int8_from_float32"]]]) { $1 })
         }
         expectFailure(["'c'", "BatchNormalization", "axis=1"]) { try one("BatchNormalization", ["axis": 1]) }
         expectFailure(["'c'", "MaxPooling2D", "channels_first"]) { try one("MaxPooling2D", ["data_format": "channels_first"]) }
@@ -114,8 +125,11 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         expectFailure(["'c'", "UpSampling2D", "unsupported layer class"]) { try one("UpSampling2D", [:]) }
         store.named["c"] = [("kernel", ramp([3, 2]))]
         expectFailure(["'c'", "Dense", "lora_rank=4"]) {
-            _ = try build(try sequential([layer("InputLayer", "in", ["batch_shape": [NSNull(), 3]]),
-                                          layer("Dense", "c", ["units": 2, "use_bias": false, "lora_rank": 4])]), store)
+            _ = try build(
+                try sequential([
+                    layer("InputLayer", "in", ["batch_shape": [NSNull(), 3]]),
+                    layer("Dense", "c", ["units": 2, "use_bias": false, "lora_rank": 4]),
+                ]), store)
         }
     }
 
@@ -136,7 +150,9 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
 
     @Test func batchNormalizationVariablesFollowScaleAndCenterInTheZipOrder() throws {
         let store = MemoryWeightStore()
-        let mean = ramp([3]), variance = Tensor(shape: [3], scalars: [1, 2, 3]), beta = Tensor(shape: [3], scalars: [5, 6, 7])
+        let mean = ramp([3])
+        let variance = Tensor(shape: [3], scalars: [1, 2, 3])
+        let beta = Tensor(shape: [3], scalars: [5, 6, 7])
         store.ordered = ["bn": [beta, mean, variance]]
         let model = try build(try sequential([input8, layer("BatchNormalization", "bn", ["scale": false, "epsilon": 0.01])]), store)
         let bn = try #require(model.network.nodes[1].layer as? Engine.BatchNormalization)
@@ -151,8 +167,11 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
     @Test func fusedActivationsSplitAndLogitsNode() throws {
         let store = MemoryWeightStore()
         store.named["fc"] = [("kernel", ramp([3, 4])), ("bias", ramp([4]))]
-        let head = try build(try sequential([input8, layer("GlobalAveragePooling2D", "gap"),
-                                             layer("Dense", "fc", ["units": 4, "activation": "softmax"])]), store)
+        let head = try build(
+            try sequential([
+                input8, layer("GlobalAveragePooling2D", "gap"),
+                layer("Dense", "fc", ["units": 4, "activation": "softmax"]),
+            ]), store)
         let net = head.network
         #expect(net.nodes.map(\.name) == ["input", "gap", "fc", "fc/activation"])
         #expect(try net.node(named: "fc") == 3)
@@ -162,15 +181,21 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
 
         // A separate softmax layer: the logits are its input.
         store.named["fc"] = [("kernel", ramp([3, 4])), ("bias", ramp([4]))]
-        let separate = try build(try sequential([input8, layer("GlobalAveragePooling2D", "gap"),
-                                                 layer("Dense", "fc", ["units": 4]),
-                                                 layer("Activation", "sm", ["activation": "softmax"])]), store)
+        let separate = try build(
+            try sequential([
+                input8, layer("GlobalAveragePooling2D", "gap"),
+                layer("Dense", "fc", ["units": 4]),
+                layer("Activation", "sm", ["activation": "softmax"]),
+            ]), store)
         #expect(separate.logitsNode == 2)
         #expect(separate.network.outputNode == 3)
 
         // Sigmoid head: no logits node.
-        let sigmoid = try build(try sequential([input8, layer("GlobalAveragePooling2D", "gap"),
-                                                layer("Dense", "fc", ["units": 4, "activation": "sigmoid"])]), store)
+        let sigmoid = try build(
+            try sequential([
+                input8, layer("GlobalAveragePooling2D", "gap"),
+                layer("Dense", "fc", ["units": 4, "activation": "sigmoid"]),
+            ]), store)
         #expect(sigmoid.logitsNode == nil)
     }
 
@@ -180,13 +205,21 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
             return try #require(m.network.nodes[1].layer as? Engine.Activation).function
         }
         #expect(try function("ReLU", ["max_value": 6, "negative_slope": 0, "threshold": 0]) == .relu(maxValue: 6))
-        #expect(try function("ReLU", ["max_value": NSNull(), "negative_slope": 0.1, "threshold": 0.5])
+        #expect(
+            try function("ReLU", ["max_value": NSNull(), "negative_slope": 0.1, "threshold": 0.5])
                 == .relu(maxValue: nil, negativeSlope: 0.1, threshold: 0.5))
         #expect(try function("Activation", ["activation": "relu6"]) == .relu(maxValue: 6))
         #expect(try function("Activation", ["activation": "tanh"]) == .tanh)
         #expect(try function("Activation", ["activation": "linear"]) == .linear)
-        #expect(try function("Activation", ["activation": ["module": "keras.activations", "class_name": "function",
-                                                          "config": "sigmoid", "registered_name": "function"]]) == .sigmoid)
+        #expect(
+            try function(
+                "Activation",
+                [
+                    "activation": [
+                        "module": "keras.activations", "class_name": "function",
+                        "config": "sigmoid", "registered_name": "function",
+                    ]
+                ]) == .sigmoid)
         #expect(try function("LeakyReLU", ["alpha": 0.3]) == .relu(negativeSlope: 0.3))
         #expect(try function("LeakyReLU", ["negative_slope": 0.1]) == .relu(negativeSlope: 0.1))
         #expect(try function("Softmax", ["axis": -1]) == .softmax)
@@ -203,18 +236,25 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
 
     @Test func functionalGraphsKeras2AndKeras3InboundFormats() throws {
         // Keras 2: [[["layer", node, tensor, {}], ...]] per call.
-        let k2 = try build(try functional([
-            input8,
-            layer("ReLU", "r", inbound: [["in"]]),
-            layer("Add", "add", inbound: [["in", "r"]]),
-            layer("GlobalAveragePooling2D", "gap", inbound: [["add"]]),
-        ], outputs: ["gap"]))
+        let k2 = try build(
+            try functional(
+                [
+                    input8,
+                    layer("ReLU", "r", inbound: [["in"]]),
+                    layer("Add", "add", inbound: [["in", "r"]]),
+                    layer("GlobalAveragePooling2D", "gap", inbound: [["add"]]),
+                ], outputs: ["gap"]))
         #expect(k2.network.nodes.map(\.inputs) == [[], [0], [0, 1], [2]])
 
         // Keras 3: {"args": [...], "kwargs": {}} with __keras_tensor__ objects, a list for Add.
         func kt(_ l: String, _ node: Int = 0) -> [String: Any] {
-            ["class_name": "__keras_tensor__", "config": ["shape": [NSNull(), 8, 8, 3], "dtype": "float32",
-                                                          "keras_history": [l, node, 0] as [Any]]]
+            [
+                "class_name": "__keras_tensor__",
+                "config": [
+                    "shape": [NSNull(), 8, 8, 3], "dtype": "float32",
+                    "keras_history": [l, node, 0] as [Any],
+                ],
+            ]
         }
         var relu = layer("ReLU", "r")
         relu["inbound_nodes"] = [["args": [kt("in")], "kwargs": [String: Any]()]]
@@ -222,10 +262,13 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         add["inbound_nodes"] = [["args": [[kt("r"), kt("in")]], "kwargs": [String: Any]()]]
         var inputLayer = input8
         inputLayer["inbound_nodes"] = [Any]()
-        let spec = try parse(["class_name": "Functional", "config": [
-            "name": "f", "layers": [inputLayer, relu, add],
-            "input_layers": ["in", 0, 0], "output_layers": ["add", 0, 0],
-        ] as [String: Any]])
+        let spec = try parse([
+            "class_name": "Functional",
+            "config": [
+                "name": "f", "layers": [inputLayer, relu, add],
+                "input_layers": ["in", 0, 0], "output_layers": ["add", 0, 0],
+            ] as [String: Any],
+        ])
         let k3 = try build(spec)
         #expect(k3.network.nodes.map(\.inputs) == [[], [0], [1, 0]])
     }
@@ -234,11 +277,13 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         let store = MemoryWeightStore()
         store.named["shared"] = [("kernel", ramp([1, 1, 3, 3])), ("bias", ramp([3]))]
         // The second call of `shared` takes `mid`, listed after it.
-        let model = try build(try functional([
-            input8,
-            layer("Conv2D", "shared", ["filters": 3, "kernel_size": 1], inbound: [["in"], ["mid"]]),
-            layer("ReLU", "mid", inbound: [["shared"]]),
-        ], outputs: ["shared"]), store)
+        let model = try build(
+            try functional(
+                [
+                    input8,
+                    layer("Conv2D", "shared", ["filters": 3, "kernel_size": 1], inbound: [["in"], ["mid"]]),
+                    layer("ReLU", "mid", inbound: [["shared"]]),
+                ], outputs: ["shared"]), store)
         let names = model.network.nodes.map(\.name)
         #expect(names == ["input", "shared", "mid", "shared@1"])
         #expect(model.layers.map(\.name) == ["in", "shared", "mid"])
@@ -249,16 +294,22 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
 
     @Test func unsupportedGraphs() throws {
         expectFailure(["2 inputs"]) {
-            _ = try functional([input8, layer("InputLayer", "in2", ["batch_input_shape": [NSNull(), 3]]),
-                                layer("Add", "add", inbound: [["in", "in2"]])], inputs: ["in", "in2"], outputs: ["add"])
+            _ = try functional(
+                [
+                    input8, layer("InputLayer", "in2", ["batch_input_shape": [NSNull(), 3]]),
+                    layer("Add", "add", inbound: [["in", "in2"]]),
+                ], inputs: ["in", "in2"], outputs: ["add"])
         }
         expectFailure(["2 outputs"]) {
-            _ = try functional([input8, layer("ReLU", "a", inbound: [["in"]]), layer("ReLU", "b", inbound: [["in"]])],
-                               outputs: ["a", "b"])
+            _ = try functional(
+                [input8, layer("ReLU", "a", inbound: [["in"]]), layer("ReLU", "b", inbound: [["in"]])],
+                outputs: ["a", "b"])
         }
         expectFailure(["cycle"]) {
-            _ = try build(try functional([input8, layer("ReLU", "a", inbound: [["b"]]), layer("ReLU", "b", inbound: [["a"]])],
-                                         outputs: ["b"]))
+            _ = try build(
+                try functional(
+                    [input8, layer("ReLU", "a", inbound: [["b"]]), layer("ReLU", "b", inbound: [["a"]])],
+                    outputs: ["b"]))
         }
         expectFailure(["unknown layer 'ghost'"]) {
             _ = try build(try functional([input8, layer("ReLU", "a", inbound: [["ghost"]])], outputs: ["a"]))
@@ -269,20 +320,26 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
     /// A Functional base inside a Sequential (the transfer-learning pattern):
     /// flattened into one network, inner layers addressed by their own names.
     @Test func nestedModelsAreFlattened() throws {
-        let base: [String: Any] = ["class_name": "Functional", "config": [
-            "name": "base",
-            "layers": [
-                layer("InputLayer", "img", ["batch_input_shape": [NSNull(), 8, 8, 3]], inbound: []),
-                layer("Conv2D", "conv", ["filters": 4, "kernel_size": 3, "activation": "relu"], inbound: [["img"]]),
-                layer("ReLU", "act", inbound: [["conv"]]),
-            ],
-            "input_layers": [["img", 0, 0]], "output_layers": [["act", 0, 0]],
-        ] as [String: Any]]
+        let base: [String: Any] = [
+            "class_name": "Functional",
+            "config": [
+                "name": "base",
+                "layers": [
+                    layer("InputLayer", "img", ["batch_input_shape": [NSNull(), 8, 8, 3]], inbound: []),
+                    layer("Conv2D", "conv", ["filters": 4, "kernel_size": 3, "activation": "relu"], inbound: [["img"]]),
+                    layer("ReLU", "act", inbound: [["conv"]]),
+                ],
+                "input_layers": [["img", 0, 0]], "output_layers": [["act", 0, 0]],
+            ] as [String: Any],
+        ]
         let store = MemoryWeightStore()
         store.named["base/conv"] = [("kernel", ramp([3, 3, 3, 4])), ("bias", ramp([4]))]
         store.named["head"] = [("kernel", ramp([4, 2])), ("bias", ramp([2]))]
-        let model = try build(try sequential([input8, base, layer("GlobalAveragePooling2D", "gap"),
-                                              layer("Dense", "head", ["units": 2, "activation": "softmax"])]), store)
+        let model = try build(
+            try sequential([
+                input8, base, layer("GlobalAveragePooling2D", "gap"),
+                layer("Dense", "head", ["units": 2, "activation": "softmax"]),
+            ]), store)
         let net = model.network
         #expect(net.nodes.map(\.name) == ["input", "conv", "conv/activation", "act", "gap", "head", "head/activation"])
         #expect(model.layers.map(\.name) == ["in", "base", "conv", "act", "gap", "head"])
@@ -331,22 +388,30 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
     /// `keras.src.ops.numpy`) take constants among their args.
     @Test func tensorArithmeticFromKeras2AndKeras3() throws {
         func tfop(_ name: String, _ function: String, _ x: String, y: Any) -> [String: Any] {
-            ["class_name": "TFOpLambda", "name": name,
-             "config": ["name": name, "function": function, "dtype": "float32"] as [String: Any],
-             "inbound_nodes": [[x, 0, 0, ["y": y, "name": NSNull()] as [String: Any]]]]
+            [
+                "class_name": "TFOpLambda", "name": name,
+                "config": ["name": name, "function": function, "dtype": "float32"] as [String: Any],
+                "inbound_nodes": [[x, 0, 0, ["y": y, "name": NSNull()] as [String: Any]]],
+            ]
         }
-        let k2 = try build(try functional([
-            input8,
-            tfop("tf.__operators__.add", "__operators__.add", "in", y: 3.0),
-            layer("ReLU", "r", ["max_value": 6], inbound: [["tf.__operators__.add"]]),
-            tfop("tf.math.multiply", "math.multiply", "r", y: 1.0 / 6),
-            tfop("tf.__operators__.add_1", "__operators__.add", "in", y: ["tf.math.multiply", 0, 0] as [Any]),
-            tfop("tf.math.subtract", "math.subtract", "tf.__operators__.add_1", y: 0.5),
-            // `2.0 * x`: the constant comes first, as Keras 2 writes it.
-            ["class_name": "TFOpLambda", "name": "tf.math.multiply_1",
-             "config": ["name": "tf.math.multiply_1", "function": "math.multiply"] as [String: Any],
-             "inbound_nodes": [["_CONSTANT_VALUE", -1, 2.0, ["y": ["tf.math.subtract", 0, 0], "name": NSNull()] as [String: Any]] as [Any]]],
-        ], outputs: ["tf.math.multiply_1"]))
+        let k2 = try build(
+            try functional(
+                [
+                    input8,
+                    tfop("tf.__operators__.add", "__operators__.add", "in", y: 3.0),
+                    layer("ReLU", "r", ["max_value": 6], inbound: [["tf.__operators__.add"]]),
+                    tfop("tf.math.multiply", "math.multiply", "r", y: 1.0 / 6),
+                    tfop("tf.__operators__.add_1", "__operators__.add", "in", y: ["tf.math.multiply", 0, 0] as [Any]),
+                    tfop("tf.math.subtract", "math.subtract", "tf.__operators__.add_1", y: 0.5),
+                    // `2.0 * x`: the constant comes first, as Keras 2 writes it.
+                    [
+                        "class_name": "TFOpLambda", "name": "tf.math.multiply_1",
+                        "config": ["name": "tf.math.multiply_1", "function": "math.multiply"] as [String: Any],
+                        "inbound_nodes": [
+                            ["_CONSTANT_VALUE", -1, 2.0, ["y": ["tf.math.subtract", 0, 0], "name": NSNull()] as [String: Any]] as [Any]
+                        ],
+                    ],
+                ], outputs: ["tf.math.multiply_1"]))
         let nodes = k2.network.nodes
         #expect(nodes.map(\.inputs) == [[], [0], [1], [2], [0, 3], [4], [5]])
         let add3 = try #require(nodes[1].layer as? ChannelAffine)
@@ -363,22 +428,36 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         }
 
         func kt(_ l: String) -> [String: Any] {
-            ["class_name": "__keras_tensor__", "config": ["shape": [NSNull(), 8, 8, 3], "dtype": "float32",
-                                                          "keras_history": [l, 0, 0] as [Any]]]
+            [
+                "class_name": "__keras_tensor__",
+                "config": [
+                    "shape": [NSNull(), 8, 8, 3], "dtype": "float32",
+                    "keras_history": [l, 0, 0] as [Any],
+                ],
+            ]
         }
         func op(_ cls: String, _ name: String, _ args: [Any]) -> [String: Any] {
-            ["module": "keras.src.ops.numpy", "class_name": cls, "name": name, "config": ["name": name],
-             "inbound_nodes": [["args": args, "kwargs": [String: Any]()]]]
+            [
+                "module": "keras.src.ops.numpy", "class_name": cls, "name": name, "config": ["name": name],
+                "inbound_nodes": [["args": args, "kwargs": [String: Any]()]],
+            ]
         }
         var inputLayer = input8
         inputLayer["inbound_nodes"] = [Any]()
         func k3(_ layers: [[String: Any]], output: String) throws -> KerasModel {
-            try build(try parse(["class_name": "Functional", "config": [
-                "name": "f", "layers": [inputLayer] + layers, "input_layers": ["in", 0, 0], "output_layers": [output, 0, 0],
-            ] as [String: Any]]))
+            try build(
+                try parse([
+                    "class_name": "Functional",
+                    "config": [
+                        "name": "f", "layers": [inputLayer] + layers, "input_layers": ["in", 0, 0], "output_layers": [output, 0, 0],
+                    ] as [String: Any],
+                ]))
         }
-        let m3 = try k3([op("Subtract", "sub", [2.0, kt("in")]), op("Multiply", "mul", [kt("sub"), [1.0, 2.0, 3.0]]),
-                         op("Add", "add", [kt("mul"), kt("in")])], output: "add")
+        let m3 = try k3(
+            [
+                op("Subtract", "sub", [2.0, kt("in")]), op("Multiply", "mul", [kt("sub"), [1.0, 2.0, 3.0]]),
+                op("Add", "add", [kt("mul"), kt("in")]),
+            ], output: "add")
         let y3 = try m3.network.predict(x)
         for (i, (xi, yi)) in zip(x.scalars, y3.scalars).enumerated() {
             #expect(abs(yi - ((2 - xi) * Float(i % 3 + 1) + xi)) < 1e-6)
@@ -395,8 +474,10 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
             _ = try k3([op("Divide", "div", [1.0, kt("in")])], output: "div")
         }
         expectFailure(["'tf.math.reduce_mean'", "function='math.reduce_mean'"]) {
-            _ = try build(try functional([input8, tfop("tf.math.reduce_mean", "math.reduce_mean", "in", y: 1)],
-                                         outputs: ["tf.math.reduce_mean"]))
+            _ = try build(
+                try functional(
+                    [input8, tfop("tf.math.reduce_mean", "math.reduce_mean", "in", y: 1)],
+                    outputs: ["tf.math.reduce_mean"]))
         }
     }
 
@@ -405,7 +486,9 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         func one(_ cls: String, _ config: [String: Any]) throws {
             _ = try build(try sequential([input8, layer(cls, "c", config)]), store)
         }
-        expectFailure(["'c'", "Normalization", "invert=true"]) { try one("Normalization", ["mean": [1, 2, 3], "variance": [1, 1, 1], "invert": true]) }
+        expectFailure(["'c'", "Normalization", "invert=true"]) {
+            try one("Normalization", ["mean": [1, 2, 3], "variance": [1, 1, 1], "invert": true])
+        }
         expectFailure(["'c'", "Normalization", "axis=[1]"]) { try one("Normalization", ["axis": [1], "mean": 0, "variance": 1]) }
         expectFailure(["'c'", "Normalization", "mean has 2 values for 3 channels"]) {
             try one("Normalization", ["mean": [1, 2], "variance": 1])
@@ -424,7 +507,8 @@ private func expectFailure(_ parts: [String], sourceLocation: SourceLocation = #
         store.named["g"] = [("kernel", kernel), ("bias", ramp([6]))]
         store.named["d"] = [("depthwise_kernel", kernel.reshaped([3, 3, 3, 2])), ("bias", ramp([6]))]
         let grouped = try build(try sequential([input8, layer("Conv2D", "g", ["filters": 6, "kernel_size": 3, "groups": 3])]), store)
-        let depthwise = try build(try sequential([input8, layer("DepthwiseConv2D", "d", ["kernel_size": 3, "depth_multiplier": 2])]), store)
+        let depthwise = try build(
+            try sequential([input8, layer("DepthwiseConv2D", "d", ["kernel_size": 3, "depth_multiplier": 2])]), store)
         let x = Tensor(shape: [1, 8, 8, 3], scalars: (0..<192).map { Float($0 % 11) * 0.1 })
         #expect(try grouped.network.predict(x) == depthwise.network.predict(x))
     }
@@ -450,17 +534,18 @@ extension SerialTests {
             #expect(model.format == .keras2HDF5)
             #expect(model.kerasVersion?.hasPrefix("2.") == true)
             let rows = model.layers.map { "\($0.name) \($0.className) \($0.outputShape) \($0.parameterCount)" }
-            #expect(rows == [
-                "input InputLayer [17, 17, 3] 0",
-                "conv1 Conv2D [15, 15, 8] 224",
-                "conv2 Conv2D [8, 8, 8] 584",
-                "conv3 Conv2D [6, 6, 12] 876",
-                "pool MaxPooling2D [3, 3, 12] 0",
-                "flatten Flatten [108] 0",
-                "dropout Dropout [108] 0",
-                "fc1 Dense [16] 1744",
-                "predictions Dense [5] 85",
-            ])
+            #expect(
+                rows == [
+                    "input InputLayer [17, 17, 3] 0",
+                    "conv1 Conv2D [15, 15, 8] 224",
+                    "conv2 Conv2D [8, 8, 8] 584",
+                    "conv3 Conv2D [6, 6, 12] 876",
+                    "pool MaxPooling2D [3, 3, 12] 0",
+                    "flatten Flatten [108] 0",
+                    "dropout Dropout [108] 0",
+                    "fc1 Dense [16] 1744",
+                    "predictions Dense [5] 85",
+                ])
             #expect(model.parameterCount == 3513)
             for l in model.layers { #expect(try model.network.node(named: l.name) == l.nodeId) }
 
@@ -491,8 +576,10 @@ extension SerialTests {
         }
 
         @Test func formatsAndVersionsOfTheThreeFileKinds() throws {
-            for (file, format, major) in [("residual.k2.h5", KerasFileFormat.keras2HDF5, "2."),
-                                          ("residual.k3.h5", .keras3HDF5, "3."), ("residual.keras", .kerasZip, "3.")] {
+            for (file, format, major) in [
+                ("residual.k2.h5", KerasFileFormat.keras2HDF5, "2."),
+                ("residual.k3.h5", .keras3HDF5, "3."), ("residual.keras", .kerasZip, "3."),
+            ] {
                 let model = try KerasModel.load(contentsOf: fixtureDirectory.appendingPathComponent(file))
                 #expect(model.format == format)
                 #expect(model.kerasVersion?.hasPrefix(major) == true, "\(file): \(model.kerasVersion ?? "nil")")

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import Testing
 import ZIPFoundation
+
 @testable import KerasFormat
 
 extension SerialTests {
@@ -49,8 +50,9 @@ extension SerialTests {
             let url = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-test-\(UUID().uuidString).keras")
             defer { try? FileManager.default.removeItem(at: url) }
             let archive = try Archive(url: url, accessMode: .create)
-            try archive.addEntry(with: "readme.txt", type: .file, uncompressedSize: Int64(5),
-                                 provider: { _, _ in Data("hello".utf8) })
+            try archive.addEntry(
+                with: "readme.txt", type: .file, uncompressedSize: Int64(5),
+                provider: { _, _ in Data("hello".utf8) })
             #expect {
                 _ = try KerasModel.load(contentsOf: url)
             } throws: { error in

@@ -39,8 +39,9 @@ import Testing
 
     @Test func unsupportedMediaTypesAre415() async throws {
         try await withServer { _, client in
-            let text = try await client.execute(uri: "/heatmap", method: .post, headers: [.contentType: "text/plain"],
-                                                body: ByteBuffer(string: "hello"))
+            let text = try await client.execute(
+                uri: "/heatmap", method: .post, headers: [.contentType: "text/plain"],
+                body: ByteBuffer(string: "hello"))
             #expect(text.status == .unsupportedMediaType)
             #expect(try text.error().detail.contains("image/png"))
             let none = try await client.execute(uri: "/api/predict", method: .post, body: ByteBuffer(string: "x"))
@@ -56,8 +57,10 @@ import Testing
 
     @Test func corruptAndTruncatedImagesAre400() async throws {
         try await withServer { _, client in
-            for name in ["bad_truncated.png", "bad_crc.png", "bad_truncated_half.jpg", "bad_header_only.jpg",
-                         "bad_png_magic_garbage.png", "bad_garbled_scan.jpg"] {
+            for name in [
+                "bad_truncated.png", "bad_crc.png", "bad_truncated_half.jpg", "bad_header_only.jpg",
+                "bad_png_magic_garbage.png", "bad_garbled_scan.jpg",
+            ] {
                 let r = try await client.post("/heatmap", image: try fixtureImage(name), contentType: "application/octet-stream")
                 #expect(r.status == .badRequest, "\(name): \(r.status) \(r.text)")
                 #expect(try r.error().code == "corrupt_image", "\(name)")
@@ -127,9 +130,11 @@ import Testing
                 #expect(r.status == .badRequest, "\(uri): \(r.status)")
                 #expect(try r.error().detail.contains(allowed), "\(uri): \(r.text)")
             }
-            for (uri, allowed) in [("/filters/stem_conv/0?steps=1000000000", "1...1000"), ("/filters/stem_conv/0?size=5", "8...1024"),
-                                   ("/filters/stem_conv/x", "not an integer"), ("/filters/stem_conv?count=0", "1...256"),
-                                   ("/filters/stem_conv/0?method=dream", "book, lucid"), ("/filters/stem_conv/0?wait=-1", "0.0...300.0")] {
+            for (uri, allowed) in [
+                ("/filters/stem_conv/0?steps=1000000000", "1...1000"), ("/filters/stem_conv/0?size=5", "8...1024"),
+                ("/filters/stem_conv/x", "not an integer"), ("/filters/stem_conv?count=0", "1...256"),
+                ("/filters/stem_conv/0?method=dream", "book, lucid"), ("/filters/stem_conv/0?wait=-1", "0.0...300.0"),
+            ] {
                 let r = try await client.get(uri)
                 #expect(r.status == .badRequest, "\(uri): \(r.status)")
                 #expect(try r.error().detail.contains(allowed), "\(uri): \(r.text)")

@@ -24,7 +24,8 @@ import Yams
         #expect(read.count >= 20)
         #expect(keys == read, "documented but not read: \(keys.subtracting(read)); read but not documented: \(read.subtracting(keys))")
         let lines = text.components(separatedBy: "\n")
-        for (i, line) in lines.enumerated() where line.hasPrefix("  ") && !line.hasPrefix("   ") && line.contains(":") && !line.contains("#") {
+        for (i, line) in lines.enumerated()
+        where line.hasPrefix("  ") && !line.hasPrefix("   ") && line.contains(":") && !line.contains("#") {
             #expect(lines[i - 1].trimmingCharacters(in: .whitespaces).hasPrefix("#"), "no comment above '\(line)'")
         }
     }
@@ -32,16 +33,18 @@ import Yams
     @Test func flagsBeatEnvironmentBeatFileBeatDefaults() async throws {
         let dir = temporaryDirectory("config")
         let file = dir.appendingPathComponent("c.yaml")
-        try "server:\n  port: 9001\n  host: 0.0.0.0\njobs:\n  max_queued: 7\n  wait_seconds: 2.5\n".write(to: file, atomically: true, encoding: .utf8)
+        try "server:\n  port: 9001\n  host: 0.0.0.0\njobs:\n  max_queued: 7\n  wait_seconds: 2.5\n".write(
+            to: file, atomically: true, encoding: .utf8)
         let env = ["CONVLENS_SERVER_PORT": "9002", "CONVLENS_JOBS_WORKERS": "3", "UNRELATED_SERVER_PORT": "1"]
-        let s = try await ConvLensServer.settings(flags: ["server.port": .init(.int(9003), isSecret: false)],
-                                                  configFile: file.path, environment: env)
-        #expect(s.port == 9003)          // flag
-        #expect(s.jobWorkers == 3)       // environment
-        #expect(s.host == "0.0.0.0")     // file
-        #expect(s.maxQueuedJobs == 7)    // file
-        #expect(s.jobWaitSeconds == 2.5) // file
-        #expect(s.computeThreads == 1)   // default
+        let s = try await ConvLensServer.settings(
+            flags: ["server.port": .init(.int(9003), isSecret: false)],
+            configFile: file.path, environment: env)
+        #expect(s.port == 9003)  // flag
+        #expect(s.jobWorkers == 3)  // environment
+        #expect(s.host == "0.0.0.0")  // file
+        #expect(s.maxQueuedJobs == 7)  // file
+        #expect(s.jobWaitSeconds == 2.5)  // file
+        #expect(s.computeThreads == 1)  // default
         let envOnly = try await ConvLensServer.settings(flags: [:], configFile: file.path, environment: env)
         #expect(envOnly.port == 9002)
         let json = dir.appendingPathComponent("c.json")

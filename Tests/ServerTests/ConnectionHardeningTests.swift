@@ -1,12 +1,13 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HTTPTypes
 import Logging
 import Server
 import ServiceLifecycle
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Clients that hold connections: a body trickled forever, more connections than the
 /// server allows, and a shutdown that must keep answering readiness while it drains.
@@ -64,7 +65,10 @@ import Testing
             var healthy = false
             for _ in 0..<300 where !healthy {
                 try await Task.sleep(for: .milliseconds(100))
-                healthy = (try? await rawExchange(port: client.port, Data("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), timeout: 120))?.status == 200
+                healthy =
+                    (try? await rawExchange(
+                        port: client.port, Data("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), timeout: 120))?
+                    .status == 200
             }
             #expect(healthy, "the server did not answer /healthz once the held connections closed")
             let metrics = try await client.get("/metrics").text
@@ -79,8 +83,9 @@ import Testing
         var logger = Logger(label: "convlens-test")
         logger.logLevel = .warning
         let (ports, portSink) = AsyncStream<Int>.makeStream()
-        let group = ServiceGroup(services: ConvLensServer.services(service: service, logger: logger, onRunning: { portSink.yield($0) }),
-                                 gracefulShutdownSignals: [], logger: logger)
+        let group = ServiceGroup(
+            services: ConvLensServer.services(service: service, logger: logger, onRunning: { portSink.yield($0) }),
+            gracefulShutdownSignals: [], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var next = ports.makeAsyncIterator()

@@ -9,7 +9,9 @@ import Testing
 @Suite(.timeLimit(.minutes(5))) struct CostAndOverflowTests {
     @Test func extremeIntegersAreClientErrorsAndTheServerStaysUp() async throws {
         try await withServer { _, client in
-            let max = String(Int.max), min = String(Int.min), huge = "99999999999999999999999"
+            let max = String(Int.max)
+            let min = String(Int.min)
+            let huge = "99999999999999999999999"
             let gets: [(String, HTTPResponse.Status)] = [
                 ("/filters/stem_activation/\(max)", .notFound),
                 ("/filters/stem_activation/\(min)", .notFound),
@@ -29,9 +31,11 @@ import Testing
                 #expect(try r.error().detail.isEmpty == false)
             }
             let photo = try sample("chelsea.png")
-            for uri in ["/activations?layer=stem_activation&channel=\(max)", "/activations?layer=stem_activation&channel=\(min)",
-                        "/activations?cols=\(max)", "/heatmap?top=\(max)", "/heatmap?class=\(max)", "/heatmap?class=\(min)",
-                        "/heatmap?percentile=\(huge)", "/api/predict?top=\(min)"] {
+            for uri in [
+                "/activations?layer=stem_activation&channel=\(max)", "/activations?layer=stem_activation&channel=\(min)",
+                "/activations?cols=\(max)", "/heatmap?top=\(max)", "/heatmap?class=\(max)", "/heatmap?class=\(min)",
+                "/heatmap?percentile=\(huge)", "/api/predict?top=\(min)",
+            ] {
                 let r = try await client.post(uri, image: photo)
                 #expect(r.status.kind == .clientError, "\(uri): \(r.status) \(r.text)")
             }

@@ -1,9 +1,10 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
-import Testing
 import TestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `convlens serve` as a child process with a small open-file limit and a connection limit
 /// far above it. Before the server fitted its limit under `ulimit -n`, this flood ran it
@@ -26,8 +27,10 @@ import TestSupport
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         // exec: the shell becomes the server, with the lowered limit.
-        process.arguments = ["-c", "ulimit -n 128 && exec \"$0\" serve --port 0 --cache-dir \"$1\"",
-                             Self.executable.path, scratchURL("emfile").path]
+        process.arguments = [
+            "-c", "ulimit -n 128 && exec \"$0\" serve --port 0 --cache-dir \"$1\"",
+            Self.executable.path, scratchURL("emfile").path,
+        ]
         process.currentDirectoryURL = root
         process.environment = ProcessInfo.processInfo.environment.merging(
             ["CONVLENS_SERVER_MAX_CONNECTIONS": "100000", "CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "0"]) { $1 }

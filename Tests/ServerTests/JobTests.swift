@@ -103,7 +103,12 @@ import Testing
     }
 
     @Test func aFullQueueAnswers429WithRetryAfter() async throws {
-        try await withServer(testSettings { $0.maxQueuedJobs = 1; $0.jobWorkers = 1 }) { _, client in
+        try await withServer(
+            testSettings {
+                $0.maxQueuedJobs = 1
+                $0.jobWorkers = 1
+            }
+        ) { _, client in
             let running = try await client.get(Self.long + "&wait=0")
             try await waitUntil("the first job to start") {
                 try await client.get(running.headers[.location]!).json()["state"] as? String == "running"
@@ -133,8 +138,9 @@ import Testing
             let single = try await client.get("/filters/stem_activation/9?steps=2&wait=0")
             #expect(try grid.json()["priority"] as? String == "bulk")
             #expect(try single.json()["priority"] as? String == "job")
-            #expect(try await client.get(single.headers[.location]!).json()["queue_position"] as? Int == 0,
-                    "the interactive job is first in line")
+            #expect(
+                try await client.get(single.headers[.location]!).json()["queue_position"] as? Int == 0,
+                "the interactive job is first in line")
             #expect(try await client.get(grid.headers[.location]!).json()["queue_position"] as? Int == 1)
             _ = try await client.execute(uri: blocker.headers[.location]!, method: .delete)
             var order: [String: Double] = [:]
@@ -174,7 +180,12 @@ import Testing
     }
 
     @Test func overloadedComputeAnswers429() async throws {
-        try await withServer(testSettings { $0.maxPendingComputations = 1; $0.computeThreads = 1 }) { _, client in
+        try await withServer(
+            testSettings {
+                $0.maxPendingComputations = 1
+                $0.computeThreads = 1
+            }
+        ) { _, client in
             let photo = try sample("astronaut.png")
             // Many heatmaps at once (a pool of connections) on one compute thread with room for one waiting.
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in

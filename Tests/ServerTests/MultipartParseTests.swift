@@ -1,9 +1,11 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
-@testable import Server
 import Testing
+
+@testable import Server
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The form parser's cost, measured in CPU time of the calling thread (the parse runs on
 /// it, synchronously), so other tests loading the machine do not change the figure.
@@ -42,7 +44,8 @@ import Testing
             }
         }
         // A part without headers, a preamble, transport padding and an epilogue are all fine.
-        let ok = "preamble\r\n--b\r\n\r\nheaderless\r\n--b  \r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nIMG\r\n--b--\r\nepilogue"
+        let ok =
+            "preamble\r\n--b\r\n\r\nheaderless\r\n--b  \r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nIMG\r\n--b--\r\nepilogue"
         #expect(try UploadedImage.multipartField("image", in: Data(ok.utf8), boundary: "b", maxParts: 64) == Data("IMG".utf8))
         // The closing delimiter ends the form: no field is nil (the route's 400 names the field).
         #expect(try UploadedImage.multipartField("image", in: Data("--b\r\n\r\nx\r\n--b--".utf8), boundary: "b", maxParts: 64) == nil)

@@ -27,8 +27,11 @@ import Yams
                     if let ref = p["$ref"] as? String {
                         parameter = try #require(components[String(ref.split(separator: "/").last!)], "\(ref)")
                     }
-                    out.append(("\(method.uppercased()) \(path)", parameter["name"] as? String ?? "?",
-                                parameter["schema"] as? [String: Any] ?? [:]))
+                    out.append(
+                        (
+                            "\(method.uppercased()) \(path)", parameter["name"] as? String ?? "?",
+                            parameter["schema"] as? [String: Any] ?? [:]
+                        ))
                 }
             }
         }
@@ -50,7 +53,8 @@ import Yams
         try await withServer { _, client in
             let model = try await client.get("/api/model").json()
             let layers = try #require(model["layers"] as? [[String: Any]])
-            let widest = try #require(layers.compactMap { l in (l["filters"] as? Int).map { (l["name"] as! String, $0) } }.max { $0.1 < $1.1 })
+            let widest = try #require(
+                layers.compactMap { l in (l["filters"] as? Int).map { (l["name"] as! String, $0) } }.max { $0.1 < $1.1 })
             for m in documentedMaxima {
                 #expect(m.hasSuffix("=\(widest.1 - 1)"), "\(m): the widest layer is \(widest)")
             }
@@ -60,9 +64,12 @@ import Yams
             let past = try await client.get("/filters/\(widest.0)/\(widest.1)?steps=1&wait=0")
             #expect(past.status == .notFound)
             // Documented fixed maxima match the server's answers at and past them.
-            for (uri, ok) in [("/filters/stem_activation/0?steps=1000&wait=0", true), ("/filters/stem_activation/0?steps=1001&wait=0", false),
-                              ("/filters/stem_activation?count=256&steps=1&wait=0", true), ("/filters/stem_activation?count=257&wait=0", false),
-                              ("/filters/stem_activation/0?seed=4294967295&steps=1&wait=0", true), ("/filters/stem_activation/0?seed=4294967296&wait=0", false)] {
+            for (uri, ok) in [
+                ("/filters/stem_activation/0?steps=1000&wait=0", true), ("/filters/stem_activation/0?steps=1001&wait=0", false),
+                ("/filters/stem_activation?count=256&steps=1&wait=0", true), ("/filters/stem_activation?count=257&wait=0", false),
+                ("/filters/stem_activation/0?seed=4294967295&steps=1&wait=0", true),
+                ("/filters/stem_activation/0?seed=4294967296&wait=0", false),
+            ] {
                 let r = try await client.get(uri)
                 #expect((r.status == .badRequest) == !ok, "\(uri): \(r.status)")
             }

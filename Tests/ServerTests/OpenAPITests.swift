@@ -22,10 +22,11 @@ import Yams
         let operations = documented.sorted()
         let documentedSet = documented
         try await withServer(registered: { registered.set($0) }) { _, client in
-            let routes = Set(registered.get().map { route in
-                // The router's ":name" is OpenAPI's "{name}".
-                route.replacing(/:([a-z]+)/) { "{\($0.1)}" }
-            })
+            let routes = Set(
+                registered.get().map { route in
+                    // The router's ":name" is OpenAPI's "{name}".
+                    route.replacing(/:([a-z]+)/) { "{\($0.1)}" }
+                })
             #expect(!routes.isEmpty)
             let undocumented = routes.subtracting(documentedSet)
             #expect(undocumented.isEmpty, "routes missing from openapi.yaml: \(undocumented.sorted())")
@@ -39,14 +40,17 @@ import Yams
             for operation in operations {
                 let parts = operation.split(separator: " ", maxSplits: 1)
                 let method = HTTPRequest.Method(String(parts[0]))!
-                let uri = String(parts[1]).replacingOccurrences(of: "{layer}", with: "stem_activation")
+                let uri =
+                    String(parts[1]).replacingOccurrences(of: "{layer}", with: "stem_activation")
                     .replacingOccurrences(of: "{index}", with: "1").replacingOccurrences(of: "{id}", with: jobID)
                     + (parts[1].hasPrefix("/filters") ? "?steps=1&wait=0" : "")
-                let r = method == .post
+                let r =
+                    method == .post
                     ? try await client.post(uri, image: photo)
                     : try await client.execute(uri: uri, method: method)
-                #expect(r.status != .notFound && r.status != .methodNotAllowed && r.status.code < 500,
-                        "\(operation) → \(r.status) \(r.text.prefix(200))")
+                #expect(
+                    r.status != .notFound && r.status != .methodNotAllowed && r.status.code < 500,
+                    "\(operation) → \(r.status) \(r.text.prefix(200))")
             }
         }
     }

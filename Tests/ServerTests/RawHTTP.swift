@@ -1,8 +1,9 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A plain TCP connection to the test server, for what URLSession will not send: bodies
 /// trickled byte by byte, broken chunked encoding, connections held open without a

@@ -87,7 +87,8 @@ import Visualization
             let layer = try #require(defaultCAMLayer(of: session.keras))
             let want = try session.network.classActivationMap(
                 input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postSoftmax: false), classIndex: k),
-                method: .gradcamPlusPlus).map
+                method: .gradcamPlusPlus
+            ).map
             let got = try #require(obj["heatmap"] as? [Double])
             #expect(obj["height"] as? Int == want.height && obj["width"] as? Int == want.width)
             #expect(got.count == want.heatmap.count)

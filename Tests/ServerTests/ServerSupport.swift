@@ -4,15 +4,16 @@ import Hummingbird
 import Imaging
 import KerasFormat
 import Logging
-import ServiceLifecycle
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import NIOCore
 import Server
-import Testing
+import ServiceLifecycle
 import TestSupport
+import Testing
 import Visualization
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// The repository root (sources, bundled model, public/).
 let root = URL(fileURLWithPath: #filePath)
@@ -55,15 +56,18 @@ func testSettings(_ change: (inout ServerSettings) -> Void = { _ in }) -> Server
 /// runs, on a real socket, with URLSession as the client (several connections, and
 /// timeouts long enough for a debug build on a loaded 2-core machine) — then cancels
 /// what is left and shuts the server down gracefully.
-func withServer<T: Sendable>(_ settings: ServerSettings = testSettings(),
-                             registered: (@Sendable ([String]) -> Void)? = nil,
-                             _ test: @Sendable (ConvLensService, TestHTTPClient) async throws -> T) async throws -> T {
+func withServer<T: Sendable>(
+    _ settings: ServerSettings = testSettings(),
+    registered: (@Sendable ([String]) -> Void)? = nil,
+    _ test: @Sendable (ConvLensService, TestHTTPClient) async throws -> T
+) async throws -> T {
     let service = try ConvLensService(settings: settings, session: bundled.session, modelDigest: bundled.digest)
     var logger = Logger(label: "convlens-test")
     logger.logLevel = .warning
     let (ports, portSink) = AsyncStream<Int>.makeStream()
-    let app = ConvLensServer.application(service: service, logger: logger, registered: registered,
-                                         onRunning: { port in portSink.yield(port) })
+    let app = ConvLensServer.application(
+        service: service, logger: logger, registered: registered,
+        onRunning: { port in portSink.yield(port) })
     let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
@@ -119,11 +123,15 @@ struct TestHTTPClient: Sendable {
         let boundary = "------------------------convlens\(UInt32.random(in: 0...UInt32.max))"
         var body = Data()
         body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n".utf8))
-        body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(field)\"; filename=\"cat.png\"\r\nContent-Type: image/png\r\n\r\n".utf8))
+        body.append(
+            Data(
+                "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(field)\"; filename=\"cat.png\"\r\nContent-Type: image/png\r\n\r\n"
+                    .utf8))
         body.append(image)
         body.append(Data("\r\n--\(boundary)--\r\n".utf8))
-        return try await execute(uri: uri, method: .post, headers: [.contentType: "multipart/form-data; boundary=\(boundary)"],
-                                 body: ByteBuffer(bytes: body))
+        return try await execute(
+            uri: uri, method: .post, headers: [.contentType: "multipart/form-data; boundary=\(boundary)"],
+            body: ByteBuffer(bytes: body))
     }
 
     func get(_ uri: String, headers: HTTPFields = [:]) async throws -> Reply {
@@ -140,8 +148,10 @@ struct TestHTTPClient: Sendable {
 
 /// The tests look at every response as sent: a Location header is not followed.
 final class NoRedirects: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
-    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-                    newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void
+    ) {
         completionHandler(nil)
     }
 }

@@ -9,8 +9,9 @@ import Testing
 @Suite(.timeLimit(.minutes(5))) struct StaticAndSpecHardeningTests {
     func rawGET(_ client: TestHTTPClient, _ path: String, _ headers: [String] = [], method: String = "GET") async throws -> RawResponse {
         let extra = headers.map { $0 + "\r\n" }.joined()
-        return try await rawExchange(port: client.port,
-                                     Data("\(method) \(path) HTTP/1.1\r\nHost: x\r\n\(extra)Connection: close\r\n\r\n".utf8))
+        return try await rawExchange(
+            port: client.port,
+            Data("\(method) \(path) HTTP/1.1\r\nHost: x\r\n\(extra)Connection: close\r\n\r\n".utf8))
     }
 
     @Test func aNULInThePathDoesNotServeThePNGAsHTML() async throws {
@@ -36,7 +37,8 @@ import Testing
         try "<h1>gallery</h1>".write(to: publicDir.appendingPathComponent("index.html"), atomically: true, encoding: .utf8)
         try "inside".write(to: publicDir.appendingPathComponent("sub/inside.txt"), atomically: true, encoding: .utf8)
         try "top secret".write(to: outside.appendingPathComponent("key.txt"), atomically: true, encoding: .utf8)
-        try fm.createSymbolicLink(atPath: publicDir.appendingPathComponent("leak.txt").path, withDestinationPath: outside.appendingPathComponent("key.txt").path)
+        try fm.createSymbolicLink(
+            atPath: publicDir.appendingPathComponent("leak.txt").path, withDestinationPath: outside.appendingPathComponent("key.txt").path)
         try fm.createSymbolicLink(atPath: publicDir.appendingPathComponent("out").path, withDestinationPath: outside.path)
         try fm.createSymbolicLink(atPath: publicDir.appendingPathComponent("alias.txt").path, withDestinationPath: "sub/inside.txt")
         try "hidden".write(to: publicDir.appendingPathComponent(".env"), atomically: true, encoding: .utf8)

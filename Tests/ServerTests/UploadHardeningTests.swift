@@ -1,11 +1,12 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HTTPTypes
 import NIOCore
 import Server
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Multipart forms and request bodies that used to cost the server minutes of CPU, a 400
 /// for a browser's boundary, or a 500 for what is the client's fault.
@@ -17,7 +18,10 @@ import Testing
         body.reserveCapacity(tiny.count * parts + (image?.count ?? 0) + 200)
         for _ in 0..<parts { body.append(tiny) }
         if let image {
-            body.append(Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"image\"; filename=\"c.png\"\r\nContent-Type: image/png\r\n\r\n".utf8))
+            body.append(
+                Data(
+                    "--\(boundary)\r\nContent-Disposition: form-data; name=\"image\"; filename=\"c.png\"\r\nContent-Type: image/png\r\n\r\n"
+                        .utf8))
             body.append(image)
             body.append(Data("\r\n".utf8))
         }
@@ -58,13 +62,15 @@ import Testing
     @Test func aFormUnderThePartLimitStillGivesItsImage() async throws {
         try await withServer(testSettings { $0.maxFormParts = 10 }) { _, client in
             let photo = try sample("chelsea.png")
-            let ok = try await client.execute(uri: "/api/predict", method: .post,
-                                              headers: [.contentType: "multipart/form-data; boundary=b1"],
-                                              body: ByteBuffer(bytes: Self.form(boundary: "b1", parts: 9, image: photo)))
+            let ok = try await client.execute(
+                uri: "/api/predict", method: .post,
+                headers: [.contentType: "multipart/form-data; boundary=b1"],
+                body: ByteBuffer(bytes: Self.form(boundary: "b1", parts: 9, image: photo)))
             #expect(ok.status == .ok, "\(ok.text.prefix(300))")
-            let over = try await client.execute(uri: "/api/predict", method: .post,
-                                                headers: [.contentType: "multipart/form-data; boundary=b1"],
-                                                body: ByteBuffer(bytes: Self.form(boundary: "b1", parts: 10, image: photo)))
+            let over = try await client.execute(
+                uri: "/api/predict", method: .post,
+                headers: [.contentType: "multipart/form-data; boundary=b1"],
+                body: ByteBuffer(bytes: Self.form(boundary: "b1", parts: 10, image: photo)))
             #expect(over.status == .contentTooLarge)
             #expect(try over.error().detail.contains("10 parts (server.max_form_parts)"))
         }
@@ -73,9 +79,10 @@ import Testing
     @Test func aBrowsersMixedCaseBoundaryIsRead() async throws {
         try await withServer { _, client in
             let boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
-            let r = try await client.execute(uri: "/api/predict", method: .post,
-                                             headers: [.contentType: "multipart/form-data; boundary=\(boundary)"],
-                                             body: ByteBuffer(bytes: Self.form(boundary: boundary, parts: 1, image: try sample("chelsea.png"))))
+            let r = try await client.execute(
+                uri: "/api/predict", method: .post,
+                headers: [.contentType: "multipart/form-data; boundary=\(boundary)"],
+                body: ByteBuffer(bytes: Self.form(boundary: boundary, parts: 1, image: try sample("chelsea.png"))))
             #expect(r.status == .ok, "\(r.text.prefix(300))")
             #expect(try r.json()["top"] != nil)
         }
@@ -83,7 +90,9 @@ import Testing
 
     @Test func aChunkedBodyOverTheLimitIs413() async throws {
         try await withServer(testSettings { $0.maxBodyBytes = 50_000 }) { _, client in
-            var request = Data("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".utf8)
+            var request = Data(
+                "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                    .utf8)
             let chunk = Data(repeating: 0x41, count: 10_000)
             for _ in 0..<8 {
                 request.append(Data("2710\r\n".utf8))
@@ -101,7 +110,9 @@ import Testing
 
     @Test func aMalformedChunkSizeIs400() async throws {
         try await withServer { _, client in
-            let request = Data("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".utf8)
+            let request = Data(
+                "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+                    .utf8)
             let r = try await rawExchange(port: client.port, request)
             #expect(r.status == 400, "\(r.head) \(r.text.prefix(200))")
             try await client.expectHealthy()

@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A private PostgreSQL 15 cluster for one test process: its own directory,
@@ -39,10 +40,12 @@ public final class PostgresCluster: Sendable {
     }
 
     public func start() throws {
-        try asServer("pg_ctl", [
-            "-D", dataPath, "-l", directory.appendingPathComponent("log").path, "-w",
-            "-o", "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1", "start",
-        ])
+        try asServer(
+            "pg_ctl",
+            [
+                "-D", dataPath, "-l", directory.appendingPathComponent("log").path, "-w",
+                "-o", "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1", "start",
+            ])
     }
 
     /// Fast shutdown: clients are disconnected at once, as in a real outage.
@@ -90,7 +93,8 @@ public final class PostgresCluster: Sendable {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        let exited = status & 0x7f == 0, code = (status >> 8) & 0xff
+        let exited = status & 0x7f == 0
+        let code = (status >> 8) & 0xff
         guard exited && code == 0 else {
             throw ClusterError(message: "\(executable) \(arguments.joined(separator: " ")) failed (wait status \(status)): \(text)")
         }

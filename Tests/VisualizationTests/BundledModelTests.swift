@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import KerasFormat
 import Testing
+
 @testable import Visualization
 
 /// The bundled EfficientNet-Lite0 on the sample photos, with ConvLens alone:
@@ -12,8 +13,14 @@ private let root = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 private struct Reference: Decodable {
-    struct Entry: Decodable { let index: Int; let prob: Float }
-    struct Photo: Decodable { let file: String; let top5: [String: [Entry]] }
+    struct Entry: Decodable {
+        let index: Int
+        let prob: Float
+    }
+    struct Photo: Decodable {
+        let file: String
+        let top5: [String: [Entry]]
+    }
     let photos: [Photo]
 }
 
@@ -56,7 +63,10 @@ func top5EqualsKerasOnEverySamplePhoto(resize: String) throws {
     let reference = try JSONDecoder().decode(Reference.self, from: data)
     #expect(reference.photos.count >= 4)
     for photo in reference.photos {
-        guard let keras = photo.top5[resize] else { Issue.record("no \(resize) reference for \(photo.file)"); continue }
+        guard let keras = photo.top5[resize] else {
+            Issue.record("no \(resize) reference for \(photo.file)")
+            continue
+        }
         let p = try probabilities(photo.file, resize: resize)
         #expect(top(p, 5) == keras.map(\.index), "\(photo.file) \(resize)")
         for entry in keras {

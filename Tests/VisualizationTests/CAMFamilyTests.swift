@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import KerasFormat
 import Testing
+
 @testable import Visualization
 
 /// The class-activation family beyond Grad-CAM: Score-CAM against the committed
@@ -77,8 +78,9 @@ private let extraManifest: ExtraManifest = {
 private let model: KerasModel = try! KerasModel.load(contentsOf: root.appendingPathComponent("cam_classifier.k3.h5"))
 
 private func request(_ classIndex: Int? = nil, probability: Bool = false) throws -> CAMRequest {
-    CAMRequest(layerNode: try model.network.node(named: "last_conv"),
-               scoreNode: probability ? model.network.outputNode : model.logitsNode!, classIndex: classIndex)
+    CAMRequest(
+        layerNode: try model.network.node(named: "last_conv"),
+        scoreNode: probability ? model.network.outputNode : model.logitsNode!, classIndex: classIndex)
 }
 
 private func maxDiff(_ a: [Float], _ b: [Float]) -> Float {
@@ -95,8 +97,9 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
         let x = try npy(root.appendingPathComponent(image.input))
         for c in image.cases {
             guard let file = c.scorecam else { continue }
-            let result = try model.network.classActivationMap(x, try request(c.class_index), method: .scorecam,
-                                                               options: CAMOptions(batchSize: batchSize))
+            let result = try model.network.classActivationMap(
+                x, try request(c.class_index), method: .scorecam,
+                options: CAMOptions(batchSize: batchSize))
             let reference = try npy(root.appendingPathComponent(file))
             #expect(result.resolution == .layer)
             #expect(result.map.height == 8 && result.map.width == 8)
@@ -162,7 +165,8 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
         for c in image.cases {
             let req = try request(c.class_index)
             func check(_ method: CAMMethod, raw: String?, map: String, tolerance: Float = 1e-3) throws {
-                let r = try model.network.classActivationMap(x, req, method: method, options: CAMOptions(batchSize: 7, gradientBatchSize: 7))
+                let r = try model.network.classActivationMap(
+                    x, req, method: method, options: CAMOptions(batchSize: 7, gradientBatchSize: 7))
                 #expect(r.resolution == .input && r.map.height == 32 && r.map.width == 32, "\(method)")
                 #expect(r.map.classIndex == c.class_index)
                 let d = maxDiff(r.map.heatmap, try npy(extra.appendingPathComponent(map)).scalars)
@@ -202,7 +206,9 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
     // More steps, smaller error (the Riemann sum converges).
     let x = try npy(root.appendingPathComponent(extraManifest.images[0].input))
     let coarse = try model.network.integratedGradients(x, try request(), options: CAMOptions(integratedGradientsSteps: 4)).completeness!
-    let fine = try model.network.integratedGradients(x, try request(), options: CAMOptions(gradientBatchSize: 64, integratedGradientsSteps: 256)).completeness!
+    let fine = try model.network.integratedGradients(
+        x, try request(), options: CAMOptions(gradientBatchSize: 64, integratedGradientsSteps: 256)
+    ).completeness!
     #expect(fine.error < coarse.error, "m=4: \(coarse.error), m=256: \(fine.error)")
     #expect(fine.error <= 0.005 * abs(fine.scoreDifference))
     // The batch size does not change the result.
@@ -256,8 +262,12 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
     #expect(copies.count == 6)
     var mean = [Float](repeating: 0, count: x.count)
     for copy in copies {
-        let g = try model.network.saliency(copy, CAMRequest(layerNode: req.layerNode, scoreNode: req.scoreNode,
-                                                            classIndex: batched.map.classIndex)).attribution!
+        let g = try model.network.saliency(
+            copy,
+            CAMRequest(
+                layerNode: req.layerNode, scoreNode: req.scoreNode,
+                classIndex: batched.map.classIndex)
+        ).attribution!
         for i in mean.indices { mean[i] += g.scalars[i] / 6 }
     }
     #expect(batched.attribution!.maxAbsDifference(Tensor(shape: x.shape, scalars: mean)) <= 1e-5 * batched.attribution!.maxAbs)
@@ -279,11 +289,15 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
 
 @Test func everyMethodDispatchesAndIsNormalised() throws {
     let x = try npy(root.appendingPathComponent(extraManifest.images[1].input))
-    #expect(CAMMethod.allCases.map(\.rawValue) == ["gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency",
-                                                     "smoothgrad", "integrated-gradients", "guided-backprop", "guided-gradcam"])
+    #expect(
+        CAMMethod.allCases.map(\.rawValue) == [
+            "gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency",
+            "smoothgrad", "integrated-gradients", "guided-backprop", "guided-gradcam",
+        ])
     for method in CAMMethod.allCases {
-        let r = try model.network.classActivationMap(x, try request(), method: method,
-                                                     options: CAMOptions(smoothGradSamples: 4))
+        let r = try model.network.classActivationMap(
+            x, try request(), method: method,
+            options: CAMOptions(smoothGradSamples: 4))
         #expect(r.method == method)
         #expect(r.resolution == method.resolution)
         let side = method.resolution == .layer ? 8 : 32
@@ -330,13 +344,16 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
         let expected = min(255, (Float(heat.pixels[i]) * 0.4 + Float(photo.pixels[i])).rounded())
         #expect(Float(over.pixels[i]) == expected)
     }
-    #expect(over.pixels.contains(255))   // clipped, not wrapped
+    #expect(over.pixels.contains(255))  // clipped, not wrapped
     let grey = Image(width: 6, height: 4, channels: 1, fill: [100])
     let overGrey = try camOverlay(map, on: grey, alpha: 0.0)
     #expect(overGrey.channels == 3 && overGrey.pixels.allSatisfy { $0 == 100 })
     // A map already at the image size is drawn as is.
     let same = try camHeatmapImage(map, width: 2, height: 2, colormap: .grey)
-    #expect(same.pixels.enumerated().allSatisfy { $0.element == Colormap.grey.color(Colormap.index(normalized: map.heatmap[$0.offset / 3]))[$0.offset % 3] })
+    #expect(
+        same.pixels.enumerated().allSatisfy {
+            $0.element == Colormap.grey.color(Colormap.index(normalized: map.heatmap[$0.offset / 3]))[$0.offset % 3]
+        })
     #expect(throws: VisualizationError.self) { _ = try camOverlay(map, on: Image(width: 2, height: 2, channels: 4)) }
     // Display percentile: values over the percentile saturate, the rest scale up.
     #expect(percentile([4, 1, 3, 2], 50) == 2 && percentile([4, 1, 3, 2], 100) == 4 && percentile([4, 1, 3, 2], 1) == 1)
@@ -354,7 +371,8 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
     let nodes: [Network.Node] = [
         .init(id: 0, layer: nil, inputs: [], outputShape: [2, 2, 2]),
         .init(id: 1, layer: Flatten(name: "flatten"), inputs: [0], outputShape: [8]),
-        .init(id: 2, layer: Dense(name: "dense", kernel: kernel, bias: Tensor(shape: [1], scalars: [-0.25])), inputs: [1], outputShape: [1]),
+        .init(
+            id: 2, layer: Dense(name: "dense", kernel: kernel, bias: Tensor(shape: [1], scalars: [-0.25])), inputs: [1], outputShape: [1]),
         .init(id: 3, layer: Activation(name: "dense/activation", function: .sigmoid), inputs: [2], outputShape: [1]),
     ]
     let net = try Network(nodes: nodes, outputNode: 3)

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import KerasFormat
 import Testing
+
 @testable import Visualization
 
 /// The default Grad-CAM layer (`defaultCAMLayer`) on the Keras fixtures, in every

@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import KerasFormat
 import Testing
+
 @testable import Visualization
 
 /// Tests of the lucid feature visualisation. References: NumPy's FFT and lucid's
@@ -15,8 +16,22 @@ private let lucidFixtures = visualizationFixtures.appendingPathComponent("lucid"
 private func lucidNPY(_ name: String) throws -> Tensor { try Tensor.readNPY(contentsOf: lucidFixtures.appendingPathComponent(name)) }
 
 private struct LucidManifest: Decodable {
-    struct FFT: Decodable { let height: Int; let width: Int; let image: String; let rfft2: String; let coefficients: String; let irfft2: String }
-    struct Img: Decodable { let height: Int; let width: Int; let coefficients: String; let rgb: String; let upstream: String; let gradient: String }
+    struct FFT: Decodable {
+        let height: Int
+        let width: Int
+        let image: String
+        let rfft2: String
+        let coefficients: String
+        let irfft2: String
+    }
+    struct Img: Decodable {
+        let height: Int
+        let width: Int
+        let coefficients: String
+        let rgb: String
+        let upstream: String
+        let gradient: String
+    }
     let fft: [FFT]
     let image: [Img]
     let max_norm_svd_sqrt: Double
@@ -49,7 +64,7 @@ private func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     for f in lucidManifest.fft {
         let dft = LucidDFT2D(height: f.height, width: f.width)
         let image = try lucidNPY(f.image).scalars
-        let spectrum = try lucidNPY(f.rfft2).scalars     // (2, h, fw)
+        let spectrum = try lucidNPY(f.rfft2).scalars  // (2, h, fw)
         let plane = f.height * dft.frequencyWidth
         #expect(spectrum.count == 2 * plane)
         let (re, im) = dft.forward(image)
@@ -76,7 +91,8 @@ func lucidFFTInverseUndoesForward(size: (Int, Int)) {
 func lucidFFTAdjointIsTheTranspose(size: (Int, Int)) {
     let dft = LucidDFT2D(height: size.0, width: size.1)
     let plane = size.0 * dft.frequencyWidth
-    let re = randomVector(plane, seed: 1), im = randomVector(plane, seed: 2)
+    let re = randomVector(plane, seed: 1)
+    let im = randomVector(plane, seed: 2)
     let g = randomVector(size.0 * size.1, seed: 3)
     let lhs = dot(dft.inverse(re: re, im: im), g)
     let (gr, gi) = dft.inverseAdjoint(g)
@@ -101,7 +117,7 @@ func lucidFFTAdjointIsTheTranspose(size: (Int, Int)) {
 @Test func lucidColourDecorrelationRoundTrip() {
     let t = randomVector(3 * 50, seed: 5)
     let rgb = lucidDecorrelate(t)
-    #expect(maxAbsDiff(rgb, t) > 0.1)   // it does something
+    #expect(maxAbsDiff(rgb, t) > 0.1)  // it does something
     #expect(maxAbsDiff(lucidCorrelate(rgb), t) < 1e-5)
     // Adjoint = transpose.
     let g = randomVector(3 * 50, seed: 6)
@@ -122,7 +138,7 @@ func lucidFFTAdjointIsTheTranspose(size: (Int, Int)) {
         let rgb = p.rgb(coef)
         let reference = try lucidNPY(c.rgb).scalars
         #expect(maxAbsDiff(rgb, reference) < 2e-5, "rgb \(c.height)×\(c.width)")
-        #expect(rgb.contains { abs($0 - 0.5) > 0.05 })   // not a flat grey
+        #expect(rgb.contains { abs($0 - 0.5) > 0.05 })  // not a flat grey
         let grad = p.gradient(rgb: rgb, rgbGradient: try lucidNPY(c.upstream).scalars)
         let tf = try lucidNPY(c.gradient).scalars
         let scale = tf.map { abs($0) }.max()!
@@ -162,7 +178,8 @@ func lucidWarpAdjointIsTheTranspose(mode: LucidTransforms.PadMode) {
         // Constant padding makes the warp affine: take its linear part.
         let zero = warp.apply([Float](repeating: 0, count: h * w * 3), channels: 3)
         let ax = zip(warp.apply(x, channels: 3), zero).map { $0 - $1 }
-        let lhs = dot(ax, g), rhs = dot(x, warp.adjoint(g, channels: 3))
+        let lhs = dot(ax, g)
+        let rhs = dot(x, warp.adjoint(g, channels: 3))
         #expect(abs(lhs - rhs) <= 1e-5 * max(1, abs(lhs)), "trial \(trial): \(lhs) vs \(rhs)")
         #expect(abs(lhs) > 1e-3)
     }
@@ -210,9 +227,13 @@ private func ascentModel() throws -> (KerasModel, Int) {
     var p = LucidParameters(steps: 40, size: (32, 32), learningRate: 0.2, seed: 7)
     p.transforms.pad = 4
     var calls = 0
-    let r = try model.network.lucidVisualization(layerNode: conv3, objectives: [.channel(1), .channel(6), .neuron(1)],
-                                                 inputMap: .uniform(scale: 255), parameters: p,
-                                                 progress: { calls += 1; return $0.losses.count == 3 })
+    let r = try model.network.lucidVisualization(
+        layerNode: conv3, objectives: [.channel(1), .channel(6), .neuron(1)],
+        inputMap: .uniform(scale: 255), parameters: p,
+        progress: {
+            calls += 1
+            return $0.losses.count == 3
+        })
     #expect(calls == 40)
     #expect(r.images.shape == [3, 32, 32, 3])
     #expect(r.images.scalars.allSatisfy { $0 >= 0 && $0 <= 1 })
@@ -236,11 +257,13 @@ private func evaluate(_ net: Network, _ node: Int, _ rgb: Tensor, objectives: [L
     let (model, conv3) = try ascentModel()
     let p = LucidParameters(steps: 6, size: (24, 20), seed: 3)
     let objectives: [LucidObjective] = [.channel(1), .channel(6), .channel(13)]
-    let batched = try model.network.lucidVisualization(layerNode: conv3, objectives: objectives,
-                                                       inputMap: .uniform(scale: 255), parameters: p)
+    let batched = try model.network.lucidVisualization(
+        layerNode: conv3, objectives: objectives,
+        inputMap: .uniform(scale: 255), parameters: p)
     for (i, o) in objectives.enumerated() {
-        let single = try model.network.lucidVisualization(layerNode: conv3, objectives: [o],
-                                                          inputMap: .uniform(scale: 255), parameters: p)
+        let single = try model.network.lucidVisualization(
+            layerNode: conv3, objectives: [o],
+            inputMap: .uniform(scale: 255), parameters: p)
         let diff = single.images.maxAbsDifference(batched.images.sample(i))
         #expect(diff < 1e-4, "\(o): max |Δ| = \(diff)")
         for step in 0..<p.steps {
@@ -256,9 +279,13 @@ private func evaluate(_ net: Network, _ node: Int, _ rgb: Tensor, objectives: [L
     let (model, conv3) = try ascentModel()
     var calls = 0
     #expect(throws: VisualizationError.cancelled) {
-        _ = try model.network.lucidVisualization(layerNode: conv3, objectives: [.channel(0)], inputMap: .uniform(scale: 255),
-                                                 parameters: LucidParameters(steps: 50, size: (16, 16)),
-                                                 progress: { calls += 1; return $0.step < 3 })
+        _ = try model.network.lucidVisualization(
+            layerNode: conv3, objectives: [.channel(0)], inputMap: .uniform(scale: 255),
+            parameters: LucidParameters(steps: 50, size: (16, 16)),
+            progress: {
+                calls += 1
+                return $0.step < 3
+            })
     }
     #expect(calls == 3)
 }
@@ -267,15 +294,17 @@ private func evaluate(_ net: Network, _ node: Int, _ rgb: Tensor, objectives: [L
     let (model, conv3) = try ascentModel()
     let p = LucidParameters(steps: 2, size: (16, 16))
     #expect(throws: VisualizationError.self) {
-        _ = try model.network.lucidVisualization(layerNode: conv3, objectives: [.channel(16)], inputMap: .uniform(scale: 255), parameters: p)
+        _ = try model.network.lucidVisualization(
+            layerNode: conv3, objectives: [.channel(16)], inputMap: .uniform(scale: 255), parameters: p)
     }
     #expect(throws: VisualizationError.self) {
         _ = try model.network.lucidVisualization(layerNode: conv3, objectives: [.unit(0)], inputMap: .uniform(scale: 255), parameters: p)
     }
     // Variable-size model without a size.
     #expect(throws: VisualizationError.self) {
-        _ = try model.network.lucidVisualization(layerNode: conv3, objectives: [.channel(0)], inputMap: .uniform(scale: 255),
-                                                 parameters: LucidParameters(steps: 2))
+        _ = try model.network.lucidVisualization(
+            layerNode: conv3, objectives: [.channel(0)], inputMap: .uniform(scale: 255),
+            parameters: LucidParameters(steps: 2))
     }
 }
 
@@ -285,8 +314,9 @@ private func evaluate(_ net: Network, _ node: Int, _ rgb: Tensor, objectives: [L
     // Without transforms (a 32-pixel image jittered by 12 is mostly noise): the
     // Fourier/colour/sigmoid gradient chain alone must drive the logit up.
     let p = LucidParameters(steps: 30, learningRate: 0.1, transforms: .none, seed: 5)
-    let r = try model.network.lucidVisualization(layerNode: logits, objectives: [.unit(7), .unit(2)],
-                                                 inputMap: .uniform(scale: 1), parameters: p)
+    let r = try model.network.lucidVisualization(
+        layerNode: logits, objectives: [.unit(7), .unit(2)],
+        inputMap: .uniform(scale: 1), parameters: p)
     #expect(r.images.shape == [2, 32, 32, 3])
     for i in 0..<2 {
         let first = r.objectiveHistory[0][i]

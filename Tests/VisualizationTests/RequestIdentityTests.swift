@@ -1,6 +1,7 @@
 import Foundation
 import KerasFormat
 import Testing
+
 @testable import Visualization
 
 /// A request's identity (its content address: cache key, ETag, job identity) must
@@ -14,8 +15,10 @@ private let session: ModelSession = {
 }()
 
 /// Values tried in place of a string field, in order, until one decodes to a different request.
-private let alternativeStrings = ["gradcam++", "magma", "heatmap", "npy", "lucid", "neuron", "grey", "json",
-                                  "block1a_project_conv", "281", "book"]
+private let alternativeStrings = [
+    "gradcam++", "magma", "heatmap", "npy", "lucid", "neuron", "grey", "json",
+    "block1a_project_conv", "281", "book",
+]
 
 /// Every field of `request` (all optionals set) is in its canonical encoding, and
 /// changing any one of them — found by walking the encoded keys, not a hand list —
@@ -37,7 +40,8 @@ private func expectEveryFieldInIdentity<R: RenderRequest>(_ request: R, unset: I
             var mutated = object
             mutated[key] = candidate
             if let data = try? JSONEncoder().encode(mutated),
-               let decoded = try? JSONDecoder().decode(R.self, from: data), decoded != request {
+                let decoded = try? JSONDecoder().decode(R.self, from: data), decoded != request
+            {
                 changed = decoded
             }
         }
@@ -54,7 +58,11 @@ private enum Field: Codable {
 
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let n = try? c.decode(Double.self) { self = .number(n) } else {
+        if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else {
             self = .string(try c.decode(String.self))
         }
     }

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import KerasFormat
 import Testing
+
 @testable import Visualization
 
 /// Compares the visualisations with references computed by real Keras/TensorFlow
@@ -32,9 +33,21 @@ private struct Manifest: Decodable {
         let images: [Image]
     }
     struct Ascent: Decodable {
-        struct Run: Decodable { let filter: Int; let losses: String; let final: String }
-        struct Batched: Decodable { let filters: [Int]; let losses: String; let final: String }
-        struct Deprocessed: Decodable { let source: String; let float32: String; let near_boundary_pixels: Int }
+        struct Run: Decodable {
+            let filter: Int
+            let losses: String
+            let final: String
+        }
+        struct Batched: Decodable {
+            let filters: [Int]
+            let losses: String
+            let final: String
+        }
+        struct Deprocessed: Decodable {
+            let source: String
+            let float32: String
+            let near_boundary_pixels: Int
+        }
         let model: String
         let layer: String
         let steps: Int
@@ -78,8 +91,9 @@ func camMatchesGradientTapeReference(method: CAMMethod) throws {
         let x = try npy(image.input)
         for c in image.cases {
             let scoreNode = c.score == "logit" ? model.logitsNode! : model.network.outputNode
-            let cam = try model.network.gradCAM(x, CAMRequest(layerNode: layer, scoreNode: scoreNode, classIndex: c.class_index),
-                                                method: method)
+            let cam = try model.network.gradCAM(
+                x, CAMRequest(layerNode: layer, scoreNode: scoreNode, classIndex: c.class_index),
+                method: method)
             let reference = try npy(method == .gradcam ? c.gradcam : c.gradcampp)
             #expect(cam.height * cam.width == reference.count)
             let diff = zip(cam.heatmap, reference.scalars).map { abs($0 - $1) }.max()!
@@ -113,7 +127,10 @@ func camMatchesGradientTapeReference(method: CAMMethod) throws {
         let result = try model.network.bookFilterAscent(
             layerNode: layer, filters: [run.filter], start: start,
             parameters: FilterAscentParameters(steps: a.steps, stepSize: a.step_size, size: start.shape[1]),
-            progress: { seen.append($0.step); return true })
+            progress: {
+                seen.append($0.step)
+                return true
+            })
         let reference = try npy(run.losses).scalars
         #expect(seen == Array(1...a.steps))
         #expect(result.lossHistory.count == reference.count)

@@ -11,8 +11,8 @@ import Synchronization
 /// Weights are reordered once per layout a primitive asks for and cached.
 final class DNNLConvolution: Sendable {
     let kh: Int, kw: Int, cin: Int, cout: Int, groups: Int
-    let strides: [Int]      // [sh, sw]
-    let dilation: [Int]     // Keras dilation_rate [dh, dw] (1 = none)
+    let strides: [Int]  // [sh, sw]
+    let dilation: [Int]  // Keras dilation_rate [dh, dw] (1 = none)
     let padding: Padding
     /// oneDNN logical weight dims ([o, i, kh, kw] or [g, o/g, i/g, kh, kw])
     /// and the element strides that describe the Keras kernel in that order.
@@ -58,7 +58,9 @@ final class DNNLConvolution: Sendable {
     ///     `[kh, kw, cin, multiplier]` for a depthwise one (`depthwise: true`).
     init(kernel: Tensor, bias: Tensor?, strides: [Int], dilation: [Int], padding: Padding, depthwise: Bool) {
         let s = kernel.shape
-        kh = s[0]; kw = s[1]; cin = s[2]
+        kh = s[0]
+        kw = s[1]
+        cin = s[2]
         self.strides = strides
         self.dilation = dilation
         self.padding = padding
@@ -87,8 +89,9 @@ final class DNNLConvolution: Sendable {
         let y = padding.outputSizeAndPadding(input: shape[1], kernel: kh, stride: strides[0], dilation: dilation[0])
         let x = padding.outputSizeAndPadding(input: shape[2], kernel: kw, stride: strides[1], dilation: dilation[1])
         guard y.size > 0, x.size > 0 else { return nil }
-        return Geometry(n: shape[0], h: shape[1], w: shape[2], oh: y.size, ow: x.size,
-                        padTop: y.before, padBottom: y.after, padLeft: x.before, padRight: x.after)
+        return Geometry(
+            n: shape[0], h: shape[1], w: shape[2], oh: y.size, ow: x.size,
+            padTop: y.before, padBottom: y.after, padLeft: x.before, padRight: x.after)
     }
 
     // MARK: forward
@@ -102,8 +105,10 @@ final class DNNLConvolution: Sendable {
                 let stream = try DNNLStream()
                 let src = try plan.src.input(xs, stream: stream)
                 let dst = try plan.dst.output(os, stream: stream)
-                var args: [(Int32, DNNLMemory)] = [(DNNL_ARG_SRC, src), (DNNL_ARG_WEIGHTS, plan.weights),
-                                                   (DNNL_ARG_DST, dst.memory)]
+                var args: [(Int32, DNNLMemory)] = [
+                    (DNNL_ARG_SRC, src), (DNNL_ARG_WEIGHTS, plan.weights),
+                    (DNNL_ARG_DST, dst.memory),
+                ]
                 if let b = plan.bias { args.append((DNNL_ARG_BIAS, b)) }
                 try plan.primitive.execute(args, on: stream)
                 try dst.finish()
@@ -127,10 +132,13 @@ final class DNNLConvolution: Sendable {
                 let stream = try DNNLStream()
                 let diffDst = try plan.diffDst.input(gs, stream: stream)
                 let diffSrc = try plan.diffSrc.output(os, stream: stream)
-                try plan.primitive.execute([(plan.asForward ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST, diffDst),
-                                            (DNNL_ARG_WEIGHTS, plan.weights),
-                                            (plan.asForward ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC, diffSrc.memory)],
-                                           on: stream)
+                try plan.primitive.execute(
+                    [
+                        (plan.asForward ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST, diffDst),
+                        (DNNL_ARG_WEIGHTS, plan.weights),
+                        (plan.asForward ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC, diffSrc.memory),
+                    ],
+                    on: stream)
                 try diffSrc.finish()
             }
         }
@@ -207,8 +215,9 @@ final class DNNLConvolution: Sendable {
             for t in 0..<(kh * kw * cin) {
                 for (j, c) in active.enumerated() { w[t * k + j] = kernel[t * cout + c] }
             }
-            let conv = DNNLConvolution(kernel: Tensor(shape: [kh, kw, cin, k], scalars: w), bias: nil,
-                                       strides: strides, dilation: dilation, padding: padding, depthwise: false)
+            let conv = DNNLConvolution(
+                kernel: Tensor(shape: [kh, kw, cin, k], scalars: w), bias: nil,
+                strides: strides, dilation: dilation, padding: padding, depthwise: false)
             cache.append((active, conv))
             if cache.count > 4 { cache.removeFirst() }
             return conv
@@ -220,30 +229,38 @@ final class DNNLConvolution: Sendable {
     private func descriptors(_ g: Geometry) throws
         -> (src: MemoryDesc, weights: MemoryDesc, dst: MemoryDesc, userSrc: MemoryDesc, userDst: MemoryDesc)
     {
-        (try MD.tag([g.n, cin, g.h, g.w], dnnl_format_tag_any),
-         try MD.tag(weightDims, dnnl_format_tag_any),
-         try MD.tag([g.n, cout, g.oh, g.ow], dnnl_format_tag_any),
-         try MD.tag([g.n, cin, g.h, g.w], dnnl_nhwc),
-         try MD.tag([g.n, cout, g.oh, g.ow], dnnl_nhwc))
+        (
+            try MD.tag([g.n, cin, g.h, g.w], dnnl_format_tag_any),
+            try MD.tag(weightDims, dnnl_format_tag_any),
+            try MD.tag([g.n, cout, g.oh, g.ow], dnnl_format_tag_any),
+            try MD.tag([g.n, cin, g.h, g.w], dnnl_nhwc),
+            try MD.tag([g.n, cout, g.oh, g.ow], dnnl_nhwc)
+        )
     }
 
     private func forwardDesc(_ g: Geometry, prop: dnnl_prop_kind_t, withBias: Bool) throws -> DNNLPrimitiveDesc {
         let d = try descriptors(g)
-        var src = d.src, wei = d.weights, dst = d.dst
+        var src = d.src
+        var wei = d.weights
+        var dst = d.dst
         var bia = try MD.tag([cout], dnnl_a)
         var cd = dnnl_convolution_desc_t()
         let st = strides.map(Int64.init)
-        let dl = dilation.map { Int64($0 - 1) }   // oneDNN counts the gaps
+        let dl = dilation.map { Int64($0 - 1) }  // oneDNN counts the gaps
         let pl = [Int64(g.padTop), Int64(g.padLeft)]
         let pr = [Int64(g.padBottom), Int64(g.padRight)]
         if withBias {
-            try check(dnnl_dilated_convolution_forward_desc_init(&cd, prop, dnnl_convolution_direct, &src, &wei, &bia,
-                                                                 &dst, st, dl, pl, pr),
-                      "dnnl_dilated_convolution_forward_desc_init")
+            try check(
+                dnnl_dilated_convolution_forward_desc_init(
+                    &cd, prop, dnnl_convolution_direct, &src, &wei, &bia,
+                    &dst, st, dl, pl, pr),
+                "dnnl_dilated_convolution_forward_desc_init")
         } else {
-            try check(dnnl_dilated_convolution_forward_desc_init(&cd, prop, dnnl_convolution_direct, &src, &wei, nil,
-                                                                 &dst, st, dl, pl, pr),
-                      "dnnl_dilated_convolution_forward_desc_init")
+            try check(
+                dnnl_dilated_convolution_forward_desc_init(
+                    &cd, prop, dnnl_convolution_direct, &src, &wei, nil,
+                    &dst, st, dl, pl, pr),
+                "dnnl_dilated_convolution_forward_desc_init")
         }
         return try withUnsafePointer(to: &cd) {
             try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(convolution forward)")
@@ -302,16 +319,21 @@ final class DNNLConvolution: Sendable {
     /// - Wide layers: per primitive about even, but the ascent step at batch 16
     ///   measured 1752/1702 → 1685/1682 ms (A/B twice, quiet machine).
     private func makeFlippedBackwardPlan(_ g: Geometry) throws -> BackwardPlan {
-        let pt = kh - 1 - g.padTop, pb = kh - 1 - g.padBottom, pl = kw - 1 - g.padLeft, pr = kw - 1 - g.padRight
+        let pt = kh - 1 - g.padTop
+        let pb = kh - 1 - g.padBottom
+        let pl = kw - 1 - g.padLeft
+        let pr = kw - 1 - g.padRight
         guard pt >= 0, pb >= 0, pl >= 0, pr >= 0 else { throw EngineError.invalidRequest("padding wider than the kernel") }
         var src = try MD.tag([g.n, cout, g.oh, g.ow], dnnl_nhwc)
         var wei = try MD.tag([cin, cout, kh, kw], dnnl_format_tag_any)
         var dst = try MD.tag([g.n, cin, g.h, g.w], dnnl_nhwc)
         var cd = dnnl_convolution_desc_t()
-        try check(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                             &src, &wei, nil, &dst, [1, 1], [0, 0],
-                                                             [Int64(pt), Int64(pl)], [Int64(pb), Int64(pr)]),
-                  "dnnl_dilated_convolution_forward_desc_init (flipped backward)")
+        try check(
+            dnnl_dilated_convolution_forward_desc_init(
+                &cd, dnnl_forward_inference, dnnl_convolution_direct,
+                &src, &wei, nil, &dst, [1, 1], [0, 0],
+                [Int64(pt), Int64(pl)], [Int64(pb), Int64(pr)]),
+            "dnnl_dilated_convolution_forward_desc_init (flipped backward)")
         let pd = try withUnsafePointer(to: &cd) {
             try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(convolution backward as forward)")
         }
@@ -341,17 +363,23 @@ final class DNNLConvolution: Sendable {
             weights: weights)
     }
 
-    private func backwardDesc(_ g: Geometry, hint: DNNLPrimitiveDesc, diffSrc: MemoryDesc, weights: MemoryDesc,
-                              diffDst: MemoryDesc) throws -> DNNLPrimitiveDesc {
-        var diffSrc = diffSrc, wei = weights, diffDst = diffDst
+    private func backwardDesc(
+        _ g: Geometry, hint: DNNLPrimitiveDesc, diffSrc: MemoryDesc, weights: MemoryDesc,
+        diffDst: MemoryDesc
+    ) throws -> DNNLPrimitiveDesc {
+        var diffSrc = diffSrc
+        var wei = weights
+        var diffDst = diffDst
         var cd = dnnl_convolution_desc_t()
         let st = strides.map(Int64.init)
         let dl = dilation.map { Int64($0 - 1) }
         let pl = [Int64(g.padTop), Int64(g.padLeft)]
         let pr = [Int64(g.padBottom), Int64(g.padRight)]
-        try check(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &diffSrc, &wei,
-                                                                   &diffDst, st, dl, pl, pr),
-                  "dnnl_dilated_convolution_backward_data_desc_init")
+        try check(
+            dnnl_dilated_convolution_backward_data_desc_init(
+                &cd, dnnl_convolution_direct, &diffSrc, &wei,
+                &diffDst, st, dl, pl, pr),
+            "dnnl_dilated_convolution_backward_data_desc_init")
         return try withUnsafePointer(to: &cd) {
             try DNNLPrimitiveDesc(opDesc: $0, hint: hint, call: "dnnl_primitive_desc_create(convolution backward data)")
         }

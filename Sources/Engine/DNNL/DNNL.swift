@@ -1,6 +1,7 @@
 import CDNNL
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // oneDNN 2.6 plumbing: every handle lives in a final class that destroys it
@@ -72,12 +73,13 @@ final class DNNLEngine: @unchecked Sendable {
 /// import, hence the lookup.
 private func keepFreedMemory() {
     #if os(Linux)
-    typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }  // RTLD_DEFAULT
-    let mallopt = unsafeBitCast(sym, to: Mallopt.self)
-    let M_TRIM_THRESHOLD: Int32 = -1, M_MMAP_MAX: Int32 = -4
-    _ = mallopt(M_MMAP_MAX, 0)           // never mmap: big blocks come from (and return to) the heap
-    _ = mallopt(M_TRIM_THRESHOLD, -1)    // (size_t)-1: never give the heap top back
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }  // RTLD_DEFAULT
+        let mallopt = unsafeBitCast(sym, to: Mallopt.self)
+        let M_TRIM_THRESHOLD: Int32 = -1
+        let M_MMAP_MAX: Int32 = -4
+        _ = mallopt(M_MMAP_MAX, 0)  // never mmap: big blocks come from (and return to) the heap
+        _ = mallopt(M_TRIM_THRESHOLD, -1)  // (size_t)-1: never give the heap top back
     #endif
 }
 
@@ -91,8 +93,9 @@ enum MD {
     static func tag(_ dims: [Int], _ tag: dnnl_format_tag_t) throws -> MemoryDesc {
         var md = MemoryDesc()
         let d = dims.map { Int64($0) }
-        try check(dnnl_memory_desc_init_by_tag(&md, Int32(d.count), d, dnnl_f32, tag),
-                  "dnnl_memory_desc_init_by_tag")
+        try check(
+            dnnl_memory_desc_init_by_tag(&md, Int32(d.count), d, dnnl_f32, tag),
+            "dnnl_memory_desc_init_by_tag")
         return md
     }
 
@@ -102,13 +105,15 @@ enum MD {
         var md = MemoryDesc()
         let d = dims.map { Int64($0) }
         let s = strides.map { Int64($0) }
-        try check(dnnl_memory_desc_init_by_strides(&md, Int32(d.count), d, dnnl_f32, s),
-                  "dnnl_memory_desc_init_by_strides")
+        try check(
+            dnnl_memory_desc_init_by_strides(&md, Int32(d.count), d, dnnl_f32, s),
+            "dnnl_memory_desc_init_by_strides")
         return md
     }
 
     static func equal(_ a: MemoryDesc, _ b: MemoryDesc) -> Bool {
-        var a = a, b = b
+        var a = a
+        var b = b
         return dnnl_memory_desc_equal(&a, &b) != 0
     }
 
@@ -129,8 +134,9 @@ private final class DNNLAttr {
         try check(dnnl_primitive_attr_create(&a), "dnnl_primitive_attr_create")
         guard let a else { throw EngineError.dnnl(status: -1, call: "dnnl_primitive_attr_create (null)") }
         handle = a
-        try check(dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user),
-                  "dnnl_primitive_attr_set_scratchpad_mode")
+        try check(
+            dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user),
+            "dnnl_primitive_attr_set_scratchpad_mode")
     }
 
     deinit { dnnl_primitive_attr_destroy(handle) }
@@ -156,10 +162,12 @@ final class DNNLPrimitiveDesc: @unchecked Sendable {
     init(reorderFrom src: MemoryDesc, to dst: MemoryDesc) throws {
         let engine = try DNNLEngine.cpu()
         let attr = try DNNLAttr()
-        var s = src, d = dst
+        var s = src
+        var d = dst
         var pd: dnnl_primitive_desc_t?
-        try check(dnnl_reorder_primitive_desc_create(&pd, &s, engine.handle, &d, engine.handle, attr.handle),
-                  "dnnl_reorder_primitive_desc_create")
+        try check(
+            dnnl_reorder_primitive_desc_create(&pd, &s, engine.handle, &d, engine.handle, attr.handle),
+            "dnnl_reorder_primitive_desc_create")
         guard let pd else { throw EngineError.dnnl(status: -1, call: "dnnl_reorder_primitive_desc_create (null)") }
         handle = pd
     }
@@ -170,7 +178,8 @@ final class DNNLPrimitiveDesc: @unchecked Sendable {
     var implementation: String {
         var name: UnsafePointer<CChar>?
         guard dnnl_primitive_desc_query(handle, dnnl_query_impl_info_str, 0, &name) == dnnl_success,
-              let name else { return "" }
+            let name
+        else { return "" }
         return String(cString: name)
     }
 
@@ -238,8 +247,9 @@ final class DNNLMemory: @unchecked Sendable {
         let engine = try DNNLEngine.cpu()
         var m: dnnl_memory_t?
         var d = md
-        try check(dnnl_memory_create(&m, &d, engine.handle, pointer ?? convlens_dnnl_memory_allocate()),
-                  "dnnl_memory_create")
+        try check(
+            dnnl_memory_create(&m, &d, engine.handle, pointer ?? convlens_dnnl_memory_allocate()),
+            "dnnl_memory_create")
         guard let m else { throw EngineError.dnnl(status: -1, call: "dnnl_memory_create (null)") }
         handle = m
         desc = md
@@ -287,8 +297,9 @@ final class DNNLStream {
     init() throws {
         let engine = try DNNLEngine.cpu()
         var s: dnnl_stream_t?
-        try check(dnnl_stream_create(&s, engine.handle, UInt32(dnnl_stream_default_flags.rawValue)),
-                  "dnnl_stream_create")
+        try check(
+            dnnl_stream_create(&s, engine.handle, UInt32(dnnl_stream_default_flags.rawValue)),
+            "dnnl_stream_create")
         guard let s else { throw EngineError.dnnl(status: -1, call: "dnnl_stream_create (null)") }
         handle = s
     }
@@ -334,9 +345,12 @@ struct LayoutBridge: Sendable {
         let userMem = try DNNLMemory(user, writing: buffer)
         guard let reorder else { return (userMem, {}) }
         let innerMem = try DNNLMemory(inner)
-        return (innerMem, {
-            try reorder.execute([(DNNL_ARG_FROM, innerMem), (DNNL_ARG_TO, userMem)], on: stream)
-        })
+        return (
+            innerMem,
+            {
+                try reorder.execute([(DNNL_ARG_FROM, innerMem), (DNNL_ARG_TO, userMem)], on: stream)
+            }
+        )
     }
 }
 

@@ -27,8 +27,9 @@ final class DNNLEltwise: Sendable {
         let primitive = try plans.plan(for: n) {
             var md = try MD.tag([n], dnnl_a)
             var d = dnnl_eltwise_desc_t()
-            try check(dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, algorithm, &md, alpha, beta),
-                      "dnnl_eltwise_forward_desc_init")
+            try check(
+                dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, algorithm, &md, alpha, beta),
+                "dnnl_eltwise_forward_desc_init")
             let pd = try withUnsafePointer(to: &d) {
                 try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(eltwise forward)")
             }
@@ -38,8 +39,11 @@ final class DNNLEltwise: Sendable {
             try uninitializedFloats(n) { os in
                 let stream = try DNNLStream()
                 let md = try MD.tag([n], dnnl_a)
-                try primitive.execute([(DNNL_ARG_SRC, DNNLMemory(md, reading: xs)),
-                                       (DNNL_ARG_DST, DNNLMemory(md, writing: os))], on: stream)
+                try primitive.execute(
+                    [
+                        (DNNL_ARG_SRC, DNNLMemory(md, reading: xs)),
+                        (DNNL_ARG_DST, DNNLMemory(md, writing: os)),
+                    ], on: stream)
             }
         }
         return out

@@ -84,19 +84,23 @@ final class DNNLInnerProduct: Sendable {
         return out
     }
 
-    private func forwardDesc(_ rows: Int, prop: dnnl_prop_kind_t, withBias: Bool,
-                             weightsTag: dnnl_format_tag_t = dnnl_format_tag_any) throws -> DNNLPrimitiveDesc {
+    private func forwardDesc(
+        _ rows: Int, prop: dnnl_prop_kind_t, withBias: Bool,
+        weightsTag: dnnl_format_tag_t = dnnl_format_tag_any
+    ) throws -> DNNLPrimitiveDesc {
         var src = try MD.tag([rows, inputs], dnnl_nc)
         var wei = try MD.tag([outputs, inputs], weightsTag)
         var bia = try MD.tag([outputs], dnnl_a)
         var dst = try MD.tag([rows, outputs], dnnl_nc)
         var d = dnnl_inner_product_desc_t()
         if withBias {
-            try check(dnnl_inner_product_forward_desc_init(&d, prop, &src, &wei, &bia, &dst),
-                      "dnnl_inner_product_forward_desc_init")
+            try check(
+                dnnl_inner_product_forward_desc_init(&d, prop, &src, &wei, &bia, &dst),
+                "dnnl_inner_product_forward_desc_init")
         } else {
-            try check(dnnl_inner_product_forward_desc_init(&d, prop, &src, &wei, nil, &dst),
-                      "dnnl_inner_product_forward_desc_init")
+            try check(
+                dnnl_inner_product_forward_desc_init(&d, prop, &src, &wei, nil, &dst),
+                "dnnl_inner_product_forward_desc_init")
         }
         return try withUnsafePointer(to: &d) {
             try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(inner product forward)")
@@ -106,12 +110,14 @@ final class DNNLInnerProduct: Sendable {
     private func makeForwardPlan(_ rows: Int) throws -> Plan {
         // Logical weights [out, in]; Keras' [in, out] row-major array is that matrix as `io`.
         if let pd = try? forwardDesc(rows, prop: dnnl_forward_inference, withBias: biasLayouts != nil, weightsTag: dnnl_io) {
-            return Plan(primitive: try DNNLPrimitive(pd), weights: nil, inPlace: try MD.tag([outputs, inputs], dnnl_io),
-                        bias: try biasMem())
+            return Plan(
+                primitive: try DNNLPrimitive(pd), weights: nil, inPlace: try MD.tag([outputs, inputs], dnnl_io),
+                bias: try biasMem())
         }
         let pd = try forwardDesc(rows, prop: dnnl_forward_inference, withBias: biasLayouts != nil)
-        return Plan(primitive: try DNNLPrimitive(pd), weights: try weights(in: pd.md(dnnl_query_weights_md)),
-                    inPlace: nil, bias: try biasMem())
+        return Plan(
+            primitive: try DNNLPrimitive(pd), weights: try weights(in: pd.md(dnnl_query_weights_md)),
+            inPlace: nil, bias: try biasMem())
     }
 
     /// Backward-data as a *forward* inner product on the transposed problem:
@@ -127,8 +133,9 @@ final class DNNLInnerProduct: Sendable {
             var wei = try MD.tag([inputs, outputs], tag)
             var dst = try MD.tag([rows, inputs], dnnl_nc)
             var d = dnnl_inner_product_desc_t()
-            try check(dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &src, &wei, nil, &dst),
-                      "dnnl_inner_product_forward_desc_init (transposed)")
+            try check(
+                dnnl_inner_product_forward_desc_init(&d, dnnl_forward_inference, &src, &wei, nil, &dst),
+                "dnnl_inner_product_forward_desc_init (transposed)")
             return try withUnsafePointer(to: &d) {
                 try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(inner product backward data as forward)")
             }
@@ -138,8 +145,9 @@ final class DNNLInnerProduct: Sendable {
             return Plan(primitive: try DNNLPrimitive(pd), weights: nil, inPlace: try MD.tag([inputs, outputs], dnnl_oi), bias: nil)
         }
         let pd = try desc(dnnl_format_tag_any)
-        return Plan(primitive: try DNNLPrimitive(pd), weights: try transposedWeights(in: pd.md(dnnl_query_weights_md)),
-                    inPlace: nil, bias: nil)
+        return Plan(
+            primitive: try DNNLPrimitive(pd), weights: try transposedWeights(in: pd.md(dnnl_query_weights_md)),
+            inPlace: nil, bias: nil)
     }
 
     /// The kernel as the logical [in, out] weights of the transposed product, in layout `md`.

@@ -20,7 +20,7 @@ final class PlanCache<Key: Hashable & Sendable, Plan: Sendable>: Sendable {
 
     private struct Entries {
         var plans: [Slot: Plan] = [:]
-        var order: [Slot] = []   // least recently used first
+        var order: [Slot] = []  // least recently used first
     }
 
     private let entries = Mutex(Entries())

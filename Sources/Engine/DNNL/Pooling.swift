@@ -37,8 +37,9 @@ final class DNNLPooling: Sendable {
         let y = padding.outputSizeAndPadding(input: shape[1], kernel: pool[0], stride: strides[0])
         let x = padding.outputSizeAndPadding(input: shape[2], kernel: pool[1], stride: strides[1])
         guard y.size > 0, x.size > 0 else { return nil }
-        return Geometry(n: shape[0], h: shape[1], w: shape[2], c: shape[3], oh: y.size, ow: x.size,
-                        padTop: y.before, padBottom: y.after, padLeft: x.before, padRight: x.after)
+        return Geometry(
+            n: shape[0], h: shape[1], w: shape[2], c: shape[3], oh: y.size, ow: x.size,
+            padTop: y.before, padBottom: y.after, padLeft: x.before, padRight: x.after)
     }
 
     func forward(_ x: Tensor) throws -> Tensor {
@@ -61,11 +62,13 @@ final class DNNLPooling: Sendable {
         var dst = try MD.tag([g.n, g.c, g.oh, g.ow], dnnl_nhwc)
         var d = dnnl_pooling_desc_t()
         let alg = kind == .max ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding
-        try check(dnnl_pooling_forward_desc_init(&d, dnnl_forward_inference, alg, &src, &dst,
-                                                 strides.map(Int64.init), pool.map(Int64.init),
-                                                 [Int64(g.padTop), Int64(g.padLeft)],
-                                                 [Int64(g.padBottom), Int64(g.padRight)]),
-                  "dnnl_pooling_forward_desc_init")
+        try check(
+            dnnl_pooling_forward_desc_init(
+                &d, dnnl_forward_inference, alg, &src, &dst,
+                strides.map(Int64.init), pool.map(Int64.init),
+                [Int64(g.padTop), Int64(g.padLeft)],
+                [Int64(g.padBottom), Int64(g.padRight)]),
+            "dnnl_pooling_forward_desc_init")
         let pd = try withUnsafePointer(to: &d) {
             try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(pooling forward)")
         }

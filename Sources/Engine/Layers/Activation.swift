@@ -88,9 +88,15 @@ public final class Activation: Layer {
                 sig.withUnsafeBufferPointer { sb in
                     g.withUnsafeBufferPointer { gb in
                         uninitializedFloats(n) { d in
-                            let xs = SharedPointer(xb), ss = SharedPointer(sb), gs = SharedPointer(gb), ds = SharedPointer(d)
+                            let xs = SharedPointer(xb)
+                            let ss = SharedPointer(sb)
+                            let gs = SharedPointer(gb)
+                            let ds = SharedPointer(d)
                             parallelFor(n) { r in
-                                let x = xs.p, s = ss.p, g = gs.p, d = ds.p
+                                let x = xs.p
+                                let s = ss.p
+                                let g = gs.p
+                                let d = ds.p
                                 for i in r { d[i] = g[i] * (s[i] * (1 + x[i] * (1 - s[i]))) }
                             }
                         }
@@ -130,14 +136,20 @@ public final class Activation: Layer {
     /// g · f′ for an activation whose derivative is a function of its output
     /// (σ, tanh), in parallel chunks.
     @inline(__always)
-    private static func gradientFromOutput(_ output: [Float], _ g: [Float],
-                                           _ derivative: @Sendable (Float) -> Float) -> [Float] {
+    private static func gradientFromOutput(
+        _ output: [Float], _ g: [Float],
+        _ derivative: @Sendable (Float) -> Float
+    ) -> [Float] {
         output.withUnsafeBufferPointer { y in
             g.withUnsafeBufferPointer { g in
                 uninitializedFloats(g.count) { d in
-                    let ys = SharedPointer(y), gs = SharedPointer(g), ds = SharedPointer(d)
+                    let ys = SharedPointer(y)
+                    let gs = SharedPointer(g)
+                    let ds = SharedPointer(d)
                     parallelFor(g.count) { r in
-                        let y = ys.p, g = gs.p, d = ds.p
+                        let y = ys.p
+                        let g = gs.p
+                        let d = ds.p
                         for i in r { d[i] = g[i] * derivative(y[i]) }
                     }
                 }
@@ -152,30 +164,48 @@ public final class Activation: Layer {
         func sigmoid(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
         switch function {
         case .swish:
-            return ({ $0 * sigmoid($0) }, { x in let s = sigmoid(x); return s * (1 + x * (1 - s)) })
+            return (
+                { $0 * sigmoid($0) },
+                { x in
+                    let s = sigmoid(x)
+                    return s * (1 + x * (1 - s))
+                }
+            )
         case .elu(let alpha):
             return ({ $0 > 0 ? $0 : alpha * (Foundation.exp($0) - 1) }, { $0 > 0 ? 1 : alpha * Foundation.exp($0) })
         case .gelu:
             // The exact form (Keras' default, approximate=False).
             let invSqrt2: Float = 0.70710678118654752
             let invSqrt2Pi: Float = 0.39894228040143268
-            return ({ 0.5 * $0 * (1 + erf($0 * invSqrt2)) },
-                    { x in 0.5 * (1 + erf(x * invSqrt2)) + x * invSqrt2Pi * Foundation.exp(-0.5 * x * x) })
+            return (
+                { 0.5 * $0 * (1 + erf($0 * invSqrt2)) },
+                { x in 0.5 * (1 + erf(x * invSqrt2)) + x * invSqrt2Pi * Foundation.exp(-0.5 * x * x) }
+            )
         case .selu:
-            let alpha: Float = 1.67326324, scale: Float = 1.05070098
-            return ({ $0 > 0 ? scale * $0 : scale * alpha * (Foundation.exp($0) - 1) },
-                    { $0 > 0 ? scale : scale * alpha * Foundation.exp($0) })
+            let alpha: Float = 1.67326324
+            let scale: Float = 1.05070098
+            return (
+                { $0 > 0 ? scale * $0 : scale * alpha * (Foundation.exp($0) - 1) },
+                { $0 > 0 ? scale : scale * alpha * Foundation.exp($0) }
+            )
         case .softplus:
             // log(1 + eˣ) without overflow; its derivative is σ(x).
             return ({ x in max(x, 0) + Foundation.log1p(Foundation.exp(-abs(x))) }, { sigmoid($0) })
         case .hardSigmoid:
             return ({ relu6($0 + 3) / 6 }, { x in x + 3 > 0 && x + 3 < 6 ? 1 / 6 : 0 })
         case .hardSigmoidKeras2:
-            return ({ Swift.min(Swift.max($0 * 0.2 + 0.5, 0), 1) },
-                    { x in let v = x * 0.2 + 0.5; return v >= 0 && v <= 1 ? 0.2 : 0 })
+            return (
+                { Swift.min(Swift.max($0 * 0.2 + 0.5, 0), 1) },
+                { x in
+                    let v = x * 0.2 + 0.5
+                    return v >= 0 && v <= 1 ? 0.2 : 0
+                }
+            )
         case .hardSwish:
-            return ({ $0 * (relu6($0 + 3) / 6) },
-                    { x in relu6(x + 3) / 6 + (x + 3 > 0 && x + 3 < 6 ? x / 6 : 0) })
+            return (
+                { $0 * (relu6($0 + 3) / 6) },
+                { x in relu6(x + 3) / 6 + (x + 3 > 0 && x + 3 < 6 ? x / 6 : 0) }
+            )
         default:
             return ({ $0 }, { _ in 1 })
         }
@@ -279,9 +309,11 @@ struct ReLUSpec: Sendable {
     func forward(_ input: [Float]) -> [Float] {
         input.withUnsafeBufferPointer { xb in
             uninitializedFloats(xb.count) { yb in
-                let xs = SharedPointer(xb), ys = SharedPointer(yb)
+                let xs = SharedPointer(xb)
+                let ys = SharedPointer(yb)
                 parallelFor(xb.count) { r in
-                    let x = xs.p, y = ys.p
+                    let x = xs.p
+                    let y = ys.p
                     if isPlain {
                         for i in r { y[i] = x[i] > 0 ? x[i] : 0 }
                     } else {
@@ -296,9 +328,13 @@ struct ReLUSpec: Sendable {
         input.withUnsafeBufferPointer { xb in
             gradient.withUnsafeBufferPointer { gb in
                 uninitializedFloats(xb.count) { db in
-                    let xs = SharedPointer(xb), gs = SharedPointer(gb), ds = SharedPointer(db)
+                    let xs = SharedPointer(xb)
+                    let gs = SharedPointer(gb)
+                    let ds = SharedPointer(db)
                     parallelFor(xb.count) { r in
-                        let x = xs.p, g = gs.p, d = ds.p
+                        let x = xs.p
+                        let g = gs.p
+                        let d = ds.p
                         if isPlain {
                             // Load g unconditionally: a select vectorises, a
                             // conditional load is a mispredicted branch per element.

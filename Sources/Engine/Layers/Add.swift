@@ -23,8 +23,11 @@ public final class Add: Layer {
         for s in inputShapes.dropFirst() {
             guard s.count == out.count else { throw mismatch("inputs differ in shape: \(inputShapes)") }
             for i in 0..<s.count {
-                if out[i] == -1 { out[i] = s[i] }
-                else if s[i] != -1 && s[i] != out[i] { throw mismatch("inputs differ in shape: \(inputShapes)") }
+                if out[i] == -1 {
+                    out[i] = s[i]
+                } else if s[i] != -1 && s[i] != out[i] {
+                    throw mismatch("inputs differ in shape: \(inputShapes)")
+                }
             }
         }
         return out
@@ -67,6 +70,7 @@ public final class Add: Layer {
             throw mismatch("output gradient \(outputGradient.shape) does not match inputs \(inputs[0].shape)")
         }
         guard let c = coefficients else { return Array(repeating: outputGradient, count: inputs.count) }
-        return c.map { ck in ck == 1 ? outputGradient : Tensor(shape: outputGradient.shape, scalars: outputGradient.scalars.map { $0 * ck }) }
+        return c.map { ck in ck == 1 ? outputGradient : Tensor(shape: outputGradient.shape, scalars: outputGradient.scalars.map { $0 * ck })
+        }
     }
 }

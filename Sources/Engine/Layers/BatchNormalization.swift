@@ -15,8 +15,10 @@ public final class BatchNormalization: Layer {
     /// x·s + t; nil when the weights are invalid.
     private let affine: ChannelAffine?
 
-    public init(name: String, gamma: Tensor?, beta: Tensor?, movingMean: Tensor, movingVariance: Tensor,
-                epsilon: Float) {
+    public init(
+        name: String, gamma: Tensor?, beta: Tensor?, movingMean: Tensor, movingVariance: Tensor,
+        epsilon: Float
+    ) {
         self.name = name
         self.gamma = gamma
         self.beta = beta
@@ -27,12 +29,14 @@ public final class BatchNormalization: Layer {
         if movingMean.rank != 1 || c == 0 {
             invalid = "moving_mean must be a non-empty vector, got \(movingMean.shape)"
         } else if movingVariance.shape != [c] || (gamma.map { $0.shape != [c] } ?? false)
-                    || (beta.map { $0.shape != [c] } ?? false) {
+            || (beta.map { $0.shape != [c] } ?? false)
+        {
             invalid = "gamma, beta, moving_mean and moving_variance must all be [\(c)]"
         } else {
             invalid = nil
         }
-        var s = [Float](repeating: 1, count: c), t = [Float](repeating: 0, count: c)
+        var s = [Float](repeating: 1, count: c)
+        var t = [Float](repeating: 0, count: c)
         if invalid == nil {
             for i in 0..<c {
                 var inv = 1 / (movingVariance.scalars[i] + epsilon).squareRoot()

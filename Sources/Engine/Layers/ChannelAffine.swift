@@ -76,7 +76,9 @@ public final class ChannelAffine: Layer {
 
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
         let x = try singleInput(inputs)
-        guard outputGradient.shape == x.shape else { throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)") }
+        guard outputGradient.shape == x.shape else {
+            throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)")
+        }
         let c = scale.count
         let dx: [Float] = outputGradient.scalars.withUnsafeBufferPointer { gs in
             uninitializedFloats(gs.count) { d in

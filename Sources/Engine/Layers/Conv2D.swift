@@ -20,8 +20,9 @@ public final class Conv2D: Layer {
         self.strides = strides
         self.padding = padding
         self.dilation = dilation
-        convolution = CheckedConvolution(kernel: kernel, bias: bias, strides: strides, padding: padding,
-                                         dilation: dilation, depthwise: false)
+        convolution = CheckedConvolution(
+            kernel: kernel, bias: bias, strides: strides, padding: padding,
+            dilation: dilation, depthwise: false)
     }
 
     public var parameterCount: Int { kernel.count + (bias?.count ?? 0) }
@@ -59,17 +60,21 @@ struct CheckedConvolution: Sendable {
         let s = kernel.shape
         var problem: String?
         if s.count != 4 || s.contains(where: { $0 <= 0 }) {
-            problem = depthwise ? "depthwise kernel must be [kh, kw, cin, multiplier], got \(s)"
-                                : "kernel must be [kh, kw, cin, cout], got \(s)"
+            problem =
+                depthwise
+                ? "depthwise kernel must be [kh, kw, cin, multiplier], got \(s)"
+                : "kernel must be [kh, kw, cin, cout], got \(s)"
         } else if let b = bias, b.shape != [depthwise ? s[2] * s[3] : s[3]] {
             problem = "bias must be [\(depthwise ? s[2] * s[3] : s[3])], got \(b.shape)"
         } else {
             problem = checkPair(strides, "strides") ?? checkPair(dilation, "dilation_rate")
         }
         invalid = problem
-        conv = problem == nil
-            ? DNNLConvolution(kernel: kernel, bias: bias, strides: strides, dilation: dilation,
-                              padding: padding, depthwise: depthwise)
+        conv =
+            problem == nil
+            ? DNNLConvolution(
+                kernel: kernel, bias: bias, strides: strides, dilation: dilation,
+                padding: padding, depthwise: depthwise)
             : nil
     }
 }
@@ -89,8 +94,10 @@ extension Layer {
         var out = [-1, -1, conv.cout]
         let window = [conv.kh, conv.kw]
         for axis in 0..<2 where s[axis] != -1 {
-            let size = conv.padding.outputSizeAndPadding(input: s[axis], kernel: window[axis],
-                                                         stride: conv.strides[axis], dilation: conv.dilation[axis]).size
+            let size = conv.padding.outputSizeAndPadding(
+                input: s[axis], kernel: window[axis],
+                stride: conv.strides[axis], dilation: conv.dilation[axis]
+            ).size
             guard size > 0 else { throw mismatch("input \(s) is smaller than the \(conv.kh)x\(conv.kw) window") }
             out[axis] = size
         }

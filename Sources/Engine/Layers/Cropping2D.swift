@@ -30,11 +30,14 @@ public final class Cropping2D: Layer {
 
     /// Copies the kept rows between the full map and the cropped one:
     /// forward full → cropped, backward cropped → full.
-    private func copyKept(_ full: [Int], from src: UnsafeBufferPointer<Float>,
-                          to dst: UnsafeMutableBufferPointer<Float>, forward: Bool) {
+    private func copyKept(
+        _ full: [Int], from src: UnsafeBufferPointer<Float>,
+        to dst: UnsafeMutableBufferPointer<Float>, forward: Bool
+    ) {
         let (h, w) = (full[1], full[2])
-        copyInteriorRows(n: full[0], h: h - top - bottom, w: w - left - right, c: full[3], bigHeight: h, bigWidth: w,
-                         top: top, left: left, from: src, to: dst, intoBig: !forward)
+        copyInteriorRows(
+            n: full[0], h: h - top - bottom, w: w - left - right, c: full[3], bigHeight: h, bigWidth: w,
+            top: top, left: left, from: src, to: dst, intoBig: !forward)
     }
 
     private func croppedShape(_ x: Tensor) throws -> [Int] {

@@ -20,8 +20,9 @@ public final class DepthwiseConv2D: Layer {
         self.strides = strides
         self.padding = padding
         self.dilation = dilation
-        convolution = CheckedConvolution(kernel: kernel, bias: bias, strides: strides, padding: padding,
-                                         dilation: dilation, depthwise: true)
+        convolution = CheckedConvolution(
+            kernel: kernel, bias: bias, strides: strides, padding: padding,
+            dilation: dilation, depthwise: true)
     }
 
     public var parameterCount: Int { kernel.count + (bias?.count ?? 0) }

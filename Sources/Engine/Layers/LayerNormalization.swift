@@ -40,7 +40,10 @@ public final class LayerNormalization: Layer {
                 for j in 0..<c { sum += Double(xs[r * c + j]) }
                 let mean = sum / Double(c)
                 var sq = 0.0
-                for j in 0..<c { let d = Double(xs[r * c + j]) - mean; sq += d * d }
+                for j in 0..<c {
+                    let d = Double(xs[r * c + j]) - mean
+                    sq += d * d
+                }
                 let inv = 1 / (sq / Double(c) + Double(epsilon)).squareRoot()
                 body(r, Float(mean), Float(inv))
             }
@@ -53,7 +56,8 @@ public final class LayerNormalization: Layer {
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
         let x = try singleInput(inputs)
         var y = [Float](repeating: 0, count: x.count)
-        let g = gamma?.scalars, b = beta?.scalars
+        let g = gamma?.scalars
+        let b = beta?.scalars
         let xs = x.scalars
         let c = x.shape.last ?? 1
         _ = try rows(x) { r, mean, inv in
@@ -71,15 +75,19 @@ public final class LayerNormalization: Layer {
 
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
         let x = try singleInput(inputs)
-        guard outputGradient.shape == x.shape else { throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)") }
-        let xs = x.scalars, gs = outputGradient.scalars
+        guard outputGradient.shape == x.shape else {
+            throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)")
+        }
+        let xs = x.scalars
+        let gs = outputGradient.scalars
         let gamma = self.gamma?.scalars
         let c = x.shape.last ?? 1
         var dx = [Float](repeating: 0, count: x.count)
         var xhat = [Double](repeating: 0, count: c)
         var ghat = [Double](repeating: 0, count: c)
         _ = try rows(x) { r, mean, inv in
-            var meanG = 0.0, meanGX = 0.0
+            var meanG = 0.0
+            var meanGX = 0.0
             for j in 0..<c {
                 xhat[j] = Double(xs[r * c + j] - mean) * Double(inv)
                 ghat[j] = Double(gs[r * c + j]) * Double(gamma?[j] ?? 1)

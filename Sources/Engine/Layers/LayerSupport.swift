@@ -52,8 +52,10 @@ func checkPair(_ v: [Int], _ what: String) -> String? {
 /// larger `[n, bigHeight, bigWidth, c]` map, `top` rows down and `left` columns
 /// in. Padding and cropping are this copy in opposite directions: ZeroPadding2D
 /// writes into the big map forward and reads it back backward, Cropping2D the reverse.
-func copyInteriorRows(n: Int, h: Int, w: Int, c: Int, bigHeight: Int, bigWidth: Int, top: Int, left: Int,
-                      from src: UnsafeBufferPointer<Float>, to dst: UnsafeMutableBufferPointer<Float>, intoBig: Bool) {
+func copyInteriorRows(
+    n: Int, h: Int, w: Int, c: Int, bigHeight: Int, bigWidth: Int, top: Int, left: Int,
+    from src: UnsafeBufferPointer<Float>, to dst: UnsafeMutableBufferPointer<Float>, intoBig: Bool
+) {
     let row = w * c
     guard row > 0, h > 0 else { return }
     for b in 0..<n {

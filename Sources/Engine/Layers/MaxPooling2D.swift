@@ -66,7 +66,8 @@ private struct MaxPoolGradientTasks: Sendable {
         self.g = g
         (sy, sx, py, px) = (strides[0], strides[1], pool[0], pool[1])
         disjoint = sy >= py && sx >= px
-        tiled = sy == py && sx == px && g.padTop == 0 && g.padLeft == 0
+        tiled =
+            sy == py && sx == px && g.padTop == 0 && g.padLeft == 0
             && g.oh * sy == g.h && g.ow * sx == g.w
         rowsPerTask = disjoint ? 1 : g.oh
         tasksPerSample = disjoint ? g.oh : 1
@@ -89,8 +90,10 @@ private struct MaxPoolGradientStep: @unchecked Sendable {
     let t: MaxPoolGradientTasks
     let xp: UnsafeRawPointer, gp: UnsafeRawPointer, dp: UnsafeMutablePointer<Float>
 
-    init(_ t: MaxPoolGradientTasks, x: UnsafeBufferPointer<Float>, outputGradient: UnsafeBufferPointer<Float>,
-         dx: UnsafeMutableBufferPointer<Float>) {
+    init(
+        _ t: MaxPoolGradientTasks, x: UnsafeBufferPointer<Float>, outputGradient: UnsafeBufferPointer<Float>,
+        dx: UnsafeMutableBufferPointer<Float>
+    ) {
         self.t = t
         // Empty buffers have no base address; a task never runs on them.
         xp = UnsafeRawPointer(x.baseAddress ?? UnsafePointer(bitPattern: 16)!)
@@ -121,9 +124,12 @@ private struct MaxPoolGradientStep: @unchecked Sendable {
     /// the scalar offset of its output cell.
     @inline(__always)
     func window(_ n: Int, _ oy: Int, _ ox: Int) -> (ys: Range<Int>, xr: Range<Int>, out: Int) {
-        let y0 = oy * t.sy - t.g.padTop, x0 = ox * t.sx - t.g.padLeft
-        return (max(0, y0)..<min(t.g.h, y0 + t.py), max(0, x0)..<min(t.g.w, x0 + t.px),
-                ((n * t.g.oh + oy) * t.g.ow + ox) * t.g.c)
+        let y0 = oy * t.sy - t.g.padTop
+        let x0 = ox * t.sx - t.g.padLeft
+        return (
+            max(0, y0)..<min(t.g.h, y0 + t.py), max(0, x0)..<min(t.g.w, x0 + t.px),
+            ((n * t.g.oh + oy) * t.g.ow + ox) * t.g.c
+        )
     }
 
     @inline(__always)
@@ -178,8 +184,9 @@ private struct MaxPoolGradientStep: @unchecked Sendable {
                 for ix in xr {
                     var v = SIMD8<Float>(repeating: 0)
                     v.replace(with: gv, where: arg .== SIMD8(repeating: pos))
-                    UnsafeMutableRawPointer(dp).storeBytes(of: v, toByteOffset: (cell(n, iy, ix) + k) * 4,
-                                                           as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(dp).storeBytes(
+                        of: v, toByteOffset: (cell(n, iy, ix) + k) * 4,
+                        as: SIMD8<Float>.self)
                     pos += 1
                 }
             }
@@ -201,7 +208,10 @@ private struct MaxPoolGradientStep: @unchecked Sendable {
             for ix in xr {
                 let i = cell(n, iy, ix) + k
                 let v = xp.load(fromByteOffset: i * 4, as: Float.self)
-                if v > best { best = v; (by, bx) = (iy, ix) }
+                if v > best {
+                    best = v
+                    (by, bx) = (iy, ix)
+                }
                 dp[i] = 0
             }
         }
@@ -220,7 +230,8 @@ private struct MaxPoolGradientStep: @unchecked Sendable {
             let lanes = min(8, t.g.c - k)
             let arg = firstMaxPositions(n, ys, xr, k, lanes: lanes)
             for l in 0..<lanes {
-                let iy = ys.lowerBound + Int(arg[l] / w), ix = xr.lowerBound + Int(arg[l] % w)
+                let iy = ys.lowerBound + Int(arg[l] / w)
+                let ix = xr.lowerBound + Int(arg[l] % w)
                 dp[cell(n, iy, ix) + k + l] += gp.load(fromByteOffset: (out + k + l) * 4, as: Float.self)
             }
             k += 8

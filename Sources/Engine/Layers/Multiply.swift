@@ -19,8 +19,11 @@ public final class Multiply: Layer {
         var out = inputShapes[0]
         for s in inputShapes.dropFirst() {
             for i in 0..<s.count {
-                if out[i] == 1 || out[i] == -1 && s[i] != 1 { out[i] = s[i] }
-                else if s[i] != 1 && s[i] != -1 && s[i] != out[i] { throw mismatch("inputs cannot broadcast: \(inputShapes)") }
+                if out[i] == 1 || out[i] == -1 && s[i] != 1 {
+                    out[i] = s[i]
+                } else if s[i] != 1 && s[i] != -1 && s[i] != out[i] {
+                    throw mismatch("inputs cannot broadcast: \(inputShapes)")
+                }
             }
         }
         return out
@@ -34,7 +37,9 @@ public final class Multiply: Layer {
         var out = inputs[0].shape
         for t in inputs.dropFirst() {
             for i in 0..<rank where t.shape[i] != out[i] {
-                if out[i] == 1 { out[i] = t.shape[i] } else if t.shape[i] != 1 {
+                if out[i] == 1 {
+                    out[i] = t.shape[i]
+                } else if t.shape[i] != 1 {
                     throw mismatch("inputs cannot broadcast: \(inputs.map(\.shape))")
                 }
             }
@@ -89,8 +94,10 @@ public final class Multiply: Layer {
         guard outputGradient.shape == out else {
             throw mismatch("output gradient \(outputGradient.shape) does not match the output \(out)")
         }
-        if inputs.count == 2, let (c, positions) = Self.channelBroadcast(inputs[0].shape, inputs[1].shape)
-            ?? Self.channelBroadcast(inputs[1].shape, inputs[0].shape) {
+        if inputs.count == 2,
+            let (c, positions) = Self.channelBroadcast(inputs[0].shape, inputs[1].shape)
+                ?? Self.channelBroadcast(inputs[1].shape, inputs[0].shape)
+        {
             // The map [n, …, c] gets g · weights; the weights [n, 1, …, 1, c] get Σ g · map over positions.
             let bigFirst = inputs[0].shape == out
             let (a, b) = bigFirst ? (inputs[0], inputs[1]) : (inputs[1], inputs[0])
@@ -111,7 +118,8 @@ public final class Multiply: Layer {
                     }
                 }
             }
-            let da = Tensor(shape: a.shape, scalars: ga), db = Tensor(shape: b.shape, scalars: gb)
+            let da = Tensor(shape: a.shape, scalars: ga)
+            let db = Tensor(shape: b.shape, scalars: gb)
             return bigFirst ? [da, db] : [db, da]
         }
         let count = out.reduce(1, *)

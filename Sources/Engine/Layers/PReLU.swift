@@ -47,7 +47,9 @@ public final class PReLU: Layer {
 
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {
         let x = try singleInput(inputs)
-        guard outputGradient.shape == x.shape else { throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)") }
+        guard outputGradient.shape == x.shape else {
+            throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)")
+        }
         let index = try alphaIndex(sampleShape: x.sampleShape)
         let per = max(1, x.sampleCount)
         let a = alpha.scalars

@@ -26,8 +26,10 @@ extension Layer {
         try checkFeatureMapShape(s, channels: nil)
         var out = [-1, -1, s[2]]
         for axis in 0..<2 where s[axis] != -1 {
-            let size = pool.padding.outputSizeAndPadding(input: s[axis], kernel: pool.pool[axis],
-                                                         stride: pool.strides[axis]).size
+            let size = pool.padding.outputSizeAndPadding(
+                input: s[axis], kernel: pool.pool[axis],
+                stride: pool.strides[axis]
+            ).size
             guard size > 0 else { throw mismatch("input \(s) is smaller than the \(pool.pool) pooling window") }
             out[axis] = size
         }

@@ -12,7 +12,8 @@ public final class ZeroPadding2D: Layer {
         self.bottom = bottom
         self.left = left
         self.right = right
-        invalid = [top, bottom, left, right].allSatisfy { $0 >= 0 }
+        invalid =
+            [top, bottom, left, right].allSatisfy { $0 >= 0 }
             ? nil : "padding must be non-negative, got top \(top) bottom \(bottom) left \(left) right \(right)"
     }
 
@@ -25,11 +26,14 @@ public final class ZeroPadding2D: Layer {
 
     /// Copies the interior rows between the unpadded map `small` and the padded
     /// map `big`: forward writes big from small, backward small from big.
-    private func copyInterior(_ shape: [Int], from src: UnsafeBufferPointer<Float>,
-                              to dst: UnsafeMutableBufferPointer<Float>, forward: Bool) {
+    private func copyInterior(
+        _ shape: [Int], from src: UnsafeBufferPointer<Float>,
+        to dst: UnsafeMutableBufferPointer<Float>, forward: Bool
+    ) {
         let (h, w) = (shape[1], shape[2])
-        copyInteriorRows(n: shape[0], h: h, w: w, c: shape[3], bigHeight: h + top + bottom, bigWidth: w + left + right,
-                         top: top, left: left, from: src, to: dst, intoBig: forward)
+        copyInteriorRows(
+            n: shape[0], h: h, w: w, c: shape[3], bigHeight: h + top + bottom, bigWidth: w + left + right,
+            top: top, left: left, from: src, to: dst, intoBig: forward)
     }
 
     // MARK: forward

@@ -21,15 +21,19 @@ final class Cluster: Sendable {
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let metrics: ServerMetrics
 
-    init(settings: ServerSettings, session: ModelSession, modelDigest: String, executor: ComputeExecutor,
-         cache: ResultCache, metrics: ServerMetrics, logger: Logger) throws {
+    init(
+        settings: ServerSettings, session: ModelSession, modelDigest: String, executor: ComputeExecutor,
+        cache: ResultCache, metrics: ServerMetrics, logger: Logger
+    ) throws {
         database = try DatabaseURL(settings.databaseURL)
         store = PostgresJobStore(configuration: database.configuration, logger: logger)
         jobs = PostgresJobs(store: store, hub: hub, settings: settings, modelDigest: modelDigest)
         results = ClusterResults(local: cache, remote: store.results)
-        worker = settings.jobWorkers > 0
-            ? ClusterWorker(store: store, hub: hub, session: session, modelDigest: modelDigest, executor: executor,
-                            local: cache, settings: settings, metrics: metrics, logger: logger)
+        worker =
+            settings.jobWorkers > 0
+            ? ClusterWorker(
+                store: store, hub: hub, session: session, modelDigest: modelDigest, executor: executor,
+                local: cache, settings: settings, metrics: metrics, logger: logger)
             : nil
         self.logger = logger
         self.metrics = metrics

@@ -28,8 +28,10 @@ final class ClusterWorker: Sendable {
     /// Running jobs' stop flags, set when the grace period after a shutdown ends.
     private let stops = Mutex<[UUID: StopFlag]>([:])
 
-    init(store: PostgresJobStore, hub: JobEventHub, session: ModelSession, modelDigest: String, executor: ComputeExecutor,
-         local: ResultCache, settings: ServerSettings, metrics: ServerMetrics, logger: Logger) {
+    init(
+        store: PostgresJobStore, hub: JobEventHub, session: ModelSession, modelDigest: String, executor: ComputeExecutor,
+        local: ResultCache, settings: ServerSettings, metrics: ServerMetrics, logger: Logger
+    ) {
         self.store = store
         self.hub = hub
         self.session = session
@@ -84,7 +86,9 @@ final class ClusterWorker: Sendable {
     private func reapLoop() async {
         while claiming.load(ordering: .relaxed) {
             if let report = try? await store.reapExpiredLeases(), !(report.requeued.isEmpty && report.failed.isEmpty) {
-                logger.warning("worker: \(report.requeued.count) job(s) whose owner went silent requeued, \(report.failed.count) failed after \(settings.maxAttempts) attempts")
+                logger.warning(
+                    "worker: \(report.requeued.count) job(s) whose owner went silent requeued, \(report.failed.count) failed after \(settings.maxAttempts) attempts"
+                )
                 metrics.recordLeaseExpiries(report.requeued.count + report.failed.count)
             }
             try? await Task.sleep(for: .milliseconds(Int64(settings.leaseSeconds * 1000 / 3)))
@@ -132,7 +136,8 @@ final class ClusterWorker: Sendable {
                 try await store.release(id: job.id, owner: owner)
                 final = "released"
             case .failure(VisualizationError.cancelled) where flag.reason == .timedOut:
-                try await store.fail(id: job.id, owner: owner, reason: "timed out after \(settings.jobTimeoutSeconds) s (jobs.timeout_seconds)")
+                try await store.fail(
+                    id: job.id, owner: owner, reason: "timed out after \(settings.jobTimeoutSeconds) s (jobs.timeout_seconds)")
                 final = "failed"
             case .failure(VisualizationError.cancelled):
                 final = "lost"  // the lease went to someone else: drop the job
@@ -159,9 +164,11 @@ final class ClusterWorker: Sendable {
             let due = ContinuousClock.now - lastWrite > lease / 3
             guard p.step != sent || due else { continue }
             do {
-                let l = p.step != sent
-                    ? try await store.progress(id: job.id, owner: owner, step: p.step, steps: p.steps,
-                                               loss: p.meanLoss.isFinite ? Double(p.meanLoss) : nil)
+                let l =
+                    p.step != sent
+                    ? try await store.progress(
+                        id: job.id, owner: owner, step: p.step, steps: p.steps,
+                        loss: p.meanLoss.isFinite ? Double(p.meanLoss) : nil)
                     : try await store.renew(id: job.id, owner: owner)
                 sent = p.step
                 lastWrite = ContinuousClock.now

@@ -13,7 +13,9 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         guard let user = url.user, !user.isEmpty else { throw Problem("'\(text)' names no user (postgres://USER@host/database)") }
         let host = url.host.flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
         let database = String(url.path.drop(while: { $0 == "/" }))
-        guard !database.isEmpty, !database.contains("/") else { throw Problem("'\(text)' names no database (postgres://user@host/DATABASE)") }
+        guard !database.isEmpty, !database.contains("/") else {
+            throw Problem("'\(text)' names no database (postgres://user@host/DATABASE)")
+        }
         let port = url.port ?? 5432
         guard (1...65535).contains(port) else { throw Problem("port \(port) is not in 1...65535") }
         configuration = JobStoreConfiguration(host: host, port: port, username: user, password: url.password, database: database)

@@ -9,8 +9,10 @@ struct LocalJobs: JobBackend {
 
     func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus {
         let session = self.session
-        return try queue.submit(key: address.hex, kind: request.jobKind, description: request.summary, result: request.resultPath,
-                                priority: priority, steps: request.steps ?? request.method.defaultSteps) { control in
+        return try queue.submit(
+            key: address.hex, kind: request.jobKind, description: request.summary, result: request.resultPath,
+            priority: priority, steps: request.steps ?? request.method.defaultSteps
+        ) { control in
             try session.render(request) { p in control.report(step: p.step, steps: p.steps, loss: p.meanLoss) }.body
         }
     }

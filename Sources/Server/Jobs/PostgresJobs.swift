@@ -24,10 +24,13 @@ final class PostgresJobs: JobBackend {
             if queued >= settings.maxQueuedJobs, try await store.status(key: address.hex) == nil {
                 throw JobQueue.Full(queued: queued)
             }
-            let new = NewJob(key: address.hex, kind: request.jobKind, requestJSON: String(decoding: request.canonicalJSON, as: UTF8.self),
-                             modelDigest: modelDigest, priority: priority == .bulk && request.count != 1 ? .bulk
-                                 : (request.count == 1 ? .interactive : .grid),
-                             maxAttempts: settings.maxAttempts)
+            let new = NewJob(
+                key: address.hex, kind: request.jobKind, requestJSON: String(decoding: request.canonicalJSON, as: UTF8.self),
+                modelDigest: modelDigest,
+                priority: priority == .bulk && request.count != 1
+                    ? .bulk
+                    : (request.count == 1 ? .interactive : .grid),
+                maxAttempts: settings.maxAttempts)
             return JobStatus(try await store.enqueue(new).job)
         }
     }
@@ -75,8 +78,9 @@ final class PostgresJobs: JobBackend {
     func counts() async throws -> JobCounts {
         let rows = try await unavailableAsJobs { try await store.counts() }
         func total(_ state: JobState) -> Int { rows.filter { $0.state == state }.reduce(0) { $0 + $1.count } }
-        return JobCounts(queued: total(.queued), running: total(.running),
-                         detail: rows.map { ("\($0.priority)", $0.state.rawValue, $0.count) })
+        return JobCounts(
+            queued: total(.queued), running: total(.running),
+            detail: rows.map { ("\($0.priority)", $0.state.rawValue, $0.count) })
     }
 
     /// Workers are stopped by the service; queued rows stay queued for the others.
@@ -87,12 +91,13 @@ extension JobStatus {
     /// A job row as `GET /jobs/{id}` shows it (what it computes comes from its request).
     init(_ r: JobRecord) {
         let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(r.requestJSON.utf8))
-        self.init(id: r.id.uuidString.lowercased(), kind: r.kind, description: request?.summary ?? r.kind,
-                  priority: r.priority == .bulk ? "bulk" : (r.priority == .grid ? "grid" : "job"), state: r.state,
-                  step: r.step, steps: r.steps, loss: r.loss.map(Float.init), result: request?.resultPath ?? "",
-                  error: r.error, createdAt: r.createdAt.timeIntervalSince1970, startedAt: r.startedAt?.timeIntervalSince1970,
-                  finishedAt: r.finishedAt?.timeIntervalSince1970, queuePosition: nil,
-                  timedOut: r.error?.contains("jobs.timeout_seconds") ?? false,
-                  worker: r.leaseOwner, attempt: r.attempts > 0 ? r.attempts : nil)
+        self.init(
+            id: r.id.uuidString.lowercased(), kind: r.kind, description: request?.summary ?? r.kind,
+            priority: r.priority == .bulk ? "bulk" : (r.priority == .grid ? "grid" : "job"), state: r.state,
+            step: r.step, steps: r.steps, loss: r.loss.map(Float.init), result: request?.resultPath ?? "",
+            error: r.error, createdAt: r.createdAt.timeIntervalSince1970, startedAt: r.startedAt?.timeIntervalSince1970,
+            finishedAt: r.finishedAt?.timeIntervalSince1970, queuePosition: nil,
+            timedOut: r.error?.contains("jobs.timeout_seconds") ?? false,
+            worker: r.leaseOwner, attempt: r.attempts > 0 ? r.attempts : nil)
     }
 }

@@ -38,7 +38,8 @@ public struct ActivationsRequest: RenderRequest {
         if let channel {
             let channels = summary.outputShape.last ?? 0
             guard channel >= 0, channel < channels else {
-                throw RequestError.outOfRange("channel \(channel) out of range: '\(summary.name)' has \(channels) channels (0...\(channels - 1))")
+                throw RequestError.outOfRange(
+                    "channel \(channel) out of range: '\(summary.name)' has \(channels) channels (0...\(channels - 1))")
             }
         }
         return r
@@ -63,7 +64,8 @@ extension ModelSession {
             let body = ActivationsDocument(layer: layer.name, shape: shape, channels: try channelStatistics(one))
             return Rendered(body: try jsonDocument(body), format: .json, facts: facts)
         }
-        let picture = try r.channel.map { try activationChannel(one, channel: $0, colormap: r.colormap) }
+        let picture =
+            try r.channel.map { try activationChannel(one, channel: $0, colormap: r.colormap) }
             ?? activationGrid(one, cols: r.cols, colormap: r.colormap)
         return Rendered(body: try encodePNG(picture, fast: true), format: .png, facts: facts)
     }
@@ -97,8 +99,10 @@ public struct OverviewRequest: RenderRequest {
 extension ModelSession {
     /// Layers that compute something new: not padding, normalisation or dropout copies.
     public var overviewLayers: [LayerSummary] {
-        let skipped: Set<String> = ["InputLayer", "ZeroPadding2D", "BatchNormalization", "Dropout", "SpatialDropout2D",
-                                    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization"]
+        let skipped: Set<String> = [
+            "InputLayer", "ZeroPadding2D", "BatchNormalization", "Dropout", "SpatialDropout2D",
+            "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+        ]
         return keras.layers.filter { $0.isSpatial && $0.nodeId > 0 && !skipped.contains($0.className) }
     }
 
@@ -107,8 +111,9 @@ extension ModelSession {
         let layers = overviewLayers
         let (x, _) = try prepare(input, limits: limits)
         let trace = try network.forward(x.sample(0), stopAfter: layers.map(\.nodeId).max() ?? 0, keep: Set(layers.map(\.nodeId)))
-        let picture = try activationOverview(layers.compactMap { l in trace[l.nodeId].map { (l.name, $0) } },
-                                             channels: r.channels, colormap: r.colormap)
+        let picture = try activationOverview(
+            layers.compactMap { l in trace[l.nodeId].map { (l.name, $0) } },
+            channels: r.channels, colormap: r.colormap)
         return Rendered(body: try encodePNG(picture), format: .png, facts: [Fact("Layers", String(layers.count))])
     }
 }

@@ -26,7 +26,9 @@ extension ModelSession {
         let channels = try r.layer.map { try spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
         let passes = r.method.passes(layerChannels: channels)
         guard passes <= limits.maxHeatmapPasses else {
-            throw RequestError.tooCostly("\(r.method.rawValue) at '\(r.layer ?? "input")' costs \(passes) model passes; this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels or another method")
+            throw RequestError.tooCostly(
+                "\(r.method.rawValue) at '\(r.layer ?? "input")' costs \(passes) model passes; this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels or another method"
+            )
         }
         let (x, photo) = try prepare(input, limits: limits)
         // Pixel attributions read no layer (canonical: nil).
@@ -38,7 +40,8 @@ extension ModelSession {
             method: r.method)
         let map = cam.map
         // The CAM's forward pass already gave every score: rank those instead of a second pass.
-        let predictions = map.scores.count == classCount
+        let predictions =
+            map.scores.count == classCount
             ? rank(scoreNode == network.outputNode ? map.scores : softmax(map.scores), top: r.top)
             : try predict(x, top: r.top)
         let pipeline = try imagePipeline()
@@ -67,20 +70,23 @@ extension ModelSession {
         case .npy:
             return Rendered(body: Tensor(shape: [map.height, map.width], scalars: map.heatmap).npyData(), format: .npy, facts: facts)
         case .json:
-            let body = HeatmapDocument(class: map.classIndex, label: result.label, score: map.score, probability: result.probability,
-                                       layer: result.layer, method: r.method.rawValue, height: map.height, width: map.width,
-                                       heatmap: map.heatmap, top: result.predictions)
+            let body = HeatmapDocument(
+                class: map.classIndex, label: result.label, score: map.score, probability: result.probability,
+                layer: result.layer, method: r.method.rawValue, height: map.height, width: map.width,
+                heatmap: map.heatmap, top: result.predictions)
             return Rendered(body: try jsonDocument(body), format: .json, facts: facts)
         case .png:
             let picture: Image
             switch r.show {
             case .heatmap:
                 let size = result.photo.map { ($0.width, $0.height) } ?? result.inputSize
-                picture = try camHeatmapImage(map, width: size.0, height: size.1, colormap: r.colormap,
-                                              displayPercentile: r.displayPercentile)
+                picture = try camHeatmapImage(
+                    map, width: size.0, height: size.1, colormap: r.colormap,
+                    displayPercentile: r.displayPercentile)
             case .overlay:
                 guard let photo = result.photo else {
-                    throw RequestError.unsupported("an overlay needs a photo; a preprocessed input can show the heatmap alone (show=heatmap)")
+                    throw RequestError.unsupported(
+                        "an overlay needs a photo; a preprocessed input can show the heatmap alone (show=heatmap)")
                 }
                 let base = try fitted(photo, maxPixels: limits.maxOverlayPixels)
                 if base.width != photo.width { facts.append(Fact("Overlay-Size", "\(base.width)x\(base.height)")) }
@@ -98,7 +104,8 @@ func fitted(_ photo: Image, maxPixels: Int) throws -> Image {
     let pixels = photo.width * photo.height
     guard pixels > maxPixels, maxPixels > 0 else { return photo }
     let scale = (Double(maxPixels) / Double(pixels)).squareRoot()
-    let w = max(1, Int(Double(photo.width) * scale)), h = max(1, Int(Double(photo.height) * scale))
+    let w = max(1, Int(Double(photo.width) * scale))
+    let h = max(1, Int(Double(photo.height) * scale))
     return try photo.resized(width: w, height: h, filter: .bilinear)
 }
 

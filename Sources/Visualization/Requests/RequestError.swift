@@ -34,13 +34,15 @@ public enum RequestError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Checks `value` against `range` before any arithmetic uses it.
     static func check(_ name: String, _ value: Int, in range: ClosedRange<Int>) throws {
         guard range.contains(value) else {
-            throw RequestError.badParameter(name: name, value: "\(value)", allowed: "give an integer in \(range.lowerBound)...\(range.upperBound)")
+            throw RequestError.badParameter(
+                name: name, value: "\(value)", allowed: "give an integer in \(range.lowerBound)...\(range.upperBound)")
         }
     }
 
     static func check(_ name: String, _ value: Float, in range: ClosedRange<Float>) throws {
         guard value.isFinite, range.contains(value) else {
-            throw RequestError.badParameter(name: name, value: "\(value)", allowed: "give a number in \(range.lowerBound)...\(range.upperBound)")
+            throw RequestError.badParameter(
+                name: name, value: "\(value)", allowed: "give a number in \(range.lowerBound)...\(range.upperBound)")
         }
     }
 }
