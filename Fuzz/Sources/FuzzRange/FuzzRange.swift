@@ -17,7 +17,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     }
     var parameters: [String: String] = [:]
     for pair in text.split(separator: "&") {
-        let kv = pair.split(separator: "=", maxSplits: 1)
+        let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
         let key = String(kv[0])
         if parameters[key] == nil { parameters[key] = kv.count > 1 ? String(kv[1]) : "" }
     }
