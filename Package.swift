@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "Imaging", targets: ["Imaging"]),
         .library(name: "Visualization", targets: ["Visualization"]),
         .library(name: "JobStore", targets: ["JobStore"]),
+        // For the fuzz targets in Fuzz/ (a separate package); nothing else links it.
+        .library(name: "Server", targets: ["Server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -1,0 +1,26 @@
+import Foundation
+import Testing
+import Engine
+
+/// Replays Tests/Fixtures/fuzz/npy/ (see scripts/fuzz) through `Tensor.decodeNPY` as the
+/// `npy` fuzz target does: a tensor that round-trips, or an `NPYError`. A crash fails the run.
+@Suite struct NPYFuzzRegressionTests {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/fuzz/npy")
+    static var inputs: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
+    }
+
+    @Test func thereAreInputs() { #expect(Self.inputs.count >= 3) }
+
+    @Test(arguments: inputs)
+    func replay(_ name: String) throws {
+        let data = try Data(contentsOf: Self.dir.appendingPathComponent(name))
+        do {
+            let tensor = try Tensor.decodeNPY(data)
+            #expect(try Tensor.decodeNPY(tensor.npyData()).shape == tensor.shape)
+        } catch {
+            #expect(error is NPYError, "\(name): \(error)")
+        }
+    }
+}

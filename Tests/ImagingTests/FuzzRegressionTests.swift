@@ -1,0 +1,31 @@
+import Foundation
+import Testing
+import Imaging
+
+/// Replays Tests/Fixtures/fuzz/image/ (inputs the `image` fuzz target found or was seeded
+/// with; see scripts/fuzz) through what the fuzz target does: each decodes within the
+/// pixel limit or throws an `ImagingError`. A crash fails the run.
+@Suite struct ImageFuzzRegressionTests {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/fuzz/image")
+    static var inputs: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
+    }
+
+    @Test func thereAreInputs() { #expect(Self.inputs.count >= 5) }
+
+    @Test(arguments: inputs)
+    func replay(_ name: String) throws {
+        let data = try Data(contentsOf: Self.dir.appendingPathComponent(name))
+        for options in [DecodeOptions(maxPixels: 1 << 16), .kerasLike(maxPixels: 1 << 16),
+                        DecodeOptions(maxPixels: 1 << 16, layout: .rgba, applyEXIFOrientation: true)] {
+            do {
+                let (image, info) = try decodeImageWithInfo(data, options: options)
+                #expect(image.width * image.height <= 1 << 16)
+                #expect(info.storedWidth * info.storedHeight <= 1 << 16)
+            } catch {
+                #expect(error is ImagingError, "\(name): \(error)")
+            }
+        }
+    }
+}
