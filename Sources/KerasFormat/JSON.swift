@@ -13,7 +13,12 @@ enum JSON: Equatable, Sendable {
         do {
             return try JSONDecoder().decode(JSON.self, from: data)
         } catch {
-            // Python's json writes NaN / Infinity, which only JSON5 accepts.
+            // Python's json writes NaN / Infinity, which only JSON5 accepts. Foundation's JSON5
+            // reader traps on invalid UTF-8 instead of throwing (found by the keras-config fuzz
+            // target), so only valid UTF-8 gets the second try.
+            guard String(validating: data, as: UTF8.self) != nil else {
+                throw KerasFormatError.invalidFile("\(what) is not valid JSON: it is not UTF-8 text")
+            }
             let lenient = JSONDecoder()
             lenient.allowsJSON5 = true
             if let value = try? lenient.decode(JSON.self, from: data) { return value }

@@ -175,6 +175,34 @@ private func stopAll(_ ps: [ServerProcess]) { for p in ps where p.process.isRunn
         #expect(fromA.status == 200 && fromA.data == fromB.data)
     }
 
+    @Test func aWorkerStoppedBySIGTERMHandsItsJobBackAndExitsCleanly() async throws {
+        let url = try freshDatabase("release")
+        let (a, baseA) = try await replica(url, workers: 0)
+        let w1 = try await worker(url)  // grace 1 s (clusterEnvironment)
+        defer { stopAll([a, w1]) }
+        let job = try await request(baseA + "/filters/stem_activation/7?steps=1000&wait=0")
+        let location = try #require(job.header("Location"))
+        for _ in 0..<300 where ((try await request(baseA + location).json["step"] as? Int) ?? 0) < 2 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        kill(w1.process.processIdentifier, SIGTERM)
+        #expect(try await w1.waitForExit(timeout: 60) == 0, "\(w1.output.suffix(2000))")
+        #expect(w1.output.contains("released"), "the unfinished job was handed back:\n\(w1.output.suffix(1000))")
+        let back = try await request(baseA + location).json
+        #expect(back["state"] as? String == "queued", "\(back)")
+        #expect(back["worker"] == nil || back["worker"] is NSNull)
+        // Another worker takes it; the release did not count as a lost attempt.
+        let w2 = try await worker(url)
+        defer { stopAll([w2]) }
+        for _ in 0..<300 where (try await request(baseA + location).json["state"] as? String) != "running" {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let again = try await request(baseA + location).json
+        #expect(again["attempt"] as? Int == 1, "\(again)")
+        #expect((again["worker"] as? String)?.contains(":\(w2.process.processIdentifier):") == true)
+        _ = try await request(baseA + location, method: "DELETE")
+    }
+
     @Test func aDatabaseRestartLosesNothingAndPicturesKeepWorking() async throws {
         let cluster = try PostgresCluster()
         _ = try cluster.psql("SELECT 1")

@@ -1,6 +1,6 @@
+import Engine
 import Foundation
 import Testing
-import Engine
 
 /// Replays Tests/Fixtures/fuzz/npy/ (see scripts/fuzz) through `Tensor.decodeNPY` as the
 /// `npy` fuzz target does: a tensor that round-trips, or an `NPYError`. A crash fails the run.

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import Imaging
+import Testing
 
 /// Replays Tests/Fixtures/fuzz/image/ (inputs the `image` fuzz target found or was seeded
 /// with; see scripts/fuzz) through what the fuzz target does: each decodes within the
@@ -17,8 +17,10 @@ import Imaging
     @Test(arguments: inputs)
     func replay(_ name: String) throws {
         let data = try Data(contentsOf: Self.dir.appendingPathComponent(name))
-        for options in [DecodeOptions(maxPixels: 1 << 16), .kerasLike(maxPixels: 1 << 16),
-                        DecodeOptions(maxPixels: 1 << 16, layout: .rgba, applyEXIFOrientation: true)] {
+        for options in [
+            DecodeOptions(maxPixels: 1 << 16), .kerasLike(maxPixels: 1 << 16),
+            DecodeOptions(maxPixels: 1 << 16, layout: .rgba, applyEXIFOrientation: true),
+        ] {
             do {
                 let (image, info) = try decodeImageWithInfo(data, options: options)
                 #expect(image.width * image.height <= 1 << 16)

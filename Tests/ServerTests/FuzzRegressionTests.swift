@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Visualization
+
 @testable import Server
 
 /// Replays Tests/Fixtures/fuzz/multipart/ and Tests/Fixtures/fuzz/range/ (see scripts/fuzz)
