@@ -132,6 +132,13 @@ extension PostgresJobStore {
         return report
     }
 
+    /// Jobs waiting to be claimed: one count over the claim index, cheap enough to ask before
+    /// every enqueue (where `counts` would scan every finished row too).
+    public func queuedCount() async throws -> Int {
+        let rows = try await rows("queued count", "SELECT count(*) FROM jobs WHERE state = 'queued'")
+        return try rows.first?.decode(Int.self) ?? 0
+    }
+
     /// Jobs per state and priority (all of them, finished ones included), for metrics.
     public func counts() async throws -> [JobCount] {
         try await rows("counts", "SELECT state, priority, count(*) FROM jobs GROUP BY state, priority ORDER BY 1, 2")

@@ -138,3 +138,16 @@ extension JobStoreTests {
         }
     }
 }
+
+extension JobStoreTests {
+    @Test func queuedCountCountsOnlyWhatWaits() async throws {
+        let database = try TestDatabase.fresh()
+        try await withStore(on: database) { store in
+            for key in ["q1", "q2", "q3"] { _ = try await store.enqueue(newJob(key)) }
+            #expect(try await store.queuedCount() == 3)
+            _ = try #require(try await store.claim(modelDigests: nil, owner: "w:1", lease: .seconds(30)))
+            #expect(try await store.queuedCount() == 2)
+            #expect(try await store.counts().filter { $0.state == .queued }.reduce(0) { $0 + $1.count } == 2)
+        }
+    }
+}

@@ -20,7 +20,7 @@ final class PostgresJobs: JobBackend {
 
     func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus {
         try await unavailableAsJobs {
-            let queued = try await store.counts().filter { $0.state == .queued }.reduce(0) { $0 + $1.count }
+            let queued = try await store.queuedCount()
             if queued >= settings.maxQueuedJobs, try await store.status(key: address.hex) == nil {
                 throw JobQueue.Full(queued: queued)
             }
