@@ -84,8 +84,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "EngineTests", dependencies: ["Engine"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         // Scratch files the test processes remove when they exit.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CLITests", dependencies: ["convlens", "TestSupport"]),
@@ -105,10 +105,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "VisualizationTests", dependencies: ["Visualization", "Engine", "Imaging", "KerasFormat"]),
+        .testTarget(name: "VisualizationTests", dependencies: ["Visualization", "Engine", "Imaging", "KerasFormat", "TestSupport"]),
         .testTarget(
             name: "KerasFormatTests",
-            dependencies: ["KerasFormat", "Engine"]
+            dependencies: ["KerasFormat", "Engine", "TestSupport"]
         ),
     ]
 )

@@ -1,15 +1,13 @@
 import Engine
 import Foundation
+import TestSupport
 import Testing
 
 /// Replays Tests/Fixtures/fuzz/npy/ (see scripts/fuzz) through `Tensor.decodeNPY` as the
 /// `npy` fuzz target does: a tensor that round-trips, or an `NPYError`. A crash fails the run.
 @Suite struct NPYFuzzRegressionTests {
-    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/fuzz/npy")
-    static var inputs: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
-    }
+    static let dir = FuzzInputs.directory("npy")
+    static var inputs: [String] { FuzzInputs.names("npy") }
 
     @Test func thereAreInputs() { #expect(Self.inputs.count >= 3) }
 

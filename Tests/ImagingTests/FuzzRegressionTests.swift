@@ -1,16 +1,14 @@
 import Foundation
 import Imaging
+import TestSupport
 import Testing
 
 /// Replays Tests/Fixtures/fuzz/image/ (inputs the `image` fuzz target found or was seeded
 /// with; see scripts/fuzz) through what the fuzz target does: each decodes within the
 /// pixel limit or throws an `ImagingError`. A crash fails the run.
 @Suite struct ImageFuzzRegressionTests {
-    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/fuzz/image")
-    static var inputs: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
-    }
+    static let dir = FuzzInputs.directory("image")
+    static var inputs: [String] { FuzzInputs.names("image") }
 
     @Test func thereAreInputs() { #expect(Self.inputs.count >= 5) }
 

@@ -1,20 +1,17 @@
 import Foundation
 import KerasFormat
+import TestSupport
 import Testing
 
 /// Replays Tests/Fixtures/fuzz/keras-config/ (see scripts/fuzz) through the model-config
 /// parser as the `keras-config` fuzz target does: a model spec, or a `KerasFormatError`.
 /// A crash fails the run.
 @Suite struct KerasConfigFuzzRegressionTests {
-    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/fuzz/keras-config")
+    static let dir = FuzzInputs.directory("keras-config")
     /// Includes crash-json5-invalid-utf8.json, which the fuzzer found: `{"a":1,` 0xFF ` "b": true}`
     /// made Foundation's JSON5 reader trap (`JSON.parse` retried a refused document with
     /// `allowsJSON5`); it is now refused as not UTF-8.
-    static var inputs: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [])
-            .filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
-    }
+    static var inputs: [String] { FuzzInputs.names("keras-config") }
 
     @Test func thereAreInputs() {
         #expect(Self.inputs.count >= 3)

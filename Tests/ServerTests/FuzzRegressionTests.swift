@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import Visualization
 
@@ -11,12 +12,7 @@ import Visualization
 /// and the same text as a query string, whose typed parsing gives requests or
 /// `RequestError`s. A crash fails the run.
 @Suite struct ServerFuzzRegressionTests {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/fuzz")
-    static func inputs(_ target: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: fixtures.appendingPathComponent(target).path)) ?? [])
-            .filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
-    }
+    static func inputs(_ target: String) -> [String] { FuzzInputs.names(target) }
 
     @Test func thereAreInputs() {
         #expect(Self.inputs("multipart").count >= 3)
@@ -25,7 +21,7 @@ import Visualization
 
     @Test(arguments: inputs("multipart"))
     func multipart(_ name: String) throws {
-        let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("multipart/\(name)"))
+        let data = try Data(contentsOf: FuzzInputs.directory("multipart").appendingPathComponent(name))
         let newline = data.firstIndex(of: 0x0A) ?? data.endIndex
         let header = String(decoding: data[data.startIndex..<newline], as: UTF8.self)
         let body = newline < data.endIndex ? Data(data[(newline + 1)...]) : Data()
@@ -41,7 +37,7 @@ import Visualization
 
     @Test(arguments: inputs("range"))
     func range(_ name: String) throws {
-        let bytes = [UInt8](try Data(contentsOf: Self.fixtures.appendingPathComponent("range/\(name)")))
+        let bytes = [UInt8](try Data(contentsOf: FuzzInputs.directory("range").appendingPathComponent(name)))
         let size = bytes.count >= 2 ? Int(bytes[0]) | Int(bytes[1]) << 8 : 0
         let text = String(decoding: bytes.dropFirst(2), as: UTF8.self)
         if case .range(let r) = ServerFuzzing.byteRange(text, size: size) {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import Visualization
 
@@ -7,11 +8,8 @@ import Visualization
 /// anything else is a `DecodingError` (or a `RequestError` from a filter's check).
 /// A crash fails the run.
 @Suite struct RequestFuzzRegressionTests {
-    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/fuzz/requests")
-    static var inputs: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { !$0.hasPrefix(".") && $0 != "README.md" }.sorted()
-    }
+    static let dir = FuzzInputs.directory("requests")
+    static var inputs: [String] { FuzzInputs.names("requests") }
 
     @Test func thereAreInputs() { #expect(Self.inputs.count >= 3) }
 
