@@ -46,6 +46,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
         libhdf5-dev \
         libjpeg62-turbo-dev \
         libpng-dev \
+        libdeflate-dev \
         libssl-dev \
         pkg-config \
     && rm -rf /var/lib/apt/lists/*
@@ -86,6 +87,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
         libhdf5-103-1 \
         libjpeg62-turbo \
         libpng16-16 \
+        libdeflate0 \
         libssl3 \
         libstdc++6 \
         zlib1g \

@@ -40,10 +40,11 @@ let package = Package(
             name: "Engine",
             dependencies: ["CDNNL"]
         ),
-        // libjpeg-turbo and libpng behind C shims that turn longjmp errors into return codes.
+        // libjpeg-turbo and libpng behind C shims that turn longjmp errors into return codes;
+        // PNG is written with libdeflate.
         .target(
             name: "CImageCodecs",
-            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("deflate")]
         ),
         .target(name: "Imaging", dependencies: ["CImageCodecs"]),
         .target(name: "Visualization", dependencies: ["Engine", "Imaging", "KerasFormat", "COpenSSL"]),

@@ -321,9 +321,10 @@ extension Image {
     }
 }
 
-/// Encodes an 8-bit grey, RGB or RGBA image as PNG (libpng simplified API).
-/// `fast`: libpng's PNG_IMAGE_FLAG_FAST, several times faster on large noisy
-/// images (12 MP: 1.7 s instead of 7.2 s here) for somewhat larger files.
+/// Encodes an 8-bit grey, grey+alpha, RGB or RGBA image as PNG (rows filtered, deflated
+/// by libdeflate). `fast`: the Up filter and the fastest deflate level, for pictures made
+/// per request (overlays, activation grids); otherwise each row gets the filter that
+/// suits it and a stronger level, for results that are cached and served many times.
 public func encodePNG(_ image: Image, fast: Bool = false) throws -> Data {
     var out: UnsafeMutablePointer<UInt8>? = nil
     var size = 0

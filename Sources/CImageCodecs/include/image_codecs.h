@@ -41,8 +41,9 @@ void cl_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_de
    conversion); palette images are expanded; tRNS becomes an alpha channel. */
 void cl_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out);
 
-/* Encode 8-bit grey (1), grey+alpha (2), RGB (3) or RGBA (4) pixels as PNG.
-   fast != 0 sets PNG_IMAGE_FLAG_FAST (faster, larger files).
+/* Encode 8-bit grey (1), grey+alpha (2), RGB (3) or RGBA (4) pixels as PNG (libdeflate).
+   fast != 0: the Up filter and deflate level 1 (for answers computed per request);
+   otherwise a filter chosen per row and level 6 (for results that are cached).
    On success *out_data is malloc'ed (free with cl_codec_free) and CL_OK returned. */
 int cl_png_encode(const uint8_t *pixels, uint32_t width, uint32_t height, int channels, int fast,
                   uint8_t **out_data, size_t *out_size, char *message, size_t message_size);
