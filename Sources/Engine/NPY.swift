@@ -51,29 +51,40 @@ extension Tensor {
         let shapeText = try field("shape", in: header)
         guard fortran == "False" else { throw NPYError.unsupported("Fortran order") }
         let shape = try parseShape(shapeText)
-        let count = shape.reduce(1, *)
         let body = headerStart + headerLength
         let available = bytes.count - body
-
         let dtype = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\""))
-        var scalars = [Float](repeating: 0, count: count)
+        let elementSize: Int
         switch dtype {
-        case "<f4", "|f4", "=f4":
-            guard available >= count * 4 else { throw NPYError.truncated(expected: count * 4, got: available) }
+        case "<f4", "|f4", "=f4": elementSize = 4
+        case "<f8", "=f8": elementSize = 8
+        default: throw NPYError.unsupported("dtype \(dtype) (float32 or float64 little-endian expected)")
+        }
+        // The header's shape is checked against the bytes that follow before anything is
+        // allocated: a few bytes of header must not claim gigabytes (or overflow Int).
+        var count = 1
+        for d in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw NPYError.unsupported("shape \(shape) has too many elements") }
+            count = product
+        }
+        let (byteCount, overflow) = count.multipliedReportingOverflow(by: elementSize)
+        guard !overflow else { throw NPYError.unsupported("shape \(shape) has too many elements") }
+        guard available >= byteCount else { throw NPYError.truncated(expected: byteCount, got: available) }
+
+        var scalars = [Float](repeating: 0, count: count)
+        if elementSize == 4 {
             scalars.withUnsafeMutableBytes { dst in
                 bytes.withUnsafeBytes { src in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[body..<(body + count * 4)]))
+                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[body..<(body + byteCount)]))
                 }
             }
-        case "<f8", "=f8":
-            guard available >= count * 8 else { throw NPYError.truncated(expected: count * 8, got: available) }
+        } else {
             bytes.withUnsafeBytes { src in
                 for i in 0..<count {
                     scalars[i] = Float(src.loadUnaligned(fromByteOffset: body + i * 8, as: Double.self))
                 }
             }
-        default:
-            throw NPYError.unsupported("dtype \(dtype) (float32 or float64 little-endian expected)")
         }
         return Tensor(shape: shape, scalars: scalars)
     }
