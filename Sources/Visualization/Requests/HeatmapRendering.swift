@@ -8,7 +8,7 @@ public struct HeatmapResult: Sendable {
     /// The layer the map is at, or `input` for pixel attributions.
     public var layer: String
     public var label: String?
-    /// `logit`, `probability` or `output` (a model without a softmax head).
+    /// `logit`, `probability` or `output` (a model without a softmax or sigmoid head).
     public var scoreKind: String
     /// The top predictions, ranked from the CAM's own forward pass where it has them.
     public var predictions: [Prediction]
@@ -33,7 +33,7 @@ extension ModelSession {
         let (x, photo) = try prepare(input, limits: limits)
         // Pixel attributions read no layer (canonical: nil).
         let layer = try r.layer.map { try spatialLayer(named: $0) }
-        let scoreNode = scoreNode(postSoftmax: r.postSoftmax)
+        let scoreNode = scoreNode(postActivation: r.postActivation)
         let classIndex = r.classChoice.flatMap(Int.init)
         let cam = try network.classActivationMap(
             x, CAMRequest(layerNode: layer?.nodeId ?? defaultCAMLayer?.nodeId ?? 0, scoreNode: scoreNode, classIndex: classIndex),
@@ -42,12 +42,12 @@ extension ModelSession {
         // The CAM's forward pass already gave every score: rank those instead of a second pass.
         let predictions =
             map.scores.count == classCount
-            ? rank(scoreNode == network.outputNode ? map.scores : softmax(map.scores), top: r.top)
+            ? rank(outputs(fromScores: map.scores, at: scoreNode), top: r.top)
             : try predict(x, top: r.top)
         let pipeline = try imagePipeline()
         return HeatmapResult(
             cam: cam, layer: cam.resolution == .layer ? layer?.name ?? "input" : "input", label: label(of: map.classIndex),
-            scoreKind: r.postSoftmax ? "probability" : (keras.logitsNode != nil ? "logit" : "output"),
+            scoreKind: scoreKind(postActivation: r.postActivation),
             predictions: predictions, probability: predictions.first { $0.classIndex == map.classIndex }?.score,
             photo: photo, inputSize: (pipeline.width, pipeline.height))
     }

@@ -15,8 +15,10 @@ public struct HeatmapRequest: RenderRequest {
     /// The layer whose feature map is weighted; nil: `ModelSession.defaultCAMLayer`.
     /// Canonical: the layer's name, or nil for methods that attribute to pixels.
     public var layer: String?
-    /// Score the softmax probability instead of the logit (the book's choice).
-    public var postSoftmax = false
+    /// Score the probability — the output of a softmax or sigmoid head — instead of the
+    /// logit before it (the book's choice). Models without such a head score their output
+    /// either way, so canonically false for them: one picture, one address.
+    public var postActivation = false
     public var alpha: Float = 0.4
     public var colormap: Colormap = .jet
     public var show: HeatmapView = .overlay
@@ -32,7 +34,7 @@ public struct HeatmapRequest: RenderRequest {
     public static let percentileRange: ClosedRange<Float> = 0.001...100
 
     enum CodingKeys: String, CodingKey {
-        case method, classChoice = "class", layer, postSoftmax = "post_softmax", alpha, colormap, show
+        case method, classChoice = "class", layer, postActivation = "post_activation", alpha, colormap, show
         case displayPercentile = "display_percentile", top, format
     }
 
@@ -52,6 +54,7 @@ public struct HeatmapRequest: RenderRequest {
             r.displayPercentile = displayPercentile ?? 99
         }
         r.classChoice = try classChoice.map { String(try session.resolveClass($0)) }
+        if session.keras.head == nil { r.postActivation = false }
         return r
     }
 }
