@@ -91,6 +91,8 @@ extension Query {
         r.classChoice = string("class")
         r.layer = string("layer")
         r.postActivation = try postActivation(default: r.postActivation)
+        r.eigenSmooth = try bool("eigen_smooth", default: r.eigenSmooth)
+        r.augSmooth = try bool("aug_smooth", default: r.augSmooth)
         r.alpha = try float("alpha", default: r.alpha, range: HeatmapRequest.alphaRange)
         r.colormap = try choice("colormap", default: r.colormap)
         r.show = try choice("show", default: r.show)

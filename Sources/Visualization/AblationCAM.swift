@@ -11,7 +11,9 @@ extension Network {
     /// Gradient-free. The ablated feature maps run `batchSize` at a time from the layer
     /// on (`forward(resumingAt:)`): what lies below it is computed once. A channel that
     /// is zero everywhere already changes nothing and is not run (weight 0).
-    public func ablationCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16) throws -> ClassActivationMap {
+    public func ablationCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16, eigenSmooth: Bool = false) throws
+        -> ClassActivationMap
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Ablation-CAM takes one image, got a batch of \(input.batch)") }
         guard batchSize >= 1 else { throw VisualizationError.invalid("batch size must be at least 1") }
         let layer = request.layerNode
@@ -42,7 +44,7 @@ extension Network {
             let per = s.sampleCount
             for (n, ch) in chunk.enumerated() { weights[ch] = (score - s.scalars[n * per + k]) * scale }
         }
-        let map = weightedChannelMap(a, weights: weights, positions: positions)
+        let map = weightedChannelMap(a, weights: weights, positions: positions, eigenSmooth: eigenSmooth)
         return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: score, scores: scores.scalars)
     }
 }

@@ -1,3 +1,4 @@
+import Engine
 import Imaging
 
 /// Pictures of a class-activation map.
@@ -76,7 +77,13 @@ extension CAMMethod {
     /// is 1; Score-CAM runs one forward pass per channel of the layer, Ablation-CAM one
     /// per channel from the layer on (counted as whole passes, an upper bound: what lies
     /// below the layer is not run again).
+    /// `aug_smooth` runs the method once per augmentation (six).
     public func passes(options: CAMOptions = CAMOptions(), layerChannels: Int) -> Int {
+        let runs = options.augSmooth && resolution == .layer ? Network.smoothingAugmentations.count : 1
+        return runs * passesOfOneRun(options: options, layerChannels: layerChannels)
+    }
+
+    private func passesOfOneRun(options: CAMOptions, layerChannels: Int) -> Int {
         switch self {
         case .gradcam, .gradcamPlusPlus, .xgradcam, .layercam, .hirescam, .gradcamElementwise, .eigencam, .saliency,
             .guidedBackprop:

@@ -40,10 +40,17 @@ public struct CAMOptions: Sendable {
     public var integratedGradientsSteps: Int
     /// Integrated Gradients: the baseline x′, shaped like the input; nil = all zeros.
     public var baseline: Tensor?
+    /// CAMs at the layer's resolution: the map is the first principal component of the
+    /// method's weighted activations instead of their sum over channels (pytorch-grad-cam's
+    /// `eigen_smooth`; see `principalComponentMap`). No effect on Eigen-CAM, which is that.
+    public var eigenSmooth: Bool
+    /// CAMs at the layer's resolution: test-time augmentation (`augmentationSmoothed`).
+    public var augSmooth: Bool
 
     public init(
         batchSize: Int = 16, gradientBatchSize: Int = 4, smoothGradSamples: Int = 25, smoothGradNoiseLevel: Float = 0.15,
-        seed: UInt64 = 0, integratedGradientsSteps: Int = 32, baseline: Tensor? = nil
+        seed: UInt64 = 0, integratedGradientsSteps: Int = 32, baseline: Tensor? = nil, eigenSmooth: Bool = false,
+        augSmooth: Bool = false
     ) {
         self.batchSize = batchSize
         self.gradientBatchSize = gradientBatchSize
@@ -52,6 +59,8 @@ public struct CAMOptions: Sendable {
         self.seed = seed
         self.integratedGradientsSteps = integratedGradientsSteps
         self.baseline = baseline
+        self.eigenSmooth = eigenSmooth
+        self.augSmooth = augSmooth
     }
 }
 
@@ -109,15 +118,24 @@ extension Network {
         guard options.batchSize >= 1, options.gradientBatchSize >= 1 else {
             throw VisualizationError.invalid("batch sizes must be at least 1")
         }
+        if options.augSmooth, method.resolution == .layer {
+            return try augmentationSmoothed(input, request, method: method, options: options)
+        }
+        let smooth = options.eigenSmooth
         switch method {
         case .gradcam, .gradcamPlusPlus, .xgradcam:
-            return CAMResult(method: method, map: try gradCAMComputation(input, request, method: method), resolution: .layer)
+            return CAMResult(
+                method: method, map: try gradCAMComputation(input, request, method: method, eigenSmooth: smooth), resolution: .layer)
         case .scorecam:
-            return CAMResult(method: method, map: try scoreCAM(input, request, batchSize: options.batchSize), resolution: .layer)
+            return CAMResult(
+                method: method, map: try scoreCAM(input, request, batchSize: options.batchSize, eigenSmooth: smooth), resolution: .layer)
         case .ablationcam:
-            return CAMResult(method: method, map: try ablationCAM(input, request, batchSize: options.batchSize), resolution: .layer)
+            return CAMResult(
+                method: method, map: try ablationCAM(input, request, batchSize: options.batchSize, eigenSmooth: smooth),
+                resolution: .layer)
         case .layercam, .hirescam, .gradcamElementwise:
-            return CAMResult(method: method, map: try elementwiseCAM(input, request, method: method), resolution: .layer)
+            return CAMResult(
+                method: method, map: try elementwiseCAM(input, request, method: method, eigenSmooth: smooth), resolution: .layer)
         case .eigencam:
             return CAMResult(method: method, map: try eigenCAM(input, request), resolution: .layer)
         case .saliency:
@@ -187,9 +205,13 @@ func chunks<T>(_ items: [T], of size: Int) -> [ArraySlice<T>] {
 }
 
 /// ReLU(Σ_c w_c A_c) per position of an h × w × c feature map, divided by its maximum:
-/// the map of every method that weights whole channels.
-func weightedChannelMap(_ a: [Float], weights: [Float], positions: Int) -> [Float] {
+/// the map of every method that weights whole channels; with `eigenSmooth`, the first
+/// principal component of w_c A_c instead of the sum.
+func weightedChannelMap(_ a: [Float], weights: [Float], positions: Int, eigenSmooth: Bool = false) -> [Float] {
     let c = weights.count
+    if eigenSmooth {
+        return principalComponentMap(a.indices.map { a[$0] * weights[$0 % c] }, positions: positions, channels: c)
+    }
     var map = [Float](repeating: 0, count: positions)
     for p in 0..<positions {
         var sum: Float = 0

@@ -7,8 +7,11 @@ extension Network {
     /// - HiResCAM (Draelos & Carin 2020): map = ReLU(Σ_c g_c ⊙ A_c) — negative evidence
     ///   at a position cancels positive evidence there;
     /// - Grad-CAM element-wise (pytorch-grad-cam 1.5): map = Σ_c ReLU(g_c ⊙ A_c) — it does not;
-    /// each divided by its maximum.
-    func elementwiseCAM(_ input: Tensor, _ request: CAMRequest, method: CAMMethod) throws -> ClassActivationMap {
+    /// each divided by its maximum. With `eigenSmooth`, the first principal component of
+    /// the per-position terms replaces their sum (pytorch-grad-cam's `eigen_smooth`).
+    func elementwiseCAM(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, eigenSmooth: Bool = false) throws
+        -> ClassActivationMap
+    {
         let term: (_ g: Float, _ a: Float) -> Float
         switch method {
         case .layercam: term = { g, a in max(g, 0) * a }
@@ -26,12 +29,16 @@ extension Network {
         let a = activation.scalars
         let g = grads.scalars
         var map = [Float](repeating: 0, count: h * w)
-        for p in 0..<(h * w) {
-            var s: Float = 0
-            for ch in 0..<c { s += term(g[p * c + ch], a[p * c + ch]) }
-            map[p] = max(s, 0)
+        if eigenSmooth {
+            map = principalComponentMap(a.indices.map { term(g[$0], a[$0]) }, positions: h * w, channels: c)
+        } else {
+            for p in 0..<(h * w) {
+                var s: Float = 0
+                for ch in 0..<c { s += term(g[p * c + ch], a[p * c + ch]) }
+                map[p] = max(s, 0)
+            }
+            normalizeByMax(&map)
         }
-        normalizeByMax(&map)
         return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 

@@ -78,7 +78,9 @@ extension Network {
 
     /// Grad-CAM, Grad-CAM++ or XGrad-CAM (`method`) for one image (batch 1): the methods
     /// that weight each channel by one number made from its gradient.
-    func gradCAMComputation(_ input: Tensor, _ request: CAMRequest, method: CAMMethod) throws -> ClassActivationMap {
+    func gradCAMComputation(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, eigenSmooth: Bool = false) throws
+        -> ClassActivationMap
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Grad-CAM takes one image, got a batch of \(input.batch)") }
         let trace = try forward(input, stopAfter: request.scoreNode, keepAll: true)
         let scores = trace[request.scoreNode]!
@@ -127,6 +129,10 @@ extension Network {
             for ch in 0..<c { weights[ch] /= sumA[ch] + 1e-7 }
         default:
             break
+        }
+        if eigenSmooth {
+            let map = weightedChannelMap(a, weights: weights, positions: h * w, eigenSmooth: true)
+            return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
         }
         var map = [Float](repeating: 0, count: h * w)
         for p in 0..<(h * w) {

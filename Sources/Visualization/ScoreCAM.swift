@@ -18,7 +18,9 @@ extension Network {
     ///   `probabilityRule`);
     /// - map = ReLU(Σ_k w_k A_k) at the layer's resolution, divided by its max.
     /// The masked inputs run `batchSize` at a time.
-    public func scoreCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16) throws -> ClassActivationMap {
+    public func scoreCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16, eigenSmooth: Bool = false) throws
+        -> ClassActivationMap
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Score-CAM takes one image, got a batch of \(input.batch)") }
         guard batchSize >= 1 else { throw VisualizationError.invalid("batch size must be at least 1") }
         let (trace, scores, k) = try classScore(input, request, keep: [request.layerNode])
@@ -67,7 +69,7 @@ extension Network {
                 }
             }
         }
-        let map = weightedChannelMap(a, weights: weights, positions: h * w)
+        let map = weightedChannelMap(a, weights: weights, positions: h * w, eigenSmooth: eigenSmooth)
         return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 }

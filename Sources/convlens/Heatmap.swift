@@ -42,6 +42,16 @@ struct Heatmap: ParsableCommand {
         help: "Use the probability (after the softmax or sigmoid head) as the class score (the book).")
     var postActivation = false
 
+    @Flag(
+        name: .customLong("eigen-smooth"),
+        help: "CAMs: the first principal component of the weighted activations instead of their sum (pytorch-grad-cam's eigen_smooth).")
+    var eigenSmooth = false
+
+    @Flag(
+        name: .customLong("aug-smooth"),
+        help: "CAMs: average the maps of the input mirrored or not × brightness 0.9/1/1.1 (six runs; pytorch-grad-cam's aug_smooth).")
+    var augSmooth = false
+
     @Option(name: .long, help: "Heatmap weight in the overlay, 0...1 (the book: 0.4).")
     var alpha: Float = 0.4
 
@@ -71,6 +81,8 @@ struct Heatmap: ParsableCommand {
         request.classChoice = classChoice
         request.layer = layer
         request.postActivation = postActivation
+        request.eigenSmooth = eigenSmooth
+        request.augSmooth = augSmooth
         request.alpha = alpha
         request.colormap = colormap
         request.show = show

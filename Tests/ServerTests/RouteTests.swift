@@ -62,6 +62,29 @@ import Visualization
         }
     }
 
+    @Test func smoothedHeatmapsAreTheLibrarysMaps() async throws {
+        try await withServer { service, client in
+            let photo = try sample("chelsea.png")
+            let r = try await client.post("/heatmap?format=json&method=hirescam&eigen_smooth=true&aug_smooth=1", image: photo)
+            #expect(r.status == .ok, "\(r.text)")
+            let session = service.session
+            let input = try session.imagePipeline().prepare(photo).input
+            let layer = try #require(defaultCAMLayer(of: session.keras))
+            let want = try session.network.classActivationMap(
+                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postActivation: false)), method: .hirescam,
+                options: CAMOptions(eigenSmooth: true, augSmooth: true)
+            ).map
+            let plain = try session.network.classActivationMap(
+                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postActivation: false)), method: .hirescam
+            ).map
+            let got = try #require(try r.json()["heatmap"] as? [Double])
+            let worst = zip(got, want.heatmap).map { abs($0 - Double($1)) }.max() ?? 1
+            #expect(worst < 1e-6, "server map differs from the library's by \(worst)")
+            let change = zip(got, plain.heatmap).map { abs($0 - Double($1)) }.max() ?? 0
+            #expect(change > 1e-3, "the options changed the map")
+        }
+    }
+
     @Test func postActivationAndItsOlderNameSayWhichScore() async throws {
         try await withServer { _, client in
             let photo = try sample("chelsea.png")

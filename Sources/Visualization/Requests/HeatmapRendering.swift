@@ -24,7 +24,8 @@ extension ModelSession {
     public func heatmap(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> HeatmapResult {
         let r = try request.canonical(for: self)
         let channels = try r.layer.map { try spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
-        let passes = r.method.passes(layerChannels: channels)
+        let options = CAMOptions(eigenSmooth: r.eigenSmooth, augSmooth: r.augSmooth)
+        let passes = r.method.passes(options: options, layerChannels: channels)
         guard passes <= limits.maxHeatmapPasses else {
             throw RequestError.tooCostly(
                 "\(r.method.rawValue) at '\(r.layer ?? "input")' costs \(passes) model passes; this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels or another method"
@@ -37,7 +38,7 @@ extension ModelSession {
         let classIndex = r.classChoice.flatMap(Int.init)
         let cam = try network.classActivationMap(
             x, CAMRequest(layerNode: layer?.nodeId ?? defaultCAMLayer?.nodeId ?? 0, scoreNode: scoreNode, classIndex: classIndex),
-            method: r.method)
+            method: r.method, options: options)
         let map = cam.map
         // The CAM's forward pass already gave every score: rank those instead of a second pass.
         let predictions =
