@@ -296,8 +296,8 @@ function fillControls(model) {
   const firstConv = model.layers.find((l) => l.convolution);
   fillLayerSelect($('#activation-layer'), spatial, firstConv ? firstConv.name : undefined);
 
-  // Method, layer and colormap re-request at once; the slider waits until it rests.
-  for (const id of ['#cam-method', '#cam-layer', '#cam-colormap']) {
+  // Method, layer, colormap and smoothing re-request at once; the slider waits until it rests.
+  for (const id of ['#cam-method', '#cam-layer', '#cam-colormap', '#cam-eigen-smooth', '#cam-aug-smooth']) {
     $(id).addEventListener('change', () => loadHeatmap());
   }
   let alphaTimer = null;
@@ -482,6 +482,9 @@ function heatmapParams() {
     layer: $('#cam-layer').value,
   };
   if (state.heatmapClass !== null) params.class = String(state.heatmapClass);
+  // Only when set: the server ignores them for pixel attributions anyway.
+  if ($('#cam-eigen-smooth').checked) params.eigen_smooth = 'true';
+  if ($('#cam-aug-smooth').checked) params.aug_smooth = 'true';
   return params;
 }
 

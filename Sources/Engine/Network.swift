@@ -75,6 +75,7 @@ public final class Network: Sendable {
     /// The outputs of one forward pass, by node id. Only kept nodes are present.
     public struct Trace: Sendable {
         public var outputs: [Int: Tensor]
+        public init(outputs: [Int: Tensor]) { self.outputs = outputs }
         public subscript(node: Int) -> Tensor? { outputs[node] }
     }
 

@@ -71,9 +71,13 @@ public struct KerasModel: Sendable {
     public let kerasVersion: String?
     /// Every Keras layer, in the model config's order (the InputLayer first when there is one).
     public let layers: [LayerSummary]
-    /// The node of the pre-softmax output when the model ends in a softmax (a
-    /// layer with `activation="softmax"`, or a final Activation / Softmax layer), else nil.
+    /// The node of the pre-activation output (the logits) when the model ends in a
+    /// softmax or a sigmoid (a layer with `activation="softmax"` / `"sigmoid"`, or a final
+    /// Activation / Softmax layer), else nil: a class score differentiated there does
+    /// not saturate as the probability does (`head` says which function follows).
     public let logitsNode: Int?
+    /// The function that turns `logitsNode`'s output into the model's output, when there is one.
+    public let head: ClassifierHead?
 
     /// The layer called `name`, or at the path `name` in the model tree (`vgg16/block5_conv3`).
     public func layer(named name: String) -> LayerSummary? {
@@ -263,13 +267,11 @@ public struct KerasModel: Sendable {
         let major = format == .kerasZip ? 3 : (version?.split(separator: ".").first.flatMap { Int($0) } ?? 2)
         let result = try GraphBuilder(spec: spec, weights: store, registry: registry, kerasMajorVersion: major).build()
         let network = result.network
-        var logits: Int?
-        if let act = network.nodes[network.outputNode].layer as? Activation, act.function == .softmax {
-            logits = network.nodes[network.outputNode].inputs.first
-        }
+        let output = network.nodes[network.outputNode]
+        let head = (output.layer as? Activation).flatMap { ClassifierHead($0.function) }
         return KerasModel(
             network: network, name: spec.name, format: format, kerasVersion: version,
-            layers: result.layers, logitsNode: logits)
+            layers: result.layers, logitsNode: head == nil ? nil : output.inputs.first, head: head)
     }
 
     // MARK: - summary text

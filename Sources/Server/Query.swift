@@ -55,8 +55,10 @@ struct Query {
         return v
     }
 
-    func bool(_ name: String, default value: Bool) throws -> Bool {
-        guard let text = string(name)?.lowercased() else { return value }
+    func bool(_ name: String, default value: Bool) throws -> Bool { try bool(name) ?? value }
+
+    func bool(_ name: String) throws -> Bool? {
+        guard let text = string(name)?.lowercased() else { return nil }
         switch text {
         case "1", "true", "yes", "on": return true
         case "0", "false", "no", "off": return false
@@ -88,7 +90,9 @@ extension Query {
         r.method = try choice("method", default: r.method)
         r.classChoice = string("class")
         r.layer = string("layer")
-        r.postSoftmax = try bool("post_softmax", default: r.postSoftmax)
+        r.postActivation = try postActivation(default: r.postActivation)
+        r.eigenSmooth = try bool("eigen_smooth", default: r.eigenSmooth)
+        r.augSmooth = try bool("aug_smooth", default: r.augSmooth)
         r.alpha = try float("alpha", default: r.alpha, range: HeatmapRequest.alphaRange)
         r.colormap = try choice("colormap", default: r.colormap)
         r.show = try choice("show", default: r.show)
@@ -96,6 +100,18 @@ extension Query {
         r.top = try int("top", default: r.top, range: HeatmapRequest.topRange)
         r.format = try choice("format", default: r.format)
         return r
+    }
+
+    /// `post_activation`, or its older name `post_softmax`; both given must agree.
+    func postActivation(default value: Bool) throws -> Bool {
+        let named = try bool("post_activation")
+        let alias = try bool("post_softmax")
+        if let named, let alias, named != alias {
+            throw RequestError.badParameter(
+                name: "post_softmax", value: string("post_softmax") ?? "",
+                allowed: "leave it out: it is the older name of post_activation, which says \(named)")
+        }
+        return named ?? alias ?? value
     }
 
     func activationsRequest() throws -> ActivationsRequest {

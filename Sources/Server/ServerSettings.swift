@@ -17,7 +17,7 @@ public struct ServerSettings: Sendable {
     /// Largest overlay drawn, in pixels: a larger photo is drawn scaled down to fit (the
     /// response says so in `X-Overlay-Size`), so a small upload cannot cost a huge picture.
     public var maxOverlayPixels = 4_194_304
-    /// Model passes one heatmap may cost (Grad-CAM 1; Score-CAM one per channel of its
+    /// Model passes one heatmap may cost (Grad-CAM 1; Score-CAM and Ablation-CAM one per channel of its
     /// layer: 1281 at the bundled model's default layer); dearer requests get 422 too_costly.
     public var maxHeatmapPasses = 2048
     /// Seconds a connection may idle before it is closed.

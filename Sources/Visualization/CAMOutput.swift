@@ -1,3 +1,4 @@
+import Engine
 import Imaging
 
 /// Pictures of a class-activation map.
@@ -65,18 +66,30 @@ extension CAMMethod {
     /// attributing to the input pixels (the saliency family).
     public var weightsALayer: Bool {
         switch self {
-        case .gradcam, .gradcamPlusPlus, .scorecam, .layercam, .eigencam, .guidedGradcam: return true
+        case .gradcam, .gradcamPlusPlus, .xgradcam, .scorecam, .ablationcam, .layercam, .hirescam, .gradcamElementwise,
+            .eigencam, .guidedGradcam:
+            return true
         case .saliency, .smoothgrad, .integratedGradients, .guidedBackprop: return false
         }
     }
 
     /// Model passes (forward, or forward + backward) one heatmap costs, roughly — Grad-CAM
-    /// is 1; Score-CAM runs one forward pass per channel of the layer.
+    /// is 1; Score-CAM runs one forward pass per channel of the layer, Ablation-CAM one
+    /// per channel from the layer on (counted as whole passes, an upper bound: what lies
+    /// below the layer is not run again).
+    /// `aug_smooth` runs the method once per augmentation (six).
     public func passes(options: CAMOptions = CAMOptions(), layerChannels: Int) -> Int {
+        let runs = options.augSmooth && resolution == .layer ? Network.smoothingAugmentations.count : 1
+        return runs * passesOfOneRun(options: options, layerChannels: layerChannels)
+    }
+
+    private func passesOfOneRun(options: CAMOptions, layerChannels: Int) -> Int {
         switch self {
-        case .gradcam, .gradcamPlusPlus, .layercam, .eigencam, .saliency, .guidedBackprop: return 1
+        case .gradcam, .gradcamPlusPlus, .xgradcam, .layercam, .hirescam, .gradcamElementwise, .eigencam, .saliency,
+            .guidedBackprop:
+            return 1
         case .guidedGradcam: return 2
-        case .scorecam: return layerChannels + 1
+        case .scorecam, .ablationcam: return layerChannels + 1
         case .smoothgrad: return options.smoothGradSamples
         case .integratedGradients: return options.integratedGradientsSteps + 1
         }

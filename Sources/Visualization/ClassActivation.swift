@@ -5,7 +5,8 @@ import Imaging
 /// The whole class-activation family behind one entry point,
 /// `Network.classActivationMap(_:_:method:options:)`.
 ///
-/// CAMs (Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, Eigen-CAM) give a map at the
+/// CAMs (Grad-CAM, Grad-CAM++, XGrad-CAM, Score-CAM, Ablation-CAM, Layer-CAM, HiResCAM,
+/// Grad-CAM element-wise, Eigen-CAM) give a map at the
 /// target layer's resolution; the gradient-saliency methods (vanilla saliency,
 /// SmoothGrad, Integrated Gradients, Guided Backprop, Guided Grad-CAM) give one at
 /// the input's resolution and keep the raw per-pixel tensor in `attribution`.
@@ -20,8 +21,9 @@ public enum MapResolution: String, Sendable, Equatable {
 
 /// Knobs of the methods that need more than a gradient. Defaults are the papers'.
 public struct CAMOptions: Sendable {
-    /// Masked images per forward pass for Score-CAM (bounds memory; the result does
-    /// not depend on it). Forward only, so intermediate outputs are freed as it goes.
+    /// Masked images per forward pass for Score-CAM, ablated feature maps per pass for
+    /// Ablation-CAM (bounds memory; the result does not depend on it). Forward only, so
+    /// intermediate outputs are freed as it goes.
     public var batchSize: Int
     /// Images per forward + backward pass for SmoothGrad copies and Integrated-Gradients
     /// steps. Back-propagation keeps every layer's output of the batch: on
@@ -38,10 +40,17 @@ public struct CAMOptions: Sendable {
     public var integratedGradientsSteps: Int
     /// Integrated Gradients: the baseline x′, shaped like the input; nil = all zeros.
     public var baseline: Tensor?
+    /// CAMs at the layer's resolution: the map is the first principal component of the
+    /// method's weighted activations instead of their sum over channels (pytorch-grad-cam's
+    /// `eigen_smooth`; see `principalComponentMap`). No effect on Eigen-CAM, which is that.
+    public var eigenSmooth: Bool
+    /// CAMs at the layer's resolution: test-time augmentation (`augmentationSmoothed`).
+    public var augSmooth: Bool
 
     public init(
         batchSize: Int = 16, gradientBatchSize: Int = 4, smoothGradSamples: Int = 25, smoothGradNoiseLevel: Float = 0.15,
-        seed: UInt64 = 0, integratedGradientsSteps: Int = 32, baseline: Tensor? = nil
+        seed: UInt64 = 0, integratedGradientsSteps: Int = 32, baseline: Tensor? = nil, eigenSmooth: Bool = false,
+        augSmooth: Bool = false
     ) {
         self.batchSize = batchSize
         self.gradientBatchSize = gradientBatchSize
@@ -50,6 +59,8 @@ public struct CAMOptions: Sendable {
         self.seed = seed
         self.integratedGradientsSteps = integratedGradientsSteps
         self.baseline = baseline
+        self.eigenSmooth = eigenSmooth
+        self.augSmooth = augSmooth
     }
 }
 
@@ -81,7 +92,9 @@ extension CAMMethod {
     /// Whether the map is at the input's resolution (the gradient-saliency methods).
     public var resolution: MapResolution {
         switch self {
-        case .gradcam, .gradcamPlusPlus, .scorecam, .layercam, .eigencam: return .layer
+        case .gradcam, .gradcamPlusPlus, .xgradcam, .scorecam, .ablationcam, .layercam, .hirescam, .gradcamElementwise,
+            .eigencam:
+            return .layer
         case .saliency, .smoothgrad, .integratedGradients, .guidedBackprop, .guidedGradcam: return .input
         }
     }
@@ -105,13 +118,24 @@ extension Network {
         guard options.batchSize >= 1, options.gradientBatchSize >= 1 else {
             throw VisualizationError.invalid("batch sizes must be at least 1")
         }
+        if options.augSmooth, method.resolution == .layer {
+            return try augmentationSmoothed(input, request, method: method, options: options)
+        }
+        let smooth = options.eigenSmooth
         switch method {
-        case .gradcam, .gradcamPlusPlus:
-            return CAMResult(method: method, map: try gradCAMComputation(input, request, method: method), resolution: .layer)
+        case .gradcam, .gradcamPlusPlus, .xgradcam:
+            return CAMResult(
+                method: method, map: try gradCAMComputation(input, request, method: method, eigenSmooth: smooth), resolution: .layer)
         case .scorecam:
-            return CAMResult(method: method, map: try scoreCAM(input, request, batchSize: options.batchSize), resolution: .layer)
-        case .layercam:
-            return CAMResult(method: method, map: try layerCAM(input, request), resolution: .layer)
+            return CAMResult(
+                method: method, map: try scoreCAM(input, request, batchSize: options.batchSize, eigenSmooth: smooth), resolution: .layer)
+        case .ablationcam:
+            return CAMResult(
+                method: method, map: try ablationCAM(input, request, batchSize: options.batchSize, eigenSmooth: smooth),
+                resolution: .layer)
+        case .layercam, .hirescam, .gradcamElementwise:
+            return CAMResult(
+                method: method, map: try elementwiseCAM(input, request, method: method, eigenSmooth: smooth), resolution: .layer)
         case .eigencam:
             return CAMResult(method: method, map: try eigenCAM(input, request), resolution: .layer)
         case .saliency:
@@ -173,6 +197,30 @@ extension Network {
 }
 
 // MARK: - Map helpers
+
+/// `items` in consecutive chunks of at most `size` (the last may be shorter): how the
+/// perturbation methods batch their forward passes.
+func chunks<T>(_ items: [T], of size: Int) -> [ArraySlice<T>] {
+    stride(from: 0, to: items.count, by: max(size, 1)).map { items[$0..<min($0 + max(size, 1), items.count)] }
+}
+
+/// ReLU(Σ_c w_c A_c) per position of an h × w × c feature map, divided by its maximum:
+/// the map of every method that weights whole channels; with `eigenSmooth`, the first
+/// principal component of w_c A_c instead of the sum.
+func weightedChannelMap(_ a: [Float], weights: [Float], positions: Int, eigenSmooth: Bool = false) -> [Float] {
+    let c = weights.count
+    if eigenSmooth {
+        return principalComponentMap(a.indices.map { a[$0] * weights[$0 % c] }, positions: positions, channels: c)
+    }
+    var map = [Float](repeating: 0, count: positions)
+    for p in 0..<positions {
+        var sum: Float = 0
+        for ch in 0..<c where weights[ch] != 0 { sum += weights[ch] * a[p * c + ch] }
+        map[p] = max(sum, 0)
+    }
+    normalizeByMax(&map)
+    return map
+}
 
 /// Divides by the maximum when it is positive (an all-zero map stays zero).
 func normalizeByMax(_ map: inout [Float]) {

@@ -17,51 +17,59 @@ extension Network {
         let (trace, scores, k) = try classScore(input, request, keep: [request.layerNode])
         let activation = try spatialActivation(trace, request.layerNode)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
-        let n = h * w
-        var x = activation.scalars.map(Double.init)  // n × c, row-major
-        for ch in 0..<c {
-            var mean = 0.0
-            for p in 0..<n { mean += x[p * c + ch] }
-            mean /= Double(n)
-            for p in 0..<n { x[p * c + ch] -= mean }
-        }
-        var projection: [Double]
-        if n <= c {
-            var gram = [Double](repeating: 0, count: n * n)  // X Xᵀ
-            for i in 0..<n {
-                for j in i..<n {
-                    var s = 0.0
-                    for ch in 0..<c { s += x[i * c + ch] * x[j * c + ch] }
-                    gram[i * n + j] = s
-                    gram[j * n + i] = s
-                }
-            }
-            projection = topEigenvector(gram, n)
-        } else {
-            var gram = [Double](repeating: 0, count: c * c)  // Xᵀ X
-            for p in 0..<n {
-                for i in 0..<c {
-                    let xi = x[p * c + i]
-                    if xi == 0 { continue }
-                    for j in 0..<c { gram[i * c + j] += xi * x[p * c + j] }
-                }
-            }
-            let v = topEigenvector(gram, c)
-            projection = (0..<n).map { p in (0..<c).reduce(0.0) { $0 + x[p * c + $1] * v[$1] } }
-        }
-        // Sign: positive correlation with the activation sum (p has mean 0).
-        let a = activation.scalars
-        var dot = 0.0
-        for p in 0..<n {
-            var sum = 0.0
-            for ch in 0..<c { sum += Double(a[p * c + ch]) }
-            dot += projection[p] * sum
-        }
-        if dot < 0 { projection = projection.map { -$0 } }
-        var map = projection.map { Float(max($0, 0)) }
-        normalizeByMax(&map)
+        let map = principalComponentMap(activation.scalars, positions: h * w, channels: c)
         return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
+}
+
+/// Eigen-CAM's map of any n × c matrix (positions × channels, row-major): columns
+/// mean-centred, projected on their first principal component, the sign chosen to
+/// correlate positively with the uncentred row sums, ReLU, divided by the max. Eigen-CAM
+/// applies it to the activations; `eigen_smooth` (pytorch-grad-cam's `get_2d_projection`)
+/// to a method's weighted activations in place of their sum over channels.
+func principalComponentMap(_ a: [Float], positions n: Int, channels c: Int) -> [Float] {
+    var x = a.map(Double.init)  // n × c, row-major
+    for ch in 0..<c {
+        var mean = 0.0
+        for p in 0..<n { mean += x[p * c + ch] }
+        mean /= Double(n)
+        for p in 0..<n { x[p * c + ch] -= mean }
+    }
+    var projection: [Double]
+    if n <= c {
+        var gram = [Double](repeating: 0, count: n * n)  // X Xᵀ
+        for i in 0..<n {
+            for j in i..<n {
+                var s = 0.0
+                for ch in 0..<c { s += x[i * c + ch] * x[j * c + ch] }
+                gram[i * n + j] = s
+                gram[j * n + i] = s
+            }
+        }
+        projection = topEigenvector(gram, n)
+    } else {
+        var gram = [Double](repeating: 0, count: c * c)  // Xᵀ X
+        for p in 0..<n {
+            for i in 0..<c {
+                let xi = x[p * c + i]
+                if xi == 0 { continue }
+                for j in 0..<c { gram[i * c + j] += xi * x[p * c + j] }
+            }
+        }
+        let v = topEigenvector(gram, c)
+        projection = (0..<n).map { p in (0..<c).reduce(0.0) { $0 + x[p * c + $1] * v[$1] } }
+    }
+    // Sign: positive correlation with the activation sum (p has mean 0).
+    var dot = 0.0
+    for p in 0..<n {
+        var sum = 0.0
+        for ch in 0..<c { sum += Double(a[p * c + ch]) }
+        dot += projection[p] * sum
+    }
+    if dot < 0 { projection = projection.map { -$0 } }
+    var map = projection.map { Float(max($0, 0)) }
+    normalizeByMax(&map)
+    return map
 }
 
 /// The unit eigenvector of the largest eigenvalue of a symmetric positive

@@ -161,7 +161,7 @@ extension ModelSession {
         }
         var node = summary.nodeId
         // A class unit is maximised before its softmax (a softmax can rise by pushing other classes down).
-        if !summary.isSpatial, node == network.outputNode, let logits = keras.logitsNode { node = logits }
+        if !summary.isSpatial, node == network.outputNode, keras.head == .softmax, let logits = keras.logitsNode { node = logits }
         return (summary, node, summary.isSpatial, summary.outputShape.last ?? 0)
     }
 

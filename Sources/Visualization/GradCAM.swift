@@ -25,6 +25,10 @@ public enum CAMMethod: String, Sendable, Codable, CaseIterable {
     case scorecam
     case layercam
     case eigencam
+    case xgradcam
+    case hirescam
+    case gradcamElementwise = "gradcam-elementwise"
+    case ablationcam
     case saliency
     case smoothgrad
     case integratedGradients = "integrated-gradients"
@@ -72,9 +76,11 @@ extension Network {
         return try classActivationMap(input, request, method: method).map
     }
 
-    /// Grad-CAM or Grad-CAM++ (`method`) for one image (batch 1); calls nothing
-    /// of the other methods.
-    func gradCAMComputation(_ input: Tensor, _ request: CAMRequest, method: CAMMethod) throws -> ClassActivationMap {
+    /// Grad-CAM, Grad-CAM++ or XGrad-CAM (`method`) for one image (batch 1): the methods
+    /// that weight each channel by one number made from its gradient.
+    func gradCAMComputation(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, eigenSmooth: Bool = false) throws
+        -> ClassActivationMap
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Grad-CAM takes one image, got a batch of \(input.batch)") }
         let trace = try forward(input, stopAfter: request.scoreNode, keepAll: true)
         let scores = trace[request.scoreNode]!
@@ -110,8 +116,23 @@ extension Network {
                     weights[ch] += alpha * max(gi, 0)
                 }
             }
+        case .xgradcam:
+            // Fu et al. 2020 (pytorch-grad-cam 1.5's xgrad_cam.py, its epsilon): the
+            // activation-weighted gradient, w = Σ_xy g·A / (Σ_xy A + 1e-7).
+            var sumA = [Float](repeating: 0, count: c)
+            for p in 0..<(h * w) {
+                for ch in 0..<c {
+                    sumA[ch] += a[p * c + ch]
+                    weights[ch] += g[p * c + ch] * a[p * c + ch]
+                }
+            }
+            for ch in 0..<c { weights[ch] /= sumA[ch] + 1e-7 }
         default:
             break
+        }
+        if eigenSmooth {
+            let map = weightedChannelMap(a, weights: weights, positions: h * w, eigenSmooth: true)
+            return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
         }
         var map = [Float](repeating: 0, count: h * w)
         for p in 0..<(h * w) {

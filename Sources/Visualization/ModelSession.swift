@@ -115,10 +115,25 @@ public final class ModelSession: Sendable {
     }
 
     /// The node whose unit k a class score is read from: the logits when the model
-    /// ends in softmax (unless the probability is asked for), else the output.
-    public func scoreNode(postSoftmax: Bool) -> Int {
-        if !postSoftmax, let logits = keras.logitsNode { return logits }
+    /// ends in a softmax or a sigmoid (unless the probability is asked for), else the output.
+    public func scoreNode(postActivation: Bool) -> Int {
+        if !postActivation, let logits = keras.logitsNode { return logits }
         return network.outputNode
+    }
+
+    /// What a score read at `scoreNode(postActivation:)` is: `logit`, `probability`
+    /// (the softmax or sigmoid output), or `output` (a model without such a head, whose
+    /// output is scored as it is either way).
+    public func scoreKind(postActivation: Bool) -> String {
+        guard keras.head != nil else { return "output" }
+        return postActivation ? "probability" : "logit"
+    }
+
+    /// The model's output for one sample, from the scores at `node`: the same values, or
+    /// the head's probabilities of its logits.
+    public func outputs(fromScores scores: [Float], at node: Int) -> [Float] {
+        guard node != network.outputNode, node == keras.logitsNode, let head = keras.head else { return scores }
+        return head.probabilities(scores)
     }
 
     public var classCount: Int { network.nodes[network.outputNode].outputShape.last ?? 0 }

@@ -12,13 +12,15 @@ extension Network {
     ///   a constant M_k gets weight 0 and is not run;
     /// - w_k = softmax probability of the class for the input X ⊙ H_k (H_k broadcast
     ///   over the input channels) — no baseline subtracted, no softmax over k. The
-    ///   probability is the score node's own output when that node is a softmax, else
-    ///   the softmax of the score node's output (the logits). For a one-unit head
-    ///   (binary classifiers such as the book's cats-vs-dogs net) the probability is the
-    ///   sigmoid: read from a sigmoid node, or the sigmoid of a single logit;
+    ///   probability is the score node's own output when that node is a softmax or a
+    ///   sigmoid, else that activation applied to the score node's output (the logits of
+    ///   a softmax head, or of a sigmoid head such as the book's cats-vs-dogs net; see
+    ///   `probabilityRule`);
     /// - map = ReLU(Σ_k w_k A_k) at the layer's resolution, divided by its max.
     /// The masked inputs run `batchSize` at a time.
-    public func scoreCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16) throws -> ClassActivationMap {
+    public func scoreCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16, eigenSmooth: Bool = false) throws
+        -> ClassActivationMap
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Score-CAM takes one image, got a batch of \(input.batch)") }
         guard batchSize >= 1 else { throw VisualizationError.invalid("batch size must be at least 1") }
         let (trace, scores, k) = try classScore(input, request, keep: [request.layerNode])
@@ -43,9 +45,7 @@ extension Network {
         let live = (0..<c).filter { hi[$0] > lo[$0] }
         let rule = probabilityRule(scoreNode: request.scoreNode, outputs: scores.sampleCount)
         var weights = [Float](repeating: 0, count: c)
-        var start = 0
-        while start < live.count {
-            let chunk = Array(live[start..<min(start + batchSize, live.count)])
+        for chunk in chunks(live, of: batchSize) {
             var batch = [Float](repeating: 0, count: chunk.count * pixels * inC)
             for (n, ch) in chunk.enumerated() {
                 let scale = 1 / (hi[ch] - lo[ch])
@@ -68,15 +68,8 @@ extension Network {
                 case .sigmoid: weights[ch] = Float(1 / (1 + exp(-Double(row[row.startIndex + k]))))
                 }
             }
-            start += batchSize
         }
-        var map = [Float](repeating: 0, count: h * w)
-        for p in 0..<(h * w) {
-            var sum: Float = 0
-            for ch in live { sum += weights[ch] * a[p * c + ch] }
-            map[p] = max(sum, 0)
-        }
-        normalizeByMax(&map)
+        let map = weightedChannelMap(a, weights: weights, positions: h * w, eigenSmooth: eigenSmooth)
         return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 }
@@ -84,9 +77,20 @@ extension Network {
 enum ProbabilityRule: Equatable { case read, softmax, sigmoid }
 
 extension Network {
-    /// How Score-CAM turns the score node's output into the class probability.
+    /// How Score-CAM turns the score node's output into the class probability: read it
+    /// from a softmax or sigmoid node; apply the softmax or sigmoid that the network
+    /// applies to it (a head's logits: a multi-label sigmoid head has several units);
+    /// else, the sigmoid of a single unit or the softmax of several.
     func probabilityRule(scoreNode: Int, outputs: Int) -> ProbabilityRule {
-        if let act = nodes[scoreNode].layer as? Activation, act.function == .softmax || act.function == .sigmoid { return .read }
+        func rule(_ layer: (any Layer)?) -> ProbabilityRule? {
+            switch (layer as? Activation)?.function {
+            case .softmax?: return .softmax
+            case .sigmoid?: return .sigmoid
+            default: return nil
+            }
+        }
+        if rule(nodes[scoreNode].layer) != nil { return .read }
+        if let applied = nodes.lazy.filter({ $0.inputs == [scoreNode] }).compactMap({ rule($0.layer) }).first { return applied }
         return outputs == 1 ? .sigmoid : .softmax
     }
 }

@@ -68,7 +68,7 @@ struct Bench: ParsableCommand {
         }
         let lastConv = try resolveLayer("block5_conv3", in: m)
         let ascentLayer = try resolveLayer("block3_conv1", in: m)
-        let logits = m.session.scoreNode(postSoftmax: false)
+        let logits = m.session.scoreNode(postActivation: false)
         let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
 
         func input(batch: Int) -> Tensor {

@@ -7,8 +7,9 @@ struct Gradient: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the gradient of one output unit with respect to a layer's output or the input.",
         discussion: """
-            The unit is the model's final output k — before the softmax when the model ends
-            in one (the Grad-CAM paper's class score); --post-softmax takes the probability.
+            The unit is the model's final output k — before the softmax or sigmoid when the
+            model ends in one (the logit: the Grad-CAM paper's class score, which does not
+            saturate); --post-activation (alias --post-softmax) takes the probability.
             For a batch, each sample's gradient is of its own unit k.
             """)
 
@@ -24,8 +25,10 @@ struct Gradient: ParsableCommand {
     @Option(name: .long, help: "Layer whose output the gradient is taken with respect to, or `input`.")
     var wrt: String
 
-    @Flag(name: .customLong("post-softmax"), help: "Differentiate the softmax probability, not the logit.")
-    var postSoftmax = false
+    @Flag(
+        name: [.customLong("post-activation"), .customLong("post-softmax")],
+        help: "Differentiate the probability (after the softmax or sigmoid head), not the logit.")
+    var postActivation = false
 
     @Option(name: .long, help: "Output format: npy or json.")
     var format: TensorFormat = .npy
@@ -37,7 +40,7 @@ struct Gradient: ParsableCommand {
         let m = try model.load(inputOptions)
         let target = try resolveLayer(wrt, in: m)
         let x = try readInput(input, for: m)
-        let from = m.session.scoreNode(postSoftmax: postSoftmax)
+        let from = m.session.scoreNode(postActivation: postActivation)
         guard target < from else {
             throw CLIError("layer '\(wrt)' is not below the output; the gradient is taken w.r.t. an earlier layer")
         }

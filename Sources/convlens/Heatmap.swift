@@ -12,8 +12,8 @@ struct Heatmap: ParsableCommand {
             Grad-CAM as in Deep Learning with Python §5.4: the class score's gradient at a
             convolutional layer weights that layer's channels; the weighted map, ReLU'd and
             scaled to [0, 1], is coloured (jet) and added to the image: overlay = heatmap × alpha + image.
-            The class score is the logit (the Grad-CAM paper); --post-softmax uses the
-            probability, as the book does. Default layer: the last convolution's output
+            The class score is the logit before a softmax or sigmoid head (the Grad-CAM paper);
+            --post-activation (alias --post-softmax) uses the probability, as the book does. Default layer: the last convolution's output
             that is still spatial, after its own BatchNorm/activation.
 
             Examples:
@@ -37,8 +37,20 @@ struct Heatmap: ParsableCommand {
     @Option(name: .long, help: "Layer whose feature map is weighted (default: the last spatial conv output).")
     var layer: String?
 
-    @Flag(name: .customLong("post-softmax"), help: "Use the softmax probability as the class score (the book).")
-    var postSoftmax = false
+    @Flag(
+        name: [.customLong("post-activation"), .customLong("post-softmax")],
+        help: "Use the probability (after the softmax or sigmoid head) as the class score (the book).")
+    var postActivation = false
+
+    @Flag(
+        name: .customLong("eigen-smooth"),
+        help: "CAMs: the first principal component of the weighted activations instead of their sum (pytorch-grad-cam's eigen_smooth).")
+    var eigenSmooth = false
+
+    @Flag(
+        name: .customLong("aug-smooth"),
+        help: "CAMs: average the maps of the input mirrored or not × brightness 0.9/1/1.1 (six runs; pytorch-grad-cam's aug_smooth).")
+    var augSmooth = false
 
     @Option(name: .long, help: "Heatmap weight in the overlay, 0...1 (the book: 0.4).")
     var alpha: Float = 0.4
@@ -68,7 +80,9 @@ struct Heatmap: ParsableCommand {
         request.method = method
         request.classChoice = classChoice
         request.layer = layer
-        request.postSoftmax = postSoftmax
+        request.postActivation = postActivation
+        request.eigenSmooth = eigenSmooth
+        request.augSmooth = augSmooth
         request.alpha = alpha
         request.colormap = colormap
         request.show = show

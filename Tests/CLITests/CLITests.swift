@@ -76,6 +76,42 @@ private func temporary(_ name: String) -> String {
         #expect(String(decoding: data.prefix(80), as: UTF8.self).contains("'shape': (1, 112, 112, 32)"))
     }
 
+    @Test func gradientOfASigmoidHeadIsTheLogitsUnlessPostActivation() throws {
+        // The Keras 2 binary classifier of Tests/Fixtures/visualization/sigmoid: the default
+        // gradient is Keras' gradient of the logit, --post-activation (and its older name
+        // --post-softmax) the probability's (0.018× at p = 0.98).
+        let folder = "Tests/Fixtures/visualization/sigmoid/"
+        func gradient(_ flags: [String]) throws -> [Float] {
+            let r = try convlens(
+                [
+                    "gradient", "--model", folder + "binary_convnet.k2.h5", "--input", folder + "img0.input.npy",
+                    "--output-index", "0", "--wrt", "last_conv", "--format", "json", "--threads", "1",
+                ] + flags)
+            #expect(r.status == 0, "\(r.stderr)")
+            let obj = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+            #expect(obj["shape"] as? [Int] == [1, 4, 4, 16])
+            return (obj["data"] as? [Double] ?? []).map(Float.init)
+        }
+        /// A little-endian float32 .npy (format 1.0) as written by NumPy.
+        func npy(_ name: String) throws -> [Float] {
+            let data = try Data(contentsOf: root.appendingPathComponent(folder + name))
+            let start = 10 + Int(data[8]) + Int(data[9]) << 8
+            return stride(from: start, to: data.count, by: 4).map { o in
+                Float(bitPattern: data[o..<(o + 4)].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) })
+            }
+        }
+        func relativeError(_ ours: [Float], _ keras: [Float]) -> Float {
+            guard ours.count == keras.count else { return .infinity }
+            return zip(ours, keras).map { abs($0 - $1) }.max()! / keras.map(abs).max()!
+        }
+        let logit = try npy("img0.logit.grad.last_conv.npy")
+        let probability = try npy("img0.probability.grad.last_conv.npy")
+        #expect(relativeError(try gradient([]), logit) <= 1e-4)
+        #expect(relativeError(try gradient(["--post-activation"]), probability) <= 1e-4)
+        #expect(relativeError(try gradient(["--post-softmax"]), probability) <= 1e-4)
+        #expect(relativeError(logit, probability) > 0.5, "the two references are far apart")
+    }
+
     @Test(
         arguments: [
             (["predict", "--model", "no/such/model.h5", "--input", "public/samples/chelsea.png"], "model file not found"),

@@ -123,9 +123,14 @@ func checkAgainstKeras(_ fixture: FixtureCase, deepInputGradientTolerance: Float
         let from: Int
         if g.pre_softmax {
             from = try #require(model.logitsNode, "\(fixture.name): the manifest expects a softmax head")
+            #expect(model.head == .softmax, "\(fixture.name): the manifest expects a softmax head")
         } else {
+            // Keras differentiated the model's own output: a sigmoid head's probability
+            // (its logits node is set, as for softmax heads), or an output without a head.
             from = network.outputNode
-            #expect(model.logitsNode == nil, "\(fixture.name): logitsNode set without a softmax head")
+            let sigmoid = (network.nodes[from].layer as? Activation)?.function == .sigmoid
+            #expect(model.head == (sigmoid ? .sigmoid : nil), "\(fixture.name): head \(String(describing: model.head))")
+            #expect((model.logitsNode != nil) == sigmoid, "\(fixture.name): logitsNode set without a softmax or sigmoid head")
         }
         let y = try #require(trace[from])
         var seed = Tensor(zeros: y.shape)

@@ -177,6 +177,7 @@ private func expectFailure(
         #expect(try net.node(named: "fc") == 3)
         #expect(net.preActivationIndex["fc"] == 2)
         #expect(head.logitsNode == 2)
+        #expect(head.head == .softmax)
         #expect(head.layers.last?.nodeId == 3)
 
         // A separate softmax layer: the logits are its input.
@@ -190,13 +191,23 @@ private func expectFailure(
         #expect(separate.logitsNode == 2)
         #expect(separate.network.outputNode == 3)
 
-        // Sigmoid head: no logits node.
+        // Sigmoid head (binary or multi-label): the logits are its pre-activation too.
         let sigmoid = try build(
             try sequential([
                 input8, layer("GlobalAveragePooling2D", "gap"),
                 layer("Dense", "fc", ["units": 4, "activation": "sigmoid"]),
             ]), store)
-        #expect(sigmoid.logitsNode == nil)
+        #expect(sigmoid.logitsNode == 2)
+        #expect(sigmoid.head == .sigmoid)
+        #expect(sigmoid.network.outputNode == 3)
+
+        // Any other final activation is no classifier head: the output is the score.
+        let tanh = try build(
+            try sequential([
+                input8, layer("GlobalAveragePooling2D", "gap"),
+                layer("Dense", "fc", ["units": 4, "activation": "tanh"]),
+            ]), store)
+        #expect(tanh.logitsNode == nil && tanh.head == nil)
     }
 
     @Test func activationConfigurations() throws {

@@ -123,6 +123,10 @@ import Testing
                 ("/heatmap?class=1000", "0...999"),
                 ("/heatmap?class=not-a-label", "not-a-label"),
                 ("/heatmap?post_softmax=maybe", "true or false"),
+                ("/heatmap?post_activation=maybe", "true or false"),
+                ("/heatmap?eigen_smooth=maybe", "true or false"),
+                ("/heatmap?aug_smooth=2", "true or false"),
+                ("/heatmap?post_activation=true&post_softmax=false", "older name of post_activation"),
                 ("/activations?cols=0", "1...256"),
             ]
             for (uri, allowed) in cases {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Server
 import Testing
+import Visualization
 import Yams
 
 /// public/openapi.yaml against the router: every route is documented, and every
@@ -54,6 +55,18 @@ import Yams
             }
         }
     }
+}
+
+@Test func theSpecListsEveryHeatmapMethod() throws {
+    let text = try String(contentsOf: root.appendingPathComponent("public/openapi.yaml"), encoding: .utf8)
+    let doc = try #require(try Yams.load(yaml: text) as? [String: Any])
+    let paths = try #require(doc["paths"] as? [String: [String: Any]])
+    let post = try #require(paths["/heatmap"]?["post"] as? [String: Any])
+    let parameters = try #require(post["parameters"] as? [[String: Any]])
+    let method = try #require(parameters.first { $0["name"] as? String == "method" })
+    let schema = try #require(method["schema"] as? [String: Any])
+    #expect(schema["enum"] as? [String] == CAMMethod.allCases.map(\.rawValue))
+    #expect(parameters.contains { $0["name"] as? String == "post_activation" })
 }
 
 final class RegisteredRoutes: @unchecked Sendable {

@@ -31,6 +31,73 @@ import Visualization
             #expect(stem["activated_output"] as? String == "stem_activation", "BN and ReLU6 follow stem_conv")
             let pool = try #require(layers.first { $0["name"] as? String == "avg_pool" })
             #expect(pool["spatial"] as? Bool == false)
+            // Every method with its cost at the default layer (top_activation: 1280 channels).
+            let methods = try #require(model["cam_methods"] as? [String])
+            #expect(methods == CAMMethod.allCases.map(\.rawValue))
+            let info = try #require(model["cam_method_info"] as? [[String: Any]])
+            let passes = Dictionary(uniqueKeysWithValues: info.map { ($0["name"] as? String ?? "", $0["passes"] as? Int ?? -1) })
+            #expect(passes["xgradcam"] == 1 && passes["hirescam"] == 1 && passes["gradcam-elementwise"] == 1)
+            #expect(passes["ablationcam"] == 1281 && passes["scorecam"] == 1281)
+        }
+    }
+
+    @Test(arguments: [CAMMethod.xgradcam, .hirescam, .gradcamElementwise, .ablationcam])
+    func newHeatmapMethodsAreTheLibrarysMaps(method: CAMMethod) async throws {
+        try await withServer { service, client in
+            let photo = try sample("chelsea.png")
+            let query = method.rawValue.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? method.rawValue
+            let r = try await client.post("/heatmap?format=json&method=\(query)", image: photo)
+            #expect(r.status == .ok, "\(r.text)")
+            #expect(r.header("X-Method") == method.rawValue)
+            let session = service.session
+            let input = try session.imagePipeline().prepare(photo).input
+            let layer = try #require(defaultCAMLayer(of: session.keras))
+            let want = try session.network.classActivationMap(
+                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postActivation: false)), method: method
+            ).map
+            let got = try #require(try r.json()["heatmap"] as? [Double])
+            #expect(got.count == want.heatmap.count)
+            let worst = zip(got, want.heatmap).map { abs($0 - Double($1)) }.max() ?? 1
+            #expect(worst < 1e-6, "server map differs from the library's by \(worst)")
+        }
+    }
+
+    @Test func smoothedHeatmapsAreTheLibrarysMaps() async throws {
+        try await withServer { service, client in
+            let photo = try sample("chelsea.png")
+            let r = try await client.post("/heatmap?format=json&method=hirescam&eigen_smooth=true&aug_smooth=1", image: photo)
+            #expect(r.status == .ok, "\(r.text)")
+            let session = service.session
+            let input = try session.imagePipeline().prepare(photo).input
+            let layer = try #require(defaultCAMLayer(of: session.keras))
+            let want = try session.network.classActivationMap(
+                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postActivation: false)), method: .hirescam,
+                options: CAMOptions(eigenSmooth: true, augSmooth: true)
+            ).map
+            let plain = try session.network.classActivationMap(
+                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postActivation: false)), method: .hirescam
+            ).map
+            let got = try #require(try r.json()["heatmap"] as? [Double])
+            let worst = zip(got, want.heatmap).map { abs($0 - Double($1)) }.max() ?? 1
+            #expect(worst < 1e-6, "server map differs from the library's by \(worst)")
+            let change = zip(got, plain.heatmap).map { abs($0 - Double($1)) }.max() ?? 0
+            #expect(change > 1e-3, "the options changed the map")
+        }
+    }
+
+    @Test func postActivationAndItsOlderNameSayWhichScore() async throws {
+        try await withServer { _, client in
+            let photo = try sample("chelsea.png")
+            for (query, kind) in [
+                ("", "logit"), ("&post_activation=true", "probability"), ("&post_softmax=true", "probability"),
+                ("&post_activation=false&post_softmax=false", "logit"),
+            ] {
+                let r = try await client.post("/heatmap?format=json\(query)", image: photo)
+                #expect(r.status == .ok, "\(query): \(r.text)")
+                #expect(r.header("X-Score-Kind") == kind, "\(query)")
+                let score = try #require(r.header("X-Score").flatMap(Double.init))
+                #expect(kind == "logit" ? score > 1 : (score > 0 && score < 1), "\(query): score \(score)")
+            }
         }
     }
 
@@ -86,7 +153,7 @@ import Visualization
             let input = try session.imagePipeline().prepare(photo).input
             let layer = try #require(defaultCAMLayer(of: session.keras))
             let want = try session.network.classActivationMap(
-                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postSoftmax: false), classIndex: k),
+                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postActivation: false), classIndex: k),
                 method: .gradcamPlusPlus
             ).map
             let got = try #require(obj["heatmap"] as? [Double])

@@ -291,8 +291,9 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
     let x = try npy(root.appendingPathComponent(extraManifest.images[1].input))
     #expect(
         CAMMethod.allCases.map(\.rawValue) == [
-            "gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency",
-            "smoothgrad", "integrated-gradients", "guided-backprop", "guided-gradcam",
+            "gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "xgradcam", "hirescam",
+            "gradcam-elementwise", "ablationcam", "saliency", "smoothgrad", "integrated-gradients",
+            "guided-backprop", "guided-gradcam",
         ])
     for method in CAMMethod.allCases {
         let r = try model.network.classActivationMap(
@@ -322,7 +323,7 @@ func scoreCAMMatchesFixtures(batchSize: Int) throws {
         }
     }
     let dense = CAMRequest(layerNode: try model.network.node(named: "flatten"), scoreNode: model.logitsNode!)
-    for method in [CAMMethod.scorecam, .layercam, .eigencam] {
+    for method in [CAMMethod.scorecam, .layercam, .eigencam, .xgradcam, .hirescam, .gradcamElementwise, .ablationcam] {
         #expect(throws: RequestError.self) { _ = try model.network.classActivationMap(x, dense, method: method) }
     }
 }

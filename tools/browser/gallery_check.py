@@ -6,6 +6,8 @@ Drives headless Chromium through a running `convlens serve` and exits 0 only if:
   - clicking the chelsea.png sample gives predictions whose top label is "Egyptian cat",
     a heatmap image that actually loaded (naturalWidth > 0) and an activation grid;
   - moving the opacity slider reloads the heatmap;
+  - choosing HiResCAM with eigen-smoothing asks for method=hirescam&eigen_smooth=true and
+    the new heatmap loads, saying "method hirescam"; the method list is /api/model's;
   - the first convolution layer's filter card, scrolled into view, reaches
     data-state=done with a loaded image (within --filter-timeout seconds);
   - choosing the lucid method makes that card request a lucid grid; choosing
@@ -190,6 +192,26 @@ class Check:
                   and self.image_loaded("#heatmap-img"),
                   "the heatmap to reload after moving the opacity slider")
         log("ok  heatmap reloaded after the opacity slider moved to 0.8")
+
+        # -- another method with eigen-smoothing: the request carries both, the map loads
+        from selenium.webdriver.support.ui import Select
+        offered = [o.get_attribute("value") for o in self.driver.find_elements(By.CSS_SELECTOR, "#cam-method option")]
+        expected = model["cam_methods"]
+        if offered != expected:
+            raise CheckFailed(f"method list {offered} is not /api/model's {expected}")
+        self.driver.find_element(By.ID, "cam-eigen-smooth").click()
+        Select(self.driver.find_element(By.ID, "cam-method")).select_by_value("hirescam")
+        asked = lambda: self.driver.execute_script(
+            "return performance.getEntriesByType('resource').some("
+            "e => e.name.includes('/heatmap?') && e.name.includes('method=hirescam') && e.name.includes('eigen_smooth=true'))")
+        self.wait(self.args.timeout, asked, "a heatmap request with method=hirescam and eigen_smooth=true")
+        self.wait(self.args.timeout,
+                  lambda: "method hirescam" in self.driver.find_element(By.ID, "heatmap-info").text
+                  and self.image_loaded("#heatmap-img"),
+                  "the eigen-smoothed HiResCAM heatmap to load")
+        log(f"ok  {len(offered)} methods offered; eigen-smoothed HiResCAM loaded: "
+            f"{self.driver.find_element(By.ID, 'heatmap-info').text}")
+        self.screenshot("hirescam-eigen-smooth")
 
         # -- filters: scroll the first convolution's card into view; it must finish
         first = convolutions[0]

@@ -8,7 +8,7 @@ public struct HeatmapResult: Sendable {
     /// The layer the map is at, or `input` for pixel attributions.
     public var layer: String
     public var label: String?
-    /// `logit`, `probability` or `output` (a model without a softmax head).
+    /// `logit`, `probability` or `output` (a model without a softmax or sigmoid head).
     public var scoreKind: String
     /// The top predictions, ranked from the CAM's own forward pass where it has them.
     public var predictions: [Prediction]
@@ -24,7 +24,8 @@ extension ModelSession {
     public func heatmap(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> HeatmapResult {
         let r = try request.canonical(for: self)
         let channels = try r.layer.map { try spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
-        let passes = r.method.passes(layerChannels: channels)
+        let options = CAMOptions(eigenSmooth: r.eigenSmooth, augSmooth: r.augSmooth)
+        let passes = r.method.passes(options: options, layerChannels: channels)
         guard passes <= limits.maxHeatmapPasses else {
             throw RequestError.tooCostly(
                 "\(r.method.rawValue) at '\(r.layer ?? "input")' costs \(passes) model passes; this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels or another method"
@@ -33,21 +34,21 @@ extension ModelSession {
         let (x, photo) = try prepare(input, limits: limits)
         // Pixel attributions read no layer (canonical: nil).
         let layer = try r.layer.map { try spatialLayer(named: $0) }
-        let scoreNode = scoreNode(postSoftmax: r.postSoftmax)
+        let scoreNode = scoreNode(postActivation: r.postActivation)
         let classIndex = r.classChoice.flatMap(Int.init)
         let cam = try network.classActivationMap(
             x, CAMRequest(layerNode: layer?.nodeId ?? defaultCAMLayer?.nodeId ?? 0, scoreNode: scoreNode, classIndex: classIndex),
-            method: r.method)
+            method: r.method, options: options)
         let map = cam.map
         // The CAM's forward pass already gave every score: rank those instead of a second pass.
         let predictions =
             map.scores.count == classCount
-            ? rank(scoreNode == network.outputNode ? map.scores : softmax(map.scores), top: r.top)
+            ? rank(outputs(fromScores: map.scores, at: scoreNode), top: r.top)
             : try predict(x, top: r.top)
         let pipeline = try imagePipeline()
         return HeatmapResult(
             cam: cam, layer: cam.resolution == .layer ? layer?.name ?? "input" : "input", label: label(of: map.classIndex),
-            scoreKind: r.postSoftmax ? "probability" : (keras.logitsNode != nil ? "logit" : "output"),
+            scoreKind: scoreKind(postActivation: r.postActivation),
             predictions: predictions, probability: predictions.first { $0.classIndex == map.classIndex }?.score,
             photo: photo, inputSize: (pipeline.width, pipeline.height))
     }
