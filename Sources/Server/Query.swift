@@ -99,7 +99,21 @@ extension Query {
         r.displayPercentile = try float("percentile", range: HeatmapRequest.percentileRange)
         r.top = try int("top", default: r.top, range: HeatmapRequest.topRange)
         r.format = try choice("format", default: r.format)
+        r.metrics = try list("metrics")
         return r
+    }
+
+    /// A comma-separated list of a type's raw values (absent: empty).
+    func list<T: RawRepresentable & CaseIterable>(_ name: String) throws -> [T] where T.RawValue == String {
+        guard let text = string(name) else { return [] }
+        return try text.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            guard let v = T(rawValue: String(part)) else {
+                throw RequestError.badParameter(
+                    name: name, value: String(part),
+                    allowed: "a comma-separated list of " + T.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            return v
+        }
     }
 
     /// `post_activation`, or its older name `post_softmax`; both given must agree.

@@ -62,6 +62,36 @@ import Visualization
         }
     }
 
+    /// `metrics=` adds the faithfulness scores as headers and JSON, equal to the library's
+    /// for the same map and image; an unknown metric is a 400 naming the allowed ones.
+    @Test func heatmapMetricsAreTheLibrarysScores() async throws {
+        try await withServer { service, client in
+            let photo = try sample("chelsea.png")
+            // drop alone: two model passes (deletion and insertion are 51 each; the library's
+            // tests check them against NumPy).
+            let r = try await client.post("/heatmap?format=json&metrics=drop,drop", image: photo)
+            #expect(r.status == .ok, "\(r.text)")
+            let body = try r.json()
+            let metrics = try #require(body["metrics"] as? [String: Any])
+            let session = service.session
+            let input = try session.imagePipeline().prepare(photo).input
+            let layer = try #require(defaultCAMLayer(of: session.keras))
+            let map = try session.network.classActivationMap(
+                input, CAMRequest(layerNode: layer.nodeId, scoreNode: session.scoreNode(postActivation: false)), method: .gradcam
+            ).map
+            let probe = try session.faithfulnessProbe(.image(photo), classIndex: map.classIndex, limits: RenderLimits())
+            let want = try session.faithfulness(of: map, probe: probe, metrics: [.drop])
+            let drop = try #require(metrics["average_drop"] as? Double)
+            #expect(abs(drop - want.averageDrop!) < 1e-9)
+            #expect(drop > 0 && drop < 100, "image × map scores lower than the image: \(drop)")
+            #expect(metrics["road_combined"] == nil && metrics["deletion_auc"] == nil, "only what was asked")
+            #expect(Double(r.header("X-Metric-Average-Drop") ?? "") == Double(String(format: "%.6f", want.averageDrop!)))
+            #expect(r.header("X-Metric-Increase-In-Confidence") != nil && r.header("X-Metric-ROAD-Combined") == nil)
+            let bad = try await client.post("/heatmap?metrics=deletion,faith", image: photo)
+            #expect(bad.status == .badRequest && bad.text.contains("faith") && bad.text.contains("road"), "\(bad.text)")
+        }
+    }
+
     @Test func smoothedHeatmapsAreTheLibrarysMaps() async throws {
         try await withServer { service, client in
             let photo = try sample("chelsea.png")

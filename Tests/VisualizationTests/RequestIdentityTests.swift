@@ -17,7 +17,7 @@ private let session: ModelSession = {
 /// Values tried in place of a string field, in order, until one decodes to a different request.
 private let alternativeStrings = [
     "gradcam++", "magma", "heatmap", "npy", "lucid", "neuron", "grey", "json",
-    "block1a_project_conv", "281", "book",
+    "block1a_project_conv", "281", "book", "road",
 ]
 
 /// Every field of `request` (all optionals set) is in its canonical encoding, and
@@ -35,6 +35,7 @@ private func expectEveryFieldInIdentity<R: RenderRequest>(_ request: R, unset: I
         case .bool(let b): candidates = [.bool(!b)]
         case .number(let n): candidates = [.number(n + 1), .number(n / 2), .number(3)]
         case .string(let s): candidates = alternativeStrings.filter { $0 != s }.map(Field.string)
+        case .list(let items): candidates = alternativeStrings.map { .list(items + [.string($0)]) } + [.list([])]
         }
         for candidate in candidates where changed == nil {
             var mutated = object
@@ -52,9 +53,9 @@ private func expectEveryFieldInIdentity<R: RenderRequest>(_ request: R, unset: I
     #expect(request.contentAddress(model: "m", image: "i2") != address, "the image is part of the identity")
 }
 
-/// A JSON scalar, as a request's fields encode.
-private enum Field: Codable {
-    case bool(Bool), number(Double), string(String)
+/// A JSON scalar or list, as a request's fields encode.
+private indirect enum Field: Codable {
+    case bool(Bool), number(Double), string(String), list([Field])
 
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
@@ -62,6 +63,8 @@ private enum Field: Codable {
             self = .bool(b)
         } else if let n = try? c.decode(Double.self) {
             self = .number(n)
+        } else if let items = try? c.decode([Field].self) {
+            self = .list(items)
         } else {
             self = .string(try c.decode(String.self))
         }
@@ -73,6 +76,7 @@ private enum Field: Codable {
         case .bool(let b): try c.encode(b)
         case .number(let n): try c.encode(n)
         case .string(let s): try c.encode(s)
+        case .list(let items): try c.encode(items)
         }
     }
 }

@@ -18,7 +18,63 @@ public struct EvaluationRow: Sendable, Codable {
     }
 }
 
+extension FaithfulnessMetric {
+    /// Images the metric scores (forward passes at batch 1; batched, they are fewer calls).
+    public func passes(options: FaithfulnessOptions = FaithfulnessOptions()) -> Int {
+        switch self {
+        case .deletion, .insertion: return options.steps + 1
+        case .drop: return 2
+        case .road: return 2 * options.roadFractions.count + 1
+        }
+    }
+}
+
+extension FaithfulnessScores {
+    /// The scores as named facts (the server's `X-Metric-*` headers).
+    var facts: [Fact] {
+        let named: [(String, Double?)] = [
+            ("Metric-Deletion-AUC", deletionAUC), ("Metric-Insertion-AUC", insertionAUC), ("Metric-Average-Drop", averageDrop),
+            ("Metric-Increase-In-Confidence", increaseInConfidence), ("Metric-ROAD-Combined", roadCombined),
+            ("Metric-ROAD-MoRF", roadMoRF), ("Metric-ROAD-LeRF", roadLeRF),
+        ]
+        return named.compactMap { name, value in value.map { Fact(name, String(format: "%.6f", $0)) } }
+    }
+}
+
 extension ModelSession {
+    /// What the metrics perturb for an input: a photo, prepared as for the model, in its 8-bit
+    /// space at the model's input size with the model's preprocessing after each perturbation;
+    /// a preprocessed tensor as it is. The score is the model's output for the class.
+    public func faithfulnessProbe(_ input: RenderInput, classIndex: Int, limits: RenderLimits) throws -> FaithfulnessProbe {
+        switch input {
+        case .tensor(let t):
+            let x = try checkedInput(t)
+            return FaithfulnessProbe(image: x, toInput: { $0 }, scoreNode: network.outputNode, classIndex: classIndex)
+        case .image(let data):
+            let pipeline = try imagePipeline()
+            let (_, resized) = try pipeline.prepare(data, maxPixels: limits.maxImagePixels)
+            let pixels = Tensor(shape: [1, resized.height, resized.width, resized.channels], scalars: resized.pixels.map(Float.init))
+            let preprocessing = pipeline.preprocessing
+            return FaithfulnessProbe(
+                image: pixels,
+                toInput: { t in Tensor(shape: t.shape, scalars: try preprocessing.apply(toPixels: t.scalars, channels: t.shape[3])) },
+                scoreNode: network.outputNode, classIndex: classIndex)
+        }
+    }
+
+    /// The metrics of a map (at a layer's or the input's resolution: upsampled bilinearly,
+    /// half-pixel centres, to the probe's size).
+    public func faithfulness(
+        of map: ClassActivationMap, probe: FaithfulnessProbe, metrics: Set<FaithfulnessMetric>,
+        options: FaithfulnessOptions = FaithfulnessOptions()
+    ) throws -> FaithfulnessScores {
+        let (h, w) = (probe.image.shape[1], probe.image.shape[2])
+        let saliency =
+            map.height == h && map.width == w
+            ? map.heatmap : try upsampleBilinear(map.heatmap, width: map.width, height: map.height, toWidth: w, toHeight: h)
+        return try network.faithfulness(of: saliency, probe: probe, metrics: metrics, options: options)
+    }
+
     /// Every method's map of one image for one class (`classChoice`, or the top prediction),
     /// then the asked metrics of each. Pixels are perturbed in the photo's 8-bit space at the
     /// model's input size (black = 0, blur, multiplication by the map, imputation) and go
@@ -31,15 +87,9 @@ extension ModelSession {
         limits: RenderLimits = RenderLimits()
     ) throws -> [EvaluationRow] {
         let pipeline = try imagePipeline()
-        let (x, resized) = try pipeline.prepare(imageData, maxPixels: limits.maxImagePixels)
-        let (h, w, c) = (resized.height, resized.width, resized.channels)
-        let pixels = Tensor(shape: [1, h, w, c], scalars: resized.pixels.map(Float.init))
-        let preprocessing = pipeline.preprocessing
-        let toInput: (Tensor) throws -> Tensor = { t in
-            Tensor(shape: t.shape, scalars: try preprocessing.apply(toPixels: t.scalars, channels: t.shape[3]))
-        }
+        let (x, _) = try pipeline.prepare(imageData, maxPixels: limits.maxImagePixels)
         let classIndex = try classChoice.map { try resolveClass($0) } ?? predict(x, top: 1)[0].classIndex
-        let probe = FaithfulnessProbe(image: pixels, toInput: toInput, scoreNode: network.outputNode, classIndex: classIndex)
+        let probe = try faithfulnessProbe(.image(imageData), classIndex: classIndex, limits: limits)
         var rows: [EvaluationRow] = []
         for method in methods {
             var request = HeatmapRequest()
@@ -49,10 +99,7 @@ extension ModelSession {
             let started = Date()
             let map = try heatmap(request, input: .tensor(x), limits: limits).cam.map
             let mapped = Date()
-            let saliency =
-                map.height == h && map.width == w
-                ? map.heatmap : try upsampleBilinear(map.heatmap, width: map.width, height: map.height, toWidth: w, toHeight: h)
-            let scores = try network.faithfulness(of: saliency, probe: probe, metrics: metrics, options: options)
+            let scores = try faithfulness(of: map, probe: probe, metrics: metrics, options: options)
             rows.append(
                 EvaluationRow(
                     image: name, method: method, classIndex: classIndex, label: label(of: classIndex), scores: scores,

@@ -25,10 +25,13 @@ extension ModelSession {
         let r = try request.canonical(for: self)
         let channels = try r.layer.map { try spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
         let options = CAMOptions(eigenSmooth: r.eigenSmooth, augSmooth: r.augSmooth)
-        let passes = r.method.passes(options: options, layerChannels: channels)
+        let methodPasses = r.method.passes(options: options, layerChannels: channels)
+        let metricPasses = r.metrics.reduce(0) { $0 + $1.passes() }
+        let passes = methodPasses + metricPasses
         guard passes <= limits.maxHeatmapPasses else {
+            let metrics = metricPasses > 0 ? " and the metrics \(metricPasses)" : ""
             throw RequestError.tooCostly(
-                "\(r.method.rawValue) at '\(r.layer ?? "input")' costs \(passes) model passes; this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels or another method"
+                "\(r.method.rawValue) at '\(r.layer ?? "input")' costs \(methodPasses) model passes\(metrics); this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels, another method or fewer metrics"
             )
         }
         let (x, photo) = try prepare(input, limits: limits)
@@ -67,6 +70,13 @@ extension ModelSession {
         if let c = result.cam.completeness {
             facts += [Fact("Attribution-Sum", String(c.attributionSum)), Fact("Score-Difference", String(c.scoreDifference))]
         }
+        var metrics: FaithfulnessScores?
+        if !r.metrics.isEmpty {
+            let probe = try faithfulnessProbe(input, classIndex: map.classIndex, limits: limits)
+            let scores = try faithfulness(of: map, probe: probe, metrics: Set(r.metrics))
+            facts += scores.facts
+            metrics = scores
+        }
         switch r.format {
         case .npy:
             return Rendered(body: Tensor(shape: [map.height, map.width], scalars: map.heatmap).npyData(), format: .npy, facts: facts)
@@ -74,7 +84,7 @@ extension ModelSession {
             let body = HeatmapDocument(
                 class: map.classIndex, label: result.label, score: map.score, probability: result.probability,
                 layer: result.layer, method: r.method.rawValue, height: map.height, width: map.width,
-                heatmap: map.heatmap, top: result.predictions)
+                heatmap: map.heatmap, top: result.predictions, metrics: metrics)
             return Rendered(body: try jsonDocument(body), format: .json, facts: facts)
         case .png:
             let picture: Image
@@ -123,4 +133,6 @@ struct HeatmapDocument: Encodable {
     /// Row-major, normalised to [0, 1], at the layer's own resolution (before upsampling).
     var heatmap: [Float]
     var top: [Prediction]
+    /// With `metrics=`: the faithfulness scores (and the deletion/insertion curves).
+    var metrics: FaithfulnessScores?
 }

@@ -35,6 +35,9 @@ public struct HeatmapRequest: RenderRequest {
     /// Predictions listed in the JSON answer.
     public var top = 5
     public var format: OutputFormat = .png
+    /// Faithfulness metrics of the map (`Faithfulness.swift`), added to the answer: as
+    /// `X-Metric-*` headers, and in the JSON. Canonical: each once, in `allCases` order.
+    public var metrics: [FaithfulnessMetric] = []
 
     public static let alphaRange: ClosedRange<Float> = 0...1
     public static let topRange = 1...1000
@@ -44,7 +47,7 @@ public struct HeatmapRequest: RenderRequest {
         case method, classChoice = "class", layer, postActivation = "post_activation", eigenSmooth = "eigen_smooth", augSmooth =
             "aug_smooth"
         case alpha, colormap, show
-        case displayPercentile = "display_percentile", top, format
+        case displayPercentile = "display_percentile", top, format, metrics
     }
 
     public init() {}
@@ -66,6 +69,7 @@ public struct HeatmapRequest: RenderRequest {
         if session.keras.head == nil { r.postActivation = false }
         if method.resolution != .layer || method == .eigencam { r.eigenSmooth = false }
         if method.resolution != .layer { r.augSmooth = false }
+        r.metrics = FaithfulnessMetric.allCases.filter(metrics.contains)
         return r
     }
 }
