@@ -21,7 +21,7 @@ struct ConvLens: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, Worker.self, Summary.self, Predict.self, Activations.self, Filters.self, Heatmap.self, Gallery.self,
-            Gradient.self, Evaluate.self, Bench.self,
+            Gradient.self, Evaluate.self, Examples.self, Bench.self,
         ]
     )
 

@@ -65,6 +65,49 @@ private func temporary(_ name: String) -> String {
         #expect(be(16) == 600 && be(20) == 400)
     }
 
+    /// `examples` over the sample photos and `evaluate` on one: real commands, real outputs.
+    @Test func examplesAreTheFiltersTopImagesWithTheirBoxes() throws {
+        let r = try convlens([
+            "examples", "--images", "public/samples", "--layer", "stem_activation", "--index", "5", "--k", "3", "--format", "json",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let list = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [[String: Any]])
+        #expect(list.count == 3)
+        let values = list.compactMap { $0["value"] as? Double }
+        #expect(values == values.sorted(by: >), "best first: \(values)")
+        #expect(Set(list.compactMap { $0["image"] as? String }).count == 3, "one example per image")
+        for e in list {
+            let box = try #require(e["box"] as? [Int])
+            // stem_conv is 3×3 stride 2: a 112×112 map whose fields are at most 3×3 pixels of the 224×224 input.
+            #expect(box.count == 4 && box[0] >= 0 && box[1] >= 0 && box[2] <= 223 && box[3] <= 223)
+            #expect(box[2] - box[0] <= 2 && box[3] - box[1] <= 2)
+        }
+        let out = temporary("examples.png")
+        let png = try convlens([
+            "examples", "--images", "public/samples", "--layer", "stem_activation", "--index", "5", "--k", "3", "-o", out,
+        ])
+        #expect(png.status == 0, "\(png.stderr)")
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: out)).prefix(4)) == [0x89, 0x50, 0x4E, 0x47])
+        let bad = try convlens([
+            "examples", "--images", "public/samples", "--layer", "stem_activation", "--index", "32", "--format", "json",
+        ])
+        #expect(bad.status != 0 && bad.stderr.contains("outside 0..<32"), "\(bad.stderr)")
+    }
+
+    @Test func evaluatePrintsMethodByMetric() throws {
+        let r = try convlens([
+            "evaluate", "--input", "public/samples/chelsea.png", "--methods", "gradcam,layercam", "--metrics", "drop", "--format", "json",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let body = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+        let rows = try #require(body["rows"] as? [[String: Any]])
+        #expect(rows.count == 2 && rows.allSatisfy { $0["class"] as? Int == 285 })
+        let summary = try #require(body["summary"] as? [[String: Any]])
+        #expect(Set(summary.compactMap { $0["metric"] as? String }) == ["average_drop", "increase_in_confidence"])
+        let bad = try convlens(["evaluate", "--input", "public/samples/chelsea.png", "--metrics", "faith"])
+        #expect(bad.status != 0 && bad.stderr.contains("unknown metric 'faith'"), "\(bad.stderr)")
+    }
+
     @Test func activationsWriteTheRawLayerOutput() throws {
         let out = temporary("a.npy")
         let r = try convlens([
