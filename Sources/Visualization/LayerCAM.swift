@@ -6,7 +6,7 @@ extension Network {
     /// g = d score / d A at the target layer.
     public func layerCAM(_ input: Tensor, _ request: CAMRequest) throws -> ClassActivationMap {
         guard input.batch == 1 else { throw VisualizationError.invalid("Layer-CAM takes one image, got a batch of \(input.batch)") }
-        let (trace, scores, k) = try classScore(input, request, keepAll: true)
+        let (trace, scores, k) = try classScore(input, request, backwardTo: request.layerNode)
         let activation = try spatialActivation(trace, request.layerNode)
         let grads = try backward(from: request.scoreNode, seed: Self.classSeed(scores, k), to: request.layerNode, trace: trace)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])

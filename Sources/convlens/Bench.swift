@@ -108,7 +108,7 @@ struct Bench: ParsableCommand {
             (
                 "gradcam",
                 try time(runs) {
-                    let trace = try net.forward(x1, stopAfter: logits, keepAll: true)
+                    let trace = try net.forward(x1, stopAfter: logits, backwardTo: lastConv)
                     let y = trace[logits]!
                     var seed = Tensor(zeros: y.shape)
                     seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1

@@ -14,6 +14,9 @@ final class DNNLConvolution: Sendable {
     let strides: [Int]  // [sh, sw]
     let dilation: [Int]  // Keras dilation_rate [dh, dw] (1 = none)
     let padding: Padding
+    /// Applied to the forward result inside the primitive (an inference plan's
+    /// fused activation); such a convolution has no backward pass.
+    let activation: EltwisePostOp?
     /// oneDNN logical weight dims ([o, i, kh, kw] or [g, o/g, i/g, kh, kw])
     /// and the element strides that describe the Keras kernel in that order.
     private let weightDims: [Int]
@@ -56,8 +59,13 @@ final class DNNLConvolution: Sendable {
     /// - Parameters:
     ///   - kernel: Keras layout, `[kh, kw, cin, cout]` for a plain convolution or
     ///     `[kh, kw, cin, multiplier]` for a depthwise one (`depthwise: true`).
-    init(kernel: Tensor, bias: Tensor?, strides: [Int], dilation: [Int], padding: Padding, depthwise: Bool) {
+    ///   - activation: an element-wise function fused into the forward pass.
+    init(
+        kernel: Tensor, bias: Tensor?, strides: [Int], dilation: [Int], padding: Padding, depthwise: Bool,
+        activation: EltwisePostOp? = nil
+    ) {
         let s = kernel.shape
+        self.activation = activation
         kh = s[0]
         kw = s[1]
         cin = s[2]
@@ -122,6 +130,7 @@ final class DNNLConvolution: Sendable {
     /// Gradient w.r.t. the NHWC input of shape `inputShape`, given the gradient
     /// w.r.t. the output (NHWC). Bias does not enter the input gradient.
     func backwardData(_ gradOut: Tensor, inputShape: [Int]) throws -> Tensor {
+        if activation != nil { throw EngineError.invalidRequest("a convolution with a fused activation has no backward pass") }
         if groups == 1, cout >= 8, let active = activeChannels(gradOut) {
             return try backwardDataOnChannels(active, gradOut, inputShape: inputShape)
         }
@@ -262,8 +271,11 @@ final class DNNLConvolution: Sendable {
                     &dst, st, dl, pl, pr),
                 "dnnl_dilated_convolution_forward_desc_init")
         }
+        // Only the inference primitive carries the activation; a training
+        // forward is only ever the hint for backward-data.
+        let postOps = prop == dnnl_forward_inference ? activation.map { [$0] } ?? [] : []
         return try withUnsafePointer(to: &cd) {
-            try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(convolution forward)")
+            try DNNLPrimitiveDesc(opDesc: $0, postOps: postOps, call: "dnnl_primitive_desc_create(convolution forward)")
         }
     }
 
