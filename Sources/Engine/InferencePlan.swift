@@ -2,10 +2,15 @@ import CDNNL
 import Synchronization
 
 /// What a forward pass runs: the network's nodes, except that a convolution
-/// whose output nobody needs to see is folded together with the
-/// BatchNormalization (or other per-channel affine map) after it, and fused
-/// with the activation after that — one oneDNN primitive and one pass over
-/// memory where the layer graph has up to three.
+/// and the nodes around it whose outputs nobody needs to see become one oneDNN
+/// primitive, one pass over memory:
+///
+///     [ZeroPadding2D →] Conv2D | DepthwiseConv2D [→ BatchNormalization | per-channel affine]
+///         [→ activation] [→ Dropout …] [→ Add of one other tensor] [→ activation]
+///
+/// The padding becomes the convolution's own, the affine map is folded into
+/// its weights and bias, the Add is a `sum` post-op on the other tensor's
+/// buffer, the activations are eltwise post-ops.
 ///
 /// The Keras layer graph stays the unit of addressing. A node that must be
 /// materialised (the stop node, the nodes asked to be kept, what a backward
@@ -24,9 +29,12 @@ struct InferencePlan: Sendable {
 
     enum Operation: Sendable {
         case layer(any Layer)
-        /// A convolution with folded weights and bias and a fused activation;
+        /// A convolution with folded padding, weights and bias, and post-ops;
         /// `layer` is the Keras convolution (its input checks and error messages).
-        case fused(layer: any Layer, convolution: DNNLConvolution)
+        /// With `addsResidual`, the step's last input is added to the result.
+        case fused(layer: any Layer, convolution: DNNLConvolution, addsResidual: Bool)
+        /// A per-channel affine map (BatchNormalization's) and the ReLU after it, in one pass.
+        case affineReLU(ChannelAffine, ReLUSpec)
     }
 
     let steps: [Step]
@@ -102,12 +110,14 @@ extension Network {
         let needed = ancestors(of: last).sorted()
         var readers = [[Int]](repeating: [], count: nodes.count)
         for id in needed { for i in nodes[id].inputs { readers[i].append(id) } }
-        /// The node that alone reads `id`, and reads nothing else, when `id`'s
-        /// output may disappear inside a fused step.
+        /// The node that alone reads `id`, when `id`'s output may disappear inside a fused step.
         func soleReader(_ id: Int) -> Int? {
-            guard !materialised.contains(id), readers[id].count == 1, let r = readers[id].first,
-                nodes[r].inputs == [id]
-            else { return nil }
+            guard !materialised.contains(id), readers[id].count == 1 else { return nil }
+            return readers[id][0]
+        }
+        /// `soleReader`, when it reads nothing else.
+        func onlyReader(_ id: Int) -> Int? {
+            guard let r = soleReader(id), nodes[r].inputs == [id] else { return nil }
             return r
         }
 
@@ -115,39 +125,84 @@ extension Network {
         var absorbed = Set<Int>()
         for id in needed.dropFirst() where !absorbed.contains(id) {
             let node = nodes[id]
-            let layer = node.layer!
-            if let conv = FoldableConvolution(layer) {
-                var chain = [id]
-                var affine: (scale: [Float], offset: [Float])?
-                var activation: EltwisePostOp?
-                if let next = soleReader(id), let a = foldableAffine(nodes[next].layer, channels: conv.outputChannels) {
-                    chain.append(next)
-                    affine = a
+            // A chain starts at a convolution, or at a ZeroPadding2D that only it reads.
+            var head = id
+            var pad = [0, 0, 0, 0]
+            if let p = node.layer as? ZeroPadding2D, let next = onlyReader(id), FoldableConvolution(nodes[next].layer!) != nil {
+                head = next
+                pad = [p.top, p.bottom, p.left, p.right]
+            }
+            guard let conv = FoldableConvolution(nodes[head].layer!) else {
+                if let affine = (node.layer as? BatchNormalization)?.affine ?? (node.layer as? ChannelAffine),
+                    let next = onlyReader(id), let relu = (nodes[next].layer as? Activation)?.relu
+                {
+                    steps.append(InferencePlan.Step(node: next, inputs: node.inputs, operation: .affineReLU(affine, relu)))
+                    absorbed.insert(next)
+                } else {
+                    steps.append(InferencePlan.Step(node: id, inputs: node.inputs, operation: .layer(node.layer!)))
                 }
-                if let next = soleReader(chain.last!), let op = (nodes[next].layer as? Activation)?.postOp {
+                continue
+            }
+            var chain = head == id ? [id] : [id, head]
+            var affine: (scale: [Float], offset: [Float])?
+            var postOps: [PostOp] = []
+            var residual: Int?
+            if let next = onlyReader(head), let a = foldableAffine(nodes[next].layer, channels: conv.outputChannels) {
+                chain.append(next)
+                affine = a
+            }
+            func activation() {
+                if let next = onlyReader(chain.last!), let op = (nodes[next].layer as? Activation)?.postOp {
                     chain.append(next)
-                    activation = op
-                }
-                if chain.count > 1 {
-                    let folded = plans.convolution(for: chain) { conv.folded(affine: affine, activation: activation) }
-                    steps.append(
-                        InferencePlan.Step(
-                            node: chain.last!, inputs: node.inputs, operation: .fused(layer: layer, convolution: folded)))
-                    absorbed.formUnion(chain)
-                    continue
+                    postOps.append(.eltwise(op))
                 }
             }
-            steps.append(InferencePlan.Step(node: id, inputs: node.inputs, operation: .layer(layer)))
+            activation()
+            // Dropout and the like pass through at inference (EfficientNet: project_bn → drop → add).
+            while let next = onlyReader(chain.last!), nodes[next].layer is Identity { chain.append(next) }
+            // x + y, where the other addend y is computed elsewhere.
+            let end = chain.last!
+            if let add = soleReader(end), let layer = nodes[add].layer as? Add, layer.coefficients?.allSatisfy({ $0 == 1 }) ?? true,
+                nodes[add].inputs.count == 2, let other = nodes[add].inputs.first(where: { $0 != end }),
+                !absorbed.contains(add)
+            {
+                chain.append(add)
+                postOps.append(.sum)
+                residual = other
+                activation()
+            }
+            if chain.count == 1 {
+                steps.append(InferencePlan.Step(node: id, inputs: node.inputs, operation: .layer(node.layer!)))
+                continue
+            }
+            let folded = plans.convolution(for: chain) { conv.folded(affine: affine, postOps: postOps, inputPadding: pad) }
+            steps.append(
+                InferencePlan.Step(
+                    node: chain.last!, inputs: node.inputs + (residual.map { [$0] } ?? []),
+                    operation: .fused(layer: nodes[head].layer!, convolution: folded, addsResidual: residual != nil)))
+            absorbed.formUnion(chain)
         }
-        return InferencePlan(steps: steps)
+        // A fused step runs where its last node was: the residual it adds may
+        // be computed after the convolution's own position.
+        return InferencePlan(steps: steps.sorted { $0.node < $1.node })
     }
 }
 
 extension InferencePlan.Step {
-    func run(_ inputs: [Tensor]) throws -> Tensor {
+    /// Runs the step on its inputs (taken: a residual is written over in place
+    /// when nothing else holds it).
+    func run(_ inputs: inout [Tensor]) throws -> Tensor {
         switch operation {
-        case .layer(let layer): return try layer.forward(inputs)
-        case .fused(let layer, let convolution): return try layer.convolve(inputs, conv: convolution)
+        case .layer(let layer):
+            return try layer.forward(inputs)
+        case .fused(let layer, let convolution, addsResidual: false):
+            return try layer.convolve(inputs, conv: convolution)
+        case .affineReLU(let affine, let relu):
+            return try affine.forward(inputs, then: relu)
+        case .fused(let layer, let convolution, addsResidual: true):
+            var residual = inputs.removeLast()
+            try layer.convolve(inputs, conv: convolution, addingTo: &residual)
+            return residual
         }
     }
 }
@@ -177,7 +232,7 @@ private struct FoldableConvolution {
     var outputChannels: Int { depthwise ? kernel.shape[2] * kernel.shape[3] : kernel.shape[3] }
 
     /// conv(x)·s + t = conv'(x) with kernel K·s (per output channel) and bias b·s + t.
-    func folded(affine: (scale: [Float], offset: [Float])?, activation: EltwisePostOp?) -> DNNLConvolution {
+    func folded(affine: (scale: [Float], offset: [Float])?, postOps: [PostOp], inputPadding: [Int]) -> DNNLConvolution {
         var k = kernel
         var b = bias
         if let (s, t) = affine {
@@ -190,7 +245,7 @@ private struct FoldableConvolution {
         }
         return DNNLConvolution(
             kernel: k, bias: b, strides: strides, dilation: dilation, padding: padding, depthwise: depthwise,
-            activation: activation)
+            postOps: postOps, inputPadding: inputPadding)
     }
 }
 

@@ -140,11 +140,13 @@ public final class Network: Sendable {
         var out: [Int: Tensor] = [:]
         if kept.contains(0) { out[0] = input }
         for step in plan.steps {
-            let y = try step.run(step.inputs.map { live[$0]! })
-            for i in step.inputs {
+            // An input read for the last time is handed over, not copied: a
+            // fused residual add writes into it in place.
+            var args = step.inputs.map { i in
                 readers[i] -= 1
-                if readers[i] == 0 { live[i] = nil }
+                return readers[i] == 0 ? live.removeValue(forKey: i)! : live[i]!
             }
+            let y = try step.run(&args)
             if readers[step.node] > 0 { live[step.node] = y }
             if kept.contains(step.node) { out[step.node] = y }
         }

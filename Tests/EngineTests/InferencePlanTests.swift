@@ -2,10 +2,11 @@ import Testing
 
 @testable import Engine
 
-/// The inference plan: convolution → BatchNormalization → activation chains
-/// fused into one oneDNN convolution must give the unfused network's numbers
-/// (within 1e-4 relative: the folded products are rounded once instead of
-/// twice), and every node a caller asks for must be there, as that node.
+/// The inference plan: [padding →] convolution → BatchNormalization →
+/// activation [→ residual add → activation] chains fused into one oneDNN
+/// convolution must give the unfused network's numbers (within 1e-4 relative:
+/// the folded products are rounded once instead of twice), and every node a
+/// caller asks for must be there, as that node.
 ///
 ///     0 input [9,9,3]
 ///     1 conv 3x3 same → 8     2 bn     3 relu6
@@ -98,11 +99,13 @@ import Testing
     }
 
     @Test func fusesEveryChainNobodyLooksInto() {
-        // conv1+bn1+relu6 → 3; dw+bn2+swish → 6; project+bn3 → 8 (the add reads
-        // two nodes, so it stays); leaky_conv+leaky → 11; head_conv+sigmoid → 13.
-        #expect(fusedNodes(last: 16, materialised: []) == [3, 6, 8, 11, 13])
-        let steps = network.inferencePlan(last: 16, materialised: [16]).steps.map(\.node)
-        #expect(steps == [3, 6, 8, 9, 11, 13, 14, 15, 16])
+        // conv1+bn1+relu6 → 3; dw+bn2+swish → 6; project+bn3+add(6) → 9;
+        // leaky_conv+leaky → 11; head_conv+sigmoid → 13.
+        #expect(fusedNodes(last: 16, materialised: []) == [3, 6, 9, 11, 13])
+        let steps = network.inferencePlan(last: 16, materialised: [16]).steps
+        #expect(steps.map(\.node) == [3, 6, 9, 11, 13, 14, 15, 16])
+        // The add's other input comes last: the fused step writes over it.
+        #expect(steps[2].inputs == [6, 6])
     }
 
     @Test func fusedOutputMatchesUnfused() throws {
@@ -138,11 +141,13 @@ import Testing
 
     @Test func keptNodesSplitChains() {
         // bn1 kept: conv1 + bn1 fold, relu6 runs alone.
-        #expect(fusedNodes(last: 16, materialised: [2]) == [2, 6, 8, 11, 13])
+        #expect(fusedNodes(last: 16, materialised: [2]) == [2, 6, 9, 11, 13])
         // conv1 kept: nothing folds into it; bn1 and relu6 run alone.
-        #expect(fusedNodes(last: 16, materialised: [1]) == [6, 8, 11, 13])
-        #expect(fusedNodes(last: 16, materialised: [4]) == [3, 8, 11, 13])
-        #expect(fusedNodes(last: 16, materialised: [12]) == [3, 6, 8, 11])
+        #expect(fusedNodes(last: 16, materialised: [1]) == [6, 9, 11, 13])
+        #expect(fusedNodes(last: 16, materialised: [4]) == [3, 9, 11, 13])
+        // bn3 kept: the add runs alone.
+        #expect(fusedNodes(last: 16, materialised: [8]) == [3, 6, 8, 11, 13])
+        #expect(fusedNodes(last: 16, materialised: [12]) == [3, 6, 9, 11])
         // Stopping inside a chain ends it there.
         #expect(fusedNodes(last: 5, materialised: []) == [3, 5])
     }
@@ -191,6 +196,51 @@ import Testing
         // Activations written out in Swift stay nodes of their own.
         for function: ActivationFunction in [.relu(threshold: 0.5), .elu(), .gelu, .hardSwish, .softmax, .linear] {
             #expect(Activation(name: "act", function: function).postOp == nil, "\(function)")
+        }
+    }
+
+    @Test func zeroPaddingFoldsIntoTheConvolution() throws {
+        var rng = SplitMix64(seed: 5)
+        let x = rng.tensor([2, 10, 11, 4], -2, 2)
+        for (padding, strides) in [(Padding.valid, [2, 2]), (.same, [1, 1]), (.valid, [1, 2])] {
+            let pad = ZeroPadding2D(name: "pad", top: 0, bottom: 1, left: 1, right: 2)
+            let dw = DepthwiseConv2D(
+                name: "dw", kernel: rng.tensor([3, 3, 4, 2]), bias: rng.tensor([8]), strides: strides, padding: padding,
+                dilation: [1, 1])
+            let act = Activation(name: "relu", function: .relu())
+            var nodes = [Network.Node(id: 0, layer: nil, inputs: [], outputShape: [10, 11, 4])]
+            let layers: [any Layer] = [pad, dw, act]
+            for (i, layer) in layers.enumerated() {
+                let shape = try layer.outputShape(for: [nodes[i].outputShape])
+                nodes.append(Network.Node(id: i + 1, layer: layer, inputs: [i], outputShape: shape))
+            }
+            let net = try Network(nodes: nodes, outputNode: 3)
+            #expect(net.inferencePlan(last: 3, materialised: [3]).steps.map(\.node) == [3])
+            let unfused = try net.forward(x, keepAll: true)
+            expectClose(try net.predict(x), unfused[3], "pad + depthwise \(padding) \(strides) + relu")
+            // The padded tensor asked for: the padding runs alone.
+            #expect(net.inferencePlan(last: 3, materialised: [1, 3]).steps.map(\.node) == [1, 3])
+            #expect(try net.forward(x, keep: [1])[1]!.scalars == unfused[1]!.scalars)
+        }
+    }
+
+    @Test func batchNormalizationAndReLUWithoutAConvolutionAreOnePass() throws {
+        var rng = SplitMix64(seed: 9)
+        let x = rng.tensor([2, 5, 6, 7], -3, 3)
+        for function in [ActivationFunction.relu(), .relu(maxValue: 6), .relu(negativeSlope: 0.1), .relu(threshold: 0.5)] {
+            let bn = BatchNormalization(
+                name: "bn", gamma: rng.tensor([7], 0.5, 1.5), beta: rng.tensor([7]),
+                movingMean: rng.tensor([7], -0.2, 0.2), movingVariance: rng.tensor([7], 0.5, 1.5), epsilon: 1e-3)
+            let nodes = [
+                Network.Node(id: 0, layer: nil, inputs: [], outputShape: [5, 6, 7]),
+                Network.Node(id: 1, layer: bn, inputs: [0], outputShape: [5, 6, 7]),
+                Network.Node(id: 2, layer: Activation(name: "act", function: function), inputs: [1], outputShape: [5, 6, 7]),
+            ]
+            let net = try Network(nodes: nodes, outputNode: 2)
+            #expect(net.inferencePlan(last: 2, materialised: [2]).steps.map(\.node) == [2])
+            // The same operations in the same order as the two layers: the same bits.
+            #expect(try net.predict(x).scalars == net.forward(x, keepAll: true)[2]!.scalars, "\(function)")
+            #expect(net.inferencePlan(last: 2, materialised: [1, 2]).steps.map(\.node) == [1, 2])
         }
     }
 

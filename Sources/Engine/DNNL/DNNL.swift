@@ -133,12 +133,19 @@ struct EltwisePostOp: Sendable, Equatable {
     let beta: Float
 }
 
+/// What a primitive does to its result before writing it, in order.
+enum PostOp: Sendable, Equatable {
+    case eltwise(EltwisePostOp)
+    /// result + what the destination held before (a residual written there first).
+    case sum
+}
+
 /// Primitive attributes: always a user-managed scratchpad (see the top of this
 /// file), and the post-ops asked for.
 private final class DNNLAttr {
     let handle: dnnl_primitive_attr_t
 
-    init(postOps: [EltwisePostOp] = []) throws {
+    init(postOps: [PostOp] = []) throws {
         var a: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&a), "dnnl_primitive_attr_create")
         guard let a else { throw EngineError.dnnl(status: -1, call: "dnnl_primitive_attr_create (null)") }
@@ -153,7 +160,12 @@ private final class DNNLAttr {
         // The attribute keeps its own copy of the list.
         defer { dnnl_post_ops_destroy(po) }
         for op in postOps {
-            try check(dnnl_post_ops_append_eltwise(po, 1, op.algorithm, op.alpha, op.beta), "dnnl_post_ops_append_eltwise")
+            switch op {
+            case .eltwise(let e):
+                try check(dnnl_post_ops_append_eltwise(po, 1, e.algorithm, e.alpha, e.beta), "dnnl_post_ops_append_eltwise")
+            case .sum:
+                try check(dnnl_post_ops_append_sum(po, 1), "dnnl_post_ops_append_sum")
+            }
         }
         try check(dnnl_primitive_attr_set_post_ops(a, po), "dnnl_primitive_attr_set_post_ops")
     }
@@ -168,7 +180,7 @@ final class DNNLPrimitiveDesc: @unchecked Sendable {
     /// Creates the primitive descriptor for an operation descriptor (`opDesc`
     /// points to a `dnnl_*_desc_t`); `hint` is the forward descriptor that
     /// backward primitives require; `postOps` run on the result, in order.
-    init(opDesc: UnsafeRawPointer, hint: DNNLPrimitiveDesc? = nil, postOps: [EltwisePostOp] = [], call: String) throws {
+    init(opDesc: UnsafeRawPointer, hint: DNNLPrimitiveDesc? = nil, postOps: [PostOp] = [], call: String) throws {
         let engine = try DNNLEngine.cpu()
         let attr = try DNNLAttr(postOps: postOps)
         var pd: dnnl_primitive_desc_t?

@@ -112,6 +112,19 @@ extension Layer {
         return try conv.forward(x)
     }
 
+    /// `convolve` for a convolution with a `sum` post-op: the result is added
+    /// to `residual` (the output's shape), in place.
+    func convolve(_ inputs: [Tensor], conv: DNNLConvolution, addingTo residual: inout Tensor) throws {
+        let x = try singleInput(inputs)
+        try checkFeatureMap(x, channels: conv.cin)
+        guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }
+        guard residual.shape == [g.n, g.oh, g.ow, conv.cout] else {
+            throw mismatch("residual \(residual.shape) does not match the output \([g.n, g.oh, g.ow, conv.cout])")
+        }
+        if g.n == 0 { return }
+        try conv.forward(x, addingTo: &residual)
+    }
+
     func convolveBackward(_ inputs: [Tensor], outputGradient: Tensor, conv: DNNLConvolution) throws -> [Tensor] {
         let x = try singleInput(inputs)
         try checkFeatureMap(x, channels: conv.cin)
