@@ -1,7 +1,7 @@
-import Engine
 import Foundation
 import Testing
 
+@testable import Engine
 @testable import KerasFormat
 
 /// Forward passes on the inference plan (BatchNormalization folded into the
@@ -63,6 +63,15 @@ extension SerialTests {
                     return Float(state >> 40) / Float(1 << 24) * 2 - 1
                 })
             let logits = try #require(model.logitsNode)
+            // Every convolution is followed by its BatchNormalization: all 49 chains fuse
+            // (with their ReLU6, padding, dropout and residual add where they have one).
+            let plan = network.inferencePlan(last: logits, materialised: [logits])
+            let fused = plan.steps.filter {
+                if case .fused = $0.operation { return true }
+                return false
+            }
+            #expect(fused.count == 49, "\(fused.count) fused steps of \(plan.steps.count)")
+            #expect(plan.steps.count <= 60, "\(plan.steps.count) steps for \(network.nodes.count) nodes")
             let unfused = try network.forward(input, stopAfter: logits, keepAll: true)
             /// ≤ 1e-4 relative to the largest magnitude.
             func expectClose(_ a: Tensor?, _ b: Tensor?, _ what: String) throws {
