@@ -32,6 +32,8 @@ public final class Network: Sendable {
     /// Keras layer name → node id of the output before the layer's own final
     /// activation, where that activation was split off (softmax heads: the logits).
     public let preActivationIndex: [String: Int]
+    /// Forward passes run on plans made from `nodes` (see `InferencePlan`).
+    let plans = InferencePlans()
 
     public var inputShape: [Int] { nodes[0].outputShape }
     public var outputShape: [Int] { nodes[outputNode].outputShape }
@@ -81,14 +83,22 @@ public final class Network: Sendable {
 
     /// Runs the network on `input` (batch first, per-sample shape `inputShape`).
     ///
+    /// Runs on an `InferencePlan`: convolution → BatchNormalization →
+    /// activation chains whose inner outputs are not asked for run as one
+    /// fused convolution. Every node asked for below is computed and kept.
+    ///
     /// - Parameters:
     ///   - stopAfter: the last node to compute (default: the output node). Nodes
     ///     after it — and nodes it does not depend on — are skipped.
     ///   - keep: node ids whose outputs the trace must hold (the stop node is always kept).
-    ///   - keepAll: keep every computed output (what `backward` needs).
+    ///   - keepAll: keep every computed output, each from its own layer, nothing
+    ///     fused (what `backward` to the input needs).
+    ///   - backwardTo: keep what `backward(…, to: backwardTo, …)` reads: every
+    ///     computed node from `backwardTo` on and the nodes those read. Below
+    ///     it, nothing is kept and chains are fused.
     public func forward(
         _ input: Tensor, stopAfter: Int? = nil, keep: Set<Int> = [],
-        keepAll: Bool = false
+        keepAll: Bool = false, backwardTo: Int? = nil
     ) throws -> Trace {
         let last = stopAfter ?? outputNode
         guard last >= 0, last < nodes.count else { throw EngineError.invalidRequest("node \(last) out of range") }
@@ -100,27 +110,48 @@ public final class Network: Sendable {
                 layer: "input",
                 detail: "expected per-sample shape \(inputShape), got \(Array(input.shape.dropFirst()))")
         }
-        let needed = ancestors(of: last)
-        // Remaining consumers per node, so intermediate outputs are freed as soon as possible.
-        var consumers = [Int](repeating: 0, count: nodes.count)
-        for id in needed where id <= last { for i in nodes[id].inputs { consumers[i] += 1 } }
-
-        var live: [Int: Tensor] = [0: input]
-        var kept: [Int: Tensor] = [:]
-        if keepAll || keep.contains(0) || last == 0 { kept[0] = input }
-        if last == 0 { return Trace(outputs: kept) }
-        for id in 1...last where needed.contains(id) {
-            let node = nodes[id]
-            let args = node.inputs.map { live[$0]! }
-            let out = try node.layer!.forward(args)
-            for i in node.inputs {
-                consumers[i] -= 1
-                if consumers[i] == 0 { live[i] = nil }
+        if last == 0 { return Trace(outputs: [0: input]) }
+        let plan: InferencePlan
+        let kept: Set<Int>
+        if keepAll {
+            plan = unfusedPlan(last: last)
+            kept = Set(0...last)
+        } else {
+            var must = keep.filter { $0 >= 0 && $0 <= last }
+            must.insert(last)
+            if let to = backwardTo, to >= 0, to < last {
+                for id in to...last {
+                    must.insert(id)
+                    if id > to { must.formUnion(nodes[id].inputs) }
+                }
             }
-            if consumers[id] > 0 { live[id] = out }
-            if keepAll || keep.contains(id) || id == last { kept[id] = out }
+            plan = inferencePlan(last: last, materialised: must)
+            kept = must
         }
-        return Trace(outputs: kept)
+        return Trace(outputs: try run(plan, input, keeping: kept))
+    }
+
+    /// Runs the steps of `plan`; returns the outputs of the nodes in `kept`
+    /// that it computed (and the input, when kept).
+    private func run(_ plan: InferencePlan, _ input: Tensor, keeping kept: Set<Int>) throws -> [Int: Tensor] {
+        // Remaining readers per node, so intermediate outputs are freed as soon as possible.
+        var readers = [Int](repeating: 0, count: nodes.count)
+        for step in plan.steps { for i in step.inputs { readers[i] += 1 } }
+        var live: [Int: Tensor] = [0: input]
+        var out: [Int: Tensor] = [:]
+        if kept.contains(0) { out[0] = input }
+        for step in plan.steps {
+            // An input read for the last time is handed over, not copied: a
+            // fused residual add writes into it in place.
+            var args = step.inputs.map { i in
+                readers[i] -= 1
+                return readers[i] == 0 ? live.removeValue(forKey: i)! : live[i]!
+            }
+            let y = try step.run(&args)
+            if readers[step.node] > 0 { live[step.node] = y }
+            if kept.contains(step.node) { out[step.node] = y }
+        }
+        return out
     }
 
     /// Convenience: the network's output for `input`.

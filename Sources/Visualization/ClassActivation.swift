@@ -154,10 +154,10 @@ extension Network {
     // MARK: - Shared pieces
 
     /// Forward pass of one image to the score node; the class and its score.
-    func classScore(_ input: Tensor, _ request: CAMRequest, keep: Set<Int> = [], keepAll: Bool = false) throws
+    func classScore(_ input: Tensor, _ request: CAMRequest, keep: Set<Int> = [], backwardTo: Int? = nil) throws
         -> (trace: Trace, scores: Tensor, classIndex: Int)
     {
-        let trace = try forward(input, stopAfter: request.scoreNode, keep: keep, keepAll: keepAll)
+        let trace = try forward(input, stopAfter: request.scoreNode, keep: keep, backwardTo: backwardTo)
         let scores = trace[request.scoreNode]!
         let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
         guard k >= 0, k < scores.sampleCount else { throw RequestError.classOutOfRange(k, count: scores.sampleCount) }

@@ -22,7 +22,7 @@ extension Network {
         guard input.batch == 1 else {
             throw VisualizationError.invalid("\(method.rawValue) takes one image, got a batch of \(input.batch)")
         }
-        let (trace, scores, k) = try classScore(input, request, keepAll: true)
+        let (trace, scores, k) = try classScore(input, request, backwardTo: request.layerNode)
         let activation = try spatialActivation(trace, request.layerNode)
         let grads = try backward(from: request.scoreNode, seed: Self.classSeed(scores, k), to: request.layerNode, trace: trace)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])

@@ -82,7 +82,7 @@ extension Network {
         -> ClassActivationMap
     {
         guard input.batch == 1 else { throw VisualizationError.invalid("Grad-CAM takes one image, got a batch of \(input.batch)") }
-        let trace = try forward(input, stopAfter: request.scoreNode, keepAll: true)
+        let trace = try forward(input, stopAfter: request.scoreNode, backwardTo: request.layerNode)
         let scores = trace[request.scoreNode]!
         let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
         guard k >= 0, k < scores.count else { throw RequestError.classOutOfRange(k, count: scores.count) }

@@ -31,7 +31,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch size of the large ascent line.")
     var bigBatch = 64
 
-    @Option(help: "Python with TensorFlow; runs tools/bench/bench_keras.py on the same model for the side-by-side.")
+    @Option(
+        help:
+            "Python with TensorFlow; runs tools/bench/bench_keras.py on the same model for the side-by-side (with --forward-only: its forward line)."
+    )
     var python: String?
 
     @Flag(
@@ -54,15 +57,24 @@ struct Bench: ParsableCommand {
             var g = SplitMix64(seed: 7)
             let x = Tensor(shape: [1] + size, scalars: (0..<size.reduce(1, *)).map { _ in Float(g.nextUnit() * 255 - 128) })
             let ms = try time(runs) { _ = try net.predict(x) }
+            // TensorFlow's forward of the same file, same threads, same run (its own random input).
+            let tf =
+                try python.map {
+                    try runKeras(
+                        python: $0, modelPath: m.profile.modelURL.path, threads: threads, batch: 1,
+                        only: ["forward"], runs: runs)["forward"]
+                } ?? nil
             if json {
                 print(
-                    "{\"line\": \"forward\", \"ms_median\": \(String(format: "%.3f", ms)), \"batch\": 1, \"input\": \(size), \"threads\": \(threads)}"
+                    "{\"line\": \"forward\", \"ms_median\": \(String(format: "%.3f", ms)), \"batch\": 1, \"input\": \(size), \"threads\": \(threads)"
+                        + (tf.map { ", \"tensorflow_ms_median\": \(String(format: "%.3f", $0))" } ?? "") + "}"
                 )
             } else {
                 print(
                     String(
                         format: "forward (batch 1, input %@): %.1f ms, median of %d runs, %d thread(s)",
-                        size.map(String.init).joined(separator: "×") as NSString, ms, runs, threads))
+                        size.map(String.init).joined(separator: "×") as NSString, ms, runs, threads)
+                        + (tf.map { String(format: "; TensorFlow %.1f ms, ratio %.2f", $0, ms / $0) } ?? ""))
             }
             return
         }
@@ -108,7 +120,7 @@ struct Bench: ParsableCommand {
             (
                 "gradcam",
                 try time(runs) {
-                    let trace = try net.forward(x1, stopAfter: logits, keepAll: true)
+                    let trace = try net.forward(x1, stopAfter: logits, backwardTo: lastConv)
                     let y = trace[logits]!
                     var seed = Tensor(zeros: y.shape)
                     seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
@@ -196,11 +208,16 @@ func nominalGHz() -> Double {
     return 2.6
 }
 
-/// Runs tools/bench/bench_keras.py and reads its JSON lines (`{"name": ..., "ms_median": ...}`).
-func runKeras(python: String, modelPath: String, threads: Int, batch: Int) throws -> [String: Double] {
+/// Runs tools/bench/bench_keras.py and reads its JSON lines (`{"name": ..., "ms_median": ...}`);
+/// `only` picks its lines (all by default), `runs` its batch-1 runs (its default when nil).
+func runKeras(
+    python: String, modelPath: String, threads: Int, batch: Int, only: [String] = [], runs: Int? = nil
+) throws -> [String: Double] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: python)
-    process.arguments = ["tools/bench/bench_keras.py", "--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
+    process.arguments =
+        ["tools/bench/bench_keras.py", "--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
+        + (only.isEmpty ? [] : ["--only"] + only) + (runs.map { ["--runs", String($0)] } ?? [])
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()

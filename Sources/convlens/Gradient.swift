@@ -44,7 +44,7 @@ struct Gradient: ParsableCommand {
         guard target < from else {
             throw CLIError("layer '\(wrt)' is not below the output; the gradient is taken w.r.t. an earlier layer")
         }
-        let trace = try m.network.forward(x, stopAfter: from, keepAll: true)
+        let trace = try m.network.forward(x, stopAfter: from, backwardTo: target)
         let score = trace[from]!
         let units = score.sampleCount
         guard outputIndex >= 0, outputIndex < units else {

@@ -14,6 +14,12 @@ final class DNNLConvolution: Sendable {
     let strides: [Int]  // [sh, sw]
     let dilation: [Int]  // Keras dilation_rate [dh, dw] (1 = none)
     let padding: Padding
+    /// Applied to the forward result inside the primitive (an inference plan's
+    /// fused residual add and activation); such a convolution has no backward pass.
+    let postOps: [PostOp]
+    /// Zeros around the input before the convolution's own padding (an
+    /// inference plan's folded ZeroPadding2D): top, bottom, left, right.
+    let inputPadding: [Int]
     /// oneDNN logical weight dims ([o, i, kh, kw] or [g, o/g, i/g, kh, kw])
     /// and the element strides that describe the Keras kernel in that order.
     private let weightDims: [Int]
@@ -38,6 +44,8 @@ final class DNNLConvolution: Sendable {
         let primitive: DNNLPrimitive
         let src: LayoutBridge
         let dst: LayoutBridge
+        /// With a `sum` post-op: the residual into the primitive's destination layout.
+        let residual: LayoutBridge?
         let weights: DNNLMemory
         let bias: DNNLMemory?
     }
@@ -56,8 +64,15 @@ final class DNNLConvolution: Sendable {
     /// - Parameters:
     ///   - kernel: Keras layout, `[kh, kw, cin, cout]` for a plain convolution or
     ///     `[kh, kw, cin, multiplier]` for a depthwise one (`depthwise: true`).
-    init(kernel: Tensor, bias: Tensor?, strides: [Int], dilation: [Int], padding: Padding, depthwise: Bool) {
+    ///   - postOps: what the forward primitive does to its result (`.sum`: see `forward(_:addingTo:)`).
+    ///   - inputPadding: zeros added around the input first (top, bottom, left, right).
+    init(
+        kernel: Tensor, bias: Tensor?, strides: [Int], dilation: [Int], padding: Padding, depthwise: Bool,
+        postOps: [PostOp] = [], inputPadding: [Int] = [0, 0, 0, 0]
+    ) {
         let s = kernel.shape
+        self.postOps = postOps
+        self.inputPadding = inputPadding
         kh = s[0]
         kw = s[1]
         cin = s[2]
@@ -86,12 +101,13 @@ final class DNNLConvolution: Sendable {
 
     /// Output geometry for an NHWC input shape; nil when the window does not fit.
     func geometry(_ shape: [Int]) -> Geometry? {
-        let y = padding.outputSizeAndPadding(input: shape[1], kernel: kh, stride: strides[0], dilation: dilation[0])
-        let x = padding.outputSizeAndPadding(input: shape[2], kernel: kw, stride: strides[1], dilation: dilation[1])
+        let (t, b, l, r) = (inputPadding[0], inputPadding[1], inputPadding[2], inputPadding[3])
+        let y = padding.outputSizeAndPadding(input: shape[1] + t + b, kernel: kh, stride: strides[0], dilation: dilation[0])
+        let x = padding.outputSizeAndPadding(input: shape[2] + l + r, kernel: kw, stride: strides[1], dilation: dilation[1])
         guard y.size > 0, x.size > 0 else { return nil }
         return Geometry(
             n: shape[0], h: shape[1], w: shape[2], oh: y.size, ow: x.size,
-            padTop: y.before, padBottom: y.after, padLeft: x.before, padRight: x.after)
+            padTop: y.before + t, padBottom: y.after + b, padLeft: x.before + l, padRight: x.after + r)
     }
 
     // MARK: forward
@@ -99,6 +115,7 @@ final class DNNLConvolution: Sendable {
     /// `x` is NHWC with `cin` channels and a geometry that fits (the layer checks).
     func forward(_ x: Tensor) throws -> Tensor {
         let plan = try forwardPlans.plan(for: x.shape) { try makeForwardPlan(x.shape) }
+        if plan.residual != nil { throw EngineError.invalidRequest("a convolution with a sum post-op needs its residual") }
         let g = plan.geometry
         let out = try x.scalars.withUnsafeBufferPointer { xs in
             try uninitializedFloats(g.n * g.oh * g.ow * cout) { os in
@@ -117,11 +134,37 @@ final class DNNLConvolution: Sendable {
         return Tensor(shape: [g.n, g.oh, g.ow, cout], scalars: out)
     }
 
+    /// The forward pass of a convolution whose post-ops include `.sum`: the
+    /// result is added to `residual` (NHWC, the output's shape) inside the
+    /// primitive, in place — one pass where convolution + Add take two, and no
+    /// new buffer when the caller held the only reference to the residual.
+    func forward(_ x: Tensor, addingTo residual: inout Tensor) throws {
+        let plan = try forwardPlans.plan(for: x.shape) { try makeForwardPlan(x.shape) }
+        guard let bridge = plan.residual else { throw EngineError.invalidRequest("convolution has no sum post-op") }
+        try x.scalars.withUnsafeBufferPointer { xs in
+            try residual.scalars.withUnsafeMutableBufferPointer { rs in
+                let stream = try DNNLStream()
+                let src = try plan.src.input(xs, stream: stream)
+                // The residual's own buffer when the layouts agree, else a reordered copy.
+                let dst = try bridge.input(UnsafeBufferPointer(rs), stream: stream)
+                var args: [(Int32, DNNLMemory)] = [(DNNL_ARG_SRC, src), (DNNL_ARG_WEIGHTS, plan.weights), (DNNL_ARG_DST, dst)]
+                if let b = plan.bias { args.append((DNNL_ARG_BIAS, b)) }
+                try plan.primitive.execute(args, on: stream)
+                if let back = plan.dst.reorder {
+                    try back.execute([(DNNL_ARG_FROM, dst), (DNNL_ARG_TO, DNNLMemory(plan.dst.user, writing: rs))], on: stream)
+                }
+            }
+        }
+    }
+
     // MARK: backward to the input
 
     /// Gradient w.r.t. the NHWC input of shape `inputShape`, given the gradient
     /// w.r.t. the output (NHWC). Bias does not enter the input gradient.
     func backwardData(_ gradOut: Tensor, inputShape: [Int]) throws -> Tensor {
+        if !postOps.isEmpty || inputPadding != [0, 0, 0, 0] {
+            throw EngineError.invalidRequest("a convolution fused for inference has no backward pass")
+        }
         if groups == 1, cout >= 8, let active = activeChannels(gradOut) {
             return try backwardDataOnChannels(active, gradOut, inputShape: inputShape)
         }
@@ -262,8 +305,11 @@ final class DNNLConvolution: Sendable {
                     &dst, st, dl, pl, pr),
                 "dnnl_dilated_convolution_forward_desc_init")
         }
+        // Only the inference primitive carries the activation; a training
+        // forward is only ever the hint for backward-data.
+        let postOps = prop == dnnl_forward_inference ? self.postOps : []
         return try withUnsafePointer(to: &cd) {
-            try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(convolution forward)")
+            try DNNLPrimitiveDesc(opDesc: $0, postOps: postOps, call: "dnnl_primitive_desc_create(convolution forward)")
         }
     }
 
@@ -276,6 +322,7 @@ final class DNNLConvolution: Sendable {
             primitive: try DNNLPrimitive(pd),
             src: try LayoutBridge(input: d.userSrc, primitive: pd.md(dnnl_query_src_md)),
             dst: try LayoutBridge(output: d.userDst, primitive: pd.md(dnnl_query_dst_md)),
+            residual: postOps.contains(.sum) ? try LayoutBridge(input: d.userDst, primitive: pd.md(dnnl_query_dst_md)) : nil,
             weights: try weights(in: pd.md(dnnl_query_weights_md)),
             bias: try biasMem())
     }

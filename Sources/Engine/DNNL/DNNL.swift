@@ -125,11 +125,27 @@ enum MD {
 
 // MARK: - Attributes, primitive descriptors, primitives
 
-/// Primitive attributes: always a user-managed scratchpad (see the top of this file).
+/// An element-wise function a primitive applies to its result before writing
+/// it (a oneDNN eltwise post-op): `algorithm(x; alpha, beta)`.
+struct EltwisePostOp: Sendable, Equatable {
+    let algorithm: dnnl_alg_kind_t
+    let alpha: Float
+    let beta: Float
+}
+
+/// What a primitive does to its result before writing it, in order.
+enum PostOp: Sendable, Equatable {
+    case eltwise(EltwisePostOp)
+    /// result + what the destination held before (a residual written there first).
+    case sum
+}
+
+/// Primitive attributes: always a user-managed scratchpad (see the top of this
+/// file), and the post-ops asked for.
 private final class DNNLAttr {
     let handle: dnnl_primitive_attr_t
 
-    init() throws {
+    init(postOps: [PostOp] = []) throws {
         var a: dnnl_primitive_attr_t?
         try check(dnnl_primitive_attr_create(&a), "dnnl_primitive_attr_create")
         guard let a else { throw EngineError.dnnl(status: -1, call: "dnnl_primitive_attr_create (null)") }
@@ -137,6 +153,21 @@ private final class DNNLAttr {
         try check(
             dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user),
             "dnnl_primitive_attr_set_scratchpad_mode")
+        if postOps.isEmpty { return }
+        var po: dnnl_post_ops_t?
+        try check(dnnl_post_ops_create(&po), "dnnl_post_ops_create")
+        guard let po else { throw EngineError.dnnl(status: -1, call: "dnnl_post_ops_create (null)") }
+        // The attribute keeps its own copy of the list.
+        defer { dnnl_post_ops_destroy(po) }
+        for op in postOps {
+            switch op {
+            case .eltwise(let e):
+                try check(dnnl_post_ops_append_eltwise(po, 1, e.algorithm, e.alpha, e.beta), "dnnl_post_ops_append_eltwise")
+            case .sum:
+                try check(dnnl_post_ops_append_sum(po, 1), "dnnl_post_ops_append_sum")
+            }
+        }
+        try check(dnnl_primitive_attr_set_post_ops(a, po), "dnnl_primitive_attr_set_post_ops")
     }
 
     deinit { dnnl_primitive_attr_destroy(handle) }
@@ -148,10 +179,10 @@ final class DNNLPrimitiveDesc: @unchecked Sendable {
 
     /// Creates the primitive descriptor for an operation descriptor (`opDesc`
     /// points to a `dnnl_*_desc_t`); `hint` is the forward descriptor that
-    /// backward primitives require.
-    init(opDesc: UnsafeRawPointer, hint: DNNLPrimitiveDesc? = nil, call: String) throws {
+    /// backward primitives require; `postOps` run on the result, in order.
+    init(opDesc: UnsafeRawPointer, hint: DNNLPrimitiveDesc? = nil, postOps: [PostOp] = [], call: String) throws {
         let engine = try DNNLEngine.cpu()
-        let attr = try DNNLAttr()
+        let attr = try DNNLAttr(postOps: postOps)
         var pd: dnnl_primitive_desc_t?
         try check(dnnl_primitive_desc_create(&pd, opDesc, attr.handle, engine.handle, hint?.handle), call)
         guard let pd else { throw EngineError.dnnl(status: -1, call: call + " (null)") }

@@ -16,7 +16,7 @@ public final class Activation: Layer {
     private let eltwise: DNNLEltwise?
     /// Swish's backward needs σ(x): its own kernel, so its oneDNN plan is made once.
     private let swishSigmoid: DNNLEltwise?
-    private let relu: ReLUSpec?
+    let relu: ReLUSpec?
 
     public init(name: String, function: ActivationFunction, kind: String = "Activation") {
         self.name = name
@@ -260,7 +260,7 @@ struct ReLUSpec: Sendable {
     }
 
     private var isLeaky: Bool { slope != 0 && maxValue == nil && threshold == 0 }
-    private var isPlain: Bool { slope == 0 && maxValue == nil && threshold == 0 }
+    var isPlain: Bool { slope == 0 && maxValue == nil && threshold == 0 }
 
     @inline(__always)
     func value(_ x: Float) -> Float {

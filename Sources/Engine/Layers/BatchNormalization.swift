@@ -12,8 +12,9 @@ public final class BatchNormalization: Layer {
     public let movingVariance: Tensor
     public let epsilon: Float
     private let invalid: String?
-    /// x·s + t; nil when the weights are invalid.
-    private let affine: ChannelAffine?
+    /// x·s + t; nil when the weights are invalid. (An inference plan folds s
+    /// and t into the convolution before it.)
+    let affine: ChannelAffine?
 
     public init(
         name: String, gamma: Tensor?, beta: Tensor?, movingMean: Tensor, movingVariance: Tensor,

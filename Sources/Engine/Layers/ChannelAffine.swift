@@ -72,6 +72,35 @@ public final class ChannelAffine: Layer {
         return Tensor(shape: x.shape, scalars: y)
     }
 
+    /// `forward` then `relu`, in one pass over memory, split over the compute
+    /// threads: an inference plan's BatchNormalization → ReLU where no
+    /// convolution comes before (DenseNet's and ResNetV2's pre-activations).
+    /// The same operations in the same order as the two layers, so the same bits.
+    func forward(_ inputs: [Tensor], then relu: ReLUSpec) throws -> Tensor {
+        let x = try singleInput(inputs)
+        try checkChannels(x)
+        let c = channels ?? 1
+        func expand(_ v: [Float]) -> [Float] { v.count == c ? v : [Float](repeating: v[0], count: c) }
+        let (m, sc, o) = (expand(center), expand(scale), expand(offset))
+        let y: [Float] = x.scalars.withUnsafeBufferPointer { xb in
+            uninitializedFloats(xb.count) { yb in
+                let xs = SharedPointer(xb)
+                let ys = SharedPointer(yb)
+                parallelFor(xb.count / c, grain: max(1, (1 << 15) / c)) { rows in
+                    let x = xs.p
+                    let y = ys.p
+                    for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
+                        for k in 0..<c {
+                            let v = (x[base + k] - m[k]) * sc[k] + o[k]
+                            y[base + k] = relu.isPlain ? (v > 0 ? v : 0) : relu.value(v)
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: x.shape, scalars: y)
+    }
+
     // MARK: backward to the input
 
     public func backward(_ inputs: [Tensor], output: Tensor, outputGradient: Tensor) throws -> [Tensor] {

@@ -11,7 +11,7 @@ public final class Conv2D: Layer {
     public let strides: [Int]
     public let padding: Padding
     public let dilation: [Int]
-    private let convolution: CheckedConvolution
+    let convolution: CheckedConvolution
 
     public init(name: String, kernel: Tensor, bias: Tensor?, strides: [Int], padding: Padding, dilation: [Int]) {
         self.name = name
@@ -110,6 +110,19 @@ extension Layer {
         guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }
         if g.n == 0 { return Tensor(zeros: [0, g.oh, g.ow, conv.cout]) }
         return try conv.forward(x)
+    }
+
+    /// `convolve` for a convolution with a `sum` post-op: the result is added
+    /// to `residual` (the output's shape), in place.
+    func convolve(_ inputs: [Tensor], conv: DNNLConvolution, addingTo residual: inout Tensor) throws {
+        let x = try singleInput(inputs)
+        try checkFeatureMap(x, channels: conv.cin)
+        guard let g = conv.geometry(x.shape) else { throw mismatch("input \(x.shape) is smaller than the window") }
+        guard residual.shape == [g.n, g.oh, g.ow, conv.cout] else {
+            throw mismatch("residual \(residual.shape) does not match the output \([g.n, g.oh, g.ow, conv.cout])")
+        }
+        if g.n == 0 { return }
+        try conv.forward(x, addingTo: &residual)
     }
 
     func convolveBackward(_ inputs: [Tensor], outputGradient: Tensor, conv: DNNLConvolution) throws -> [Tensor] {

@@ -11,7 +11,7 @@ public final class DepthwiseConv2D: Layer {
     public let strides: [Int]
     public let padding: Padding
     public let dilation: [Int]
-    private let convolution: CheckedConvolution
+    let convolution: CheckedConvolution
 
     public init(name: String, kernel: Tensor, bias: Tensor?, strides: [Int], padding: Padding, dilation: [Int]) {
         self.name = name
