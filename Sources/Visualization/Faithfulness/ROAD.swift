@@ -75,72 +75,101 @@ func imputed(_ x: Tensor, removing: [Bool], noise sigma: Double, normals: inout 
 
 /// The imputation system M x = b over the removed pixels: M = diag(s) − W, s_i the summed
 /// weights of pixel i's neighbours inside the image, W the weights between removed pixels;
-/// b the weighted kept neighbours.
+/// b the weighted kept neighbours. Stored as flat compressed rows: a 224² image with 90 %
+/// removed is 45,000 unknowns and the solver visits every row a few hundred times.
 struct ImputationSystem {
     static let neighbours: [(dy: Int, dx: Int, weight: Double)] = [
         (1, 1, 1.0 / 12), (0, 1, 1.0 / 6), (-1, 1, 1.0 / 12), (1, -1, 1.0 / 12),
         (0, -1, 1.0 / 6), (-1, -1, 1.0 / 12), (1, 0, 1.0 / 6), (-1, 0, 1.0 / 6),
     ]
 
-    /// Per removed pixel: its neighbours inside the image (removed ones by slot, kept ones by
-    /// pixel index) and the sum of their weights.
-    private var removedNeighbours: [[(slot: Int, weight: Double)]] = []
-    private var keptNeighbours: [[(pixel: Int, weight: Double)]] = []
+    /// Row i's removed neighbours are slots[rowStart[i] ..< rowStart[i + 1]] with their weights.
+    private var rowStart: [Int] = [0]
+    private var slots: [Int] = []
+    private var weights: [Double] = []
+    /// Row i's kept neighbours, by pixel index, likewise.
+    private var keptStart: [Int] = [0]
+    private var keptPixels: [Int] = []
+    private var keptWeights: [Double] = []
     private var diagonal: [Double] = []
 
     init(unknown: [Int], slot: [Int], width w: Int, height h: Int) {
         for p in unknown {
             let (y, x) = (p / w, p % w)
-            var removed: [(Int, Double)] = []
-            var kept: [(Int, Double)] = []
             var sum = 0.0
             for n in Self.neighbours {
                 let (ny, nx) = (y + n.dy, x + n.dx)
                 guard ny >= 0, ny < h, nx >= 0, nx < w else { continue }
                 sum += n.weight
                 let q = ny * w + nx
-                if slot[q] >= 0 { removed.append((slot[q], n.weight)) } else { kept.append((q, n.weight)) }
+                if slot[q] >= 0 {
+                    slots.append(slot[q])
+                    weights.append(n.weight)
+                } else {
+                    keptPixels.append(q)
+                    keptWeights.append(n.weight)
+                }
             }
-            removedNeighbours.append(removed)
-            keptNeighbours.append(kept)
+            rowStart.append(slots.count)
+            keptStart.append(keptPixels.count)
             diagonal.append(sum)
         }
     }
 
     func rightHandSide(_ value: (Int) -> Float) -> [Double] {
-        keptNeighbours.map { $0.reduce(0) { $0 + $1.weight * Double(value($1.pixel)) } }
-    }
-
-    private func apply(_ v: [Double]) -> [Double] {
-        var out = [Double](repeating: 0, count: v.count)
-        for i in v.indices {
-            var s = diagonal[i] * v[i]
-            for n in removedNeighbours[i] { s -= n.weight * v[n.slot] }
-            out[i] = s
+        (0..<diagonal.count).map { i in
+            var b = 0.0
+            for e in keptStart[i]..<keptStart[i + 1] { b += keptWeights[e] * Double(value(keptPixels[e])) }
+            return b
         }
-        return out
     }
 
-    /// Preconditioned conjugate gradients to a relative residual of 1e-9.
+    /// out = M v.
+    private func apply(_ v: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>) {
+        rowStart.withUnsafeBufferPointer { start in
+            slots.withUnsafeBufferPointer { slot in
+                weights.withUnsafeBufferPointer { weight in
+                    diagonal.withUnsafeBufferPointer { d in
+                        for i in 0..<d.count {
+                            var s = d[i] * v[i]
+                            for e in start[i]..<start[i + 1] { s -= weight[e] * v[slot[e]] }
+                            out[i] = s
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Jacobi-preconditioned conjugate gradients to a relative residual of 1e-7 (imputed
+    /// values to ~1e-7 of the image's range: far below what a float32 input resolves).
     func solve(_ b: [Double]) -> [Double] {
         let n = b.count
         var x = [Double](repeating: 0, count: n)
         let bNorm = b.reduce(0) { $0 + $1 * $1 }.squareRoot()
         guard bNorm > 0 else { return x }
         var r = b
-        var z = (0..<n).map { r[$0] / diagonal[$0] }
-        var p = z
+        var z = [Double](repeating: 0, count: n)
+        var p = [Double](repeating: 0, count: n)
+        var ap = [Double](repeating: 0, count: n)
+        for i in 0..<n { z[i] = r[i] / diagonal[i] }
+        p = z
         var rz = zip(r, z).reduce(0) { $0 + $1.0 * $1.1 }
         for _ in 0..<(10 * n + 100) {
-            let ap = apply(p)
-            let alpha = rz / zip(p, ap).reduce(0) { $0 + $1.0 * $1.1 }
+            p.withUnsafeBufferPointer { pb in ap.withUnsafeMutableBufferPointer { apply(pb, into: $0) } }
+            var pap = 0.0
+            for i in 0..<n { pap += p[i] * ap[i] }
+            let alpha = rz / pap
+            var rr = 0.0
+            var next = 0.0
             for i in 0..<n {
                 x[i] += alpha * p[i]
                 r[i] -= alpha * ap[i]
+                rr += r[i] * r[i]
+                z[i] = r[i] / diagonal[i]
+                next += r[i] * z[i]
             }
-            if r.reduce(0, { $0 + $1 * $1 }).squareRoot() <= 1e-9 * bNorm { break }
-            for i in 0..<n { z[i] = r[i] / diagonal[i] }
-            let next = zip(r, z).reduce(0) { $0 + $1.0 * $1.1 }
+            if rr.squareRoot() <= 1e-7 * bNorm { break }
             let beta = next / rz
             rz = next
             for i in 0..<n { p[i] = z[i] + beta * p[i] }
