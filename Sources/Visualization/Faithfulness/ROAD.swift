@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Synchronization
 
 /// ROAD, Remove And Debias (Rong et al. 2022): removing pixels by painting them a constant
 /// colour tells the model where they were (the shape of the hole leaks the map), so removed
@@ -24,15 +25,27 @@ extension Network {
         let lo = Double(x.scalars.min() ?? 0)
         let hi = Double(x.scalars.max() ?? 0)
         let sigma = options.roadNoise * (hi - lo)
+        let masks =
+            fractions.map { f in
+                let top = linearPercentile(saliency, 100 * (1 - f))
+                return saliency.map { Double($0) >= top }
+            }
+            + fractions.map { f in
+                let bottom = linearPercentile(saliency, 100 * f)
+                return saliency.map { Double($0) <= bottom }
+            }
+        // The systems are independent: solved on every core, then the noise is added in a
+        // fixed order (image by image, channel by channel), so the result does not depend on
+        // the scheduling.
+        let fills = Mutex([[[Double]]](repeating: [], count: masks.count))
+        DispatchQueue.concurrentPerform(iterations: masks.count) { m in
+            let fill = linearFill(x, removing: masks[m])
+            fills.withLock { $0[m] = fill }
+        }
         var noise = SeededNormal(seed: options.seed)
         var images = [x]
-        for f in fractions {
-            let top = linearPercentile(saliency, 100 * (1 - f))
-            images.append(imputed(x, removing: saliency.map { Double($0) >= top }, noise: sigma, normals: &noise))
-        }
-        for f in fractions {
-            let bottom = linearPercentile(saliency, 100 * f)
-            images.append(imputed(x, removing: saliency.map { Double($0) <= bottom }, noise: sigma, normals: &noise))
+        for (m, fill) in fills.withLock({ $0 }).enumerated() {
+            images.append(withNoise(x, removing: masks[m], fill: fill, sigma: sigma, normals: &noise))
         }
         let s = try scorer.scores(of: images)
         let before = s[0]
@@ -57,18 +70,27 @@ func linearPercentile(_ values: [Float], _ q: Double) -> Double {
 /// drawn channel by channel over the removed pixels in index order. When every pixel is
 /// removed there is nothing to impute from: they become 0 plus the noise.
 func imputed(_ x: Tensor, removing: [Bool], noise sigma: Double, normals: inout SeededNormal) -> Tensor {
+    withNoise(x, removing: removing, fill: linearFill(x, removing: removing), sigma: sigma, normals: &normals)
+}
+
+/// The noise-free imputed values, per channel, of the removed pixels in index order.
+func linearFill(_ x: Tensor, removing: [Bool]) -> [[Double]] {
     let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3])
     let unknown = removing.indices.filter { removing[$0] }
-    guard !unknown.isEmpty else { return x }
+    guard !unknown.isEmpty else { return Array(repeating: [], count: c) }
     var slot = [Int](repeating: -1, count: h * w)
     for (i, p) in unknown.enumerated() { slot[p] = i }
     let system = ImputationSystem(unknown: unknown, slot: slot, width: w, height: h)
+    let values = x.scalars
+    return (0..<c).map { k in system.solve(system.rightHandSide { values[$0 * c + k] }) }
+}
+
+func withNoise(_ x: Tensor, removing: [Bool], fill: [[Double]], sigma: Double, normals: inout SeededNormal) -> Tensor {
+    let c = x.shape[3]
+    let unknown = removing.indices.filter { removing[$0] }
     var out = x
     for k in 0..<c {
-        let values = x.scalars
-        let b = system.rightHandSide { values[$0 * c + k] }
-        let solution = system.solve(b)
-        for (i, p) in unknown.enumerated() { out.scalars[p * c + k] = Float(solution[i] + sigma * normals.next()) }
+        for (i, p) in unknown.enumerated() { out.scalars[p * c + k] = Float(fill[k][i] + sigma * normals.next()) }
     }
     return out
 }
