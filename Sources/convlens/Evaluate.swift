@@ -197,7 +197,11 @@ struct EvaluationTable {
         for c in cols {
             let ranked = methods.compactMap { m in statistics(m, c).map { (m, $0.mean) } }
             guard let best = (c.better == "lower" ? ranked.min { $0.1 < $1.1 } : ranked.max { $0.1 < $1.1 }) else { continue }
-            lines.append("best \(c.name): \(best.0.rawValue) (\(String(format: "%.4f", best.1)))")
+            if ranked.allSatisfy({ $0.1 == best.1 }) {
+                lines.append("best \(c.name): a tie, every method \(String(format: "%.4f", best.1))")
+            } else {
+                lines.append("best \(c.name): \(best.0.rawValue) (\(String(format: "%.4f", best.1)))")
+            }
         }
         return lines.joined(separator: "\n")
     }
