@@ -214,32 +214,21 @@ func gaussianBlur(_ x: Tensor, sigma: Double, radius: Int) -> Tensor {
     var taps = (-radius...radius).map { exp(-Double($0 * $0) / (2 * sigma * sigma)) }
     let total = taps.reduce(0, +)
     taps = taps.map { $0 / total }
-    let src = x.scalars.map(Double.init)
-    var rows = [Double](repeating: 0, count: src.count)
-    for y in 0..<h {
-        for xx in 0..<w {
-            for k in 0..<c {
-                var s = 0.0
-                for (t, weight) in taps.enumerated() {
-                    let q = min(w - 1, max(0, xx + t - radius))
-                    s += weight * src[(y * w + q) * c + k]
-                }
-                rows[(y * w + xx) * c + k] = s
+    // One axis at a time: `step` is the distance between neighbours along it, `size` its length.
+    func blurred(_ src: [Double], along step: Int, size: Int, position: (Int) -> Int) -> [Double] {
+        var out = [Double](repeating: 0, count: src.count)
+        for i in src.indices {
+            let at = position(i)
+            var s = 0.0
+            for (t, weight) in taps.enumerated() {
+                let q = min(size - 1, max(0, at + t - radius))
+                s += weight * src[i + (q - at) * step]
             }
+            out[i] = s
         }
+        return out
     }
-    var out = x
-    for y in 0..<h {
-        for xx in 0..<w {
-            for k in 0..<c {
-                var s = 0.0
-                for (t, weight) in taps.enumerated() {
-                    let q = min(h - 1, max(0, y + t - radius))
-                    s += weight * rows[(q * w + xx) * c + k]
-                }
-                out.scalars[(y * w + xx) * c + k] = Float(s)
-            }
-        }
-    }
-    return out
+    let rows = blurred(x.scalars.map(Double.init), along: c, size: w) { ($0 / c) % w }
+    let both = blurred(rows, along: w * c, size: h) { ($0 / c) / w }
+    return Tensor(shape: x.shape, scalars: both.map { Float($0) })
 }
