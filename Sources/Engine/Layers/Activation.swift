@@ -261,6 +261,9 @@ struct ReLUSpec: Sendable {
 
     private var isLeaky: Bool { slope != 0 && maxValue == nil && threshold == 0 }
     var isPlain: Bool { slope == 0 && maxValue == nil && threshold == 0 }
+    /// MobileNet's and EfficientNet-Lite's activation: its own loops, because the general
+    /// `value`/`derivative` branch per element on the optional clip and do not vectorise.
+    private var isReLU6: Bool { slope == 0 && maxValue == 6 && threshold == 0 }
 
     @inline(__always)
     func value(_ x: Float) -> Float {
@@ -316,6 +319,8 @@ struct ReLUSpec: Sendable {
                     let y = ys.p
                     if isPlain {
                         for i in r { y[i] = x[i] > 0 ? x[i] : 0 }
+                    } else if isReLU6 {
+                        for i in r { y[i] = Swift.min(Swift.max(x[i], 0), 6) }
                     } else {
                         for i in r { y[i] = value(x[i]) }
                     }
@@ -341,6 +346,12 @@ struct ReLUSpec: Sendable {
                             for i in r {
                                 let gi = g[i]
                                 d[i] = x[i] > 0 ? gi : 0
+                            }
+                        } else if isReLU6 {
+                            for i in r {
+                                let gi = g[i]
+                                let xi = x[i]
+                                d[i] = xi > 0 && xi < 6 ? gi : 0
                             }
                         } else {
                             for i in r { d[i] = g[i] * derivative(x[i]) }

@@ -62,10 +62,21 @@ public final class ChannelAffine: Layer {
         let c = channels ?? 1
         func expand(_ v: [Float]) -> [Float] { v.count == c ? v : [Float](repeating: v[0], count: c) }
         let (m, sc, o) = (expand(center), expand(scale), expand(offset))
-        let y: [Float] = x.scalars.withUnsafeBufferPointer { xs in
-            uninitializedFloats(xs.count) { y in
-                for base in stride(from: 0, to: xs.count, by: c) {
-                    for k in 0..<c { y[base + k] = (xs[base + k] - m[k]) * sc[k] + o[k] }
+        let y: [Float] = x.scalars.withUnsafeBufferPointer { xb in
+            uninitializedFloats(xb.count) { yb in
+                let (xs, ys) = (SharedPointer(xb), SharedPointer(yb))
+                m.withUnsafeBufferPointer { mb in
+                    sc.withUnsafeBufferPointer { sb in
+                        o.withUnsafeBufferPointer { ob in
+                            let (ms, ss, os) = (SharedPointer(mb), SharedPointer(sb), SharedPointer(ob))
+                            parallelFor(xb.count / c, grain: max(1, (1 << 15) / c)) { rows in
+                                let (x, y, m, sc, o) = (xs.p, ys.p, ms.p, ss.p, os.p)
+                                for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
+                                    for k in 0..<c { y[base + k] = (x[base + k] - m[k]) * sc[k] + o[k] }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -109,10 +120,17 @@ public final class ChannelAffine: Layer {
             throw mismatch("output gradient \(outputGradient.shape) does not match input \(x.shape)")
         }
         let c = scale.count
-        let dx: [Float] = outputGradient.scalars.withUnsafeBufferPointer { gs in
-            uninitializedFloats(gs.count) { d in
-                for base in stride(from: 0, to: gs.count, by: c) {
-                    for k in 0..<c { d[base + k] = gs[base + k] * scale[k] }
+        let dx: [Float] = outputGradient.scalars.withUnsafeBufferPointer { gb in
+            uninitializedFloats(gb.count) { db in
+                let (gs, ds) = (SharedPointer(gb), SharedPointer(db))
+                scale.withUnsafeBufferPointer { sb in
+                    let ss = SharedPointer(sb)
+                    parallelFor(gb.count / c, grain: max(1, (1 << 15) / c)) { rows in
+                        let (g, d, sc) = (gs.p, ds.p, ss.p)
+                        for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
+                            for k in 0..<c { d[base + k] = g[base + k] * sc[k] }
+                        }
+                    }
                 }
             }
         }
