@@ -47,6 +47,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("deflate")]
         ),
         .target(name: "Imaging", dependencies: ["CImageCodecs"]),
+        // The FP32 FMA peak of this machine, measured (for `convlens bench`'s % of peak).
+        .target(name: "CMachinePeak"),
         .target(name: "Visualization", dependencies: ["Engine", "Imaging", "KerasFormat", "COpenSSL"]),
         .target(
             name: "KerasFormat",
@@ -79,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "convlens",
             dependencies: [
-                "Engine", "KerasFormat", "Imaging", "Visualization", "Server",
+                "Engine", "KerasFormat", "Imaging", "Visualization", "Server", "CMachinePeak",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

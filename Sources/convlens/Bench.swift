@@ -13,13 +13,14 @@ import Visualization
 /// machine in the same run, printed side by side.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time VGG16 forward/backward work; with --python, also in TensorFlow, side by side.",
+        abstract: "Time a model's forward/backward work; with --python, also in TensorFlow, side by side.",
         discussion: """
             Make the model once with real Keras:  python tools/bench/make_vgg16.py /tmp/vgg16.h5
             Then:  swift run -c release convlens bench --model /tmp/vgg16.h5 --python venv/bin/python
             Lines: forward (batch 1, 224×224); gradcam (forward + backward from the top logit to
-            block5_conv3); ascent (forward to block3_conv1 + backward of one channel's mean to the
-            input; image n takes the first live channel from n mod c on), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
+            block5_conv3, or the model's default Grad-CAM layer); ascent (forward to block3_conv1,
+            or the middle gallery convolution, + backward of one channel's mean to the input;
+            image n takes the first live channel from n mod c on), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
             Run it on a quiet machine: other load on the cores ruins the timings.
             """)
 
@@ -78,8 +79,14 @@ struct Bench: ParsableCommand {
             }
             return
         }
-        let lastConv = try resolveLayer("block5_conv3", in: m)
-        let ascentLayer = try resolveLayer("block3_conv1", in: m)
+        // VGG16's layers when they are there (the lines the issues quote), else the model's
+        // default Grad-CAM layer and the middle gallery convolution.
+        let camName = m.network.layerIndex["block5_conv3"] != nil ? "block5_conv3" : m.session.defaultCAMLayer?.name
+        let galleryMiddle = m.session.galleryLayers.isEmpty ? nil : m.session.galleryLayers[m.session.galleryLayers.count / 2]
+        let ascentName = m.network.layerIndex["block3_conv1"] != nil ? "block3_conv1" : galleryMiddle?.target.name
+        guard let camName, let ascentName else { throw CLIError("the model has no convolution to time Grad-CAM and ascent on") }
+        let lastConv = try resolveLayer(camName, in: m)
+        let ascentLayer = try resolveLayer(ascentName, in: m)
         let logits = m.session.scoreNode(postActivation: false)
         let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
 
@@ -139,9 +146,13 @@ struct Bench: ParsableCommand {
         var reference: [String: Double] = [:]
         if let python {
             printErr("running tools/bench/bench_keras.py (TensorFlow) on the same model…")
-            reference = try runKeras(python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: bigBatch)
+            reference = try runKeras(
+                python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: bigBatch,
+                layers: ["--cam-layer", camName, "--layer", ascentName])
         }
-        print("ConvLens bench: \(m.keras.name), input \(size), \(threads) thread(s), median of \(runs) runs")
+        print(
+            "ConvLens bench: \(m.keras.name), input \(size), \(threads) thread(s), median of \(runs) runs; "
+                + "gradcam at \(camName), ascent at \(ascentName); \(cpuModelName())")
         print("line           convlens ms   tensorflow ms   ratio")
         for r in results {
             let tf = reference[r.name]
@@ -152,16 +163,13 @@ struct Bench: ParsableCommand {
         let fwd = results[0].ms
         let total = flops.conv + flops.dense
         let gflops = Double(total) / (fwd / 1000) / 1e9
-        // FMA peak: 32 FP32 FLOP per cycle per core (two 256-bit FMA pipes: Zen 3 and Zen 4
-        // alike) at the clock the kernel reports; turbo clocks can exceed it.
-        let ghz = nominalGHz()
-        let peak = ghz * 32 * Double(threads)
+        let peak = measuredFMAPeak(threads: threads)
         print(
             String(
                 format:
-                    "forward: %.1f GFLOP (convolutions %.1f, dense %.1f) in %.1f ms = %.1f GFLOP/s = %.0f%% of the FMA peak at the reported %.2f GHz (%.0f GFLOP/s for %d core(s))",
-                Double(total) / 1e9, Double(flops.conv) / 1e9, Double(flops.dense) / 1e9, fwd, gflops, 100 * gflops / peak, ghz, peak,
-                threads))
+                    "forward: %.1f GFLOP (convolutions %.1f, dense %.1f) in %.1f ms = %.1f GFLOP/s = %.0f%% of the measured FP32 FMA peak (%.0f GFLOP/s on %d core(s), %d-bit FMA; %@)",
+                Double(total) / 1e9, Double(flops.conv) / 1e9, Double(flops.dense) / 1e9, fwd, gflops, 100 * gflops / peak.gflops,
+                peak.gflops, threads, peak.width, cpuModelName() as NSString))
         func rssLine(_ label: String, _ ours: Double, _ theirs: Double?) -> String {
             String(format: "peak RSS %@: ConvLens %.0f MiB", label, ours)
                 + (theirs.map { String(format: ", TensorFlow %.0f MiB (ratio %.2f)", $0, ours / $0) } ?? "")
@@ -197,27 +205,16 @@ func peakRSSMiB() -> Double {
     return Double(usage.ru_maxrss) / 1024  // Linux reports KiB
 }
 
-/// The CPU clock the kernel reports (/proc/cpuinfo "cpu MHz"), in GHz.
-func nominalGHz() -> Double {
-    if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-        let line = info.split(separator: "\n").first(where: { $0.hasPrefix("cpu MHz") }),
-        let mhz = Double(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "")
-    {
-        return mhz / 1000
-    }
-    return 2.6
-}
-
 /// Runs tools/bench/bench_keras.py and reads its JSON lines (`{"name": ..., "ms_median": ...}`);
 /// `only` picks its lines (all by default), `runs` its batch-1 runs (its default when nil).
 func runKeras(
-    python: String, modelPath: String, threads: Int, batch: Int, only: [String] = [], runs: Int? = nil
+    python: String, modelPath: String, threads: Int, batch: Int, only: [String] = [], runs: Int? = nil, layers: [String] = []
 ) throws -> [String: Double] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: python)
     process.arguments =
         ["tools/bench/bench_keras.py", "--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
-        + (only.isEmpty ? [] : ["--only"] + only) + (runs.map { ["--runs", String($0)] } ?? [])
+        + (only.isEmpty ? [] : ["--only"] + only) + (runs.map { ["--runs", String($0)] } ?? []) + layers
     let pipe = Pipe()
     process.standardOutput = pipe
     try process.run()

@@ -21,9 +21,9 @@ no mean subtraction is timed).
   forward            (a) forward pass, batch 1, full network with top
   gradcam            (b) forward + gradient of the top class score before the
                          softmax (logit of the arg-max class) w.r.t.
-                         block5_conv3's output, batch 1 (Grad-CAM's work;
+                         --cam-layer (block5_conv3), batch 1 (Grad-CAM's work;
                          the pooled-gradient weighting itself is not timed)
-  ascent_step        (c) forward up to block3_conv1 + gradient of the mean of
+  ascent_step        (c) forward up to --layer (block3_conv1) + gradient of the mean of
                          channel 0 of block3_conv1 w.r.t. the input + the
                          normalised update x += lr * g / (rms(g) + 1e-5);
                          batch 1, 224x224 (one step of filter visualisation)
@@ -59,6 +59,7 @@ def parse():
     ap.add_argument("--model", help="VGG16 file from tools/bench/make_vgg16.py (default: build VGG16(weights=None))")
     ap.add_argument("--only", nargs="*", choices=["forward", "gradcam", "ascent_step", "ascent_step_b64"])
     ap.add_argument("--layer", default="block3_conv1", help="layer of the ascent step")
+    ap.add_argument("--cam-layer", default="block5_conv3", help="layer whose gradient the gradcam line takes")
     ap.add_argument("--channel", type=int, default=0)
     return ap.parse_args()
 
@@ -141,7 +142,7 @@ def main():
     if "gradcam" in want:
         logits_model = linear_head(model)
         grad_model = keras.Model(logits_model.inputs,
-                                 [logits_model.get_layer("block5_conv3").output, logits_model.outputs[0]])
+                                 [logits_model.get_layer(args.cam_layer).output, logits_model.outputs[0]])
 
         @tf.function
         def gradcam(x):
