@@ -94,8 +94,10 @@ public final class Network: Sendable {
     ///   - keepAll: keep every computed output, each from its own layer, nothing
     ///     fused (what `backward` to the input needs).
     ///   - backwardTo: keep what `backward(…, to: backwardTo, …)` reads: every
-    ///     computed node from `backwardTo` on and the nodes those read. Below
-    ///     it, nothing is kept and chains are fused.
+    ///     computed node from `backwardTo` on and the nodes those read, except a
+    ///     BatchNormalization/affine map read only by a ReLU (or ReLU6): the pair
+    ///     runs as one pass and backward crosses it from the ReLU's output. Below
+    ///     `backwardTo`, nothing is kept and chains are fused.
     public func forward(
         _ input: Tensor, stopAfter: Int? = nil, keep: Set<Int> = [],
         keepAll: Bool = false, backwardTo: Int? = nil
@@ -124,6 +126,10 @@ public final class Network: Sendable {
                     must.insert(id)
                     if id > to { must.formUnion(nodes[id].inputs) }
                 }
+                // An affine map read only by a ReLU whose derivative its output gives is
+                // never read backward (see `backward`): the plan runs the pair as one pass.
+                must.subtract(
+                    ((to + 1)..<last).filter { !keep.contains($0) && affineBeforeOutputDifferentiableReLU($0, upTo: last) != nil })
             }
             plan = inferencePlan(last: last, materialised: must)
             kept = must
@@ -188,11 +194,33 @@ public final class Network: Sendable {
         let up = ancestors(of: from)
         let down = descendants(of: to)
         var grads: [Int: Tensor] = [from: seed]
+        func accumulate(_ add: Tensor, into i: Int) {
+            if var acc = grads[i] {
+                acc.scalars.withUnsafeMutableBufferPointer { a in
+                    add.scalars.withUnsafeBufferPointer { b in
+                        for j in 0..<a.count { a[j] += b[j] }
+                    }
+                }
+                grads[i] = acc
+            } else {
+                grads[i] = add
+            }
+        }
         var id = from
         while id > to {
             defer { id -= 1 }
             guard up.contains(id), down.contains(id), let g = grads.removeValue(forKey: id) else { continue }
             let node = nodes[id]
+            // affine → ReLU run as one step, the affine's output not kept: one backward pass
+            // through both from the ReLU's output, straight to the affine map's input.
+            if node.inputs.count == 1, trace[node.inputs[0]] == nil, let out = trace[id],
+                let (affine, relu) = affineBeforeOutputDifferentiableReLU(node.inputs[0], upTo: from),
+                let below = nodes[node.inputs[0]].inputs.first, down.contains(below)
+            {
+                let d = relu.backwardThroughAffine(output: out.scalars, gradient: g.scalars, scale: affine.scale, guided: guidedReLU)
+                accumulate(Tensor(shape: out.shape, scalars: d), into: below)
+                continue
+            }
             let ins = try node.inputs.map { i -> Tensor in
                 guard let t = trace[i] else {
                     throw EngineError.invalidRequest("trace lacks the output of '\(nodes[i].name)'; run forward with keepAll")
@@ -208,19 +236,7 @@ public final class Network: Sendable {
                     }
                 }
             }
-            for (k, i) in node.inputs.enumerated() where down.contains(i) {
-                if var acc = grads[i] {
-                    let add = inGrads[k]
-                    acc.scalars.withUnsafeMutableBufferPointer { a in
-                        add.scalars.withUnsafeBufferPointer { b in
-                            for j in 0..<a.count { a[j] += b[j] }
-                        }
-                    }
-                    grads[i] = acc
-                } else {
-                    grads[i] = inGrads[k]
-                }
-            }
+            for (k, i) in node.inputs.enumerated() where down.contains(i) { accumulate(inGrads[k], into: i) }
         }
         guard let result = grads[to] else {
             throw EngineError.invalidRequest("node '\(nodes[to].name)' does not feed '\(nodes[from].name)'")
@@ -229,6 +245,20 @@ public final class Network: Sendable {
     }
 
     // MARK: - Graph queries
+
+    /// Node `id` as an affine map (BatchNormalization, per-channel affine) of one input whose
+    /// only reader up to node `last` is a ReLU differentiable from its output, and that ReLU:
+    /// the pair a backward pass can cross without the affine map's output.
+    func affineBeforeOutputDifferentiableReLU(_ id: Int, upTo last: Int) -> (ChannelAffine, ReLUSpec)? {
+        guard id > 0, id < last, nodes[id].inputs.count == 1,
+            let affine = (nodes[id].layer as? BatchNormalization)?.affine ?? (nodes[id].layer as? ChannelAffine)
+        else { return nil }
+        let readers = nodes[(id + 1)...last].filter { $0.inputs.contains(id) }
+        guard readers.count == 1, readers[0].inputs == [id], let relu = (readers[0].layer as? Activation)?.relu,
+            relu.isDifferentiableFromOutput
+        else { return nil }
+        return (affine, relu)
+    }
 
     /// `id` and every node it depends on.
     public func ancestors(of id: Int) -> Set<Int> {

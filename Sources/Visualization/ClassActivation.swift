@@ -187,7 +187,7 @@ extension Network {
     func inputGradients(_ x: Tensor, scoreNode: Int, classIndex k: Int, guided: Bool = false) throws
         -> (gradient: Tensor, scores: [Float])
     {
-        let trace = try forward(x, stopAfter: scoreNode, keepAll: true)
+        let trace = try forward(x, stopAfter: scoreNode, backwardTo: 0)
         let s = trace[scoreNode]!
         guard k >= 0, k < s.sampleCount else { throw RequestError.classOutOfRange(k, count: s.sampleCount) }
         let g = try backward(from: scoreNode, seed: Self.classSeed(s, k), to: 0, trace: trace, guidedReLU: guided)

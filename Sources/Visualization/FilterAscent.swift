@@ -64,7 +64,7 @@ extension Network {
         var x = start
         var history: [[Float]] = []
         for step in 1...max(1, parameters.steps) {
-            let trace = try forward(x, stopAfter: layerNode, keepAll: true)
+            let trace = try forward(x, stopAfter: layerNode, backwardTo: 0)
             let out = trace[layerNode]!
             guard out.rank == 4 else { throw RequestError.notSpatial(layer: nodes[layerNode].name, shape: out.sampleShape) }
             let (hw, c) = (out.shape[1] * out.shape[2], out.shape[3])

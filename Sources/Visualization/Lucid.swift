@@ -183,7 +183,7 @@ extension Network {
                     }
                 }
             }
-            let trace = try forward(input, stopAfter: layerNode, keepAll: true)
+            let trace = try forward(input, stopAfter: layerNode, backwardTo: 0)
             let out = trace[layerNode]!
             let (seed, values) = try lucidSeedGradient(out, objectives: objectives, layer: nodes[layerNode].name)
             history.append(values)

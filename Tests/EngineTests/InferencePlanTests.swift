@@ -165,9 +165,25 @@ import Testing
             expectClose(g, reference, "gradient at \(network.nodes[to].name)")
             expectClose(trace[to], unfused[to], "activation at \(network.nodes[to].name)")
         }
-        // Down to the input: nothing may be fused, so the trace is the unfused one.
+        // Down to the input: every node is kept, bit for bit the unfused one, except a
+        // BatchNormalization read only by a ReLU or ReLU6 — that pair runs as one pass and
+        // backward crosses it from the ReLU's output — and the gradients, plain and guided,
+        // are the unfused ones bit for bit.
         let all = try network.forward(x, stopAfter: 15, backwardTo: 0)
-        for id in 0...15 { #expect(all[id]?.scalars == unfused[id]?.scalars, "node \(id)") }
+        let crossed = Set((1...15).filter { network.affineBeforeOutputDifferentiableReLU($0, upTo: 15) != nil })
+        #expect(!crossed.isEmpty, "the fixture has a BatchNormalization → ReLU pair")
+        for id in 0...15 {
+            if crossed.contains(id) {
+                #expect(all[id] == nil, "node \(id) is not kept")
+            } else {
+                #expect(all[id]?.scalars == unfused[id]?.scalars, "node \(id)")
+            }
+        }
+        for guided in [false, true] {
+            let g = try network.backward(from: 15, seed: seed, to: 0, trace: all, guidedReLU: guided)
+            let reference = try network.backward(from: 15, seed: seed, to: 0, trace: unfused, guidedReLU: guided)
+            #expect(g.scalars == reference.scalars, "guided: \(guided)")
+        }
     }
 
     @Test func everyFusedActivationMatchesItsLayer() throws {

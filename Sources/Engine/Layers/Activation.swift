@@ -263,7 +263,56 @@ struct ReLUSpec: Sendable {
     var isPlain: Bool { slope == 0 && maxValue == nil && threshold == 0 }
     /// MobileNet's and EfficientNet-Lite's activation: its own loops, because the general
     /// `value`/`derivative` branch per element on the optional clip and do not vectorise.
-    private var isReLU6: Bool { slope == 0 && maxValue == 6 && threshold == 0 }
+    var isReLU6: Bool { slope == 0 && maxValue == 6 && threshold == 0 }
+    /// Where the derivative is 1 can be read off the output (y > 0, or 0 < y < 6): the
+    /// input need not be kept for the backward pass.
+    var isDifferentiableFromOutput: Bool { isPlain || isReLU6 }
+
+    /// The gradient at the input of `affine → self` from this activation's output `y` alone:
+    /// g · 1[derivative ≠ 0] (with `guided`, negatives dropped, as Guided Backpropagation
+    /// does at every ReLU), times the affine map's per-channel scale — one pass where the two
+    /// layers' backward passes take two, the same products in the same order.
+    func backwardThroughAffine(output y: [Float], gradient: [Float], scale: [Float], guided: Bool) -> [Float] {
+        let c = scale.count
+        let relu6 = isReLU6
+        return y.withUnsafeBufferPointer { yb in
+            gradient.withUnsafeBufferPointer { gb in
+                scale.withUnsafeBufferPointer { sb in
+                    uninitializedFloats(yb.count) { db in
+                        let (ys, gs, ss, ds) = (SharedPointer(yb), SharedPointer(gb), SharedPointer(sb), SharedPointer(db))
+                        parallelFor(yb.count / c, grain: max(1, (1 << 15) / c)) { rows in
+                            let (y, g, sc, d) = (ys.p, gs.p, ss.p, ds.p)
+                            // One loop per case, so each inner loop is branch-free and vectorises.
+                            for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
+                                switch (relu6, guided) {
+                                case (false, false):
+                                    for k in 0..<c {
+                                        let gi = g[base + k]
+                                        d[base + k] = (y[base + k] > 0 ? gi : 0) * sc[k]
+                                    }
+                                case (true, false):
+                                    for k in 0..<c {
+                                        let (yi, gi) = (y[base + k], g[base + k])
+                                        d[base + k] = (yi > 0 && yi < 6 ? gi : 0) * sc[k]
+                                    }
+                                case (false, true):
+                                    for k in 0..<c {
+                                        let gi = g[base + k]
+                                        d[base + k] = Swift.max(y[base + k] > 0 ? gi : 0, 0) * sc[k]
+                                    }
+                                case (true, true):
+                                    for k in 0..<c {
+                                        let (yi, gi) = (y[base + k], g[base + k])
+                                        d[base + k] = Swift.max(yi > 0 && yi < 6 ? gi : 0, 0) * sc[k]
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     @inline(__always)
     func value(_ x: Float) -> Float {

@@ -93,6 +93,7 @@ public final class ChannelAffine: Layer {
         let c = channels ?? 1
         func expand(_ v: [Float]) -> [Float] { v.count == c ? v : [Float](repeating: v[0], count: c) }
         let (m, sc, o) = (expand(center), expand(scale), expand(offset))
+        let (plain, relu6) = (relu.isPlain, relu.isReLU6)
         let y: [Float] = x.scalars.withUnsafeBufferPointer { xb in
             uninitializedFloats(xb.count) { yb in
                 let xs = SharedPointer(xb)
@@ -100,10 +101,17 @@ public final class ChannelAffine: Layer {
                 parallelFor(xb.count / c, grain: max(1, (1 << 15) / c)) { rows in
                     let x = xs.p
                     let y = ys.p
+                    // One loop per kind, so each inner loop is branch-free and vectorises.
                     for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
-                        for k in 0..<c {
-                            let v = (x[base + k] - m[k]) * sc[k] + o[k]
-                            y[base + k] = relu.isPlain ? (v > 0 ? v : 0) : relu.value(v)
+                        if plain {
+                            for k in 0..<c {
+                                let v = (x[base + k] - m[k]) * sc[k] + o[k]
+                                y[base + k] = v > 0 ? v : 0
+                            }
+                        } else if relu6 {
+                            for k in 0..<c { y[base + k] = Swift.min(Swift.max((x[base + k] - m[k]) * sc[k] + o[k], 0), 6) }
+                        } else {
+                            for k in 0..<c { y[base + k] = relu.value((x[base + k] - m[k]) * sc[k] + o[k]) }
                         }
                     }
                 }
