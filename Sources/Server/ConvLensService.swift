@@ -157,12 +157,17 @@ public final class ConvLensService: Sendable {
     public static let galleryColumns = 8
 
     /// The gallery's grid of one layer (a convolution's activated output): the first
-    /// `gallery.count` filters, book method, at the configured size.
+    /// `gallery.count` filters, book method, at the default size (`canonical(_:)`).
     public func galleryRequest(for layer: LayerSummary) -> FilterRequest {
         var request = FilterRequest(layer: layer.path, count: min(settings.galleryCount, layer.outputShape.last ?? 0))
         request.cols = Self.galleryColumns
-        request.size = settings.filterSize
         return request
+    }
+
+    /// The canonical form of a filter request for this server: without a size, the
+    /// configured `filters.size` for a model that takes any size, the model's own otherwise.
+    public func canonical(_ request: FilterRequest) throws -> FilterRequest {
+        try request.canonical(for: session, anySizeDefault: settings.filterSize)
     }
 
     /// Submits a filter request as a job (or joins the identical one), unless its result
@@ -170,7 +175,7 @@ public final class ConvLensService: Sendable {
     func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (address: ContentAddress, url: String, job: JobStatus?)
     {
         try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
-        let r = try request.canonical(for: session)
+        let r = try canonical(request)
         let address = address(of: r)
         if try await results.hasResult(for: address.hex) { return (address, r.resultPath, nil) }
         return (address, r.resultPath, try await jobs.submit(r, address: address, priority: priority))
@@ -199,7 +204,7 @@ extension ConvLensService {
     public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (
         png: Data, cached: Bool
     ) {
-        let r = try galleryRequest(for: layer).canonical(for: session)
+        let r = try canonical(galleryRequest(for: layer))
         let key = address(of: r).hex
         if let png = cache.get(key) { return (png, true) }
         let png = try session.render(r, progress: progress).body

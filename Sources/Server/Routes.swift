@@ -220,12 +220,12 @@ struct Routes: Sendable {
         guard let i = Int(index) else {
             throw RequestError.badParameter(name: "index", value: index, allowed: "it is not an integer; give a filter index from 0")
         }
-        let typed = try Query(request).filterRequest(layer: layer, index: i, defaultSize: settings.filterSize)
+        let typed = try Query(request).filterRequest(layer: layer, index: i)
         return try await filterResponse(request, typed, priority: .job)
     }
 
     func filterGrid(_ request: Request, layer: String) async throws -> Response {
-        let typed = try Query(request).filterRequest(layer: layer, index: nil, defaultSize: settings.filterSize)
+        let typed = try Query(request).filterRequest(layer: layer, index: nil)
         return try await filterResponse(request, typed, priority: .bulk)
     }
 

@@ -228,7 +228,6 @@ import Visualization
             #expect(first.header("X-Cache") == "miss")
             var spec = FilterRequest(layer: "stem_activation", first: 3, count: 1)
             spec.steps = 3
-            spec.size = 150
             let want = try encodePNG(try service.session.renderFilters(spec).picture)
             #expect(first.data == want, "the server's PNG equals the library's rendering byte for byte")
 

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""How much structure the book's filter ascent and the lucid method leave in each layer's
+pictures, per layer depth: the measurement behind `method=auto` (README, "Filter methods").
+
+    /work/venv/bin/python tools/filters/measure_structure.py \\
+        [--convlens .build/release/convlens] [--model models/efficientnet_lite0.json] \\
+        [--layers L1,L2,...] [--lucid-layers L1,...] [--count 4] [--out docs/filter-structure]
+
+For each layer it runs `convlens filters --layer L --count N --method book|lucid` (the
+CLI's defaults: 40 book steps, 256 lucid steps, the model's input size, seed 0) and reads
+the PNG grid it writes: exactly the pictures a user sees. Each cell (grid: 5 px margins) is
+turned to luminance and measured with two statistics:
+
+  hf_share  share of the spectral power (DC removed, Hann window) at radial frequencies
+            above 0.25 cycles/pixel (half the Nyquist frequency). White noise: ~0.80;
+            smooth patterns: near 0.
+  ac2       lag-2 spatial autocorrelation (mean of the horizontal and vertical
+            correlation of pixels 2 apart). White noise: ~0; structure: near 1.
+
+Writes OUT.csv (one row per layer and method: median and range over the cells) and prints
+a markdown table. The layer's depth is its index among the gallery's convolutions
+(`convlens summary --json`: spatial Conv2D/DepthwiseConv2D layers, each shown by its
+activated output) divided by their number.
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+MARGIN = 5
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    return r
+
+
+def gallery_layers(convlens, model):
+    """(convolution, shown layer) in network order, as ModelSession.galleryLayers picks them:
+    a spatial Conv2D/DepthwiseConv2D shown by its BatchNorm + activation when they follow."""
+    layers = json.loads(run([convlens, "summary", "--json", "--model", model]).stdout)["layers"]
+    names = [l["name"] for l in layers]
+    out = []
+    for i, l in enumerate(layers):
+        if not l["isSpatial"] or l["className"] not in ("Conv2D", "DepthwiseConv2D"):
+            continue
+        shown = l["name"]
+        for nxt in layers[i + 1:i + 3]:
+            if nxt["className"] in ("BatchNormalization", "Activation", "ReLU") and nxt["isSpatial"]:
+                shown = nxt["name"]
+            else:
+                break
+        out.append((l["name"], shown))
+    assert len(set(s for _, s in out)) == len(out), "two convolutions shown by one layer"
+    del names
+    return out
+
+
+def cells(png, size):
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+    h, w, _ = img.shape
+    out = []
+    for top in range(0, h - size + 1, size + MARGIN):
+        for left in range(0, w - size + 1, size + MARGIN):
+            c = img[top:top + size, left:left + size]
+            out.append(0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2])
+    return out
+
+
+def hf_share(y, cutoff=0.25):
+    y = y - y.mean()
+    n, m = y.shape
+    win = np.outer(np.hanning(n), np.hanning(m))
+    p = np.abs(np.fft.fft2(y * win)) ** 2
+    fy = np.fft.fftfreq(n)[:, None]
+    fx = np.fft.fftfreq(m)[None, :]
+    r = np.sqrt(fy ** 2 + fx ** 2)
+    p[0, 0] = 0
+    total = p.sum()
+    return float(p[r > cutoff].sum() / total) if total > 0 else float("nan")
+
+
+def autocorrelation(y, lag=2):
+    def corr(a, b):
+        a = a - a.mean()
+        b = b - b.mean()
+        d = np.sqrt((a * a).sum() * (b * b).sum())
+        return float((a * b).sum() / d) if d > 0 else float("nan")
+    return 0.5 * (corr(y[:, :-lag], y[:, lag:]) + corr(y[:-lag, :], y[lag:, :]))
+
+
+def measure(convlens, model, layer, method, count, size):
+    path = os.path.join("/tmp", f"structure-{os.getpid()}-{layer}-{method}.png")
+    began = time.time()
+    run([convlens, "filters", "--model", model, "--layer", layer, "--count", str(count), "--method", method, "-o", path])
+    seconds = time.time() - began
+    with open(path, "rb") as f:
+        png = f.read()
+    os.remove(path)
+    cs = cells(png, size)
+    assert len(cs) == count, (layer, method, len(cs))
+    return [hf_share(c) for c in cs], [autocorrelation(c) for c in cs], seconds
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--convlens", default=".build/release/convlens")
+    ap.add_argument("--model", default="models/efficientnet_lite0.json")
+    ap.add_argument("--layers", help="comma-separated shown layers (default: every 6th gallery layer and the last)")
+    ap.add_argument("--lucid-layers", help="layers also drawn with lucid (default: all of --layers)")
+    ap.add_argument("--count", type=int, default=4, help="filters per layer (the first N)")
+    ap.add_argument("--size", type=int, default=224, help="the picture's side (the model's input size)")
+    ap.add_argument("--out", default="docs/filter-structure")
+    args = ap.parse_args()
+
+    gallery = gallery_layers(args.convlens, args.model)
+    shown = [s for _, s in gallery]
+    if args.layers:
+        chosen = args.layers.split(",")
+    else:
+        chosen = shown[::6] + ([shown[-1]] if (len(shown) - 1) % 6 else [])
+    lucid = set(args.lucid_layers.split(",")) if args.lucid_layers else set(chosen)
+    rows = []
+    for layer in chosen:
+        index = shown.index(layer)
+        for method in ("book", "lucid"):
+            if method == "lucid" and layer not in lucid:
+                continue
+            hf, ac, seconds = measure(args.convlens, args.model, layer, method, args.count, args.size)
+            row = {
+                "model": os.path.basename(args.model), "layer": layer, "index": index, "of": len(shown),
+                "depth": round(index / (len(shown) - 1), 3), "method": method, "filters": args.count,
+                "hf_share_median": round(float(np.median(hf)), 3), "hf_share_min": round(min(hf), 3),
+                "hf_share_max": round(max(hf), 3), "ac2_median": round(float(np.median(ac)), 3),
+                "ac2_min": round(min(ac), 3), "ac2_max": round(max(ac), 3), "seconds": round(seconds, 1),
+            }
+            rows.append(row)
+            print(f"{layer:28s} {method:5s} depth {row['depth']:.3f}  hf {row['hf_share_median']:.3f} "
+                  f"[{row['hf_share_min']:.3f}, {row['hf_share_max']:.3f}]  ac2 {row['ac2_median']:.3f}  "
+                  f"{seconds:.0f} s", flush=True)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"\nwrote {args.out}.csv")
+    print("\n| layer | depth | book hf | lucid hf | book ac2 | lucid ac2 |\n| --- | --- | --- | --- | --- | --- |")
+    by = {(r["layer"], r["method"]): r for r in rows}
+    for layer in chosen:
+        b = by[(layer, "book")]
+        lu = by.get((layer, "lucid"))
+        print(f"| {layer} | {b['depth']:.2f} | {b['hf_share_median']:.2f} | "
+              f"{lu['hf_share_median'] if lu else float('nan'):.2f} | {b['ac2_median']:.2f} | "
+              f"{lu['ac2_median'] if lu else float('nan'):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
