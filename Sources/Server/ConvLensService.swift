@@ -157,9 +157,11 @@ public final class ConvLensService: Sendable {
     public static let galleryColumns = 8
 
     /// The gallery's grid of one layer (a convolution's activated output): the first
-    /// `gallery.count` filters, book method, at the default size (`canonical(_:)`).
+    /// `gallery.count` filters, `method=auto` (the grid route's default, so pre-rendered
+    /// grids are the ones the gallery asks for), at the default size (`canonical(_:)`).
     public func galleryRequest(for layer: LayerSummary) -> FilterRequest {
         var request = FilterRequest(layer: layer.path, count: min(settings.galleryCount, layer.outputShape.last ?? 0))
+        request.method = .auto
         request.cols = Self.galleryColumns
         return request
     }
@@ -172,13 +174,14 @@ public final class ConvLensService: Sendable {
 
     /// Submits a filter request as a job (or joins the identical one), unless its result
     /// is stored. Checks the request (and the server's limits) before queueing anything.
-    func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (address: ContentAddress, url: String, job: JobStatus?)
-    {
+    func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (
+        address: ContentAddress, request: FilterRequest, job: JobStatus?
+    ) {
         try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
         let r = try canonical(request)
         let address = address(of: r)
-        if try await results.hasResult(for: address.hex) { return (address, r.resultPath, nil) }
-        return (address, r.resultPath, try await jobs.submit(r, address: address, priority: priority))
+        if try await results.hasResult(for: address.hex) { return (address, r, nil) }
+        return (address, r, try await jobs.submit(r, address: address, priority: priority))
     }
 
     /// Queues every convolution layer's filter grid at bulk priority (skipping cached ones).

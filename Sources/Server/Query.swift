@@ -148,7 +148,8 @@ extension Query {
             layer: layer, first: try index ?? int("first", default: 0),
             count: index == nil ? try int("count", range: FilterRequest.countRange) : 1)
         if index == nil { r.cols = try int("cols", default: r.cols, range: FilterRequest.colsRange) }
-        r.method = try choice("method", default: r.method)
+        // A grid's default is auto (the book where it leaves structure); one filter's the book's.
+        r.method = try choice("method", default: index == nil ? .auto : .book)
         r.objective = try choice("objective", default: r.objective)
         r.steps = try int("steps", range: FilterRequest.stepsRange)
         r.step = try float("step", default: r.step, range: FilterRequest.stepRange)

@@ -3,10 +3,12 @@ import Foundation
 import Imaging
 import KerasFormat
 
-/// Which filter visualisation: the book's plain gradient ascent, or the
-/// regularised lucid method (Fourier image, decorrelated colour, jitter/scale/rotate, Adam).
+/// Which filter visualisation: the book's plain gradient ascent, the regularised lucid
+/// method (Fourier image, decorrelated colour, jitter/scale/rotate, Adam), or `auto`: the
+/// book where it leaves structure, lucid where it does not (`ModelSession.autoFilterMethod`).
+/// A canonical request holds the concrete method `auto` resolved to.
 public enum FilterMethod: String, Sendable, Codable, CaseIterable {
-    case book, lucid
+    case book, lucid, auto
 
     public var defaultSteps: Int { self == .book ? 40 : 256 }
 }
@@ -78,18 +80,21 @@ public struct FilterRequest: RenderRequest {
     /// model takes any size (the server's `filters.size`).
     public func canonical(for session: ModelSession, anySizeDefault: Int) throws -> FilterRequest {
         var r = self
-        let steps = steps ?? method.defaultSteps
-        try RequestError.check("steps", steps, in: Self.stepsRange)
+        if let steps { try RequestError.check("steps", steps, in: Self.stepsRange) }
         try RequestError.check("step", step, in: Self.stepRange)
         try RequestError.check("cols", cols, in: Self.colsRange)
         try RequestError.check("seed", seed, in: Self.seedRange)
         if let size { try RequestError.check("size", size, in: Self.sizeRange) }
         if let count { try RequestError.check("count", count, in: Self.countRange) }
+        let summary = try session.layer(named: layer)
+        // auto becomes the method it stands for here, so the address is the concrete method's.
+        let method = method == .auto ? session.autoFilterMethod(for: summary) : method
+        r.method = method
+        let steps = steps ?? method.defaultSteps
         // A size the user gave is kept: a fixed-input model draws at it or refuses the layer,
         // which is said before anything else about the layer (a Dense's flat output, say).
         r.size = size ?? (session.hasFixedInputSize ? session.network.inputShape[0] : anySizeDefault)
         let (h, w) = session.filterImageSize(r)
-        let summary = try session.layer(named: layer)
         try session.checkInputSize(
             height: h, width: w, node: summary.nodeId, layer: summary.path, needsFeatureMap: method == .book && !summary.isSpatial)
         let target = try session.filterTarget(layer: layer, method: method)

@@ -35,7 +35,7 @@ struct Filters: ParsableCommand {
     @Option(
         name: .long,
         help:
-            "Method: book (the book's plain ascent) or lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too)."
+            "Method: book (the book's plain ascent), lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too), or auto (the book for the first convolutions, lucid deeper; see README)."
     )
     var method: FilterMethod = .book
 
@@ -101,6 +101,8 @@ struct Filters: ParsableCommand {
         case "grey": request.start = .grey
         case let path?: startImage = try Tensor.readNPY(contentsOf: URL(fileURLWithPath: path))
         }
+        // What auto resolved to (and the filled-in steps and size) before anything is drawn.
+        let canonical = try request.canonical(for: m.session)
         let began = Date()
         var lastReport = Date.distantPast
         let progress: (FilterProgress) -> Bool = { p in
@@ -109,13 +111,12 @@ struct Filters: ParsableCommand {
                 printErr(
                     String(
                         format: "step %d/%d  mean %@ %.4f  (%.1f s)", p.step, p.steps,
-                        method == .book ? "loss" : "objective", p.meanLoss, Date().timeIntervalSince(began)))
+                        canonical.method == .book ? "loss" : "objective", p.meanLoss, Date().timeIntervalSince(began)))
             }
             return true
         }
-        let rendered = try m.session.render(request, startImage: startImage, sequential: sequential, progress: progress)
-        let canonical = try request.canonical(for: m.session)
-        let how = method == .lucid ? "lucid" : (sequential ? "book, one at a time" : "book, one batch")
+        let rendered = try m.session.render(canonical, startImage: startImage, sequential: sequential, progress: progress)
+        let how = canonical.method == .lucid ? "lucid" : (sequential ? "book, one at a time" : "book, one batch")
         printErr(
             String(
                 format: "%d filter(s) of %@, %d steps at %@ (%@): %.2f s", canonical.count ?? 1, layer, canonical.steps ?? 0,

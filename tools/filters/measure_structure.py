@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 MARGIN = 5
+REUSE = False
 
 
 def run(cmd):
@@ -71,44 +72,67 @@ def cells(png, size):
     out = []
     for top in range(0, h - size + 1, size + MARGIN):
         for left in range(0, w - size + 1, size + MARGIN):
-            c = img[top:top + size, left:left + size]
-            out.append(0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2])
+            out.append(img[top:top + size, left:left + size])
     return out
 
 
-def hf_share(y, cutoff=0.25):
-    y = y - y.mean()
-    n, m = y.shape
-    win = np.outer(np.hanning(n), np.hanning(m))
-    p = np.abs(np.fft.fft2(y * win)) ** 2
-    fy = np.fft.fftfreq(n)[:, None]
-    fx = np.fft.fftfreq(m)[None, :]
-    r = np.sqrt(fy ** 2 + fx ** 2)
-    p[0, 0] = 0
-    total = p.sum()
-    return float(p[r > cutoff].sum() / total) if total > 0 else float("nan")
+def centred(cell):
+    """The cell minus its mean over every pixel and channel: a colour (one channel above
+    the others) stays as each channel's own zero-frequency power, which is structure (the
+    first layers' filters are colours); grey noise has none."""
+    return cell - cell.mean()
 
 
-def autocorrelation(y, lag=2):
-    def corr(a, b):
-        a = a - a.mean()
-        b = b - b.mean()
-        d = np.sqrt((a * a).sum() * (b * b).sum())
-        return float((a * b).sum() / d) if d > 0 else float("nan")
-    return 0.5 * (corr(y[:, :-lag], y[:, lag:]) + corr(y[:-lag, :], y[lag:, :]))
+def spectrum(cell):
+    """Power per spatial frequency, summed over the channels (Hann window), and each
+    frequency's radius in cycles per pixel."""
+    y = centred(cell)
+    n, m, _ = y.shape
+    win = np.outer(np.hanning(n), np.hanning(m))[..., None]
+    p = (np.abs(np.fft.fft2(y * win, axes=(0, 1))) ** 2).sum(axis=2)
+    r = np.sqrt(np.fft.fftfreq(n)[:, None] ** 2 + np.fft.fftfreq(m)[None, :] ** 2)
+    return p, r
 
 
-def measure(convlens, model, layer, method, count, size):
-    path = os.path.join("/tmp", f"structure-{os.getpid()}-{layer}-{method}.png")
-    began = time.time()
-    run([convlens, "filters", "--model", model, "--layer", layer, "--count", str(count), "--method", method, "-o", path])
-    seconds = time.time() - began
+def hf_share(cell, cutoff=0.25):
+    """Share of the power above `cutoff` cycles/pixel; nan for a flat cell (a dead filter)."""
+    if cell.std() <= 0.5:
+        return float("nan")
+    p, r = spectrum(cell)
+    return float(p[r > cutoff].sum() / p.sum())
+
+
+def lf_share(cell, cutoff=1 / 16):
+    """Share of the power below `cutoff` cycles/pixel (shapes of 16 px and more, colour)."""
+    if cell.std() <= 0.5:
+        return float("nan")
+    p, r = spectrum(cell)
+    return float(p[r < cutoff].sum() / p.sum())
+
+
+def autocorrelation(cell, lag=2):
+    """Correlation of the (centred) picture with itself shifted by `lag` pixels, the mean
+    of the horizontal and vertical shifts."""
+    if cell.std() <= 0.5:
+        return float("nan")
+    y = centred(cell)
+    e = (y * y).sum()
+    return float(0.5 * ((y[:, :-lag] * y[:, lag:]).sum() + (y[:-lag] * y[lag:]).sum()) / e)
+
+
+def measure(convlens, model, layer, method, count, size, keep):
+    """Draws (or, with --reuse, reads the kept picture) and measures every cell."""
+    path = os.path.join(keep, f"{layer}.{method}.png")
+    seconds = 0.0
+    if not (REUSE and os.path.exists(path)):
+        began = time.time()
+        run([convlens, "filters", "--model", model, "--layer", layer, "--count", str(count), "--method", method, "-o", path])
+        seconds = time.time() - began
     with open(path, "rb") as f:
         png = f.read()
-    os.remove(path)
     cs = cells(png, size)
     assert len(cs) == count, (layer, method, len(cs))
-    return [hf_share(c) for c in cs], [autocorrelation(c) for c in cs], seconds
+    return [hf_share(c) for c in cs], [lf_share(c) for c in cs], [autocorrelation(c) for c in cs], seconds
 
 
 def main():
@@ -120,7 +144,12 @@ def main():
     ap.add_argument("--count", type=int, default=4, help="filters per layer (the first N)")
     ap.add_argument("--size", type=int, default=224, help="the picture's side (the model's input size)")
     ap.add_argument("--out", default="docs/filter-structure")
+    ap.add_argument("--keep", default="/tmp/filter-structure", help="folder for the pictures (kept)")
+    ap.add_argument("--reuse", action="store_true", help="measure pictures already in --keep instead of drawing them")
     args = ap.parse_args()
+    global REUSE
+    REUSE = args.reuse
+    os.makedirs(args.keep, exist_ok=True)
 
     gallery = gallery_layers(args.convlens, args.model)
     shown = [s for _, s in gallery]
@@ -135,17 +164,21 @@ def main():
         for method in ("book", "lucid"):
             if method == "lucid" and layer not in lucid:
                 continue
-            hf, ac, seconds = measure(args.convlens, args.model, layer, method, args.count, args.size)
+            hf, lf, ac, seconds = measure(args.convlens, args.model, layer, method, args.count, args.size, args.keep)
             row = {
                 "model": os.path.basename(args.model), "layer": layer, "index": index, "of": len(shown),
                 "depth": round(index / (len(shown) - 1), 3), "method": method, "filters": args.count,
-                "hf_share_median": round(float(np.median(hf)), 3), "hf_share_min": round(min(hf), 3),
-                "hf_share_max": round(max(hf), 3), "ac2_median": round(float(np.median(ac)), 3),
-                "ac2_min": round(min(ac), 3), "ac2_max": round(max(ac), 3), "seconds": round(seconds, 1),
+                # A flat cell (a dead filter) has no spectrum: counted, left out of the statistics.
+                "flat_cells": int(np.isnan(hf).sum()),
+                "hf_share_median": round(float(np.nanmedian(hf)), 3), "hf_share_min": round(float(np.nanmin(hf)), 3),
+                "hf_share_max": round(float(np.nanmax(hf)), 3), "lf_share_median": round(float(np.nanmedian(lf)), 3),
+                "ac2_median": round(float(np.nanmedian(ac)), 3),
+                "ac2_min": round(float(np.nanmin(ac)), 3), "ac2_max": round(float(np.nanmax(ac)), 3),
+                "seconds": round(seconds, 1),
             }
             rows.append(row)
             print(f"{layer:28s} {method:5s} depth {row['depth']:.3f}  hf {row['hf_share_median']:.3f} "
-                  f"[{row['hf_share_min']:.3f}, {row['hf_share_max']:.3f}]  ac2 {row['ac2_median']:.3f}  "
+                  f"[{row['hf_share_min']:.3f}, {row['hf_share_max']:.3f}]  lf {row['lf_share_median']:.3f}  ac2 {row['ac2_median']:.3f}  "
                   f"{seconds:.0f} s", flush=True)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".csv", "w", newline="") as f:
