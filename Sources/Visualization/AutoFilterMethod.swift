@@ -6,8 +6,8 @@ import KerasFormat
 /// on the bundled EfficientNet-Lite0: the share of a picture's spectral power below 1/16
 /// cycle per pixel (shapes of 16 px and more, and colour), median of 4 filters per layer.
 /// The book's pictures hold 0.70 of it in the first convolution and 0.09–0.16 in the next
-/// two (colour fields and tints), then 0.01–0.03 from depth 0.06 on: grey texture at the
-/// pixel scale, where lucid's hold 0.18 (block3a_expand_activation). The rule is that crossing
+/// two (colour fields and tints), then 0.010–0.054 from depth 0.06 on: grey texture at the
+/// pixel scale, where lucid's hold 16–34× as much. The rule is that crossing
 /// as a fraction of the model's convolutions — read from the layer graph, so resolving
 /// `auto` costs nothing at request time.
 extension FilterMethod {

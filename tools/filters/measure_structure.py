@@ -8,17 +8,20 @@ pictures, per layer depth: the measurement behind `method=auto` (README, "Filter
 
 For each layer it runs `convlens filters --layer L --count N --method book|lucid` (the
 CLI's defaults: 40 book steps, 256 lucid steps, the model's input size, seed 0) and reads
-the PNG grid it writes: exactly the pictures a user sees. Each cell (grid: 5 px margins) is
-turned to luminance and measured with two statistics:
+the PNG grid it writes: exactly the pictures a user sees. Each cell (grid: 5 px margins),
+minus its mean over all pixels and channels (so a colour counts as structure), is measured:
 
-  hf_share  share of the spectral power (DC removed, Hann window) at radial frequencies
-            above 0.25 cycles/pixel (half the Nyquist frequency). White noise: ~0.80;
-            smooth patterns: near 0.
-  ac2       lag-2 spatial autocorrelation (mean of the horizontal and vertical
-            correlation of pixels 2 apart). White noise: ~0; structure: near 1.
+  lf_share  share of the spectral power (Hann window, summed over R, G, B) below 1/16
+            cycle/pixel: shapes of 16 px and more, and colour. The rule's statistic.
+  hf_share  the same above 1/4 cycle/pixel (half the Nyquist frequency). White noise ~0.80.
+  ac2       autocorrelation at a shift of 2 pixels (mean of horizontal and vertical).
+            White noise ~0; structure near 1.
+A cell varying by less than FLAT grey levels (std) is flat (nothing to see): counted in
+flat_cells, left out of the statistics.
 
 Writes OUT.csv (one row per layer and method: median and range over the cells) and prints
-a markdown table. The layer's depth is its index among the gallery's convolutions
+a markdown table. The pictures are kept in --keep; --reuse measures them again without
+drawing. The layer's depth is its index among the gallery's convolutions
 (`convlens summary --json`: spatial Conv2D/DepthwiseConv2D layers, each shown by its
 activated output) divided by their number.
 """
@@ -36,6 +39,9 @@ from PIL import Image
 
 MARGIN = 5
 REUSE = False
+# A cell whose pixels vary by less than this many grey levels (std) is flat: nothing to see
+# (a dead filter, or a lucid picture that stayed at its grey start).
+FLAT = 2.0
 
 
 def run(cmd):
@@ -49,7 +55,6 @@ def gallery_layers(convlens, model):
     """(convolution, shown layer) in network order, as ModelSession.galleryLayers picks them:
     a spatial Conv2D/DepthwiseConv2D shown by its BatchNorm + activation when they follow."""
     layers = json.loads(run([convlens, "summary", "--json", "--model", model]).stdout)["layers"]
-    names = [l["name"] for l in layers]
     out = []
     for i, l in enumerate(layers):
         if not l["isSpatial"] or l["className"] not in ("Conv2D", "DepthwiseConv2D"):
@@ -62,7 +67,6 @@ def gallery_layers(convlens, model):
                 break
         out.append((l["name"], shown))
     assert len(set(s for _, s in out)) == len(out), "two convolutions shown by one layer"
-    del names
     return out
 
 
@@ -96,7 +100,7 @@ def spectrum(cell):
 
 def hf_share(cell, cutoff=0.25):
     """Share of the power above `cutoff` cycles/pixel; nan for a flat cell (a dead filter)."""
-    if cell.std() <= 0.5:
+    if cell.std() < FLAT:
         return float("nan")
     p, r = spectrum(cell)
     return float(p[r > cutoff].sum() / p.sum())
@@ -104,7 +108,7 @@ def hf_share(cell, cutoff=0.25):
 
 def lf_share(cell, cutoff=1 / 16):
     """Share of the power below `cutoff` cycles/pixel (shapes of 16 px and more, colour)."""
-    if cell.std() <= 0.5:
+    if cell.std() < FLAT:
         return float("nan")
     p, r = spectrum(cell)
     return float(p[r < cutoff].sum() / p.sum())
@@ -113,7 +117,7 @@ def lf_share(cell, cutoff=1 / 16):
 def autocorrelation(cell, lag=2):
     """Correlation of the (centred) picture with itself shifted by `lag` pixels, the mean
     of the horizontal and vertical shifts."""
-    if cell.std() <= 0.5:
+    if cell.std() < FLAT:
         return float("nan")
     y = centred(cell)
     e = (y * y).sum()
@@ -186,14 +190,17 @@ def main():
         w.writeheader()
         w.writerows(rows)
     print(f"\nwrote {args.out}.csv")
-    print("\n| layer | depth | book hf | lucid hf | book ac2 | lucid ac2 |\n| --- | --- | --- | --- | --- | --- |")
+    print("\n| layer | depth | book lf | lucid lf | book hf | lucid hf | book ac2 | lucid ac2 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     by = {(r["layer"], r["method"]): r for r in rows}
+
+    def cell(layer, method, key):
+        r = by.get((layer, method))
+        return f"{r[key]:.3f}" if r else "–"
     for layer in chosen:
-        b = by[(layer, "book")]
-        lu = by.get((layer, "lucid"))
-        print(f"| {layer} | {b['depth']:.2f} | {b['hf_share_median']:.2f} | "
-              f"{lu['hf_share_median'] if lu else float('nan'):.2f} | {b['ac2_median']:.2f} | "
-              f"{lu['ac2_median'] if lu else float('nan'):.2f} |")
+        print(f"| {layer} | {by[(layer, 'book')]['depth']:.3f} | "
+              + " | ".join(cell(layer, m, k) for k in ("lf_share_median", "hf_share_median", "ac2_median")
+                           for m in ("book", "lucid")) + " |")
 
 
 if __name__ == "__main__":
