@@ -31,7 +31,7 @@ const state = {
   filterCards: [],      // { layer, el, visible, active, retryTimer }
   activeFilterJobs: 0,
   submittingFilterJob: false,  // a /filters request is on its way; its answer is not in yet
-  filterMethod: 'book',        // book (§5.4, what the server pre-renders) or lucid
+  filterMethod: 'auto',        // auto (the server picks book or lucid per layer; pre-rendered), book (§5.4) or lucid
 };
 
 // ---------------------------------------------------------------------------
@@ -586,9 +586,9 @@ function renderFilterCards(model) {
   const layers = model.layers.filter((l) => l.convolution);
   if (!state.filtersIntro) state.filtersIntro = $('#filters-intro').textContent.trim();
   const defaults = model.filter_defaults || {};
-  const steps = state.filterMethod === 'lucid' ? defaults.steps_lucid : defaults.steps_book;
+  const steps = { lucid: defaults.steps_lucid, book: defaults.steps_book }[state.filterMethod];
   setText('#filters-intro', `${state.filtersIntro} Each card shows the first ` +
-    `${galleryCount()} filters of its layer${steps ? ` after ${steps} ${state.filterMethod} steps` : ''}.`);
+    `${galleryCount()} filters of its layer${steps ? ` after ${steps} ${state.filterMethod} steps` : ' (auto: the book\'s method in the first layers, lucid deeper; the card says which)'}.`);
   if (state.filterObserver) state.filterObserver.disconnect();
   // Cards of the previous method stop following their jobs (which finish on the
   // server and stay cached) so they hold no connection or job slot.
@@ -658,8 +658,7 @@ function scheduleFilterJobs() {
 function filterGridUrl(layer) {
   const count = Math.min(galleryCount(), layer.filters || galleryCount());
   const target = layer.activated_output || layer.name;
-  const method = state.filterMethod === 'lucid' ? '&method=lucid' : '';
-  return `/filters/${encodeURIComponent(target)}?count=${count}&cols=${galleryCols()}${method}`;
+  return `/filters/${encodeURIComponent(target)}?count=${count}&cols=${galleryCols()}&method=${state.filterMethod}`;
 }
 
 /** wait=0: the server answers at once (PNG or 202), never holding the connection. */
@@ -681,7 +680,8 @@ async function loadFilterCard(card) {
   const started = performance.now();
   setCardState(card, 'queued', 'Asking the server…');
   try {
-    const { blob, url } = await fetchFilterGrid(card, filterGridUrl(card.layer));
+    const { blob, url, method } = await fetchFilterGrid(card, filterGridUrl(card.layer));
+    if (method) card.el.dataset.method = method; // what auto resolved to (X-Method)
     await showFilterGrid(card, blob, url, (performance.now() - started) / 1000);
   } catch (err) {
     if (!card.retired) failFilterCard(card, err);
@@ -700,7 +700,7 @@ async function loadFilterCard(card) {
 async function fetchFilterGrid(card, url) {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     const response = await submitFilterRequest(url);
-    if (response.status === 200) return { blob: await response.blob(), url };
+    if (response.status === 200) return { blob: await response.blob(), url, method: response.headers.get('X-Method') };
     const job = await response.json();     // 202: {id, state, step, steps, result, ...}
     const final = await followJob(card, job);
     if (final.state === 'failed') throw new ApiError(null, 'job_failed', final.error || 'the job failed on the server');
@@ -787,7 +787,8 @@ async function showFilterGrid(card, blob, url, seconds) {
   const link = el('a', { href: url, target: '_blank', rel: 'noopener', title: 'Open the grid at full size' }, img);
   await showBlobImage(img, blob);
   card.el.querySelector('.grid-area').replaceChildren(link);
-  setCardState(card, 'done', seconds < 1 ? 'from the cache' : `computed in ${seconds.toFixed(0)} s`);
+  const method = card.el.dataset.method ? `${card.el.dataset.method}, ` : '';
+  setCardState(card, 'done', `${method}${seconds < 1 ? 'from the cache' : `computed in ${seconds.toFixed(0)} s`}`);
   const status = el('p', { class: 'status done' }, card.el.dataset.statusText);
   card.el.querySelector('.grid-area').after(status);
 }

@@ -73,6 +73,7 @@ extension APIError {
                     e.description + "; choose a convolutional layer (GET /api/model lists which are spatial)")
             case .unsupported: return APIError(.unprocessableContent, "unsupported", e.description)
             case .tooCostly: return APIError(.unprocessableContent, "too_costly", e.description)
+            case .sizeDependentLayer: return APIError(.unprocessableContent, "size_dependent_layer", e.description)
             }
         case VisualizationError.cancelled:
             return APIError(.serviceUnavailable, "cancelled", "the computation was cancelled (the server is shutting down?)")

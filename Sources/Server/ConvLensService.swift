@@ -157,23 +157,31 @@ public final class ConvLensService: Sendable {
     public static let galleryColumns = 8
 
     /// The gallery's grid of one layer (a convolution's activated output): the first
-    /// `gallery.count` filters, book method, at the configured size.
+    /// `gallery.count` filters, `method=auto` (the grid route's default, so pre-rendered
+    /// grids are the ones the gallery asks for), at the default size (`canonical(_:)`).
     public func galleryRequest(for layer: LayerSummary) -> FilterRequest {
         var request = FilterRequest(layer: layer.path, count: min(settings.galleryCount, layer.outputShape.last ?? 0))
+        request.method = .auto
         request.cols = Self.galleryColumns
-        request.size = settings.filterSize
         return request
+    }
+
+    /// The canonical form of a filter request for this server: without a size, the
+    /// configured `filters.size` for a model that takes any size, the model's own otherwise.
+    public func canonical(_ request: FilterRequest) throws -> FilterRequest {
+        try request.canonical(for: session, anySizeDefault: settings.filterSize)
     }
 
     /// Submits a filter request as a job (or joins the identical one), unless its result
     /// is stored. Checks the request (and the server's limits) before queueing anything.
-    func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (address: ContentAddress, url: String, job: JobStatus?)
-    {
+    func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (
+        address: ContentAddress, request: FilterRequest, job: JobStatus?
+    ) {
         try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
-        let r = try request.canonical(for: session)
+        let r = try canonical(request)
         let address = address(of: r)
-        if try await results.hasResult(for: address.hex) { return (address, r.resultPath, nil) }
-        return (address, r.resultPath, try await jobs.submit(r, address: address, priority: priority))
+        if try await results.hasResult(for: address.hex) { return (address, r, nil) }
+        return (address, r, try await jobs.submit(r, address: address, priority: priority))
     }
 
     /// Queues every convolution layer's filter grid at bulk priority (skipping cached ones).
@@ -199,7 +207,7 @@ extension ConvLensService {
     public func renderGalleryGrid(_ layer: LayerSummary, progress: (FilterProgress) -> Bool = { _ in true }) throws -> (
         png: Data, cached: Bool
     ) {
-        let r = try galleryRequest(for: layer).canonical(for: session)
+        let r = try canonical(galleryRequest(for: layer))
         let key = address(of: r).hex
         if let png = cache.get(key) { return (png, true) }
         let png = try session.render(r, progress: progress).body

@@ -35,7 +35,7 @@ public enum ServerFuzzing {
         attempt { _ = try query.heatmapRequest() }
         attempt { _ = try query.activationsRequest() }
         attempt { _ = try query.predictRequest() }
-        attempt { _ = try query.filterRequest(layer: parameters["layer"] ?? "conv", index: try query.int("index"), defaultSize: 128) }
+        attempt { _ = try query.filterRequest(layer: parameters["layer"] ?? "conv", index: try query.int("index")) }
         return errors
     }
 }

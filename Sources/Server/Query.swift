@@ -141,17 +141,19 @@ extension Query {
         PredictRequest(top: try int("top", default: 5, range: PredictRequest.topRange), output: try bool("output", default: false))
     }
 
-    /// One filter (`index`) or a grid (`first`, `count`, `cols`); `size` defaults to the server's `filters.size`.
-    func filterRequest(layer: String, index: Int?, defaultSize: Int) throws -> FilterRequest {
+    /// One filter (`index`) or a grid (`first`, `count`, `cols`); without `size`, the
+    /// service fills in `filters.size` (a model that takes any size) or the model's own.
+    func filterRequest(layer: String, index: Int?) throws -> FilterRequest {
         var r = FilterRequest(
             layer: layer, first: try index ?? int("first", default: 0),
             count: index == nil ? try int("count", range: FilterRequest.countRange) : 1)
         if index == nil { r.cols = try int("cols", default: r.cols, range: FilterRequest.colsRange) }
-        r.method = try choice("method", default: r.method)
+        // A grid's default is auto (the book where it leaves structure); one filter's the book's.
+        r.method = try choice("method", default: index == nil ? .auto : .book)
         r.objective = try choice("objective", default: r.objective)
         r.steps = try int("steps", range: FilterRequest.stepsRange)
         r.step = try float("step", default: r.step, range: FilterRequest.stepRange)
-        r.size = try int("size", default: defaultSize, range: FilterRequest.sizeRange)
+        r.size = try int("size", range: FilterRequest.sizeRange)
         r.seed = try int("seed", default: r.seed, range: FilterRequest.seedRange)
         r.format = try choice("format", default: r.format, among: [OutputFormat.png, .npy])
         return r

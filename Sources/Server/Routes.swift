@@ -128,7 +128,8 @@ struct Routes: Sendable {
                     passes: m.passes(layerChannels: session.defaultCAMLayer?.outputShape.last ?? 0))
             },
             filter_defaults: .init(
-                method: "book", steps_book: FilterMethod.book.defaultSteps, steps_lucid: FilterMethod.lucid.defaultSteps,
+                method: FilterMethod.auto.rawValue, steps_book: FilterMethod.book.defaultSteps,
+                steps_lucid: FilterMethod.lucid.defaultSteps,
                 size: settings.filterSize, max_steps: settings.filterMaxSteps, max_count: settings.filterMaxCount,
                 gallery_count: settings.galleryCount, gallery_cols: ConvLensService.galleryColumns),
             layers: layers)
@@ -220,12 +221,12 @@ struct Routes: Sendable {
         guard let i = Int(index) else {
             throw RequestError.badParameter(name: "index", value: index, allowed: "it is not an integer; give a filter index from 0")
         }
-        let typed = try Query(request).filterRequest(layer: layer, index: i, defaultSize: settings.filterSize)
+        let typed = try Query(request).filterRequest(layer: layer, index: i)
         return try await filterResponse(request, typed, priority: .job)
     }
 
     func filterGrid(_ request: Request, layer: String) async throws -> Response {
-        let typed = try Query(request).filterRequest(layer: layer, index: nil, defaultSize: settings.filterSize)
+        let typed = try Query(request).filterRequest(layer: layer, index: nil)
         return try await filterResponse(request, typed, priority: .bulk)
     }
 
@@ -235,13 +236,15 @@ struct Routes: Sendable {
         let wait = try Query(request).double("wait", default: settings.jobWaitSeconds, in: 0...300)
         let submitted = try await service.submit(typed, priority: priority)
         let (key, etag, format) = (submitted.address.hex, submitted.address.etag, typed.format)
+        // The method drawn (what method=auto resolved to), whether the picture is new or cached.
+        let method = Fact("Method", submitted.request.method.rawValue)
         guard let job = submitted.job else {
             if entityTags(request).matches(etag) { return notModified(etag) }
             guard let body = try await service.results.result(for: key) else {
                 throw VisualizationError.invalid("a cached result vanished")
             }
             service.metrics.recordCache(hit: true)
-            return respond(body, format: format, etag: etag, facts: [Fact("Cache", "hit")])
+            return respond(body, format: format, etag: etag, facts: [method, Fact("Cache", "hit")])
         }
         service.metrics.recordCache(hit: false)
         let status = try await service.jobs.wait(job.id, seconds: wait) ?? job
@@ -250,7 +253,7 @@ struct Routes: Sendable {
             guard let body = try await service.results.result(for: key) else {
                 throw VisualizationError.invalid("the finished result is missing")
             }
-            return respond(body, format: format, etag: etag, facts: [Fact("Cache", "miss"), Fact("Job", status.id)])
+            return respond(body, format: format, etag: etag, facts: [method, Fact("Cache", "miss"), Fact("Job", status.id)])
         case .failed:
             if status.timedOut { throw APIError(.gatewayTimeout, "job_timeout", status.error ?? "the job timed out") }
             throw APIError(.internalServerError, "job_failed", status.error ?? "the job failed")

@@ -3,10 +3,12 @@ import Foundation
 import Imaging
 import KerasFormat
 
-/// Which filter visualisation: the book's plain gradient ascent, or the
-/// regularised lucid method (Fourier image, decorrelated colour, jitter/scale/rotate, Adam).
+/// Which filter visualisation: the book's plain gradient ascent, the regularised lucid
+/// method (Fourier image, decorrelated colour, jitter/scale/rotate, Adam), or `auto`: the
+/// book where it leaves structure, lucid where it does not (`ModelSession.autoFilterMethod`).
+/// A canonical request holds the concrete method `auto` resolved to.
 public enum FilterMethod: String, Sendable, Codable, CaseIterable {
-    case book, lucid
+    case book, lucid, auto
 
     public var defaultSteps: Int { self == .book ? 40 : 256 }
 }
@@ -43,8 +45,10 @@ public struct FilterRequest: RenderRequest {
     /// nil: the method's default (book 40, lucid 256). Canonical: the number.
     public var steps: Int?
     public var step: Float = 1
-    /// Side of the image when the model takes any size (nil: 150, the book's). Canonical:
-    /// the height the picture has (a model with a fixed input decides it).
+    /// Side of the image (nil: 150, the book's, when the model takes any size; the model's
+    /// own input size when it was saved with a fixed one). A fixed-input model draws at
+    /// another size every layer before its first size-dependent layer (a Flatten); a later
+    /// layer at another size is refused by name. Canonical: the height the picture has.
     public var size: Int?
     public var seed = 0
     /// The book's start image; nil: raw noise for models fed raw or caffe pixels, grey
@@ -69,14 +73,30 @@ public struct FilterRequest: RenderRequest {
     }
 
     public func canonical(for session: ModelSession) throws -> FilterRequest {
+        try canonical(for: session, anySizeDefault: 150)
+    }
+
+    /// The canonical request, with `anySizeDefault` as the size when none is given and the
+    /// model takes any size (the server's `filters.size`).
+    public func canonical(for session: ModelSession, anySizeDefault: Int) throws -> FilterRequest {
         var r = self
-        let steps = steps ?? method.defaultSteps
-        try RequestError.check("steps", steps, in: Self.stepsRange)
+        if let steps { try RequestError.check("steps", steps, in: Self.stepsRange) }
         try RequestError.check("step", step, in: Self.stepRange)
         try RequestError.check("cols", cols, in: Self.colsRange)
         try RequestError.check("seed", seed, in: Self.seedRange)
         if let size { try RequestError.check("size", size, in: Self.sizeRange) }
         if let count { try RequestError.check("count", count, in: Self.countRange) }
+        let summary = try session.layer(named: layer)
+        // auto becomes the method it stands for here, so the address is the concrete method's.
+        let method = method == .auto ? session.autoFilterMethod(for: summary) : method
+        r.method = method
+        let steps = steps ?? method.defaultSteps
+        // A size the user gave is kept: a fixed-input model draws at it or refuses the layer,
+        // which is said before anything else about the layer (a Dense's flat output, say).
+        r.size = size ?? (session.hasFixedInputSize ? session.network.inputShape[0] : anySizeDefault)
+        let (h, w) = session.filterImageSize(r)
+        try session.checkInputSize(
+            height: h, width: w, node: summary.nodeId, layer: summary.path, needsFeatureMap: method == .book && !summary.isSpatial)
         let target = try session.filterTarget(layer: layer, method: method)
         let channels = target.channels
         // `first` is checked on its own before `first + count` is formed: a huge index cannot overflow.
@@ -88,12 +108,10 @@ public struct FilterRequest: RenderRequest {
             throw RequestError.outOfRange(
                 "filters \(first)..<\(first + count) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
         }
-        let input = session.network.inputShape
         r.layer = target.summary.path
         r.count = count
         r.cols = count == 1 ? 1 : cols
         r.steps = steps
-        r.size = input[0] == -1 ? (size ?? 150) : input[0]
         if method == .book {
             r.objective = .channel
             r.start = start ?? (pixelUnit(session.pipeline?.preprocessing ?? .none) == 1 ? .book : .grey)
@@ -195,10 +213,10 @@ extension ModelSession {
     ) throws -> FilterRendering {
         let r = try request.canonical(for: self)
         let (_, node, spatial, _) = try filterTarget(layer: r.layer, method: r.method)
+        let (h, w) = filterImageSize(r)
+        let network = try filterNetwork(height: h, width: w)
         let inputShape = network.inputShape
         let c = inputShape[2]
-        let h = inputShape[0] == -1 ? r.size ?? 150 : inputShape[0]
-        let w = inputShape[1] == -1 ? r.size ?? 150 : inputShape[1]
         let n = r.count ?? 1
         let steps = r.steps ?? r.method.defaultSteps
         let filters = Array(r.first..<(r.first + n))

@@ -21,6 +21,9 @@ public final class ModelSession: Sendable {
     /// after its own BatchNorm/activation (`activatedOutput`), where patterns show.
     public let galleryLayers: [(convolution: LayerSummary, target: LayerSummary)]
     private let digest = Mutex<String?>(nil)
+    /// The network with its input size left open, for filters drawn at a size other than
+    /// a fixed input's (see FilterInputSize.swift); made on first use.
+    let openSizeNetwork = Mutex<Network?>(nil)
 
     public init(keras: KerasModel, profile: ModelProfile) throws {
         self.keras = keras

@@ -11,12 +11,14 @@ struct Filters: ParsableCommand {
         discussion: """
             book: Deep Learning with Python §5.4 exactly — start from grey noise
             (uniform [0,1) × 20 + 128, seeded), 40 steps of x += g / (rms(g) + 1e-5),
-            loss = the mean of the filter's channel; 150×150 when the model takes any size.
+            loss = the mean of the filter's channel; 150×150 when the model takes any size
+            (--size S for another size, also for a model saved with a fixed input).
             A grid (--count N) optimises the N filters as one batch of N images.
 
             Examples:
               convlens filters --model vgg16.h5 --layer block3_conv1 --index 7 -o f.png
               convlens filters --model vgg16.h5 --layer block1_conv1 --count 64 -o grid.png
+              convlens filters --model vgg16_include_top.h5 --layer block3_conv1 --size 150 -o f.png
             """)
 
     @OptionGroup var model: ModelOptions
@@ -33,7 +35,7 @@ struct Filters: ParsableCommand {
     @Option(
         name: .long,
         help:
-            "Method: book (the book's plain ascent) or lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too)."
+            "Method: book (the book's plain ascent), lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too), or auto (the book for the first convolutions, lucid deeper; see README)."
     )
     var method: FilterMethod = .book
 
@@ -49,7 +51,11 @@ struct Filters: ParsableCommand {
     @Option(name: .long, help: "Step size.")
     var step: Float = 1
 
-    @Option(name: .long, help: "Image size (when the model takes any size; otherwise the model's input size).")
+    @Option(
+        name: .long,
+        help:
+            "Image size (default: 150 when the model takes any size, else its input size). A model saved with a fixed input draws every layer before its first size-dependent one (a Flatten) at any size; a later layer is refused by name."
+    )
     var size: Int?
 
     @Option(name: .long, help: "Seed of the start image.")
@@ -95,6 +101,8 @@ struct Filters: ParsableCommand {
         case "grey": request.start = .grey
         case let path?: startImage = try Tensor.readNPY(contentsOf: URL(fileURLWithPath: path))
         }
+        // What auto resolved to (and the filled-in steps and size) before anything is drawn.
+        let canonical = try request.canonical(for: m.session)
         let began = Date()
         var lastReport = Date.distantPast
         let progress: (FilterProgress) -> Bool = { p in
@@ -103,13 +111,12 @@ struct Filters: ParsableCommand {
                 printErr(
                     String(
                         format: "step %d/%d  mean %@ %.4f  (%.1f s)", p.step, p.steps,
-                        method == .book ? "loss" : "objective", p.meanLoss, Date().timeIntervalSince(began)))
+                        canonical.method == .book ? "loss" : "objective", p.meanLoss, Date().timeIntervalSince(began)))
             }
             return true
         }
-        let rendered = try m.session.render(request, startImage: startImage, sequential: sequential, progress: progress)
-        let canonical = try request.canonical(for: m.session)
-        let how = method == .lucid ? "lucid" : (sequential ? "book, one at a time" : "book, one batch")
+        let rendered = try m.session.render(canonical, startImage: startImage, sequential: sequential, progress: progress)
+        let how = canonical.method == .lucid ? "lucid" : (sequential ? "book, one at a time" : "book, one batch")
         printErr(
             String(
                 format: "%d filter(s) of %@, %d steps at %@ (%@): %.2f s", canonical.count ?? 1, layer, canonical.steps ?? 0,

@@ -6,7 +6,7 @@ import Server
 struct Gallery: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Pre-render every convolution layer's filter grid (book method, at its activated output) into a folder and the server's cache.",
+            "Pre-render every convolution layer's filter grid (method auto: the book for the first convolutions, lucid deeper; at its activated output) into a folder and the server's cache.",
         discussion: """
             Uses the same settings as `serve` (config file, CONVLENS_* variables), so the grids land
             in the cache the server reads (cache.dir) and the gallery shows them at once. Grids

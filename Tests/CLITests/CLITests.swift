@@ -65,6 +65,22 @@ private func temporary(_ name: String) -> String {
         #expect(be(16) == 600 && be(20) == 400)
     }
 
+    /// A model saved with a fixed 32×32 input and a Flatten head: `--size` is honoured for a
+    /// convolution and refused by name for a layer behind the Flatten.
+    @Test func filtersAtAnotherSizeOfAFixedInputModel() throws {
+        let model = "Tests/Fixtures/visualization/anysize/fixed_head.k3.h5"
+        let out = temporary("size.png")
+        let r = try convlens(["filters", "--model", model, "--layer", "conv3", "--index", "5", "--size", "48", "--steps", "3", "-o", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("at 48x48"), "\(r.stderr)")
+        let png = try Data(contentsOf: URL(fileURLWithPath: out))
+        let be = { (o: Int) in png[o..<(o + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        #expect(be(16) == 48 && be(20) == 48, "IHDR: 48×48")
+        let refused = try convlens(["filters", "--model", model, "--layer", "fc1", "--size", "48", "-o", out])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("'flatten' (Flatten)") && refused.stderr.contains("size=30...33"), "\(refused.stderr)")
+    }
+
     /// `examples` over the sample photos and `evaluate` on one: real commands, real outputs.
     @Test func examplesAreTheFiltersTopImagesWithTheirBoxes() throws {
         let r = try convlens([

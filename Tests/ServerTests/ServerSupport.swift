@@ -54,14 +54,16 @@ func testSettings(_ change: (inout ServerSettings) -> Void = { _ in }) -> Server
 
 /// Runs `test` against a real server on loopback — the application `convlens serve`
 /// runs, on a real socket, with URLSession as the client (several connections, and
-/// timeouts long enough for a debug build on a loaded 2-core machine) — then cancels
+/// timeouts long enough for a debug build on a loaded 2-core machine; the bundled model
+/// unless another is given) — then cancels
 /// what is left and shuts the server down gracefully.
 func withServer<T: Sendable>(
     _ settings: ServerSettings = testSettings(),
+    model: (session: ModelSession, digest: String) = bundled,
     registered: (@Sendable ([String]) -> Void)? = nil,
     _ test: @Sendable (ConvLensService, TestHTTPClient) async throws -> T
 ) async throws -> T {
-    let service = try ConvLensService(settings: settings, session: bundled.session, modelDigest: bundled.digest)
+    let service = try ConvLensService(settings: settings, session: model.session, modelDigest: model.digest)
     var logger = Logger(label: "convlens-test")
     logger.logLevel = .warning
     let (ports, portSink) = AsyncStream<Int>.makeStream()

@@ -235,6 +235,9 @@ class Check:
                 log(f"    {first}: {state} — {card.get_attribute('data-status-text')}")
                 last_report = now
             time.sleep(0.5)
+        # The grids default to method=auto; the first convolution resolves to the book (X-Method).
+        if card.get_attribute("data-method") != "book":
+            raise CheckFailed(f"filter card {first}: auto drew {card.get_attribute('data-method')!r}, not the book")
         transport = card.get_attribute("data-transport") or "none (served from the cache)"
         log(f"ok  filter card {first} done after {time.monotonic() - t0:.1f} s "
             f"({card.get_attribute('data-status-text')}; progress via {transport}), "

@@ -18,6 +18,9 @@ public enum RequestError: Error, CustomStringConvertible, Equatable, Sendable {
     case unsupported(String)
     /// The request would cost more than the limit a front end set; says how much and which limit.
     case tooCostly(String)
+    /// The layer cannot be computed at the asked input size: a layer on its path (named
+    /// in `detail`, with the sizes that work) depends on the size the model was saved with.
+    case sizeDependentLayer(layer: String, detail: String)
 
     public var description: String {
         switch self {
@@ -27,7 +30,7 @@ public enum RequestError: Error, CustomStringConvertible, Equatable, Sendable {
         case .classOutOfRange(let k, let count): return "class \(k) is out of range: the model has \(count) outputs (0...\(count - 1))"
         case .notSpatial(let layer, let shape):
             return "layer '\(layer)' has output shape \(shape), not a spatial feature map (H, W, C)"
-        case .unsupported(let detail), .tooCostly(let detail): return detail
+        case .unsupported(let detail), .tooCostly(let detail), .sizeDependentLayer(_, let detail): return detail
         }
     }
 
