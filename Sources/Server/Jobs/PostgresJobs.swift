@@ -111,9 +111,13 @@ extension JobStatus {
     init(_ r: JobRecord) {
         let description: String?
         let result: String?
+        var steps = r.steps
         if r.kind == CompareJob.kind {
-            description = (try? JSONDecoder().decode(CompareJob.self, from: Data(r.requestJSON.utf8)))?.request.summary
+            let job = try? JSONDecoder().decode(CompareJob.self, from: Data(r.requestJSON.utf8))
+            description = job?.request.summary
             result = CompareRequest.resultPath(ContentAddress(hex: r.key))
+            // Known from the request before a worker reports any (as the local queue shows it).
+            if steps == 0 { steps = job?.request.steps ?? 0 }
         } else {
             let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(r.requestJSON.utf8))
             (description, result) = (request?.summary, request?.resultPath)
@@ -121,7 +125,7 @@ extension JobStatus {
         self.init(
             id: r.id.uuidString.lowercased(), kind: r.kind, description: description ?? r.kind,
             priority: r.priority == .bulk ? "bulk" : (r.priority == .grid ? "grid" : "job"), state: r.state,
-            step: r.step, steps: r.steps, loss: r.loss.map(Float.init), result: result ?? "",
+            step: r.step, steps: steps, loss: r.loss.map(Float.init), result: result ?? "",
             error: r.error, createdAt: r.createdAt.timeIntervalSince1970, startedAt: r.startedAt?.timeIntervalSince1970,
             finishedAt: r.finishedAt?.timeIntervalSince1970, queuePosition: nil,
             timedOut: r.error?.contains("jobs.timeout_seconds") ?? false,
