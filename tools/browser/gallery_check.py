@@ -313,8 +313,10 @@ class Check:
             time.sleep(0.2)
         asked = self.driver.execute_script(
             "return performance.getEntriesByType('resource').filter(e => e.name.includes('/heatmap/compare?'))"
-            ".map(e => decodeURIComponent(e.name));")
-        if not asked or "methods=" + ",".join(methods) not in asked[-1]:
+            ".map(e => e.name);")
+        import urllib.parse
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(asked[-1]).query) if asked else {}
+        if set(query.get("methods", [""])[0].split(",")) != set(methods):
             raise CheckFailed(f"the compare request did not ask for the ticked methods: {asked}")
         self.wait(self.args.timeout, lambda: self.driver.execute_script(
             "const imgs = [...document.querySelectorAll('#compare-grid img')];"
@@ -332,10 +334,15 @@ class Check:
             numbers = [t.replace("★", "").strip() for t in c["scores"]]
             if len(numbers) != 4 or not all(n.replace(".", "", 1).replace("-", "", 1).isdigit() for n in numbers):
                 raise CheckFailed(f"{c['method']}: the score table is not filled: {c['scores']}")
-        best_rows = len(self.driver.find_elements(By.CSS_SELECTOR, "#compare-grid tr.best"))
-        if best_rows < 4:
-            raise CheckFailed(f"only {best_rows} best scores marked, expected at least one per score (4)")
+        # Each score's best method is marked, unless every method ties on it (then the line says so).
         best = self.driver.find_element(By.ID, "compare-best").text
+        ties = best.count("a tie")
+        marked = self.driver.execute_script(
+            "return [...document.querySelectorAll('#compare-grid .compare-card')].map(c =>"
+            " [...c.querySelectorAll('.compare-scores tr')].map(r => r.classList.contains('best')));")
+        per_score = [any(card[i] for card in marked) for i in range(4)]
+        if sum(per_score) + ties != 4:
+            raise CheckFailed(f"best marks per score {per_score} with {ties} ties do not cover the 4 scores: {best}")
         log(f"ok  compare: {len(cards)} overlays ({cards[0]['width']} px wide) with scores after "
             f"{time.monotonic() - t0:.1f} s; progress values seen {sorted(v for v in progress_seen if v is not None)}")
         log(f"    {self.driver.find_element(By.ID, 'compare-info').text}")
