@@ -78,7 +78,8 @@ extension ModelSession {
             let result = try heatmap(r.heatmapRequest(method), input: input, limits: limits)
             let map = result.cam.map
             let overlay = try comparisonOverlay(result, method: method, request: r)
-            let png = try encodePNG(overlay, fast: true)
+            // Compressed fully: the document is computed once and stored (as cached filter pictures are).
+            let png = try encodePNG(overlay)
             step += 1
             try advance()
             let metricsStarted = Date()
