@@ -376,6 +376,7 @@ function clearResults() {
     $(`#${emptyId}`).hidden = true;
   }
   $('#predictions-empty').hidden = true;
+  if (typeof clearComparison === 'function') clearComparison();  // compare.js
 }
 
 /**

@@ -96,7 +96,7 @@ public final class ConvLensService: Sendable {
                     executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
                     maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
                     keptFinished: settings.keptFinishedJobs),
-                session: session)
+                session: session, limits: settings.limits)
             results = cache
         }
     }
@@ -142,11 +142,7 @@ public final class ConvLensService: Sendable {
     }
 
     /// What one request may cost: the image and overlay pixel limits of the settings.
-    public var limits: RenderLimits {
-        RenderLimits(
-            maxImagePixels: settings.maxImagePixels, maxOverlayPixels: settings.maxOverlayPixels,
-            maxHeatmapPasses: settings.maxHeatmapPasses)
-    }
+    public var limits: RenderLimits { settings.limits }
 
     /// The content address of a canonical request's result for this model (and image).
     public func address(of request: some RenderRequest, image: String? = nil) -> ContentAddress {
@@ -198,6 +194,15 @@ public final class ConvLensService: Sendable {
             }
         }
         return queued
+    }
+}
+
+extension ServerSettings {
+    /// What one request may cost: the image and overlay pixel limits, the passes of a heatmap and of a comparison.
+    var limits: RenderLimits {
+        RenderLimits(
+            maxImagePixels: maxImagePixels, maxOverlayPixels: maxOverlayPixels, maxHeatmapPasses: maxHeatmapPasses,
+            maxComparePasses: maxComparePasses)
     }
 }
 

@@ -128,6 +128,20 @@ extension Query {
         return named ?? alias ?? value
     }
 
+    /// `methods` and `metrics` absent keep the request's defaults.
+    func compareRequest() throws -> CompareRequest {
+        var r = CompareRequest()
+        if string("methods") != nil { r.methods = try list("methods") }
+        if string("metrics") != nil { r.metrics = try list("metrics") }
+        r.classChoice = string("class")
+        r.layer = string("layer")
+        r.postActivation = try postActivation(default: r.postActivation)
+        r.alpha = try float("alpha", default: r.alpha, range: HeatmapRequest.alphaRange)
+        r.colormap = try choice("colormap", default: r.colormap)
+        r.overlaySize = try int("overlay_size", default: r.overlaySize, range: CompareRequest.overlaySizeRange)
+        return r
+    }
+
     func activationsRequest() throws -> ActivationsRequest {
         var r = ActivationsRequest(layer: string("layer"))
         r.cols = try int("cols", default: r.cols, range: ActivationsRequest.colsRange)

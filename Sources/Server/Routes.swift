@@ -38,6 +38,10 @@ struct Routes: Sendable {
         add(.get, "/api/model") { _, _ in try model() }
         add(.post, "/api/predict") { request, _ in try await predict(request) }
         add(.post, "/heatmap") { request, _ in try await heatmap(request) }
+        add(.post, "/heatmap/compare") { request, _ in try await compare(request) }
+        add(.get, "/heatmap/compare/:address") { request, context in
+            try await comparison(request, address: context.parameters.get("address")!)
+        }
         add(.post, "/activations") { request, _ in try await activations(request) }
         // A nested layer's path (`vgg16/block5_conv3`) travels as one segment, its "/" as %2F.
         @Sendable func layerParameter(_ context: some RequestContext) -> String {
@@ -213,6 +217,51 @@ struct Routes: Sendable {
             return (address, try render(session, canonical, .image(image), limits))
         }
         return respond(rendered.body, format: rendered.format, etag: address.etag, facts: rendered.facts)
+    }
+
+    // MARK: - Comparing methods
+
+    /// A comparison of methods on an uploaded image, as a job: 202 with the job (its
+    /// `result` is where the document will be), or 200 with the document when it is stored.
+    /// The request and its cost are checked, and the image decoded once, before anything is
+    /// queued, so bad input is the caller's 400/404/413/415/422 and never a failed job.
+    func compare(_ request: Request) async throws -> Response {
+        let canonical = try Query(request).compareRequest().canonical(for: session)
+        let (service, session, limits) = (self.service, self.session, service.limits)
+        try canonical.checkCost(for: session, limits: limits)
+        let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
+        let address = try await service.executor.run(.interactive) { () -> ContentAddress in
+            _ = try session.prepare(.image(image), limits: limits)
+            return service.address(of: canonical, image: SHA256Digest.hex([image]))
+        }
+        if let body = try await service.results.result(for: address.hex) {
+            service.metrics.recordCache(hit: true)
+            var response = respond(body, format: .json, etag: address.etag, facts: [Fact("Cache", "hit")])
+            response.headers[.contentLocation] = CompareRequest.resultPath(address)
+            return response
+        }
+        service.metrics.recordCache(hit: false)
+        let status = try await service.jobs.submit(canonical, image: image, address: address)
+        var response = try json(status, status: .accepted)
+        response.headers[.location] = "/jobs/\(status.id)"
+        response.headers[.retryAfter] = "2"
+        return response
+    }
+
+    /// A finished comparison by its content address (the job's `result`).
+    func comparison(_ request: Request, address hex: String) async throws -> Response {
+        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            throw RequestError.badParameter(
+                name: "address", value: String(hex.prefix(80)), allowed: "give the 64 lower-case hex digits of a job's result")
+        }
+        let address = ContentAddress(hex: hex)
+        if entityTags(request).matches(address.etag) { return notModified(address.etag) }
+        guard let body = try await service.results.result(for: hex) else {
+            throw APIError(
+                .notFound, "unknown_result",
+                "no comparison \(hex) is stored: it is not finished, failed, or was evicted; POST /heatmap/compare again")
+        }
+        return respond(body, format: .json, etag: address.etag, facts: [])
     }
 
     // MARK: - Filters and jobs

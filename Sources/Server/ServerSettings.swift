@@ -20,6 +20,10 @@ public struct ServerSettings: Sendable {
     /// Model passes one heatmap may cost (Grad-CAM 1; Score-CAM and Ablation-CAM one per channel of its
     /// layer: 1281 at the bundled model's default layer); dearer requests get 422 too_costly.
     public var maxHeatmapPasses = 2048
+    /// Model passes one comparison of methods (`POST /heatmap/compare`) may cost in all: each
+    /// method's map plus its metrics (deletion/insertion 51 each, drop 2, ROAD 19). Every
+    /// method with the default metrics at the bundled model's default layer costs 4087.
+    public var maxComparePasses = 8192
     /// Seconds a connection may idle before it is closed.
     public var idleTimeoutSeconds = 60.0
     /// Seconds a request body may take from its headers to its last byte (408 beyond).
@@ -94,6 +98,7 @@ public struct ServerSettings: Sendable {
         maxImagePixels = c.int(forKey: "server.max_image_pixels", default: d.maxImagePixels)
         maxOverlayPixels = c.int(forKey: "server.max_overlay_pixels", default: d.maxOverlayPixels)
         maxHeatmapPasses = c.int(forKey: "server.max_heatmap_passes", default: d.maxHeatmapPasses)
+        maxComparePasses = c.int(forKey: "server.max_compare_passes", default: d.maxComparePasses)
         idleTimeoutSeconds = c.double(forKey: "server.idle_timeout_seconds", default: d.idleTimeoutSeconds)
         bodyTimeoutSeconds = c.double(forKey: "server.body_timeout_seconds", default: d.bodyTimeoutSeconds)
         maxConnections = c.int(forKey: "server.max_connections", default: d.maxConnections)
@@ -132,6 +137,7 @@ public struct ServerSettings: Sendable {
         try need(maxImagePixels >= 1, "server.max_image_pixels", "must be at least 1")
         try need(maxOverlayPixels >= 1, "server.max_overlay_pixels", "must be at least 1")
         try need(maxHeatmapPasses >= 1, "server.max_heatmap_passes", "must be at least 1")
+        try need(maxComparePasses >= 1, "server.max_compare_passes", "must be at least 1")
         try need(idleTimeoutSeconds > 0 && idleTimeoutSeconds <= 86_400, "server.idle_timeout_seconds", "must be in (0, 86400]")
         try need(bodyTimeoutSeconds > 0 && bodyTimeoutSeconds <= 86_400, "server.body_timeout_seconds", "must be in (0, 86400]")
         try need((1...1_000_000).contains(maxConnections), "server.max_connections", "must be in 1...1000000, got \(maxConnections)")

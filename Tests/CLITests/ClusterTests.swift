@@ -233,3 +233,50 @@ private func stopAll(_ ps: [ServerProcess]) { for p in ps where p.process.isRunn
         #expect(done["state"] as? String == "done", "the job accepted before the outage finished: \(done)")
     }
 }
+
+extension ClusterTests {
+    /// A comparison of methods submitted to an API-only replica is computed by a worker
+    /// process, which reads the upload from the results table (nothing else crosses); the
+    /// replica then serves the document, with the scores its own `/heatmap` gives.
+    @Test func aWorkerProcessComputesAComparisonFromTheStoredUpload() async throws {
+        let url = try freshDatabase("compare")
+        let (a, baseA) = try await replica(url, workers: 0)
+        let w = try await worker(url)
+        defer { stopAll([a, w]) }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let image = try Data(contentsOf: root.appendingPathComponent("public/samples/chelsea.png"))
+        let r = try await request(
+            baseA + "/heatmap/compare?methods=gradcam,saliency&metrics=deletion,drop", method: "POST", body: image,
+            contentType: "image/png")
+        #expect(r.status == 202, "\(String(decoding: r.data, as: UTF8.self))")
+        let location = try #require(r.header("Location"))
+        let job = r.json
+        #expect(job["kind"] as? String == "compare" && job["steps"] as? Int == 6, "\(job)")
+        let done = try await finished(baseA, location)
+        #expect(done["state"] as? String == "done", "\(done)")
+        #expect((done["worker"] as? String)?.contains(":\(w.process.processIdentifier):") == true, "the worker ran it: \(done)")
+        #expect(done["step"] as? Int == 6)
+        let result = try #require(done["result"] as? String)
+        let document = try await request(baseA + result)
+        #expect(document.status == 200)
+        let methods = try #require(document.json["methods"] as? [[String: Any]])
+        #expect(methods.count == 2)
+        for m in methods {
+            let name = try #require(m["method"] as? String)
+            let heatmap = try await request(
+                baseA + "/heatmap?method=\(name)&metrics=deletion,drop&format=json", method: "POST", body: image, contentType: "image/png")
+            let expected = try #require(heatmap.json["metrics"] as? [String: Any])
+            let scores = try #require(m["scores"] as? [String: Any])
+            for key in ["deletion_auc", "average_drop"] {
+                let (x, y) = (try #require(scores[key] as? Double), try #require(expected[key] as? Double))
+                #expect(abs(x - y) <= 1e-6, "\(name) \(key): worker \(x), replica \(y)")
+            }
+        }
+        // The upload is stored once, under its own key; the document under the job's.
+        let cluster = PostgresCluster.shared
+        #expect(try cluster.psql("SELECT count(*) FROM results WHERE key LIKE 'upload:%'", database: "compare") == "1")
+        #expect(
+            try cluster.psql("SELECT content_type FROM results WHERE key = '\(result.split(separator: "/").last!)'", database: "compare")
+                == "application/json; charset=utf-8")
+    }
+}

@@ -96,8 +96,8 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
 
 /// The gallery in a real browser: Debian's chromium driven by Selenium
 /// (`tools/browser/gallery_check.py`) against `convlens serve` — the page loads, a sample photo
-/// gives predictions, a heatmap and an activation grid, a filter grid fills in, and the
-/// console stays free of errors. scripts/setup installs chromium, chromium-driver and
+/// gives predictions, a heatmap and an activation grid, "Compare methods" fills its grid of
+/// overlays and scores (a job), a filter grid fills in, and the console stays free of errors. scripts/setup installs chromium, chromium-driver and
 /// python3-selenium; without them this test fails, it is not skipped.
 @Suite struct GalleryBrowserTests {
     @Test(.timeLimit(.minutes(10))) func theGalleryWorksInARealBrowser() async throws {
@@ -121,6 +121,7 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         check.waitUntilExit()
         #expect(check.terminationStatus == 0, "gallery_check.py failed:\n\(output)\nserver log tail:\n\(server.output.suffix(3000))")
         #expect(output.contains("Egyptian cat"))
+        #expect(output.contains("ok  compare:"), "the compare stage ran")
         let shots = (try? FileManager.default.contentsOfDirectory(atPath: tmp.appendingPathComponent("screenshots").path)) ?? []
         #expect(shots.contains { $0.hasSuffix(".png") }, "screenshots were saved")
         kill(server.process.processIdentifier, SIGTERM)

@@ -9,10 +9,12 @@ import Testing
 private let root = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-private let session: ModelSession = {
+/// The bundled model, loaded once for the request tests (here and CompareRequestTests).
+let bundledRequestSession: ModelSession = {
     let profile = try! ModelProfile.read(contentsOf: root.appendingPathComponent("models/efficientnet_lite0.json"))
     return try! ModelSession(profile: profile)
 }()
+private var session: ModelSession { bundledRequestSession }
 
 /// Values tried in place of a string field, in order, until one decodes to a different request.
 private let alternativeStrings = [
@@ -96,6 +98,10 @@ private indirect enum Field: Codable {
     filters.method = .lucid
     // Lucid has its own start image: the canonical request leaves `start` out.
     try expectEveryFieldInIdentity(try filters.canonical(for: session), unset: 1)
+
+    var compare = CompareRequest(methods: [.gradcam, .saliency])
+    (compare.classChoice, compare.metrics) = ("281", [.deletion, .road])
+    try expectEveryFieldInIdentity(try compare.canonical(for: session))
 
     try expectEveryFieldInIdentity(try PredictRequest(top: 3, output: true).canonical(for: session))
     try expectEveryFieldInIdentity(try OverviewRequest().canonical(for: session))

@@ -8,6 +8,9 @@ Drives headless Chromium through a running `convlens serve` and exits 0 only if:
   - moving the opacity slider reloads the heatmap;
   - choosing HiResCAM with eigen-smoothing asks for method=hirescam&eigen_smooth=true and
     the new heatmap loads, saying "method hirescam"; the method list is /api/model's;
+  - "Compare methods" on chelsea.png (the methods of --compare-methods) runs as a job whose
+    progress bar moves, then shows one loaded overlay per method with its scores underneath
+    and each score's best method marked;
   - the first convolution layer's filter card, scrolled into view, reaches
     data-state=done with a loaded image (within --filter-timeout seconds);
   - choosing the lucid method makes that card request a lucid grid; choosing
@@ -54,6 +57,8 @@ def parse_args():
                    help="seconds to wait for predictions, heatmap and activations (default 120; a debug server is slow)")
     p.add_argument("--filter-timeout", type=float, default=180,
                    help="seconds to wait for the first filter card to finish (default 180)")
+    p.add_argument("--compare-methods", default="gradcam,gradcam++,hirescam,layercam,saliency",
+                   help="methods the compare stage ticks (default: five cheap ones; a debug server is slow)")
     return p.parse_args()
 
 
@@ -213,6 +218,8 @@ class Check:
             f"{self.driver.find_element(By.ID, 'heatmap-info').text}")
         self.screenshot("hirescam-eigen-smooth")
 
+        self.check_compare()
+
         # -- filters: scroll the first convolution's card into view; it must finish
         first = convolutions[0]
         card_selector = f'.filter-card[data-layer="{first}"]'
@@ -280,6 +287,72 @@ class Check:
                               + " | ".join(e.get("message", "") for e in severe))
         log(f"ok  browser console: {len(self.console)} entries, none SEVERE")
         log(f"all checks passed in {time.monotonic() - started:.1f} s")
+
+
+    def check_compare(self):
+        """The compare panel: a job with a progress bar, then a grid of overlays with their scores."""
+        methods = self.args.compare_methods.split(",")
+        panel = self.driver.find_element(By.ID, "compare-panel")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", panel)
+        self.wait(30, lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#compare-methods input")) > 0,
+                  "the compare panel's method checkboxes")
+        self.driver.execute_script(
+            "for (const b of document.querySelectorAll('#compare-methods input')) b.checked = arguments[0].includes(b.value);",
+            methods)
+        t0 = time.monotonic()
+        self.driver.find_element(By.ID, "compare-start").click()
+        progress_seen = set()
+        deadline = t0 + self.args.timeout * 3
+        while True:
+            state = panel.get_attribute("data-state")
+            value = self.driver.execute_script("return document.getElementById('compare-progress').value;")
+            progress_seen.add(value)
+            if state == "done":
+                break
+            if state == "failed":
+                self.fail_with_page_errors("the comparison failed")
+            if time.monotonic() > deadline:
+                self.fail_with_page_errors(f"the comparison not done after {deadline - t0:.0f} s (state {state})")
+            time.sleep(0.2)
+        asked = self.driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/heatmap/compare?'))"
+            ".map(e => e.name);")
+        import urllib.parse
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(asked[-1]).query) if asked else {}
+        if set(query.get("methods", [""])[0].split(",")) != set(methods):
+            raise CheckFailed(f"the compare request did not ask for the ticked methods: {asked}")
+        self.wait(self.args.timeout, lambda: self.driver.execute_script(
+            "const imgs = [...document.querySelectorAll('#compare-grid img')];"
+            "return imgs.length === arguments[0] && imgs.every(i => i.complete && i.naturalWidth > 0);", len(methods)),
+                  f"{len(methods)} loaded overlays in the compare grid")
+        cards = self.driver.execute_script(
+            "return [...document.querySelectorAll('#compare-grid .compare-card')].map(c => ({"
+            "method: c.dataset.method, width: c.querySelector('img').naturalWidth,"
+            "scores: [...c.querySelectorAll('.compare-scores td')].map(td => td.textContent)}));")
+        shown = [c["method"] for c in cards]
+        if sorted(shown) != sorted(methods):
+            raise CheckFailed(f"the grid shows {shown}, expected {methods}")
+        for c in cards:
+            # deletion AUC, insertion AUC, average drop, increase in confidence: each a number.
+            numbers = [t.replace("★", "").strip() for t in c["scores"]]
+            if len(numbers) != 4 or not all(n.replace(".", "", 1).replace("-", "", 1).isdigit() for n in numbers):
+                raise CheckFailed(f"{c['method']}: the score table is not filled: {c['scores']}")
+        # Each score's best method is marked, unless every method ties on it (then the line says so).
+        best = self.driver.find_element(By.ID, "compare-best").text
+        ties = best.count("a tie")
+        marked = self.driver.execute_script(
+            "return [...document.querySelectorAll('#compare-grid .compare-card')].map(c =>"
+            " [...c.querySelectorAll('.compare-scores tr')].map(r => r.classList.contains('best')));")
+        per_score = [any(card[i] for card in marked) for i in range(4)]
+        if sum(per_score) + ties != 4:
+            raise CheckFailed(f"best marks per score {per_score} with {ties} ties do not cover the 4 scores: {best}")
+        log(f"ok  compare: {len(cards)} overlays ({cards[0]['width']} px wide) with scores after "
+            f"{time.monotonic() - t0:.1f} s; progress values seen {sorted(v for v in progress_seen if v is not None)}")
+        log(f"    {self.driver.find_element(By.ID, 'compare-info').text}")
+        log(f"    {best}")
+        for c in cards:
+            log(f"    {c['method']}: {' / '.join(c['scores'])}")
+        self.screenshot("compare-methods")
 
 
 def main():

@@ -102,15 +102,18 @@ final class ClusterWorker: Sendable {
         stops.withLock { $0[job.id] = flag }
         defer { _ = stops.withLock { $0.removeValue(forKey: job.id) } }
         let started = ContinuousClock.now
-        guard let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(job.requestJSON.utf8)) else {
-            try? await store.fail(id: job.id, owner: owner, reason: "the job's request cannot be read by this version of ConvLens")
+        let work: Work
+        do {
+            work = try await self.work(for: job)
+        } catch {
+            try? await store.fail(id: job.id, owner: owner, reason: "\(error)")
             return
         }
-        logger.info("worker: running job \(job.id) (\(request.summary)), attempt \(job.attempts)")
-        let (session, executor, deadline) = (self.session, self.executor, started + .milliseconds(Int64(settings.jobTimeoutSeconds * 1000)))
+        logger.info("worker: running job \(job.id) (\(work.summary)), attempt \(job.attempts)")
+        let (executor, deadline) = (self.executor, started + .milliseconds(Int64(settings.jobTimeoutSeconds * 1000)))
         let computation = Task {
             try await executor.run(job.priority == .bulk ? .bulk : .job) {
-                try session.render(request) { p in
+                try work.render { p in
                     flag.report(p)
                     executor.runWaitingInteractive()
                     if ContinuousClock.now > deadline { flag.timeOut() }
@@ -151,6 +154,40 @@ final class ClusterWorker: Sendable {
         }
         metrics.recordJob(kind: job.kind, state: final, duration: ContinuousClock.now - started)
         logger.info("worker: job \(job.id) \(final)")
+    }
+
+    /// A claimed job's computation: what it is, and how to render it reporting progress.
+    struct Work: Sendable {
+        var summary: String
+        var render: @Sendable (_ progress: (FilterProgress) -> Bool) throws -> Rendered
+    }
+
+    /// Reads the job's request (by its kind) and, for a comparison, fetches the uploaded image
+    /// from the results table. Throws a message for the job's error when it cannot run.
+    private func work(for job: JobRecord) async throws -> Work {
+        let (session, limits) = (self.session, settings.limits)
+        let unreadable = JobFailure("the job's request cannot be read by this version of ConvLens")
+        switch job.kind {
+        case CompareJob.kind:
+            guard let compare = try? JSONDecoder().decode(CompareJob.self, from: Data(job.requestJSON.utf8)) else { throw unreadable }
+            guard let stored = try await store.results.get(key: compare.imageKey) else {
+                throw JobFailure("the uploaded image (\(compare.imageKey)) is not in the results table; upload it again")
+            }
+            let image = Data(stored.bytes.readableBytesView)
+            return Work(summary: compare.request.summary) { progress in
+                try session.render(compare.request, input: .image(image), limits: limits) { step, steps in
+                    progress(FilterProgress(step: step, steps: steps, meanLoss: .nan))
+                }
+            }
+        default:
+            guard let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(job.requestJSON.utf8)) else { throw unreadable }
+            return Work(summary: request.summary) { progress in try session.render(request, progress: progress) }
+        }
+    }
+
+    struct JobFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
     }
 
     /// While the job computes: progress to the table (which renews the lease) after each

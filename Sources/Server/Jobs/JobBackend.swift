@@ -2,7 +2,7 @@ import Foundation
 import JobStore
 import Visualization
 
-/// Where filter jobs go and where their state is read: this process's queue
+/// Where jobs (filter visualisations, comparisons of methods) go and where their state is read: this process's queue
 /// (`LocalJobs`), or PostgreSQL shared by every replica and worker (`PostgresJobs`).
 /// A job is a canonical `FilterRequest`; its content address is its identity, so
 /// identical requests are one job wherever they arrive.
@@ -10,6 +10,9 @@ public protocol JobBackend: Sendable {
     /// Queues the request, or joins the identical job (an interactive request promotes a
     /// queued bulk one). Throws `JobQueue.Full`, `JobQueue.ShuttingDown` or `JobsUnavailable`.
     func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus
+    /// Queues a comparison of methods on `image` (or joins the identical job); `address`
+    /// covers the canonical request and the image's digest. Throws as the filter `submit`.
+    func submit(_ request: CompareRequest, image: Data, address: ContentAddress) async throws -> JobStatus
     /// nil for an unknown id.
     func status(_ id: String) async throws -> JobStatus?
     /// Cancels a queued job at once, a running one at its next step; nil for an unknown id.

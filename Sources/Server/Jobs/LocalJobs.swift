@@ -6,6 +6,7 @@ import Visualization
 struct LocalJobs: JobBackend {
     let queue: JobQueue
     let session: ModelSession
+    let limits: RenderLimits
 
     func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus {
         let session = self.session
@@ -14,6 +15,18 @@ struct LocalJobs: JobBackend {
             priority: priority, steps: request.steps ?? request.method.defaultSteps
         ) { control in
             try session.render(request) { p in control.report(step: p.step, steps: p.steps, loss: p.meanLoss) }.body
+        }
+    }
+
+    func submit(_ request: CompareRequest, image: Data, address: ContentAddress) async throws -> JobStatus {
+        let (session, limits) = (self.session, self.limits)
+        return try queue.submit(
+            key: address.hex, kind: CompareJob.kind, description: request.summary, result: CompareRequest.resultPath(address),
+            priority: .job, steps: request.steps
+        ) { control in
+            try session.render(request, input: .image(image), limits: limits) { step, steps in
+                control.report(step: step, steps: steps, loss: .nan)
+            }.body
         }
     }
 

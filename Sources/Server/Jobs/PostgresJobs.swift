@@ -1,6 +1,7 @@
 import Foundation
 import JobStore
 import Logging
+import NIOCore
 import Visualization
 
 /// The cluster backend: jobs are rows in PostgreSQL that any replica queues and reads
@@ -31,6 +32,24 @@ final class PostgresJobs: JobBackend {
                     ? .bulk
                     : (request.count == 1 ? .interactive : .grid),
                 maxAttempts: settings.maxAttempts)
+            return JobStatus(try await store.enqueue(new).job)
+        }
+    }
+
+    /// The image goes into the results table first (write-once by key), so whichever worker
+    /// claims the job can read it.
+    func submit(_ request: CompareRequest, image: Data, address: ContentAddress) async throws -> JobStatus {
+        try await unavailableAsJobs {
+            let queued = try await store.queuedCount()
+            if queued >= settings.maxQueuedJobs, try await store.status(key: address.hex) == nil {
+                throw JobQueue.Full(queued: queued)
+            }
+            let job = CompareJob(request: request, image: SHA256Digest.hex([image]))
+            try await store.results.put(
+                StoredResult(key: job.imageKey, contentType: "application/octet-stream", bytes: ByteBuffer(bytes: image)))
+            let new = NewJob(
+                key: address.hex, kind: CompareJob.kind, requestJSON: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
+                modelDigest: modelDigest, priority: .grid, maxAttempts: settings.maxAttempts)
             return JobStatus(try await store.enqueue(new).job)
         }
     }
@@ -90,11 +109,23 @@ final class PostgresJobs: JobBackend {
 extension JobStatus {
     /// A job row as `GET /jobs/{id}` shows it (what it computes comes from its request).
     init(_ r: JobRecord) {
-        let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(r.requestJSON.utf8))
+        let description: String?
+        let result: String?
+        var steps = r.steps
+        if r.kind == CompareJob.kind {
+            let job = try? JSONDecoder().decode(CompareJob.self, from: Data(r.requestJSON.utf8))
+            description = job?.request.summary
+            result = CompareRequest.resultPath(ContentAddress(hex: r.key))
+            // Known from the request before a worker reports any (as the local queue shows it).
+            if steps == 0 { steps = job?.request.steps ?? 0 }
+        } else {
+            let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(r.requestJSON.utf8))
+            (description, result) = (request?.summary, request?.resultPath)
+        }
         self.init(
-            id: r.id.uuidString.lowercased(), kind: r.kind, description: request?.summary ?? r.kind,
+            id: r.id.uuidString.lowercased(), kind: r.kind, description: description ?? r.kind,
             priority: r.priority == .bulk ? "bulk" : (r.priority == .grid ? "grid" : "job"), state: r.state,
-            step: r.step, steps: r.steps, loss: r.loss.map(Float.init), result: request?.resultPath ?? "",
+            step: r.step, steps: steps, loss: r.loss.map(Float.init), result: result ?? "",
             error: r.error, createdAt: r.createdAt.timeIntervalSince1970, startedAt: r.startedAt?.timeIntervalSince1970,
             finishedAt: r.finishedAt?.timeIntervalSince1970, queuePosition: nil,
             timedOut: r.error?.contains("jobs.timeout_seconds") ?? false,

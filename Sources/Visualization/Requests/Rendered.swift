@@ -63,11 +63,17 @@ public struct RenderLimits: Sendable {
     /// Model passes one heatmap may cost (`CAMMethod.passes`: Grad-CAM 1, Score-CAM one per
     /// channel of the layer); a dearer request is refused before it runs.
     public var maxHeatmapPasses: Int
+    /// Model passes one comparison of methods may cost in all (`CompareRequest.passes`).
+    public var maxComparePasses: Int
 
-    public init(maxImagePixels: Int = 50_000_000, maxOverlayPixels: Int = 50_000_000, maxHeatmapPasses: Int = .max) {
+    public init(
+        maxImagePixels: Int = 50_000_000, maxOverlayPixels: Int = 50_000_000, maxHeatmapPasses: Int = .max,
+        maxComparePasses: Int = .max
+    ) {
         self.maxImagePixels = maxImagePixels
         self.maxOverlayPixels = maxOverlayPixels
         self.maxHeatmapPasses = maxHeatmapPasses
+        self.maxComparePasses = maxComparePasses
     }
 }
 
