@@ -10,6 +10,12 @@ public protocol JobBackend: Sendable {
     /// Queues the request, or joins the identical job (an interactive request promotes a
     /// queued bulk one). Throws `JobQueue.Full`, `JobQueue.ShuttingDown` or `JobsUnavailable`.
     func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus
+    /// Queues work that runs in this process (it reads this process's files: the dataset
+    /// index), or joins the job of the same key; its bytes are stored under `key`.
+    func submitInProcess(
+        key: String, kind: String, description: String, result: String, steps: Int,
+        work: @escaping @Sendable (JobControl) throws -> Data
+    ) async throws -> JobStatus
     /// nil for an unknown id.
     func status(_ id: String) async throws -> JobStatus?
     /// Cancels a queued job at once, a running one at its next step; nil for an unknown id.
