@@ -4,7 +4,7 @@ import Synchronization
 import Visualization
 
 /// The dataset examples index of the configured folders: found in the result store
-/// under its content address (model digest, listing, k), or built by a bulk job that
+/// under its content address (model digest, listing, k), or built by a job (at the priority of one filter) that
 /// stores it there. Built lazily, by the first request that needs it: a server whose
 /// gallery nobody opens never pays the pass over the folder. The decoded index of the
 /// current address is kept in memory (one; a new address replaces it).

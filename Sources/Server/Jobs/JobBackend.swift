@@ -11,7 +11,8 @@ public protocol JobBackend: Sendable {
     /// queued bulk one). Throws `JobQueue.Full`, `JobQueue.ShuttingDown` or `JobsUnavailable`.
     func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus
     /// Queues work that runs in this process (it reads this process's files: the dataset
-    /// index), or joins the job of the same key; its bytes are stored under `key`.
+    /// index), or joins the job of the same key; its bytes are stored under `key`. It runs
+    /// at the priority of one filter: someone is waiting for it, ahead of grids.
     func submitInProcess(
         key: String, kind: String, description: String, result: String, steps: Int,
         work: @escaping @Sendable (JobControl) throws -> Data

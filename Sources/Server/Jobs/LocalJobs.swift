@@ -21,7 +21,7 @@ struct LocalJobs: JobBackend {
         key: String, kind: String, description: String, result: String, steps: Int,
         work: @escaping @Sendable (JobControl) throws -> Data
     ) async throws -> JobStatus {
-        try queue.submit(key: key, kind: kind, description: description, result: result, priority: .bulk, steps: steps, work: work)
+        try queue.submit(key: key, kind: kind, description: description, result: result, priority: .job, steps: steps, work: work)
     }
 
     func status(_ id: String) async throws -> JobStatus? { queue.status(id) }
