@@ -80,7 +80,8 @@ async function fillFigure(id, load, generation) {
     await showBlobImage(img, blob);
     placeholder.hidden = true;
     const seconds = (performance.now() - started) / 1000;
-    status.textContent = seconds < 1 ? ' · from the cache' : ` · ${seconds.toFixed(0)} s`;
+    const cached = response.headers.get('X-Cache') === 'hit';
+    status.textContent = cached ? ' · from the cache' : ` · ${seconds < 1 ? 'under 1' : seconds.toFixed(0)} s`;
     figure.dataset.state = 'done';
   } catch (err) {
     if (generation !== unitPage.generation || (err instanceof ApiError && err.code === 'retired')) return;
