@@ -215,6 +215,7 @@ async function boot() {
   renderLayerTable(state.model);
   fillControls(state.model);
   renderFilterCards(state.model);
+  document.dispatchEvent(new Event('convlens:model'));  // unit.js: the unit page and the cards' links
 }
 
 function renderHeader(model) {
@@ -362,6 +363,7 @@ async function chooseImage(blob, name) {
   clearResults();
   await showChosenImage(blob, name);
   analyseImage();
+  document.dispatchEvent(new Event('convlens:image'));  // unit.js: the unit's activation
 }
 
 /** Results of the previous image must not stay next to a new one (or next to its error). */

@@ -23,6 +23,8 @@ public final class ConvLensService: Sendable {
     /// This process's part in a PostgreSQL cluster (`jobs.backend: postgres`).
     let cluster: Cluster?
     public let metrics: ServerMetrics
+    /// The dataset examples index of `gallery.dataset_dir`.
+    let datasetIndex: DatasetIndexStore
     let ready = Atomic<Bool>(true)
     private let drainTask = Mutex<Task<Void, Never>?>(nil)
 
@@ -68,6 +70,7 @@ public final class ConvLensService: Sendable {
         self.modelDigest = modelDigest
         self.settings = settings
         metrics = ServerMetrics()
+        datasetIndex = DatasetIndexStore(settings: settings, logger: logger)
         executor = ComputeExecutor(
             threads: settings.computeThreads, ompThreads: settings.ompThreads,
             maxPending: settings.maxPendingComputations)

@@ -34,6 +34,16 @@ struct Query {
 
     func int(_ name: String, default value: Int, range: ClosedRange<Int>? = nil) throws -> Int { try int(name, range: range) ?? value }
 
+    /// An integer in a range the route owns (not a request type's): checked here.
+    func int(_ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+        let v = try int(name, default: value, range: range)
+        guard range.contains(v) else {
+            throw RequestError.badParameter(
+                name: name, value: "\(v)", allowed: "give an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return v
+    }
+
     func float(_ name: String, range: ClosedRange<Float>? = nil) throws -> Float? {
         guard let text = string(name) else { return nil }
         guard let v = Float(text), v.isFinite else {

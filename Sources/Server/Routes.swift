@@ -51,6 +51,9 @@ struct Routes: Sendable {
         add(.get, "/filters/:layer/:index") { request, context in
             try await filter(request, layer: layerParameter(context), index: context.parameters.get("index")!)
         }
+        add(.get, "/filters/:layer/:index/examples") { request, context in
+            try await examples(request, layer: layerParameter(context), index: context.parameters.get("index")!)
+        }
         add(.get, "/filters/:layer") { request, context in
             try await filterGrid(request, layer: layerParameter(context))
         }
@@ -297,12 +300,18 @@ struct Routes: Sendable {
         }
         service.metrics.recordCache(hit: false)
         let status = try await service.jobs.wait(job.id, seconds: wait) ?? job
+        guard status.state == .done else { return try unfinished(status) }
+        guard let body = try await service.results.result(for: key) else {
+            throw VisualizationError.invalid("the finished result is missing")
+        }
+        return respond(body, format: format, etag: etag, facts: [method, Fact("Cache", "miss"), Fact("Job", status.id)])
+    }
+
+    /// A job that has not finished well: its failure as an error, or 202 with its Location.
+    func unfinished(_ status: JobStatus) throws -> Response {
         switch status.state {
         case .done:
-            guard let body = try await service.results.result(for: key) else {
-                throw VisualizationError.invalid("the finished result is missing")
-            }
-            return respond(body, format: format, etag: etag, facts: [method, Fact("Cache", "miss"), Fact("Job", status.id)])
+            throw VisualizationError.invalid("a finished job was taken for an unfinished one")
         case .failed:
             if status.timedOut { throw APIError(.gatewayTimeout, "job_timeout", status.error ?? "the job timed out") }
             throw APIError(.internalServerError, "job_failed", status.error ?? "the job failed")

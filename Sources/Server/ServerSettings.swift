@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import Visualization
 
 /// Every setting of `convlens serve`, with its default. `config/convlens.yaml`
 /// documents each key; a key `a.b_c` is overridden by the environment variable
@@ -80,6 +81,11 @@ public struct ServerSettings: Sendable {
     public var prerenderGallery = false
     /// Filters per pre-rendered grid.
     public var galleryCount = 16
+    /// Folders of PNG/JPEG images whose dataset examples are indexed (comma-separated in
+    /// the configuration); empty: `<public_dir>/samples` and `<public_dir>/dataset`.
+    public var datasetDirs: [String] = []
+    /// Examples kept per channel in the dataset index.
+    public var datasetK = 9
 
     // filters (defaults of GET /filters)
     public var filterSize = 150
@@ -87,6 +93,11 @@ public struct ServerSettings: Sendable {
     public var filterMaxCount = 256
 
     public init() {}
+
+    /// The folders indexed for dataset examples (`gallery.dataset_dir`, or the defaults).
+    public var datasetFolders: [String] {
+        datasetDirs.isEmpty ? [publicDir + "/samples", publicDir + "/dataset"] : datasetDirs
+    }
 
     /// Reads every key from a configuration reader; missing keys keep their defaults.
     public init(reader c: ConfigReader) {
@@ -122,6 +133,9 @@ public struct ServerSettings: Sendable {
         memoryCacheBytes = c.int(forKey: "cache.memory_bytes", default: d.memoryCacheBytes)
         prerenderGallery = c.bool(forKey: "gallery.prerender", default: d.prerenderGallery)
         galleryCount = c.int(forKey: "gallery.count", default: d.galleryCount)
+        datasetDirs = c.string(forKey: "gallery.dataset_dir", default: "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        datasetK = c.int(forKey: "gallery.dataset_k", default: d.datasetK)
         filterSize = c.int(forKey: "filters.size", default: d.filterSize)
         filterMaxSteps = c.int(forKey: "filters.max_steps", default: d.filterMaxSteps)
         filterMaxCount = c.int(forKey: "filters.max_count", default: d.filterMaxCount)
@@ -163,6 +177,7 @@ public struct ServerSettings: Sendable {
         try need(shutdownGraceSeconds >= 0, "jobs.shutdown_grace_seconds", "must be ≥ 0")
         try need(memoryCacheBytes >= 0, "cache.memory_bytes", "must be ≥ 0")
         try need((1...1024).contains(galleryCount), "gallery.count", "must be in 1...1024")
+        try need(DatasetIndexRequest.kRange.contains(datasetK), "gallery.dataset_k", "must be in 1...64, got \(datasetK)")
         try need((8...1024).contains(filterSize), "filters.size", "must be in 8...1024")
         try need((1...10_000).contains(filterMaxSteps), "filters.max_steps", "must be in 1...10000")
         try need((1...1024).contains(filterMaxCount), "filters.max_count", "must be in 1...1024")

@@ -19,15 +19,19 @@ public struct UnitExample: Sendable, Codable, Equatable {
 
 /// Top-k examples of every channel of some spatial layers over a collection of images:
 /// one forward pass per image, and per channel a k-entry list, never every activation.
-public struct DatasetIndex: Sendable, Codable {
+public struct DatasetIndex: Sendable, Codable, Equatable {
     public var k: Int
     public var images: [String]
+    /// Each image's own size [width, height] in pixels (before the model's resize), in
+    /// the order of `images`: what a box is mapped back to.
+    public var sizes: [[Int]]
     /// Layer name → per channel, its examples by decreasing value (at most k, one per image).
     public var layers: [String: [[UnitExample]]]
 
-    public init(k: Int, images: [String] = [], layers: [String: [[UnitExample]]] = [:]) {
+    public init(k: Int, images: [String] = [], sizes: [[Int]] = [], layers: [String: [[UnitExample]]] = [:]) {
         self.k = k
         self.images = images
+        self.sizes = sizes
         self.layers = layers
     }
 }
@@ -41,7 +45,8 @@ extension ModelSession {
         throws
     {
         let pipeline = try imagePipeline()
-        let (x, _) = try pipeline.prepare(imageData, maxPixels: limits.maxImagePixels)
+        let photo = try decodeImage(imageData, options: DecodeOptions(maxPixels: limits.maxImagePixels, layout: .rgb))
+        let (x, _) = try pipeline.prepare(photo)
         let summaries = try layers.map { try spatialLayer(named: $0) }
         let nodes = Set(summaries.map(\.nodeId))
         let trace = try network.forward(x, stopAfter: nodes.max() ?? 0, keep: nodes)
@@ -78,7 +83,10 @@ extension ModelSession {
             }
             index.layers[layer.name] = channels
         }
-        if !index.images.contains(name) { index.images.append(name) }
+        if !index.images.contains(name) {
+            index.images.append(name)
+            index.sizes.append([photo.width, photo.height])
+        }
     }
 
     /// A strip of one channel's examples: each image prepared as for the model, cropped to the

@@ -160,7 +160,10 @@ private func stopAll(_ ps: [ServerProcess]) { for p in ps where p.process.isRunn
         // kill -9 of the worker holding a job: its lease expires and a second worker finishes it.
         let job = try await request(baseA + "/filters/stem_activation/6?steps=60&wait=0")
         let jobLocation = try #require(job.header("Location"))
-        for _ in 0..<300 where (try await request(baseA + jobLocation).json["state"] as? String) != "running" {
+        // Kill as soon as it runs (a `for … where` would keep polling, unthrottled, after that:
+        // long enough for a fast job to finish first).
+        for _ in 0..<300 {
+            if (try await request(baseA + jobLocation).json["state"] as? String) == "running" { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         kill(w1.process.processIdentifier, SIGKILL)

@@ -15,6 +15,11 @@ Drives headless Chromium through a running `convlens serve` and exits 0 only if:
     data-state=done with a loaded image (within --filter-timeout seconds);
   - choosing the lucid method makes that card request a lucid grid; choosing
     book again shows the book grid (from the cache);
+  - the unit page (public/unit.js): the first card's link to filter 0 opens
+    /#/filters/<layer>/0, a reload lands on it again, and the book and lucid pictures,
+    the centre-neuron picture, the dataset examples strip (and its list) and the class
+    visualisation load; choosing a sample shows the filter's activation on it
+    (within --unit-timeout seconds; --unit-steps sets the lucid steps);
   - no error message is shown on the page and the browser console has no SEVERE entry.
 
 Usage (against an already running server):
@@ -59,6 +64,11 @@ def parse_args():
                    help="seconds to wait for the first filter card to finish (default 180)")
     p.add_argument("--compare-methods", default="gradcam,gradcam++,hirescam,layercam,saliency",
                    help="methods the compare stage ticks (default: five cheap ones; a debug server is slow)")
+    p.add_argument("--unit-timeout", type=float, default=420,
+                   help="seconds to wait for the unit page's pictures (default 420: the dataset index is built first)")
+    p.add_argument("--unit-steps", type=int, default=8,
+                   help="lucid steps of the unit page's lucid pictures (default 8: a debug server on a loaded "
+                        "2-core machine took 19 s for 8 steps of stem_activation, 36 s for a class logit)")
     return p.parse_args()
 
 
@@ -253,6 +263,16 @@ class Check:
         log(f"    cards done so far: {len(done)}")
         self.screenshot("filters")
 
+        # -- the unit page, before the lucid grids below fill the server's one job worker
+        self.check_unit_page(model, convolutions[0])
+        self.driver.get(self.args.url.rstrip("/") + "/")
+        self.wait(30, lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#layer-list tbody tr")) == len(layers),
+                  "the gallery again after the unit page")
+        card = self.driver.find_element(By.CSS_SELECTOR, card_selector)
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", card)
+        self.wait(self.args.timeout, lambda: card.get_attribute("data-state") == "done"
+                  and self.image_loaded(f"{card_selector} img"), "the first book grid again (from the cache)")
+
         # -- the method switch: lucid asks the server for lucid grids; switching back
         #    to book redraws the cards and the first one comes from the cache at once
         from selenium.webdriver.support.ui import Select
@@ -287,6 +307,79 @@ class Check:
                               + " | ".join(e.get("message", "") for e in severe))
         log(f"ok  browser console: {len(self.console)} entries, none SEVERE")
         log(f"all checks passed in {time.monotonic() - started:.1f} s")
+
+    def check_unit_page(self, model, first_convolution):
+        """The unit page of filter 0 of the first convolution's activated output."""
+        layer = next(l for l in model["layers"] if l["name"] == first_convolution)
+        target = layer.get("activated_output") or layer["name"]
+        output = model["layers"][-1]["name"]
+        card = self.driver.find_element(By.CSS_SELECTOR, f'.filter-card[data-layer="{first_convolution}"]')
+        links = card.find_elements(By.CSS_SELECTOR, ".unit-links a")
+        if len(links) != min(layer["filters"], model["filter_defaults"]["gallery_count"]):
+            raise CheckFailed(f"the card of {first_convolution} links {len(links)} unit pages")
+        href = links[0].get_attribute("href")
+        if not href.endswith(f"#/filters/{target}/0"):
+            raise CheckFailed(f"the card's first unit link is {href!r}")
+        # Following the link itself would ask for lucid pictures of the default steps (256), too
+        # slow for a debug server: the same hash route is opened with ?steps= instead, first as
+        # a hash change on the open page, then by a reload (a bookmark).
+        route = f"#/filters/{target}/0?steps={self.args.unit_steps}"
+        self.driver.execute_script("location.hash = arguments[0];", route)
+        panel = f'#unit-panel[data-layer="{target}"][data-index="0"]'
+        self.wait(30, lambda: self.driver.find_elements(By.CSS_SELECTOR, panel), "the unit page after the hash change")
+        log(f"ok  the card links {href}; the hash route {route} opens its unit page")
+        self.driver.refresh()
+        self.wait(30, lambda: self.driver.find_elements(By.CSS_SELECTOR, panel), "the unit page after a reload")
+        log(f"ok  after a reload the page shows the unit page of {target} filter 0")
+        t0 = time.monotonic()
+        figures = {"unit-book": "book", "unit-lucid": "lucid", "unit-neuron": "lucid, centre neuron",
+                   "unit-examples": "dataset examples", "unit-class-figure": f"class visualisation ({output})"}
+        pending = dict(figures)
+        last_report = 0
+        while pending:
+            for fid in list(pending):
+                state = self.driver.find_element(By.ID, fid).get_attribute("data-state")
+                if state == "failed":
+                    raise CheckFailed(f"unit page: {figures[fid]} failed: "
+                                      + self.driver.find_element(By.CSS_SELECTOR, f"#{fid} .error").text)
+                if self.image_loaded(f"#{fid} img"):
+                    status = self.driver.find_element(By.CSS_SELECTOR, f"#{fid} .status").text
+                    log(f"ok  unit page: {figures[fid]} loaded after {time.monotonic() - t0:.1f} s, "
+                        f"{self.natural_size(f'#{fid} img')} px{status}")
+                    del pending[fid]
+            now = time.monotonic()
+            if pending and now - t0 > self.args.unit_timeout:
+                raise CheckFailed(f"unit page: {', '.join(figures[f] for f in pending)} not loaded after "
+                                  f"{self.args.unit_timeout:.0f} s")
+            if pending and now - last_report >= 15:
+                log("    waiting for " + "; ".join(
+                    f"{figures[f]}: {self.driver.find_element(By.CSS_SELECTOR, f'#{f} .status').text or 'idle'}"
+                    for f in pending))
+                last_report = now
+            time.sleep(0.5)
+        self.wait(30, lambda: self.driver.find_elements(By.CSS_SELECTOR, "#unit-example-list li"),
+                  "the list of dataset examples")
+        for li in self.driver.find_elements(By.CSS_SELECTOR, "#unit-example-list li"):
+            log(f"    example: {li.text}")
+        self.screenshot("unit-page")
+        # The activation of this filter on the image chosen now. (The page polled jobs: clear the
+        # resource timings, whose buffer holds only the first 250 requests.)
+        self.driver.execute_script("performance.clearResourceTimings();")
+        self.driver.find_element(By.CSS_SELECTOR, '[data-sample="chelsea.png"]').click()
+        self.wait(self.args.timeout, lambda: self.image_loaded("#unit-activation img"),
+                  "the unit's activation on chelsea.png")
+        asked = self.driver.execute_script(
+            "return performance.getEntriesByType('resource').some("
+            "e => e.name.includes('/activations?') && e.name.includes('channel=0') && e.name.includes(arguments[0]))",
+            target)
+        if not asked:
+            raise CheckFailed("the unit page did not ask POST /activations for its layer and channel 0")
+        caption = self.driver.find_element(By.CSS_SELECTOR, "#unit-activation figcaption strong").text
+        if caption != "On chelsea.png":
+            raise CheckFailed(f"the unit's activation is captioned {caption!r}")
+        log(f"ok  unit page: activation of {target}/0 on chelsea.png, {self.natural_size('#unit-activation img')} px")
+        self.driver.execute_script("document.getElementById('unit-panel').scrollIntoView({block: 'start'});")
+        self.screenshot("unit-page-with-image")
 
 
     def check_compare(self):

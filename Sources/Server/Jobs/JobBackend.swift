@@ -13,6 +13,13 @@ public protocol JobBackend: Sendable {
     /// Queues a comparison of methods on `image` (or joins the identical job); `address`
     /// covers the canonical request and the image's digest. Throws as the filter `submit`.
     func submit(_ request: CompareRequest, image: Data, address: ContentAddress) async throws -> JobStatus
+    /// Queues work that runs in this process (it reads this process's files: the dataset
+    /// index), or joins the job of the same key; its bytes are stored under `key`. It runs
+    /// at the priority of one filter: someone is waiting for it, ahead of grids.
+    func submitInProcess(
+        key: String, kind: String, description: String, result: String, steps: Int,
+        work: @escaping @Sendable (JobControl) throws -> Data
+    ) async throws -> JobStatus
     /// nil for an unknown id.
     func status(_ id: String) async throws -> JobStatus?
     /// Cancels a queued job at once, a running one at its next step; nil for an unknown id.

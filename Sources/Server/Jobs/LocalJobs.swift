@@ -30,6 +30,13 @@ struct LocalJobs: JobBackend {
         }
     }
 
+    func submitInProcess(
+        key: String, kind: String, description: String, result: String, steps: Int,
+        work: @escaping @Sendable (JobControl) throws -> Data
+    ) async throws -> JobStatus {
+        try queue.submit(key: key, kind: kind, description: description, result: result, priority: .job, steps: steps, work: work)
+    }
+
     func status(_ id: String) async throws -> JobStatus? { queue.status(id) }
     func cancel(_ id: String) async throws -> JobStatus? { queue.cancel(id) }
     func updates(_ id: String) async throws -> AsyncStream<JobStatus>? { queue.updates(id) }

@@ -54,6 +54,17 @@ final class PostgresJobs: JobBackend {
         }
     }
 
+    /// Not yet: a cluster job row is claimed by any worker, which would need the folder
+    /// too; the dataset index needs `jobs.backend: memory` for now.
+    func submitInProcess(
+        key: String, kind: String, description: String, result: String, steps: Int,
+        work: @escaping @Sendable (JobControl) throws -> Data
+    ) async throws -> JobStatus {
+        throw APIError(
+            .notImplemented, "not_implemented",
+            "\(kind) jobs run only with jobs.backend: memory for now (a PostgreSQL worker would need this server's folders)")
+    }
+
     func status(_ id: String) async throws -> JobStatus? {
         guard let uuid = UUID(uuidString: id) else { return nil }
         return try await unavailableAsJobs { try await store.status(id: uuid).map(JobStatus.init) }
