@@ -79,6 +79,27 @@ private func finished(_ base: String, _ location: String, timeout: Double = 300)
 private func stopAll(_ ps: [ServerProcess]) { for p in ps where p.process.isRunning { kill(p.process.processIdentifier, SIGKILL) } }
 
 @Suite(.serialized, .timeLimit(.minutes(15))) struct ClusterTests {
+    /// The dataset index reads this replica's folders, so it runs in the replica (an
+    /// API-only one too) and is no row in PostgreSQL; its job is followed like any other.
+    @Test func anAPIOnlyReplicaIndexesItsOwnFoldersForDatasetExamples() async throws {
+        let url = try freshDatabase("examples")
+        let (a, baseA) = try await replica(url, workers: 0)
+        defer { stopAll([a]) }
+        let first = try await request(baseA + "/filters/stem_activation/3/examples?format=json&k=4&wait=0")
+        #expect(first.status == 202, "\(first.status) \(String(decoding: first.data, as: UTF8.self))")
+        let location = try #require(first.header("Location"))
+        let status = try await finished(baseA, location, timeout: 300)
+        #expect(status["state"] as? String == "done", "\(status)")
+        #expect(status["kind"] as? String == "dataset_index")
+        let examples = try await request(baseA + "/filters/stem_activation/3/examples?format=json&k=4").json
+        let list = try #require(examples["examples"] as? [[String: Any]], "\(examples)")
+        #expect(list.count == 4)
+        let values = list.compactMap { $0["value"] as? Double }
+        #expect(values.count == 4 && values == values.sorted(by: >), "best first: \(values)")
+        let strip = try await request(baseA + "/filters/stem_activation/3/examples?k=4")
+        #expect(strip.status == 200 && strip.data.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+    }
+
     @Test func twoReplicasAndAWorkerShareJobsAndEachIsComputedOnce() async throws {
         let url = try freshDatabase("share")
         let (a, baseA) = try await replica(url, workers: 1)

@@ -27,7 +27,10 @@ final class Cluster: Sendable {
     ) throws {
         database = try DatabaseURL(settings.databaseURL)
         store = PostgresJobStore(configuration: database.configuration, logger: logger)
-        jobs = PostgresJobs(store: store, hub: hub, settings: settings, modelDigest: modelDigest)
+        let inProcess = JobQueue(
+            executor: executor, cache: cache, metrics: metrics, workers: 1, maxQueued: settings.maxQueuedJobs,
+            timeoutSeconds: settings.jobTimeoutSeconds, keptFinished: settings.keptFinishedJobs)
+        jobs = PostgresJobs(store: store, hub: hub, settings: settings, modelDigest: modelDigest, inProcess: inProcess)
         results = ClusterResults(local: cache, remote: store.results)
         worker =
             settings.jobWorkers > 0

@@ -11,12 +11,17 @@ final class PostgresJobs: JobBackend {
     let hub: JobEventHub
     let settings: ServerSettings
     let modelDigest: String
+    /// Jobs that read this process's own files (the dataset index of its folders): they run
+    /// here and store into this process's cache; their ids (16 hex digits) never look like
+    /// a cluster job's UUID.
+    let inProcess: JobQueue
 
-    init(store: PostgresJobStore, hub: JobEventHub, settings: ServerSettings, modelDigest: String) {
+    init(store: PostgresJobStore, hub: JobEventHub, settings: ServerSettings, modelDigest: String, inProcess: JobQueue) {
         self.store = store
         self.hub = hub
         self.settings = settings
         self.modelDigest = modelDigest
+        self.inProcess = inProcess
     }
 
     func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus {
@@ -54,23 +59,24 @@ final class PostgresJobs: JobBackend {
         }
     }
 
-    /// Not yet: a cluster job row is claimed by any worker, which would need the folder
-    /// too; the dataset index needs `jobs.backend: memory` for now.
+    /// Not a row in PostgreSQL: any worker could claim one, and only this replica has its
+    /// folders. Each replica indexes its own folders (the listing is part of the index's
+    /// address, so replicas with the same photos compute the same bytes).
     func submitInProcess(
         key: String, kind: String, description: String, result: String, steps: Int,
         work: @escaping @Sendable (JobControl) throws -> Data
     ) async throws -> JobStatus {
-        throw APIError(
-            .notImplemented, "not_implemented",
-            "\(kind) jobs run only with jobs.backend: memory for now (a PostgreSQL worker would need this server's folders)")
+        try inProcess.submit(key: key, kind: kind, description: description, result: result, priority: .job, steps: steps, work: work)
     }
 
     func status(_ id: String) async throws -> JobStatus? {
+        if let local = inProcess.status(id) { return local }
         guard let uuid = UUID(uuidString: id) else { return nil }
         return try await unavailableAsJobs { try await store.status(id: uuid).map(JobStatus.init) }
     }
 
     func cancel(_ id: String) async throws -> JobStatus? {
+        if inProcess.status(id) != nil { return inProcess.cancel(id) }
         guard let uuid = UUID(uuidString: id) else { return nil }
         return try await unavailableAsJobs {
             if case .notFound = try await store.cancel(id: uuid) { return nil }
@@ -79,6 +85,7 @@ final class PostgresJobs: JobBackend {
     }
 
     func updates(_ id: String) async throws -> AsyncStream<JobStatus>? {
+        if inProcess.status(id) != nil { return inProcess.updates(id) }
         guard let uuid = UUID(uuidString: id), let first = try await status(id) else { return nil }
         let (stream, continuation) = AsyncStream<JobStatus>.makeStream(bufferingPolicy: .bufferingNewest(64))
         continuation.yield(first)
@@ -114,7 +121,7 @@ final class PostgresJobs: JobBackend {
     }
 
     /// Workers are stopped by the service; queued rows stay queued for the others.
-    func shutdown(deadline seconds: Double) async {}
+    func shutdown(deadline seconds: Double) async { await inProcess.shutdown(deadline: seconds) }
 }
 
 extension JobStatus {
