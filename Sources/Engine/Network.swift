@@ -128,8 +128,7 @@ public final class Network: Sendable {
                 }
                 // An affine map read only by a ReLU whose derivative its output gives is
                 // never read backward (see `backward`): the plan runs the pair as one pass.
-                must.subtract(
-                    ((to + 1)..<last).filter { !keep.contains($0) && affineBeforeOutputDifferentiableReLU($0, upTo: last) != nil })
+                must.subtract(affineNodesCrossedBackward(upTo: last).filter { $0 > to && !keep.contains($0) })
             }
             plan = inferencePlan(last: last, materialised: must)
             kept = must
@@ -250,11 +249,23 @@ public final class Network: Sendable {
     /// only reader up to node `last` is a ReLU differentiable from its output, and that ReLU:
     /// the pair a backward pass can cross without the affine map's output.
     func affineBeforeOutputDifferentiableReLU(_ id: Int, upTo last: Int) -> (ChannelAffine, ReLUSpec)? {
-        guard id > 0, id < last, nodes[id].inputs.count == 1,
-            let affine = (nodes[id].layer as? BatchNormalization)?.affine ?? (nodes[id].layer as? ChannelAffine)
-        else { return nil }
-        let readers = nodes[(id + 1)...last].filter { $0.inputs.contains(id) }
-        guard readers.count == 1, readers[0].inputs == [id], let relu = (readers[0].layer as? Activation)?.relu,
+        guard id > 0, id < last else { return nil }
+        return affineReLUPair(id, readers: nodes[(id + 1)...last].filter { $0.inputs.contains(id) }.map(\.id))
+    }
+
+    /// Every node before `last` that `affineBeforeOutputDifferentiableReLU` accepts, found
+    /// in one pass over the graph (a forward pass asks on every call).
+    func affineNodesCrossedBackward(upTo last: Int) -> Set<Int> {
+        guard last > 1 else { return [] }
+        var readers = [[Int]](repeating: [], count: last + 1)
+        for node in nodes[1...last] { for i in node.inputs { readers[i].append(node.id) } }
+        return Set((1..<last).filter { affineReLUPair($0, readers: readers[$0]) != nil })
+    }
+
+    private func affineReLUPair(_ id: Int, readers: [Int]) -> (ChannelAffine, ReLUSpec)? {
+        guard nodes[id].inputs.count == 1,
+            let affine = (nodes[id].layer as? BatchNormalization)?.affine ?? (nodes[id].layer as? ChannelAffine),
+            readers.count == 1, nodes[readers[0]].inputs == [id], let relu = (nodes[readers[0]].layer as? Activation)?.relu,
             relu.isDifferentiableFromOutput
         else { return nil }
         return (affine, relu)

@@ -172,6 +172,7 @@ import Testing
         let all = try network.forward(x, stopAfter: 15, backwardTo: 0)
         let crossed = Set((1...15).filter { network.affineBeforeOutputDifferentiableReLU($0, upTo: 15) != nil })
         #expect(!crossed.isEmpty, "the fixture has a BatchNormalization → ReLU pair")
+        #expect(network.affineNodesCrossedBackward(upTo: 15) == crossed, "the one-pass search finds the same nodes")
         for id in 0...15 {
             if crossed.contains(id) {
                 #expect(all[id] == nil, "node \(id) is not kept")
