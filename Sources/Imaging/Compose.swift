@@ -106,8 +106,10 @@ public func overlayAdditive(heatmap: Image, onto image: Image, alpha: Float = 0.
             "overlay of \(heatmap.width)x\(heatmap.height)x\(heatmap.channels) on \(image.width)x\(image.height)x\(image.channels)")
     }
     var out = image
-    for i in 0..<out.pixels.count {
-        out.pixels[i] = saturate8(Float(heatmap.pixels[i]) * alpha + Float(image.pixels[i]))
+    heatmap.pixels.withUnsafeBufferPointer { h in
+        out.pixels.withUnsafeMutableBufferPointer { o in
+            for i in 0..<o.count { o[i] = saturate8(Float(h[i]) * alpha + Float(o[i])) }
+        }
     }
     return out
 }

@@ -176,21 +176,30 @@ extension Image {
         let rows = r1 - r0
         let half: Int32 = 1 << Int32(precisionBits - 1)
         var out = [UInt8](repeating: 0, count: outW * rows * c)
-        var acc = [Int32](repeating: 0, count: c)
+        // Raw pointers: this loop runs for every pixel of every uploaded photo, and array
+        // subscripts (bounds and uniqueness checks on `acc`, `out`) kept it from vectorising.
         src.withUnsafeBufferPointer { src in
-            for yy in 0..<rows {
-                let row = (yy + r0) * srcW * c
-                for xx in 0..<outW {
-                    let (xmin, xmax) = coeffs.bounds[xx]
-                    let kb = xx * coeffs.ksize
-                    for k in 0..<c { acc[k] = half }
-                    for x in 0..<xmax {
-                        let wgt = coeffs.k[kb + x]
-                        let s = row + (x + xmin - xShift) * c
-                        for k in 0..<c { acc[k] &+= Int32(src[s + k]) &* wgt }
+            coeffs.k.withUnsafeBufferPointer { kw in
+                coeffs.bounds.withUnsafeBufferPointer { bounds in
+                    out.withUnsafeMutableBufferPointer { out in
+                        withUnsafeTemporaryAllocation(of: Int32.self, capacity: c) { acc in
+                            for yy in 0..<rows {
+                                let row = (yy + r0) * srcW * c
+                                for xx in 0..<outW {
+                                    let (xmin, xmax) = bounds[xx]
+                                    let kb = xx * coeffs.ksize
+                                    for k in 0..<c { acc[k] = half }
+                                    for x in 0..<xmax {
+                                        let wgt = kw[kb + x]
+                                        let s = row + (x + xmin - xShift) * c
+                                        for k in 0..<c { acc[k] &+= Int32(src[s + k]) &* wgt }
+                                    }
+                                    let d = (yy * outW + xx) * c
+                                    for k in 0..<c { out[d + k] = clip8(acc[k]) }
+                                }
+                            }
+                        }
                     }
-                    let d = (yy * outW + xx) * c
-                    for k in 0..<c { out[d + k] = clip8(acc[k]) }
                 }
             }
         }
@@ -206,20 +215,25 @@ extension Image {
         let w = c1 - c0
         let half: Int32 = 1 << Int32(precisionBits - 1)
         var out = [UInt8](repeating: 0, count: w * outH * c)
-        var acc = [Int32](repeating: 0, count: c)
         src.withUnsafeBufferPointer { src in
-            for yy in 0..<outH {
-                let (ymin, ymax) = coeffs.bounds[yy]
-                let kb = yy * coeffs.ksize
-                for xx in 0..<w {
-                    for k in 0..<c { acc[k] = half }
-                    for y in 0..<ymax {
-                        let wgt = coeffs.k[kb + y]
-                        let s = ((y + ymin - yShift) * srcW + xx + c0) * c
-                        for k in 0..<c { acc[k] &+= Int32(src[s + k]) &* wgt }
+            coeffs.k.withUnsafeBufferPointer { kw in
+                out.withUnsafeMutableBufferPointer { out in
+                    // One output row at a time, accumulated across the whole row, so the
+                    // innermost loop runs over contiguous pixels.
+                    withUnsafeTemporaryAllocation(of: Int32.self, capacity: w * c) { acc in
+                        for yy in 0..<outH {
+                            let (ymin, ymax) = coeffs.bounds[yy]
+                            let kb = yy * coeffs.ksize
+                            for i in 0..<(w * c) { acc[i] = half }
+                            for y in 0..<ymax {
+                                let wgt = kw[kb + y]
+                                let s = ((y + ymin - yShift) * srcW + c0) * c
+                                for i in 0..<(w * c) { acc[i] &+= Int32(src[s + i]) &* wgt }
+                            }
+                            let d = yy * w * c
+                            for i in 0..<(w * c) { out[d + i] = clip8(acc[i]) }
+                        }
                     }
-                    let d = (yy * w + xx) * c
-                    for k in 0..<c { out[d + k] = clip8(acc[k]) }
                 }
             }
         }
@@ -304,18 +318,23 @@ extension FloatImage {
         let ys = weights(height, outH)
         let c = channels
         var out = [Float](repeating: 0, count: outW * outH * c)
-        for y in 0..<outH {
-            let (y0, y1, ly) = ys[y]
-            for x in 0..<outW {
-                let (x0, x1, lx) = xs[x]
-                for k in 0..<c {
-                    let tl = values[(y0 * width + x0) * c + k]
-                    let tr = values[(y0 * width + x1) * c + k]
-                    let bl = values[(y1 * width + x0) * c + k]
-                    let br = values[(y1 * width + x1) * c + k]
-                    let top = tl + (tr - tl) * lx
-                    let bottom = bl + (br - bl) * lx
-                    out[(y * outW + x) * c + k] = top + (bottom - top) * ly
+        let width = self.width
+        values.withUnsafeBufferPointer { values in
+            out.withUnsafeMutableBufferPointer { out in
+                for y in 0..<outH {
+                    let (y0, y1, ly) = ys[y]
+                    for x in 0..<outW {
+                        let (x0, x1, lx) = xs[x]
+                        for k in 0..<c {
+                            let tl = values[(y0 * width + x0) * c + k]
+                            let tr = values[(y0 * width + x1) * c + k]
+                            let bl = values[(y1 * width + x0) * c + k]
+                            let br = values[(y1 * width + x1) * c + k]
+                            let top = tl + (tr - tl) * lx
+                            let bottom = bl + (br - bl) * lx
+                            out[(y * outW + x) * c + k] = top + (bottom - top) * ly
+                        }
+                    }
                 }
             }
         }

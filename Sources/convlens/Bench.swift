@@ -22,6 +22,17 @@ struct Bench: ParsableCommand {
             or the middle gallery convolution, + backward of one channel's mean to the input;
             image n takes the first live channel from n mod c on), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
             Run it on a quiet machine: other load on the cores ruins the timings.
+
+            --suite all: every line of the performance table in one run, each next to its peer
+            (run from the checkout; the peers are tools/bench/*.py under --python): POST /heatmap
+            over HTTP to a `convlens serve` child on the bundled model (p50 of --requests; TensorFlow
+            in-process: decode, resize, forward + tape, Grad-CAM, overlay, PNG level 1); the forward
+            pass of the bundled model and of every model in --models DIR (check_applications.py's
+            folder); Score-CAM on the bundled model (tf-keras-vis); on --model: forward, gradcam,
+            ascent at batch 1 and --big-batch, a 64-filter book grid (150 px, 40 steps) and lucid
+            (4 filters, 224 px, 256 steps). A Markdown table (README's performance section), or
+            --json. --sections picks parts: heatmap, forward, scorecam, lines, grid, lucid.
+              convlens bench --suite all --model /tmp/vgg16.h5 --models /tmp/apps --python venv/bin/python
             """)
 
     @OptionGroup var model: ModelOptions
@@ -44,12 +55,33 @@ struct Bench: ParsableCommand {
     )
     var forwardOnly = false
 
-    @Flag(help: "With --forward-only: print one JSON line {\"line\", \"ms_median\", \"batch\", \"input\"}.")
+    @Flag(
+        help:
+            "With --forward-only: print one JSON line {\"line\", \"ms_median\", \"batch\", \"input\"}; with --suite all: the lines and the machine as one JSON document."
+    )
     var json = false
+
+    @Option(help: "all: every line of the performance table, each next to its peer (see below).")
+    var suite: String?
+
+    @Option(
+        help: "With --suite all: a folder of Keras files whose forward passes are timed (tools/fixtures/check_applications.py's output).")
+    var models: String?
+
+    @Option(help: "With --suite all: the parts to run, comma-separated (default: all of them).")
+    var sections: String?
+
+    @Option(help: "With --suite all: POST /heatmap requests timed (after three warm-ups).")
+    var requests = 20
 
     func run() throws {
         let threads = model.threads ?? ProcessInfo.processInfo.activeProcessorCount
         ComputeThreads.set(threads)
+        if let suite {
+            guard suite == "all" else { throw CLIError("--suite takes all, got '\(suite)'") }
+            try runSuite(threads: threads)
+            return
+        }
         let m = try model.load()
         let net = m.network
         if forwardOnly {
@@ -79,88 +111,27 @@ struct Bench: ParsableCommand {
             }
             return
         }
-        // VGG16's layers when they are there (the lines the issues quote), else the model's
-        // default Grad-CAM layer and the middle gallery convolution.
-        let camName = m.network.layerIndex["block5_conv3"] != nil ? "block5_conv3" : m.session.defaultCAMLayer?.name
-        let galleryMiddle = m.session.galleryLayers.isEmpty ? nil : m.session.galleryLayers[m.session.galleryLayers.count / 2]
-        let ascentName = m.network.layerIndex["block3_conv1"] != nil ? "block3_conv1" : galleryMiddle?.target.name
-        guard let camName, let ascentName else { throw CLIError("the model has no convolution to time Grad-CAM and ascent on") }
-        let lastConv = try resolveLayer(camName, in: m)
-        let ascentLayer = try resolveLayer(ascentName, in: m)
-        let logits = m.session.scoreNode(postActivation: false)
-        let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
-
-        func input(batch: Int) -> Tensor {
-            var g = SplitMix64(seed: 7)
-            return Tensor(shape: [batch] + size, scalars: (0..<(batch * size.reduce(1, *))).map { _ in Float(g.nextUnit() * 255 - 128) })
-        }
-        let x1 = input(batch: 1)
-
-        // Each image's loss is the mean of its own channel, as a filter grid does: image n
-        // takes the first channel from n mod c on that is alive (> 0 somewhere) in that
-        // image. A dead channel's gradient is identically zero, and the engine skips backward
-        // convolutions of all-zero gradients, so a dead target (channel 0 of block3_conv1 for
-        // this input) would time a forward pass only. TensorFlow's side targets channel 0;
-        // its work does not depend on the channel. Chosen once, outside the timing.
-        func liveChannels(_ x: Tensor) throws -> [Int] {
-            let out = try net.forward(x, stopAfter: ascentLayer)[ascentLayer]!
-            let c = out.shape[3]
-            let hw = out.shape[1] * out.shape[2]
-            return out.scalars.withUnsafeBufferPointer { o in
-                (0..<out.batch).map { n in
-                    let live = { (ch: Int) in (0..<hw).contains { o[(n * hw + $0) * c + ch] > 0 } }
-                    return (0..<c).lazy.map { (n + $0) % c }.first(where: live) ?? n % c
-                }
-            }
-        }
-        // One step of the code path filter jobs run (the update x + 10 · g / (rms(g) + 1e-5),
-        // as tools/bench/bench_keras.py does it).
-        func ascentStep(_ x: Tensor, channels: [Int]) throws {
-            _ = try net.bookFilterAscent(
-                layerNode: ascentLayer, filters: channels, start: x,
-                parameters: FilterAscentParameters(steps: 1, stepSize: 10, size: size[0]))
-        }
-
-        var results: [(name: String, ms: Double)] = []
-        results.append(("forward", try time(runs) { _ = try net.predict(x1) }))
-        results.append(
-            (
-                "gradcam",
-                try time(runs) {
-                    let trace = try net.forward(x1, stopAfter: logits, backwardTo: lastConv)
-                    let y = trace[logits]!
-                    var seed = Tensor(zeros: y.shape)
-                    seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
-                    _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
-                }
-            ))
-        let channels1 = try liveChannels(x1)
-        results.append(("ascent_step", try time(runs) { try ascentStep(x1, channels: channels1) }))
-        // The issue's memory bound is about batch 1: forward + backward to the input at 224².
-        let rssBatch1 = peakRSSMiB()
-        let xBig = input(batch: bigBatch)
-        let channelsBig = try liveChannels(xBig)
-        results.append(("ascent_step_b\(bigBatch)", try time(max(1, runs / 2)) { try ascentStep(xBig, channels: channelsBig) }))
-
-        let flops = forwardFLOPs(net, input: size)
+        let layers = try BenchLayers(m)
+        let measured = try coreLines(m, layers: layers, runs: runs, bigBatch: bigBatch)
+        let flops = forwardFLOPs(net, input: net.inputShape.map { $0 == -1 ? 224 : $0 })
         var reference: [String: Double] = [:]
         if let python {
             printErr("running tools/bench/bench_keras.py (TensorFlow) on the same model…")
             reference = try runKeras(
                 python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: bigBatch,
-                layers: ["--cam-layer", camName, "--layer", ascentName])
+                layers: ["--cam-layer", layers.camName, "--layer", layers.ascentName])
         }
         print(
-            "ConvLens bench: \(m.keras.name), input \(size), \(threads) thread(s), median of \(runs) runs; "
-                + "gradcam at \(camName), ascent at \(ascentName); \(cpuModelName())")
+            "ConvLens bench: \(m.keras.name), input \(measured.lines[0].work), \(threads) thread(s), median of \(runs) runs; "
+                + "gradcam at \(layers.camName), ascent at \(layers.ascentName); \(cpuModelName())")
         print("line           convlens ms   tensorflow ms   ratio")
-        for r in results {
-            let tf = reference[r.name]
+        for r in measured.lines {
+            let tf = reference[r.line]
             let tfText = tf.map { String(format: "%13.1f", $0) } ?? "            -"
-            let ratio = tf.map { String(format: "%7.2f", r.ms / $0) } ?? "      -"
-            print(String(format: "%-14@ %11.1f  ", r.name as NSString, r.ms) + tfText + "   " + ratio)
+            let ratio = tf.map { String(format: "%7.2f", r.convlensMs / $0) } ?? "      -"
+            print(String(format: "%-14@ %11.1f  ", r.line as NSString, r.convlensMs) + tfText + "   " + ratio)
         }
-        let fwd = results[0].ms
+        let fwd = measured.lines[0].convlensMs
         let total = flops.conv + flops.dense
         let gflops = Double(total) / (fwd / 1000) / 1e9
         let peak = measuredFMAPeak(threads: threads)
@@ -174,9 +145,133 @@ struct Bench: ParsableCommand {
             String(format: "peak RSS %@: ConvLens %.0f MiB", label, ours)
                 + (theirs.map { String(format: ", TensorFlow %.0f MiB (ratio %.2f)", $0, ours / $0) } ?? "")
         }
-        print(rssLine("after the batch-1 lines", rssBatch1, reference["peak_rss_b1"]))
+        print(rssLine("after the batch-1 lines", measured.peakRSSBatch1, reference["peak_rss_b1"]))
         print(rssLine("overall", peakRSSMiB(), reference["peak_rss"]))
     }
+}
+
+extension Bench {
+    func runSuite(threads: Int) throws {
+        guard (1...100_000).contains(requests) else { throw CLIError("--requests must be 1...100000, got \(requests)") }
+        guard (1...1024).contains(bigBatch) else { throw CLIError("--big-batch must be 1...1024, got \(bigBatch)") }
+        let chosen = try sections.map { text in
+            try text.split(separator: ",").map { name in
+                guard let s = BenchSuite.Section(rawValue: String(name)) else {
+                    throw CLIError(
+                        "--sections: unknown part '\(name)' (\(BenchSuite.Section.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return s
+            }
+        }
+        let suite = BenchSuite(
+            python: python, threads: threads, runs: runs, bigBatch: bigBatch, modelPath: model.model, modelsDir: models,
+            sections: chosen ?? BenchSuite.Section.allCases, requests: requests)
+        let lines = try suite.run()
+        let peak = measuredFMAPeak(threads: threads)
+        let machine = "\(cpuModelName()), \(threads) thread(s), measured FP32 FMA peak \(String(format: "%.0f", peak.gflops)) GFLOP/s"
+        let summary = forwardSummary(lines)
+        if json {
+            struct Report: Encodable {
+                var machine: String
+                var lines: [BenchLine]
+                var forwardModels: Int?
+                var forwardGeomeanRatio: Double?
+                var forwardWorst: String?
+                var forwardWorstRatio: Double?
+            }
+            let report = Report(
+                machine: machine, lines: lines, forwardModels: summary?.count, forwardGeomeanRatio: summary?.geomean,
+                forwardWorst: summary?.worst.model, forwardWorstRatio: summary?.worst.ratio)
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print("ConvLens bench --suite all: \(machine); medians of \(runs) runs (heavy lines: one run); ratio = ConvLens / peer\n")
+            print(benchTable(lines), terminator: "")
+            if let summary {
+                print(
+                    String(
+                        format: "\nforward over %d models: geometric mean of the ratios %.2f, worst %@ %.2f", summary.count,
+                        summary.geomean,
+                        summary.worst.model as NSString, summary.worst.ratio!))
+            }
+        }
+    }
+}
+
+/// The forward, Grad-CAM and ascent-step lines on one model: forward (batch 1); gradcam
+/// (forward + backward from the top logit to the CAM layer); the ascent step at batch 1 and
+/// `bigBatch` (forward to the ascent layer + backward of one channel's mean to the input,
+/// and the book's update). Peak RSS after the batch-1 lines and over the big batch.
+func coreLines(_ m: OpenedModel, layers: BenchLayers, runs: Int, bigBatch: Int) throws
+    -> (lines: [BenchLine], peakRSSBatch1: Double, peakRSSBig: Double)
+{
+    let net = m.network
+    let lastConv = try resolveLayer(layers.camName, in: m)
+    let ascentLayer = try resolveLayer(layers.ascentName, in: m)
+    let logits = m.session.scoreNode(postActivation: false)
+    let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
+    let x1 = benchInput(batch: 1, size: size)
+    let sizeText = size.map(String.init).joined(separator: "×")
+
+    // Each image's loss is the mean of its own channel, as a filter grid does: image n
+    // takes the first channel from n mod c on that is alive (> 0 somewhere) in that
+    // image. A dead channel's gradient is identically zero, and the engine skips backward
+    // convolutions of all-zero gradients, so a dead target (channel 0 of block3_conv1 for
+    // this input) would time a forward pass only. TensorFlow's side targets channel 0;
+    // its work does not depend on the channel. Chosen once, outside the timing.
+    func liveChannels(_ x: Tensor) throws -> [Int] {
+        let out = try net.forward(x, stopAfter: ascentLayer)[ascentLayer]!
+        let c = out.shape[3]
+        let hw = out.shape[1] * out.shape[2]
+        return out.scalars.withUnsafeBufferPointer { o in
+            (0..<out.batch).map { n in
+                let live = { (ch: Int) in (0..<hw).contains { o[(n * hw + $0) * c + ch] > 0 } }
+                return (0..<c).lazy.map { (n + $0) % c }.first(where: live) ?? n % c
+            }
+        }
+    }
+    // One step of the code path filter jobs run (the update x + 10 · g / (rms(g) + 1e-5),
+    // as tools/bench/bench_keras.py does it).
+    func ascentStep(_ x: Tensor, channels: [Int]) throws {
+        _ = try net.bookFilterAscent(
+            layerNode: ascentLayer, filters: channels, start: x,
+            parameters: FilterAscentParameters(steps: 1, stepSize: 10, size: size[0]))
+    }
+
+    var lines: [BenchLine] = []
+    func add(_ name: String, _ work: String, _ ms: Double) {
+        lines.append(BenchLine(line: name, model: m.profile.name, work: work, convlensMs: ms))
+    }
+    add("forward", "batch 1, \(sizeText)", try time(runs) { _ = try net.predict(x1) })
+    add(
+        "gradcam", "batch 1, \(sizeText), top logit to \(layers.camName)",
+        try time(runs) {
+            let trace = try net.forward(x1, stopAfter: logits, backwardTo: lastConv)
+            let y = trace[logits]!
+            var seed = Tensor(zeros: y.shape)
+            seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
+            _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
+        })
+    let channels1 = try liveChannels(x1)
+    add("ascent_step", "batch 1, \(sizeText), \(layers.ascentName)", try time(runs) { try ascentStep(x1, channels: channels1) })
+    // The issue's memory bound is about batch 1: forward + backward to the input at 224².
+    let rssBatch1 = peakRSSMiB()
+    resetPeakRSS()
+    let xBig = benchInput(batch: bigBatch, size: size)
+    let channelsBig = try liveChannels(xBig)
+    add(
+        "ascent_step_b\(bigBatch)", "batch \(bigBatch), \(sizeText), \(layers.ascentName)",
+        try time(max(1, runs / 2)) { try ascentStep(xBig, channels: channelsBig) })
+    return (lines, rssBatch1, peakRSSMiB())
+}
+
+/// Wall time in milliseconds of one run without a warm-up, for work that takes seconds.
+func timeOnce(_ body: () throws -> Void) rethrows -> Double {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
 }
 
 /// Median wall time in milliseconds of `runs` runs after one warm-up.
@@ -210,22 +305,12 @@ func peakRSSMiB() -> Double {
 func runKeras(
     python: String, modelPath: String, threads: Int, batch: Int, only: [String] = [], runs: Int? = nil, layers: [String] = []
 ) throws -> [String: Double] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: python)
-    process.arguments =
-        ["tools/bench/bench_keras.py", "--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
+    let arguments =
+        ["--model", modelPath, "--threads", String(threads), "--batch", String(batch)]
         + (only.isEmpty ? [] : ["--only"] + only) + (runs.map { ["--runs", String($0)] } ?? []) + layers
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw CLIError("tools/bench/bench_keras.py failed (exit \(process.terminationStatus))") }
     var out: [String: Double] = [:]
-    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-            let name = obj["name"] as? String
-        else { continue }
+    for obj in try runPython(python, "tools/bench/bench_keras.py", arguments) {
+        guard let name = obj["name"] as? String else { continue }
         if let ms = obj["ms_median"] as? Double { out[name] = ms }
         if let mb = obj["peak_rss_mb"] as? Double { out[name] = mb }
     }

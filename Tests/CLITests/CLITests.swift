@@ -217,4 +217,29 @@ extension CLITests {
         let bad = try convlens(["activations", "--input", "public/samples/chelsea.png", "-o", out])
         #expect(bad.status != 0 && bad.stderr.contains("--layer"))
     }
+
+    /// The bench suite's heatmap line goes through a real `convlens serve` child over
+    /// loopback; without --python there is no peer and the JSON says so with nulls.
+    @Test func benchSuiteTimesTheHeatmapRequestThroughARealServer() throws {
+        let r = try convlens([
+            "bench", "--suite", "all", "--sections", "heatmap,forward", "--requests", "2", "--runs", "1", "--threads", "1", "--json",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any]
+        #expect((report["machine"] as? String)?.contains("GFLOP/s") == true)
+        let lines = report["lines"] as! [[String: Any]]
+        #expect(lines.map { $0["line"] as? String } == ["heatmap_http", "forward"])
+        let heatmap = lines[0]
+        #expect((heatmap["convlens_ms"] as? Double ?? 0) > 0)
+        // The server child's own peak resident set: it holds the model, so well above 20 MiB.
+        #expect((heatmap["convlens_peak_rss_mib"] as? Double ?? 0) > 20)
+        #expect(heatmap["peer"] is NSNull && heatmap["ratio"] is NSNull)
+        #expect((lines[1]["model"] as? String)?.hasSuffix("(bundled)") == true)
+        #expect(r.stderr.contains("heatmap_http"))
+
+        let bad = try convlens(["bench", "--suite", "all", "--sections", "heatmap,bogus"])
+        #expect(bad.status != 0 && bad.stderr.contains("unknown part 'bogus'"))
+        let badSuite = try convlens(["bench", "--suite", "some"])
+        #expect(badSuite.status != 0 && badSuite.stderr.contains("--suite takes all"))
+    }
 }

@@ -9,10 +9,13 @@ The peer side of issue 4's filter-visualisation timing (ConvLens:
                  regularisers and input modifiers, 40 steps
 Prints JSON lines {"name", "seconds"}. Needs tensorflow-cpu and tf-keras-vis.
 Usage: python tools/bench/bench_filters_keras.py --model /tmp/vgg16_notop.h5 [--threads 2] [--make-model]
+A model with a fixed input size (VGG16 with its top) works too: its layers up to --layer are
+applied in order to a --size input (a chain, as VGG16's convolutional base is).
 """
 import argparse
 import json
 import os
+import resource
 import time
 
 ap = argparse.ArgumentParser()
@@ -40,7 +43,19 @@ if args.make_model:
     raise SystemExit(0)
 
 model = keras.models.load_model(args.model, compile=False)
-feat = keras.Model(model.inputs, model.get_layer(args.layer).output)
+if tuple(model.input_shape[1:3]) in ((None, None), (args.size, args.size)):
+    feat = keras.Model(model.inputs, model.get_layer(args.layer).output)
+else:
+    # A model saved with a fixed input (VGG16 with its top): its layers up to the target are
+    # a chain of convolutions and poolings that take any size, applied to a --size input.
+    x = inp = keras.Input((args.size, args.size, model.input_shape[-1]))
+    for layer in model.layers[1:]:
+        x = layer(x)
+        if layer.name == args.layer:
+            break
+    else:
+        raise SystemExit(f"no layer {args.layer} in the chain of {args.model}")
+    feat = keras.Model(inp, x)
 n, size = args.count, args.size
 rng = np.random.default_rng(0)
 start = (rng.random((n, size, size, 3)) * 20 + 128).astype(np.float32)
@@ -67,7 +82,8 @@ def run_book(x, sel):
 
 def report(name, seconds):
     print(json.dumps({"name": name, "seconds": round(seconds, 2), "filters": n, "steps": args.steps,
-                      "size": size, "threads": args.threads}), flush=True)
+                      "size": size, "threads": args.threads,
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}), flush=True)
 
 
 if "book_batched" in args.only:
