@@ -49,7 +49,7 @@ public struct ServerSettings: Sendable {
     /// What filter visualisations' convolutions may use (`Numerics`); predictions,
     /// activations, gradients and heatmaps are always exact. nil: the configured value
     /// was neither `exact` nor `fast` (`validate()` says so).
-    public var filterNumerics: Numerics? = .fast
+    public var filterNumerics: Numerics? = .exact
 
     // jobs
     /// Filter jobs running at once.
@@ -123,7 +123,7 @@ public struct ServerSettings: Sendable {
         computeThreads = c.int(forKey: "compute.threads", default: d.computeThreads)
         ompThreads = c.int(forKey: "compute.omp_threads", default: d.ompThreads)
         maxPendingComputations = c.int(forKey: "compute.max_pending", default: d.maxPendingComputations)
-        filterNumerics = Numerics(rawValue: c.string(forKey: "compute.numerics", default: Numerics.fast.rawValue))
+        filterNumerics = Numerics(rawValue: c.string(forKey: "compute.numerics", default: d.filterNumerics?.rawValue ?? ""))
         jobWorkers = c.int(forKey: "jobs.workers", default: d.jobWorkers)
         maxQueuedJobs = c.int(forKey: "jobs.max_queued", default: d.maxQueuedJobs)
         jobWaitSeconds = c.double(forKey: "jobs.wait_seconds", default: d.jobWaitSeconds)

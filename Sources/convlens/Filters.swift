@@ -79,7 +79,7 @@ struct Filters: ParsableCommand {
         help: ArgumentHelp(
             "exact: direct convolutions; fast: Winograd for the ascent's wide 3×3 stride-1 convolutions where this CPU has it (same pictures to rounding; see README, Speed).",
             valueName: "exact|fast"))
-    var numerics: Numerics = .fast
+    var numerics: Numerics = .exact
 
     @Option(name: .long, help: "png: the picture; npy/json: the final float input images before deprocessing.")
     var format: OutputFormat = .png
