@@ -2,10 +2,11 @@
 ///
 /// Winograd convolution (F(4×4, 3×3) on oneDNN's avx512_core kernels) does a
 /// 3×3 stride-1 convolution in fewer multiplications, at the cost of rounding
-/// that differs from the direct sums by ~1e-5 of the result's range. That is
-/// noise for a filter ascent, whose tens of steps amplify far smaller rounding
-/// differences anyway, but not for a prediction or an attribution someone
-/// compares with Keras: those always run exact.
+/// that differs from the direct sums (within 1e-4 of the result's range). Through
+/// a deep ReLU/max-pool network a near-tie can flip and route a gradient
+/// elsewhere, so only a filter ascent may ask for it (its picture is judged by
+/// eye, README, Speed), never a prediction or an attribution compared with
+/// Keras: those always run exact.
 public enum Numerics: String, Sendable, Codable, CaseIterable {
     /// Direct convolution everywhere.
     case exact
