@@ -168,7 +168,9 @@ public final class ConvLensService: Sendable {
     /// The canonical form of a filter request for this server: without a size, the
     /// configured `filters.size` for a model that takes any size, the model's own otherwise.
     public func canonical(_ request: FilterRequest) throws -> FilterRequest {
-        try request.canonical(for: session, anySizeDefault: settings.filterSize)
+        var r = try request.canonical(for: session, anySizeDefault: settings.filterSize)
+        r.numerics = settings.filterNumerics == .fast ? .fast : nil
+        return r
     }
 
     /// Submits a filter request as a job (or joins the identical one), unless its result

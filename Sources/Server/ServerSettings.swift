@@ -1,4 +1,5 @@
 import Configuration
+import Engine
 import Foundation
 import Visualization
 
@@ -45,6 +46,10 @@ public struct ServerSettings: Sendable {
     public var ompThreads = 0
     /// Interactive computations waiting for a compute thread before new ones get 429.
     public var maxPendingComputations = 16
+    /// What filter visualisations' convolutions may use (`Numerics`); predictions,
+    /// activations, gradients and heatmaps are always exact. nil: the configured value
+    /// was neither `exact` nor `fast` (`validate()` says so).
+    public var filterNumerics: Numerics? = .exact
 
     // jobs
     /// Filter jobs running at once.
@@ -118,6 +123,7 @@ public struct ServerSettings: Sendable {
         computeThreads = c.int(forKey: "compute.threads", default: d.computeThreads)
         ompThreads = c.int(forKey: "compute.omp_threads", default: d.ompThreads)
         maxPendingComputations = c.int(forKey: "compute.max_pending", default: d.maxPendingComputations)
+        filterNumerics = Numerics(rawValue: c.string(forKey: "compute.numerics", default: d.filterNumerics?.rawValue ?? ""))
         jobWorkers = c.int(forKey: "jobs.workers", default: d.jobWorkers)
         maxQueuedJobs = c.int(forKey: "jobs.max_queued", default: d.maxQueuedJobs)
         jobWaitSeconds = c.double(forKey: "jobs.wait_seconds", default: d.jobWaitSeconds)
@@ -159,6 +165,7 @@ public struct ServerSettings: Sendable {
         try need((1...64).contains(computeThreads), "compute.threads", "must be in 1...64, got \(computeThreads)")
         try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")
         try need(maxPendingComputations >= 1, "compute.max_pending", "must be at least 1")
+        try need(filterNumerics != nil, "compute.numerics", "must be exact or fast")
         try need((0...64).contains(jobWorkers), "jobs.workers", "must be in 0...64, got \(jobWorkers)")
         try need(
             jobWorkers > 0 || jobBackend == .postgres, "jobs.workers",

@@ -56,6 +56,11 @@ public struct FilterRequest: RenderRequest {
     public var start: FilterStart?
     /// png: the picture; npy/json: the final float input images before deprocessing.
     public var format: OutputFormat = .png
+    /// `fast`: the ascent's 3×3 convolutions may run Winograd (`Numerics`), a picture
+    /// that differs from the exact one in rounding only. Not a query parameter: the
+    /// server's `compute.numerics` or the command line's `--numerics` sets it.
+    /// Canonical: nil for exact, so exact requests keep the addresses they had.
+    public var numerics: Numerics?
 
     public static let stepsRange = 1...10_000
     public static let stepRange: ClosedRange<Float> = 0.001...1000
@@ -109,6 +114,7 @@ public struct FilterRequest: RenderRequest {
                 "filters \(first)..<\(first + count) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
         }
         r.layer = target.summary.path
+        r.numerics = numerics == .fast ? .fast : nil
         r.count = count
         r.cols = count == 1 ? 1 : cols
         r.steps = steps
@@ -221,6 +227,10 @@ extension ModelSession {
         let steps = r.steps ?? r.method.defaultSteps
         let filters = Array(r.first..<(r.first + n))
         let preprocessing = pipeline?.preprocessing ?? .none
+        // Only the ascent's own convolutions take the request's numerics.
+        func ascending<T>(_ body: () throws -> T) rethrows -> T {
+            try Numerics.$current.withValue(r.numerics ?? .exact, operation: body)
+        }
         func report(step: Int, steps: Int, losses: [Float]) -> Bool {
             progress(FilterProgress(step: step, steps: steps, meanLoss: losses.reduce(0, +) / Float(max(1, losses.count))))
         }
@@ -230,9 +240,11 @@ extension ModelSession {
             }
             var parameters = LucidParameters(steps: steps, seed: UInt64(r.seed))
             if inputShape[0] == -1 || inputShape[1] == -1 { parameters.size = (h, w) }
-            let result = try network.lucidVisualization(
-                layerNode: node, objectives: objectives, inputMap: LucidInputMap(preprocessing: preprocessing),
-                parameters: parameters, progress: { report(step: $0.step, steps: $0.steps, losses: $0.losses) })
+            let result = try ascending {
+                try network.lucidVisualization(
+                    layerNode: node, objectives: objectives, inputMap: LucidInputMap(preprocessing: preprocessing),
+                    parameters: parameters, progress: { report(step: $0.step, steps: $0.steps, losses: $0.losses) })
+            }
             let cells = try lucidImages(result.images)
             let columns = min(r.cols, cells.count)
             let picture =
@@ -270,17 +282,21 @@ extension ModelSession {
         if sequential {
             images = Tensor.concatenateBatches(
                 try filters.map { f in
-                    try network.bookFilterAscent(
-                        layerNode: node, filters: [f], start: one, parameters: parameters, progress: ascentProgress
-                    ).images
+                    try ascending {
+                        try network.bookFilterAscent(
+                            layerNode: node, filters: [f], start: one, parameters: parameters, progress: ascentProgress
+                        ).images
+                    }
                 })
         } else {
             // Every filter starts from the same image.
             let start = Tensor.concatenateBatches(Array(repeating: one, count: n))
-            images = try network.bookFilterAscent(
-                layerNode: node, filters: filters, start: start,
-                parameters: parameters, progress: ascentProgress
-            ).images
+            images = try ascending {
+                try network.bookFilterAscent(
+                    layerNode: node, filters: filters, start: start,
+                    parameters: parameters, progress: ascentProgress
+                ).images
+            }
         }
         var shown = images
         // caffe-preprocessed models see BGR: show the pattern in RGB.

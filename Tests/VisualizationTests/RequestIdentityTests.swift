@@ -19,7 +19,7 @@ private var session: ModelSession { bundledRequestSession }
 /// Values tried in place of a string field, in order, until one decodes to a different request.
 private let alternativeStrings = [
     "gradcam++", "magma", "heatmap", "npy", "lucid", "neuron", "grey", "json",
-    "block1a_project_conv", "281", "book", "road",
+    "block1a_project_conv", "281", "book", "road", "exact",
 ]
 
 /// Every field of `request` (all optionals set) is in its canonical encoding, and
@@ -93,7 +93,7 @@ private indirect enum Field: Codable {
     try expectEveryFieldInIdentity(try activations.canonical(for: session))
 
     var filters = FilterRequest(layer: "stem_activation", first: 2, count: 4)
-    (filters.steps, filters.size, filters.start) = (5, 64, .grey)
+    (filters.steps, filters.size, filters.start, filters.numerics) = (5, 64, .grey, .fast)
     try expectEveryFieldInIdentity(try filters.canonical(for: session))
     filters.method = .lucid
     // Lucid has its own start image: the canonical request leaves `start` out.

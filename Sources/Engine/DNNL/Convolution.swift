@@ -26,8 +26,9 @@ final class DNNLConvolution: Sendable {
     private let weightStrides: [Int]
     private let kernel: [Float]
 
-    private let forwardPlans = PlanCache<[Int], ForwardPlan>()
-    private let backwardPlans = PlanCache<[Int], BackwardPlan>()
+    /// Plans per input shape and numerics: a Winograd plan must never answer an exact request.
+    private let forwardPlans = PlanCache<PlanKey, ForwardPlan>()
+    private let backwardPlans = PlanCache<PlanKey, BackwardPlan>()
     /// The kernel and bias in the layouts primitives ask for (reordered once each).
     private let weightLayouts: ReorderedConstants
     private let biasLayouts: ReorderedConstants?
@@ -39,9 +40,16 @@ final class DNNLConvolution: Sendable {
         let padTop: Int, padBottom: Int, padLeft: Int, padRight: Int
     }
 
+    private struct PlanKey: Hashable, Sendable {
+        let shape: [Int]
+        let numerics: Numerics
+    }
+
     private struct ForwardPlan: Sendable {
         let geometry: Geometry
         let primitive: DNNLPrimitive
+        /// oneDNN's name for the kernel it chose (`jit_wino_4x3:avx512_core`, `brgconv:avx512_core`, …).
+        let implementation: String
         let src: LayoutBridge
         let dst: LayoutBridge
         /// With a `sum` post-op: the residual into the primitive's destination layout.
@@ -56,6 +64,7 @@ final class DNNLConvolution: Sendable {
         /// (see `makeFlippedBackwardPlan`) rather than a backward-data primitive.
         var asForward = false
         let primitive: DNNLPrimitive
+        let implementation: String
         let diffDst: LayoutBridge
         let diffSrc: LayoutBridge
         let weights: DNNLMemory
@@ -114,7 +123,7 @@ final class DNNLConvolution: Sendable {
 
     /// `x` is NHWC with `cin` channels and a geometry that fits (the layer checks).
     func forward(_ x: Tensor) throws -> Tensor {
-        let plan = try forwardPlans.plan(for: x.shape) { try makeForwardPlan(x.shape) }
+        let plan = try forwardPlan(x.shape)
         if plan.residual != nil { throw EngineError.invalidRequest("a convolution with a sum post-op needs its residual") }
         let g = plan.geometry
         let out = try x.scalars.withUnsafeBufferPointer { xs in
@@ -139,7 +148,7 @@ final class DNNLConvolution: Sendable {
     /// primitive, in place — one pass where convolution + Add take two, and no
     /// new buffer when the caller held the only reference to the residual.
     func forward(_ x: Tensor, addingTo residual: inout Tensor) throws {
-        let plan = try forwardPlans.plan(for: x.shape) { try makeForwardPlan(x.shape) }
+        let plan = try forwardPlan(x.shape)
         guard let bridge = plan.residual else { throw EngineError.invalidRequest("convolution has no sum post-op") }
         try x.scalars.withUnsafeBufferPointer { xs in
             try residual.scalars.withUnsafeMutableBufferPointer { rs in
@@ -168,7 +177,7 @@ final class DNNLConvolution: Sendable {
         if groups == 1, cout >= 8, let active = activeChannels(gradOut) {
             return try backwardDataOnChannels(active, gradOut, inputShape: inputShape)
         }
-        let plan = try backwardPlans.plan(for: inputShape) { try makeBackwardPlan(inputShape) }
+        let plan = try backwardPlan(inputShape)
         let g = plan.geometry
         let out = try gradOut.scalars.withUnsafeBufferPointer { gs in
             try uninitializedFloats(g.n * g.h * g.w * cin) { os in
@@ -269,6 +278,49 @@ final class DNNLConvolution: Sendable {
 
     // MARK: plans
 
+    /// The forward plan for an NHWC input shape under the calling task's numerics.
+    private func forwardPlan(_ shape: [Int]) throws -> ForwardPlan {
+        let numerics = Numerics.current
+        return try forwardPlans.plan(for: PlanKey(shape: shape, numerics: numerics)) {
+            try makeForwardPlan(shape, numerics: numerics)
+        }
+    }
+
+    private func backwardPlan(_ shape: [Int]) throws -> BackwardPlan {
+        let numerics = Numerics.current
+        return try backwardPlans.plan(for: PlanKey(shape: shape, numerics: numerics)) {
+            try makeBackwardPlan(shape, numerics: numerics)
+        }
+    }
+
+    /// The name of the kernel oneDNN runs for the forward pass at `inputShape`
+    /// under the calling task's numerics (tests and diagnostics: which one ran).
+    func forwardImplementation(inputShape: [Int]) throws -> String {
+        try forwardPlan(inputShape).implementation
+    }
+
+    /// The same for the backward pass to the input (with a dense output gradient).
+    func backwardImplementation(inputShape: [Int]) throws -> String {
+        try backwardPlan(inputShape).implementation
+    }
+
+    /// Whether oneDNN can run Winograd here at all: its f32 Winograd kernels
+    /// are avx512_core ones (the ISA as oneDNN sees it, so a `ONEDNN_MAX_CPU_ISA`
+    /// cap counts). Elsewhere fast numerics are the direct convolution.
+    static var winogradAvailable: Bool {
+        let core = dnnl_cpu_isa_avx512_core.rawValue
+        return dnnl_get_effective_cpu_isa().rawValue & core == core
+    }
+
+    /// Whether to ask oneDNN for Winograd on a convolution from `inputs` to
+    /// `outputs` channels: its F(4×4, 3×3) kernels exist only for 3×3,
+    /// stride 1, no dilation, no groups; and with an image's 3 channels on
+    /// either side the transforms cost more than the multiplications they
+    /// save (VGG16 block1_conv1 at batch 16 ran about twice as long).
+    private func winogradFits(inputs: Int, outputs: Int) -> Bool {
+        kh == 3 && kw == 3 && strides == [1, 1] && dilation == [1, 1] && groups == 1 && inputs >= 16 && outputs >= 16
+    }
+
     private func descriptors(_ g: Geometry) throws
         -> (src: MemoryDesc, weights: MemoryDesc, dst: MemoryDesc, userSrc: MemoryDesc, userDst: MemoryDesc)
     {
@@ -281,7 +333,9 @@ final class DNNLConvolution: Sendable {
         )
     }
 
-    private func forwardDesc(_ g: Geometry, prop: dnnl_prop_kind_t, withBias: Bool) throws -> DNNLPrimitiveDesc {
+    private func forwardDesc(
+        _ g: Geometry, prop: dnnl_prop_kind_t, withBias: Bool, algorithm: dnnl_alg_kind_t = dnnl_convolution_direct
+    ) throws -> DNNLPrimitiveDesc {
         let d = try descriptors(g)
         var src = d.src
         var wei = d.weights
@@ -295,13 +349,13 @@ final class DNNLConvolution: Sendable {
         if withBias {
             try check(
                 dnnl_dilated_convolution_forward_desc_init(
-                    &cd, prop, dnnl_convolution_direct, &src, &wei, &bia,
+                    &cd, prop, algorithm, &src, &wei, &bia,
                     &dst, st, dl, pl, pr),
                 "dnnl_dilated_convolution_forward_desc_init")
         } else {
             try check(
                 dnnl_dilated_convolution_forward_desc_init(
-                    &cd, prop, dnnl_convolution_direct, &src, &wei, nil,
+                    &cd, prop, algorithm, &src, &wei, nil,
                     &dst, st, dl, pl, pr),
                 "dnnl_dilated_convolution_forward_desc_init")
         }
@@ -313,13 +367,22 @@ final class DNNLConvolution: Sendable {
         }
     }
 
-    private func makeForwardPlan(_ shape: [Int]) throws -> ForwardPlan {
+    private func makeForwardPlan(_ shape: [Int], numerics: Numerics) throws -> ForwardPlan {
         guard let g = geometry(shape) else { throw EngineError.invalidRequest("convolution window does not fit \(shape)") }
-        let pd = try forwardDesc(g, prop: dnnl_forward_inference, withBias: biasLayouts != nil)
+        let withBias = biasLayouts != nil
+        // Winograd when asked for and fitting; oneDNN refuses it (no primitive
+        // descriptor) on CPUs without avx512_core and for shapes or post-ops
+        // its kernels lack, and then this is the direct convolution.
+        let winograd =
+            numerics == .fast && winogradFits(inputs: cin, outputs: cout)
+            ? try? forwardDesc(g, prop: dnnl_forward_inference, withBias: withBias, algorithm: dnnl_convolution_winograd)
+            : nil
+        let pd = try winograd ?? forwardDesc(g, prop: dnnl_forward_inference, withBias: withBias)
         let d = try descriptors(g)
         return ForwardPlan(
             geometry: g,
             primitive: try DNNLPrimitive(pd),
+            implementation: pd.implementation,
             src: try LayoutBridge(input: d.userSrc, primitive: pd.md(dnnl_query_src_md)),
             dst: try LayoutBridge(output: d.userDst, primitive: pd.md(dnnl_query_dst_md)),
             residual: postOps.contains(.sum) ? try LayoutBridge(input: d.userDst, primitive: pd.md(dnnl_query_dst_md)) : nil,
@@ -327,13 +390,25 @@ final class DNNLConvolution: Sendable {
             bias: try biasMem())
     }
 
-    private func makeBackwardPlan(_ shape: [Int]) throws -> BackwardPlan {
+    private func makeBackwardPlan(_ shape: [Int], numerics: Numerics) throws -> BackwardPlan {
         guard let g = geometry(shape) else { throw EngineError.invalidRequest("convolution window does not fit \(shape)") }
-        if groups == 1, strides == [1, 1], dilation == [1, 1], let plan = try? makeFlippedBackwardPlan(g) {
+        if numerics == .fast, winogradFits(inputs: cout, outputs: cin) {
+            if let plan = try? makeFlippedBackwardPlan(g, winograd: true) { return plan }
+            // The flipped problem pads by k − 1 − pad (2 for 'valid'), more than
+            // oneDNN's Winograd takes; its backward-data Winograd kernel takes
+            // the convolution's own padding.
+            if let plan = try? makeBackwardDataPlan(g, algorithm: dnnl_convolution_winograd) { return plan }
+        }
+        if groups == 1, strides == [1, 1], dilation == [1, 1], let plan = try? makeFlippedBackwardPlan(g, winograd: false) {
             return plan
         }
+        return try makeBackwardDataPlan(g, algorithm: dnnl_convolution_direct)
+    }
+
+    /// A backward-data primitive of `algorithm`.
+    private func makeBackwardDataPlan(_ g: Geometry, algorithm: dnnl_alg_kind_t) throws -> BackwardPlan {
         // Backward-data needs the forward descriptor (of a training forward) as a hint.
-        let hint = try forwardDesc(g, prop: dnnl_forward_training, withBias: false)
+        let hint = try forwardDesc(g, prop: dnnl_forward_training, withBias: false, algorithm: algorithm)
         let d = try descriptors(g)
         // Ask for NHWC diff_src/diff_dst directly first, kept only if a jit
         // kernel takes it; otherwise 'any' plus reorders. oneDNN's jit
@@ -343,12 +418,13 @@ final class DNNLConvolution: Sendable {
         // 'any' + reorders; on VGG16's ascent step at batch 16 the reorders
         // took ~0.85 s of ~6.2 s (16×64×224×224 each way: ~145 ms apiece),
         // while the NHWC kernel ran as fast as the blocked one.
-        var pd = try? backwardDesc(g, hint: hint, diffSrc: d.userSrc, weights: d.weights, diffDst: d.userDst)
+        var pd = try? backwardDesc(g, hint: hint, diffSrc: d.userSrc, weights: d.weights, diffDst: d.userDst, algorithm: algorithm)
         if let candidate = pd, !(candidate.implementation.hasPrefix("jit") || candidate.implementation.hasPrefix("brg")) { pd = nil }
-        let chosen = try pd ?? backwardDesc(g, hint: hint, diffSrc: d.src, weights: d.weights, diffDst: d.dst)
+        let chosen = try pd ?? backwardDesc(g, hint: hint, diffSrc: d.src, weights: d.weights, diffDst: d.dst, algorithm: algorithm)
         return BackwardPlan(
             geometry: g,
             primitive: try DNNLPrimitive(chosen),
+            implementation: chosen.implementation,
             diffDst: try LayoutBridge(input: d.userDst, primitive: chosen.md(dnnl_query_diff_dst_md)),
             diffSrc: try LayoutBridge(output: d.userSrc, primitive: chosen.md(dnnl_query_diff_src_md)),
             weights: try weights(in: chosen.md(dnnl_query_weights_md)))
@@ -365,26 +441,34 @@ final class DNNLConvolution: Sendable {
     ///   flipped: 4.5 and 73 ms (ONEDNN_VERBOSE).
     /// - Wide layers: per primitive about even, but the ascent step at batch 16
     ///   measured 1752/1702 → 1685/1682 ms (A/B twice, quiet machine).
-    private func makeFlippedBackwardPlan(_ g: Geometry) throws -> BackwardPlan {
+    ///
+    /// With `winograd` the flipped problem asks for oneDNN's Winograd kernel,
+    /// which reads and writes only its own blocked layouts (so source and
+    /// destination are `any`, with reorders from and to NHWC); it throws when
+    /// oneDNN has none for it.
+    private func makeFlippedBackwardPlan(_ g: Geometry, winograd: Bool) throws -> BackwardPlan {
         let pt = kh - 1 - g.padTop
         let pb = kh - 1 - g.padBottom
         let pl = kw - 1 - g.padLeft
         let pr = kw - 1 - g.padRight
         guard pt >= 0, pb >= 0, pl >= 0, pr >= 0 else { throw EngineError.invalidRequest("padding wider than the kernel") }
-        var src = try MD.tag([g.n, cout, g.oh, g.ow], dnnl_nhwc)
+        let userSrc = try MD.tag([g.n, cout, g.oh, g.ow], dnnl_nhwc)
+        let userDst = try MD.tag([g.n, cin, g.h, g.w], dnnl_nhwc)
+        let layout = winograd ? dnnl_format_tag_any : dnnl_nhwc
+        var src = try MD.tag([g.n, cout, g.oh, g.ow], layout)
         var wei = try MD.tag([cin, cout, kh, kw], dnnl_format_tag_any)
-        var dst = try MD.tag([g.n, cin, g.h, g.w], dnnl_nhwc)
+        var dst = try MD.tag([g.n, cin, g.h, g.w], layout)
         var cd = dnnl_convolution_desc_t()
         try check(
             dnnl_dilated_convolution_forward_desc_init(
-                &cd, dnnl_forward_inference, dnnl_convolution_direct,
+                &cd, dnnl_forward_inference, winograd ? dnnl_convolution_winograd : dnnl_convolution_direct,
                 &src, &wei, nil, &dst, [1, 1], [0, 0],
                 [Int64(pt), Int64(pl)], [Int64(pb), Int64(pr)]),
             "dnnl_dilated_convolution_forward_desc_init (flipped backward)")
         let pd = try withUnsafePointer(to: &cd) {
             try DNNLPrimitiveDesc(opDesc: $0, call: "dnnl_primitive_desc_create(convolution backward as forward)")
         }
-        guard pd.implementation.hasPrefix("brg") || pd.implementation.hasPrefix("jit") else {
+        guard winograd || pd.implementation.hasPrefix("brg") || pd.implementation.hasPrefix("jit") else {
             throw EngineError.invalidRequest("no fast flipped kernel")
         }
         // Flipped kernel, stored [ky][kx][co][ci] (HWIO of the flipped problem:
@@ -405,14 +489,15 @@ final class DNNLConvolution: Sendable {
         return BackwardPlan(
             geometry: g, asForward: true,
             primitive: try DNNLPrimitive(pd),
-            diffDst: try LayoutBridge(input: src, primitive: pd.md(dnnl_query_src_md)),
-            diffSrc: try LayoutBridge(output: dst, primitive: pd.md(dnnl_query_dst_md)),
+            implementation: pd.implementation,
+            diffDst: try LayoutBridge(input: userSrc, primitive: pd.md(dnnl_query_src_md)),
+            diffSrc: try LayoutBridge(output: userDst, primitive: pd.md(dnnl_query_dst_md)),
             weights: weights)
     }
 
     private func backwardDesc(
         _ g: Geometry, hint: DNNLPrimitiveDesc, diffSrc: MemoryDesc, weights: MemoryDesc,
-        diffDst: MemoryDesc
+        diffDst: MemoryDesc, algorithm: dnnl_alg_kind_t
     ) throws -> DNNLPrimitiveDesc {
         var diffSrc = diffSrc
         var wei = weights
@@ -424,7 +509,7 @@ final class DNNLConvolution: Sendable {
         let pr = [Int64(g.padBottom), Int64(g.padRight)]
         try check(
             dnnl_dilated_convolution_backward_data_desc_init(
-                &cd, dnnl_convolution_direct, &diffSrc, &wei,
+                &cd, algorithm, &diffSrc, &wei,
                 &diffDst, st, dl, pl, pr),
             "dnnl_dilated_convolution_backward_data_desc_init")
         return try withUnsafePointer(to: &cd) {
