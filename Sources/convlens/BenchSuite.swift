@@ -88,10 +88,12 @@ struct BenchSuite {
             let layers = try BenchLayers(m)
             if sections.contains(.lines) {
                 let measured = try coreLines(m, layers: layers, runs: runs, bigBatch: bigBatch)
-                let reference = try python.map {
-                    try runKeras(
-                        python: $0, modelPath: m.profile.modelURL.path, threads: threads, batch: bigBatch,
-                        layers: ["--cam-layer", layers.camName, "--layer", layers.ascentName])
+                let reference = python.flatMap { python in
+                    peerResult(m.profile.name) {
+                        try runKeras(
+                            python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: bigBatch,
+                            layers: ["--cam-layer", layers.camName, "--layer", layers.ascentName])
+                    }
                 }
                 add(
                     measured.lines.map { l in
@@ -130,10 +132,10 @@ struct BenchSuite {
                 "POST /heatmap \(URL(fileURLWithPath: image).lastPathComponent), Grad-CAM overlay PNG, p50 of \(requests) on one connection",
             convlensMs: p50, convlensPeakRSSMiB: server.peakRSSMiB())
         if let python {
-            let peer = try runPython(
+            let peer = peerLines(
                 python, "tools/bench/bench_heatmap_keras.py",
                 ["--png-level", "1", "--runs", String(requests), "--threads", String(threads), "--image", image])
-            line.peer = "tensorflow"
+            line.peer = peer.isEmpty ? nil : "tensorflow"
             line.peerMs = peer.first?["median_ms"] as? Double
             line.peerPeakRSSMiB = peer.first?["peak_rss_mib"] as? Double
         }
@@ -149,20 +151,22 @@ struct BenchSuite {
             line: "forward", model: name, work: "batch 1, \(size.map(String.init).joined(separator: "×"))", convlensMs: ms,
             convlensPeakRSSMiB: peakRSSMiB())
         if let python {
-            let tf = try runKeras(
-                python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: 1, only: ["forward"], runs: runs)
-            line.peer = "tensorflow"
-            line.peerMs = tf["forward"]
-            line.peerPeakRSSMiB = tf["peak_rss"]
+            let tf = peerResult(name) {
+                try runKeras(python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: 1, only: ["forward"], runs: runs)
+            }
+            line.peer = tf == nil ? nil : "tensorflow"
+            line.peerMs = tf?["forward"]
+            line.peerPeakRSSMiB = tf?["peak_rss"]
         }
         return line
     }
 
     /// The filter grid: 64 filters of the ascent layer, 150 px, 40 book steps, one
-    /// batch; the peer is the book's loop batched in a tf.function (bench_filters_keras.py).
+    /// batch, in fast numerics (Winograd where it applies; the bound is for fast);
+    /// the peer is the book's loop batched in a tf.function (bench_filters_keras.py).
     func filterGrid(_ m: OpenedModel, layer: String) throws -> BenchLine {
         try filterLine(
-            m, name: "filter_grid_64", layer: layer, method: .book, count: 64, steps: 40, size: 150,
+            m, name: "filter_grid_64", layer: layer, method: .book, numerics: .fast, count: 64, steps: 40, size: 150,
             peerScript: "tools/bench/bench_filters_keras.py", peerArguments: ["--only", "book_batched"])
     }
 
@@ -170,34 +174,35 @@ struct BenchSuite {
     /// the same parameterisation, transforms and Adam in TensorFlow (bench_lucid_keras.py).
     func lucid(_ m: OpenedModel, layer: String) throws -> BenchLine {
         try filterLine(
-            m, name: "lucid_4x256", layer: layer, method: .lucid, count: 4, steps: 256, size: 224,
+            m, name: "lucid_4x256", layer: layer, method: .lucid, numerics: .exact, count: 4, steps: 256, size: 224,
             peerScript: "tools/bench/bench_lucid_keras.py", peerArguments: [])
     }
 
     /// One filter job of `count` filters in one batch, timed once (it takes seconds), next to
     /// a peer script that takes the same flags and prints {"seconds", "peak_rss_mb"}.
     private func filterLine(
-        _ m: OpenedModel, name: String, layer: String, method: FilterMethod, count: Int, steps: Int, size: Int,
+        _ m: OpenedModel, name: String, layer: String, method: FilterMethod, numerics: Numerics, count: Int, steps: Int, size: Int,
         peerScript: String, peerArguments: [String]
     ) throws -> BenchLine {
         var request = FilterRequest(layer: layer, first: 0, count: count)
         request.method = method
+        request.numerics = numerics
         request.steps = steps
         request.size = size
         resetPeakRSS()
         let ms = try timeOnce { _ = try m.session.renderFilters(request) }
         var line = BenchLine(
             line: name, model: m.profile.name,
-            work: "\(layer), \(count) filters in one batch, \(size) px, \(steps) \(method.rawValue) steps",
+            work: "\(layer), \(count) filters in one batch, \(size) px, \(steps) \(method.rawValue) steps, \(numerics.rawValue) numerics",
             convlensMs: ms, convlensPeakRSSMiB: peakRSSMiB())
         if let python {
-            let peer = try runPython(
+            let peer = peerLines(
                 python, peerScript,
                 [
                     "--model", m.profile.modelURL.path, "--layer", layer, "--count", String(count), "--steps", String(steps), "--size",
                     String(size), "--threads", String(threads),
                 ] + peerArguments)
-            line.peer = "tensorflow"
+            line.peer = peer.isEmpty ? nil : "tensorflow"
             line.peerMs = (peer.first?["seconds"] as? Double).map { $0 * 1000 }
             line.peerPeakRSSMiB = peer.first?["peak_rss_mb"] as? Double
         }
@@ -219,13 +224,26 @@ struct BenchSuite {
             work: "\(URL(fileURLWithPath: image).lastPathComponent) at \(layer), all channels",
             convlensMs: ms, convlensPeakRSSMiB: peakRSSMiB())
         if let python {
-            let peer = try runPython(
+            let peer = peerLines(
                 python, "tools/bench/bench_scorecam_keras.py", ["--image", image, "--layer", layer, "--threads", String(threads)])
-            line.peer = "tf-keras-vis"
+            line.peer = peer.isEmpty ? nil : "tf-keras-vis"
             line.peerMs = peer.first?["ms_median"] as? Double
             line.peerPeakRSSMiB = peer.first?["peak_rss_mb"] as? Double
         }
         return line
+    }
+
+    /// A peer script's JSON lines, or none when it failed: one model TensorFlow cannot run
+    /// must not cost the rest of a long run; the failure is printed and the line has no peer.
+    func peerLines(_ python: String, _ script: String, _ arguments: [String]) -> [[String: Any]] {
+        peerResult(script) { try runPython(python, script, arguments) } ?? []
+    }
+
+    func peerResult<T>(_ what: String, _ body: () throws -> T) -> T? {
+        do { return try body() } catch {
+            printErr("peer failed for \(what): \(error)")
+            return nil
+        }
     }
 
     /// `--models DIR`: its .keras files (check_applications.py writes one per

@@ -128,7 +128,7 @@ def timeit(name, fn, x, runs, batch):
 
 def main():
     model = load_model()
-    size = model.input_shape[1]
+    size = model.input_shape[1] or 224  # a variable input size (MobileNetV3) is timed at 224, as ConvLens does
     rng = np.random.default_rng(0)
     x1 = tf.constant(rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32))
     want = set(args.only or ["forward", "gradcam", "ascent_step", "ascent_step_b64"])
