@@ -85,10 +85,8 @@ struct Bench: ParsableCommand {
         let m = try model.load()
         let net = m.network
         if forwardOnly {
-            // A variable input size is timed at 224×224, as the applications' defaults.
-            let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
-            var g = SplitMix64(seed: 7)
-            let x = Tensor(shape: [1] + size, scalars: (0..<size.reduce(1, *)).map { _ in Float(g.nextUnit() * 255 - 128) })
+            let size = benchInputShape(net)
+            let x = benchInput(batch: 1, size: size)
             let ms = try time(runs) { _ = try net.predict(x) }
             // TensorFlow's forward of the same file, same threads, same run (its own random input).
             let tf =
@@ -113,7 +111,7 @@ struct Bench: ParsableCommand {
         }
         let layers = try BenchLayers(m)
         let measured = try coreLines(m, layers: layers, runs: runs, bigBatch: bigBatch)
-        let flops = forwardFLOPs(net, input: net.inputShape.map { $0 == -1 ? 224 : $0 })
+        let flops = forwardFLOPs(net, input: benchInputShape(net))
         var reference: [String: Double] = [:]
         if let python {
             printErr("running tools/bench/bench_keras.py (TensorFlow) on the same model…")
@@ -211,7 +209,7 @@ func coreLines(_ m: OpenedModel, layers: BenchLayers, runs: Int, bigBatch: Int) 
     let lastConv = try resolveLayer(layers.camName, in: m)
     let ascentLayer = try resolveLayer(layers.ascentName, in: m)
     let logits = m.session.scoreNode(postActivation: false)
-    let size = net.inputShape.map { $0 == -1 ? 224 : $0 }
+    let size = benchInputShape(net)
     let x1 = benchInput(batch: 1, size: size)
     let sizeText = size.map(String.init).joined(separator: "×")
 

@@ -143,7 +143,7 @@ struct BenchSuite {
     }
 
     func forward(_ m: OpenedModel, name: String) throws -> BenchLine {
-        let size = m.network.inputShape.map { $0 == -1 ? 224 : $0 }
+        let size = benchInputShape(m.network)
         let x = benchInput(batch: 1, size: size)
         resetPeakRSS()
         let ms = try time(runs) { _ = try m.network.predict(x) }
@@ -275,6 +275,10 @@ struct BenchLayers {
 }
 
 func fmt(_ ms: Double) -> String { String(format: ms >= 100 ? "%.0f" : "%.1f", ms) }
+
+/// The input shape a bench line times: the model's, an open size at 224×224 (the
+/// keras.applications default, as TensorFlow's side does).
+func benchInputShape(_ net: Network) -> [Int] { net.inputShape.map { $0 == -1 ? 224 : $0 } }
 
 /// A seeded input in roughly pixel range, the same for every line.
 func benchInput(batch: Int, size: [Int]) -> Tensor {
