@@ -193,6 +193,8 @@ extension InferencePlan.Step {
     /// when nothing else holds it).
     func run(_ inputs: inout [Tensor]) throws -> Tensor {
         switch operation {
+        case .layer(let layer as any InPlaceLayer):
+            return try layer.forward(consuming: &inputs)
         case .layer(let layer):
             return try layer.forward(inputs)
         case .fused(let layer, let convolution, addsResidual: false):
@@ -273,9 +275,9 @@ private func foldableAffine(_ layer: (any Layer)?, channels: Int) -> (scale: [Fl
 extension Activation {
     /// The oneDNN eltwise post-op that computes this activation as `forward`
     /// does, or nil. ReLU, leaky ReLU and clipped ReLU are the same
-    /// comparisons and selects; sigmoid, tanh and swish already run on
-    /// oneDNN's eltwise kernels here. Keras' thresholded ReLU and the smooth
-    /// activations written out in Swift (elu, gelu, hard-swish, …) stay nodes
+    /// comparisons and selects; sigmoid, tanh, swish and hard-swish already
+    /// run on oneDNN's eltwise kernels here. Keras' thresholded ReLU and the smooth
+    /// activations written out in Swift (elu, gelu, hard sigmoid, …) stay nodes
     /// of their own.
     var postOp: EltwisePostOp? {
         switch function {
@@ -291,6 +293,8 @@ extension Activation {
             return EltwisePostOp(algorithm: dnnl_eltwise_tanh, alpha: 0, beta: 0)
         case .swish:
             return EltwisePostOp(algorithm: dnnl_eltwise_swish, alpha: 1, beta: 0)
+        case .hardSwish:
+            return EltwisePostOp(algorithm: dnnl_eltwise_hardswish, alpha: 0, beta: 0)
         default:
             return nil
         }

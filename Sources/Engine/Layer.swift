@@ -33,6 +33,16 @@ extension Layer {
     public var parameterCount: Int { 0 }
 }
 
+/// A layer whose output may be written over one of its inputs. An inference
+/// plan hands a layer the inputs it reads for the last time, so an
+/// element-wise layer can update a map in place (one read and one write)
+/// instead of copying it first. An input someone else still holds is copied
+/// on write, as any shared array, so the result is the same either way.
+protocol InPlaceLayer: Layer {
+    /// `forward(inputs)`, free to take the tensors out of `inputs`.
+    func forward(consuming inputs: inout [Tensor]) throws -> Tensor
+}
+
 public enum EngineError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(layer: String, detail: String)
     case unknownNode(String)

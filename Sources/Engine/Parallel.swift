@@ -90,4 +90,7 @@ struct SharedPointer<T>: @unchecked Sendable {
     init(_ buffer: UnsafeMutableBufferPointer<T>) { base = buffer.baseAddress }
     init(_ buffer: UnsafeBufferPointer<T>) { base = UnsafeMutablePointer(mutating: buffer.baseAddress) }
     var p: UnsafeMutablePointer<T> { base! }
+    private init(base: UnsafeMutablePointer<T>?) { self.base = base }
+    /// The same buffer from element `offset` on.
+    static func + (pointer: SharedPointer, offset: Int) -> SharedPointer { SharedPointer(base: pointer.base.map { $0 + offset }) }
 }

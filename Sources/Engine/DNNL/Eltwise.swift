@@ -20,6 +20,8 @@ final class DNNLEltwise: Sendable {
     /// x · σ(αx) with α = 1: swish / silu.
     static var swish: DNNLEltwise { DNNLEltwise(algorithm: dnnl_eltwise_swish, alpha: 1) }
     static var tanh: DNNLEltwise { DNNLEltwise(algorithm: dnnl_eltwise_tanh) }
+    /// x · relu6(x + 3) / 6 (oneDNN 2.x ignores alpha and beta for it).
+    static var hardSwish: DNNLEltwise { DNNLEltwise(algorithm: dnnl_eltwise_hardswish) }
 
     func forward(_ x: [Float]) throws -> [Float] {
         let n = x.count

@@ -6,9 +6,10 @@ import Foundation
 ///
 /// Kernels: ReLU (all of Keras' variants) and softmax are plain Swift loops —
 /// they are memory-bound, and writing them out is how they match Keras'
-/// branch-by-branch definition exactly, boundaries included. Sigmoid and tanh
-/// run forward on oneDNN's vectorised eltwise kernels; their backward passes
-/// are closed forms of the output (y(1−y), 1−y²), plain multiplications.
+/// branch-by-branch definition exactly, boundaries included. Sigmoid, tanh,
+/// swish and hard-swish run forward on oneDNN's vectorised eltwise kernels;
+/// sigmoid's and tanh's backward passes are closed forms of the output
+/// (y(1−y), 1−y²), plain multiplications.
 public final class Activation: Layer {
     public let name: String
     public let kind: String
@@ -28,6 +29,9 @@ public final class Activation: Layer {
         // EfficientNet's swish layers carry most of its elements: scalar exp
         // per element took 40 % of a forward pass.
         case .swish: eltwise = .swish
+        // MobileNetV3's hard-swish layers: the same vectorised kernel as the
+        // post-op that fuses them into a convolution.
+        case .hardSwish: eltwise = .hardSwish
         default: eltwise = nil
         }
         swishSigmoid = function == .swish ? .logistic : nil
@@ -53,9 +57,9 @@ public final class Activation: Layer {
             return x
         case .relu:
             return Tensor(shape: x.shape, scalars: relu!.forward(x.scalars))
-        case .sigmoid, .tanh, .swish:
+        case .sigmoid, .tanh, .swish, .hardSwish:
             return Tensor(shape: x.shape, scalars: try eltwise!.forward(x.scalars))
-        case .elu, .gelu, .selu, .softplus, .hardSigmoid, .hardSigmoidKeras2, .hardSwish:
+        case .elu, .gelu, .selu, .softplus, .hardSigmoid, .hardSigmoidKeras2:
             let f = Self.smooth(function)
             return Tensor(shape: x.shape, scalars: x.scalars.map { f.value($0) })
         case .softmax:
@@ -284,26 +288,27 @@ struct ReLUSpec: Sendable {
                             let (y, g, sc, d) = (ys.p, gs.p, ss.p, ds.p)
                             // One loop per case, so each inner loop is branch-free and vectorises.
                             for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
+                                let (y, g, d) = (y + base, g + base, d + base)
                                 switch (relu6, guided) {
                                 case (false, false):
                                     for k in 0..<c {
-                                        let gi = g[base + k]
-                                        d[base + k] = (y[base + k] > 0 ? gi : 0) * sc[k]
+                                        let gi = g[k]
+                                        d[k] = (y[k] > 0 ? gi : 0) * sc[k]
                                     }
                                 case (true, false):
                                     for k in 0..<c {
-                                        let (yi, gi) = (y[base + k], g[base + k])
-                                        d[base + k] = (yi > 0 && yi < 6 ? gi : 0) * sc[k]
+                                        let (yi, gi) = (y[k], g[k])
+                                        d[k] = (yi > 0 && yi < 6 ? gi : 0) * sc[k]
                                     }
                                 case (false, true):
                                     for k in 0..<c {
-                                        let gi = g[base + k]
-                                        d[base + k] = Swift.max(y[base + k] > 0 ? gi : 0, 0) * sc[k]
+                                        let gi = g[k]
+                                        d[k] = Swift.max(y[k] > 0 ? gi : 0, 0) * sc[k]
                                     }
                                 case (true, true):
                                     for k in 0..<c {
-                                        let (yi, gi) = (y[base + k], g[base + k])
-                                        d[base + k] = Swift.max(yi > 0 && yi < 6 ? gi : 0, 0) * sc[k]
+                                        let (yi, gi) = (y[k], g[k])
+                                        d[k] = Swift.max(yi > 0 && yi < 6 ? gi : 0, 0) * sc[k]
                                     }
                                 }
                             }

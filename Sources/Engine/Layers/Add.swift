@@ -2,7 +2,7 @@
 /// optionally weighted: Σ cᵢ·xᵢ covers `x − y` (1, −1) and InceptionResNetV2's
 /// `CustomScaleLayer` x₀ + x₁·scale (1, scale). Backward hands input i the
 /// output gradient times cᵢ.
-public final class Add: Layer {
+public final class Add: InPlaceLayer {
     public let name: String
     public let kind: String
     /// One per input; nil: all 1.
@@ -44,22 +44,36 @@ public final class Add: Layer {
     // MARK: forward
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
+        var taken = inputs
+        return try forward(consuming: &taken)
+    }
+
+    /// The sum written over the first input, over the compute threads.
+    func forward(consuming inputs: inout [Tensor]) throws -> Tensor {
         try check(inputs)
-        var sum = inputs[0].scalars
+        let others = Array(inputs.dropFirst())
+        var sum = inputs[0]
+        inputs = []
         let c = coefficients
-        sum.withUnsafeMutableBufferPointer { s in
-            if let c0 = c?[0], c0 != 1 { for i in 0..<s.count { s[i] *= c0 } }
-            for (k, t) in inputs.enumerated().dropFirst() {
-                t.scalars.withUnsafeBufferPointer { x in
-                    if let ck = c?[k], ck != 1 {
-                        for i in 0..<s.count { s[i] += x[i] * ck }
-                    } else {
-                        for i in 0..<s.count { s[i] += x[i] }
+        let c0 = c?[0] ?? 1
+        sum.scalars.withUnsafeMutableBufferPointer { sb in
+            let ss = SharedPointer(sb)
+            parallelFor(sb.count) { range in
+                let s = ss.p
+                if c0 != 1 { for i in range { s[i] *= c0 } }
+                for (k, t) in others.enumerated() {
+                    t.scalars.withUnsafeBufferPointer { x in
+                        let ck = c?[k + 1] ?? 1
+                        if ck != 1 {
+                            for i in range { s[i] += x[i] * ck }
+                        } else {
+                            for i in range { s[i] += x[i] }
+                        }
                     }
                 }
             }
         }
-        return Tensor(shape: inputs[0].shape, scalars: sum)
+        return sum
     }
 
     // MARK: backward to the input

@@ -45,8 +45,8 @@ public final class AveragePooling2D: Layer {
                             let out = ((n * g.oh + oy) * g.ow + ox) * c
                             for iy in ys {
                                 for ix in xr {
-                                    let base = ((n * g.h + iy) * g.w + ix) * c
-                                    for k in 0..<c { d[base + k] += gs[out + k] * inv }
+                                    let (d, gs) = (d.baseAddress! + ((n * g.h + iy) * g.w + ix) * c, gs.baseAddress! + out)
+                                    for k in 0..<c { d[k] += gs[k] * inv }
                                 }
                             }
                         }

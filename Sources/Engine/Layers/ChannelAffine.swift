@@ -72,7 +72,8 @@ public final class ChannelAffine: Layer {
                             parallelFor(xb.count / c, grain: max(1, (1 << 15) / c)) { rows in
                                 let (x, y, m, sc, o) = (xs.p, ys.p, ms.p, ss.p, os.p)
                                 for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
-                                    for k in 0..<c { y[base + k] = (x[base + k] - m[k]) * sc[k] + o[k] }
+                                    let (x, y) = (x + base, y + base)
+                                    for k in 0..<c { y[k] = (x[k] - m[k]) * sc[k] + o[k] }
                                 }
                             }
                         }
@@ -103,15 +104,16 @@ public final class ChannelAffine: Layer {
                     let y = ys.p
                     // One loop per kind, so each inner loop is branch-free and vectorises.
                     for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
+                        let (x, y) = (x + base, y + base)
                         if plain {
                             for k in 0..<c {
-                                let v = (x[base + k] - m[k]) * sc[k] + o[k]
-                                y[base + k] = v > 0 ? v : 0
+                                let v = (x[k] - m[k]) * sc[k] + o[k]
+                                y[k] = v > 0 ? v : 0
                             }
                         } else if relu6 {
-                            for k in 0..<c { y[base + k] = Swift.min(Swift.max((x[base + k] - m[k]) * sc[k] + o[k], 0), 6) }
+                            for k in 0..<c { y[k] = Swift.min(Swift.max((x[k] - m[k]) * sc[k] + o[k], 0), 6) }
                         } else {
-                            for k in 0..<c { y[base + k] = relu.value((x[base + k] - m[k]) * sc[k] + o[k]) }
+                            for k in 0..<c { y[k] = relu.value((x[k] - m[k]) * sc[k] + o[k]) }
                         }
                     }
                 }
@@ -136,7 +138,8 @@ public final class ChannelAffine: Layer {
                     parallelFor(gb.count / c, grain: max(1, (1 << 15) / c)) { rows in
                         let (g, d, sc) = (gs.p, ds.p, ss.p)
                         for base in stride(from: rows.lowerBound * c, to: rows.upperBound * c, by: c) {
-                            for k in 0..<c { d[base + k] = g[base + k] * sc[k] }
+                            let (g, d) = (g + base, d + base)
+                            for k in 0..<c { d[k] = g[k] * sc[k] }
                         }
                     }
                 }

@@ -32,16 +32,20 @@ public final class Concatenate: Layer {
 
     // MARK: forward
 
+    /// Row by row, each input's slice of a row is one memory copy; rows are
+    /// spread over the compute threads (DenseNet concatenates a growing map
+    /// after every layer).
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
         let (rows, widths) = try check(inputs)
         let total = widths.reduce(0, +)
-        var y = [Float](repeating: 0, count: rows * total)
-        var offset = 0
-        for (t, w) in zip(inputs, widths) {
-            for r in 0..<rows {
-                for k in 0..<w { y[r * total + offset + k] = t.scalars[r * w + k] }
+        let y = uninitializedFloats(rows * total) { yb in
+            var offset = 0
+            for (t, w) in zip(inputs, widths) {
+                t.scalars.withUnsafeBufferPointer { tb in
+                    copyRows(rows, width: w, from: SharedPointer(tb), stride: w, to: SharedPointer(yb) + offset, stride: total)
+                }
+                offset += w
             }
-            offset += w
         }
         return Tensor(shape: Array(inputs[0].shape.dropLast()) + [total], scalars: y)
     }
@@ -55,13 +59,28 @@ public final class Concatenate: Layer {
             throw mismatch("output gradient \(outputGradient.shape) does not match the output")
         }
         var offset = 0
-        return zip(inputs, widths).map { t, w in
-            var g = [Float](repeating: 0, count: rows * w)
-            for r in 0..<rows {
-                for k in 0..<w { g[r * w + k] = outputGradient.scalars[r * total + offset + k] }
+        return outputGradient.scalars.withUnsafeBufferPointer { gb in
+            zip(inputs, widths).map { t, w in
+                let g = uninitializedFloats(rows * w) { db in
+                    copyRows(rows, width: w, from: SharedPointer(gb) + offset, stride: total, to: SharedPointer(db), stride: w)
+                }
+                offset += w
+                return Tensor(shape: t.shape, scalars: g)
             }
-            offset += w
-            return Tensor(shape: t.shape, scalars: g)
+        }
+    }
+}
+
+/// Copies `rows` rows of `width` floats between two row-major buffers of the
+/// given row strides, over the compute threads.
+private func copyRows(
+    _ rows: Int, width: Int, from source: SharedPointer<Float>, stride sourceStride: Int,
+    to destination: SharedPointer<Float>, stride destinationStride: Int
+) {
+    guard width > 0 else { return }
+    parallelFor(rows, grain: max(1, (1 << 15) / width)) { range in
+        for r in range {
+            (destination.p + r * destinationStride).initialize(from: source.p + r * sourceStride, count: width)
         }
     }
 }

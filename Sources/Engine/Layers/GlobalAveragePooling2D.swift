@@ -22,20 +22,33 @@ public final class GlobalAveragePooling2D: Layer {
         try checkFeatureMap(x, channels: nil)
         let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
         guard hw > 0 else { throw mismatch("cannot average an empty \(x.shape) feature map") }
-        var y = [Float](repeating: 0, count: n * c)
-        let inv = 1 / Float(hw)
-        x.scalars.withUnsafeBufferPointer { xs in
-            y.withUnsafeMutableBufferPointer { ys in
-                for b in 0..<n {
-                    let out = b * c
-                    for p in 0..<hw {
-                        let base = (b * hw + p) * c
-                        for k in 0..<c { ys[out + k] += xs[base + k] }
+        // Bands of rows are summed into partial sums of their own, spread over
+        // the compute threads, then added in band order. The band count
+        // follows the map's size only, so the rounding does not change with
+        // the number of threads.
+        let bands = min(8, max(1, hw * c / (1 << 15)))
+        var partial = [Float](repeating: 0, count: bands * n * c)
+        x.scalars.withUnsafeBufferPointer { xb in
+            partial.withUnsafeMutableBufferPointer { pb in
+                let (xs, ps) = (SharedPointer(xb), SharedPointer(pb))
+                parallelFor(bands, grain: 1) { range in
+                    let (x, sums) = (xs.p, ps.p)
+                    for band in range {
+                        for b in 0..<n {
+                            let out = (band * n + b) * c
+                            for p in (hw * band / bands)..<(hw * (band + 1) / bands) {
+                                let (sums, x) = (sums + out, x + (b * hw + p) * c)
+                                for k in 0..<c { sums[k] += x[k] }
+                            }
+                        }
                     }
-                    for k in 0..<c { ys[out + k] *= inv }
                 }
             }
         }
+        let inv = 1 / Float(hw)
+        var y = [Float](repeating: 0, count: n * c)
+        for band in 0..<bands { for i in 0..<(n * c) { y[i] += partial[band * n * c + i] } }
+        for i in 0..<(n * c) { y[i] *= inv }
         return Tensor(shape: keepDims ? [n, 1, 1, c] : [n, c], scalars: y)
     }
 
@@ -57,8 +70,8 @@ public final class GlobalAveragePooling2D: Layer {
             dx.withUnsafeMutableBufferPointer { d in
                 for b in 0..<n {
                     for p in 0..<hw {
-                        let base = (b * hw + p) * c
-                        for k in 0..<c { d[base + k] = gs[b * c + k] * inv }
+                        let (d, g) = (d.baseAddress! + (b * hw + p) * c, gs.baseAddress! + b * c)
+                        for k in 0..<c { d[k] = g[k] * inv }
                     }
                 }
             }

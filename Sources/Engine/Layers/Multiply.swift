@@ -3,7 +3,7 @@
 /// [n, h, w, c] map by [n, 1, 1, c] weights), as Keras broadcasts them.
 /// Backward: each input's gradient is the output gradient times the product of the
 /// other inputs, summed over the positions it was broadcast to.
-public final class Multiply: Layer {
+public final class Multiply: InPlaceLayer {
     public let name: String
     public var kind: String { "Multiply" }
 
@@ -59,22 +59,33 @@ public final class Multiply: Layer {
     }
 
     public func forward(_ inputs: [Tensor]) throws -> Tensor {
+        var taken = inputs
+        return try forward(consuming: &taken)
+    }
+
+    /// Squeeze-and-excite's product written over the map: one read and one
+    /// write of it, on every compute thread.
+    func forward(consuming inputs: inout [Tensor]) throws -> Tensor {
         if inputs.count == 2 {
-            // The common case, written out: a map times per-channel weights.
-            for (a, b) in [(inputs[0], inputs[1]), (inputs[1], inputs[0])] {
-                guard let (c, positions) = Self.channelBroadcast(a.shape, b.shape) else { continue }
-                var y = a.scalars
-                b.scalars.withUnsafeBufferPointer { w in
-                    y.withUnsafeMutableBufferPointer { y in
-                        for n in 0..<a.shape[0] {
-                            for p in 0..<positions {
-                                let base = (n * positions + p) * c
-                                for k in 0..<c { y[base + k] *= w[n * c + k] }
+            for i in 0..<2 {
+                guard let (c, positions) = Self.channelBroadcast(inputs[i].shape, inputs[1 - i].shape) else { continue }
+                let weights = inputs[1 - i]
+                var map = inputs[i]
+                inputs = []
+                let n = map.shape[0]
+                weights.scalars.withUnsafeBufferPointer { wb in
+                    map.scalars.withUnsafeMutableBufferPointer { yb in
+                        let (ws, ys) = (SharedPointer(wb), SharedPointer(yb))
+                        parallelFor(n * positions, grain: max(1, (1 << 15) / c)) { rows in
+                            let (w, y) = (ws.p, ys.p)
+                            for row in rows {
+                                let (y, w) = (y + row * c, w + row / positions * c)
+                                for k in 0..<c { y[k] *= w[k] }
                             }
                         }
                     }
                 }
-                return Tensor(shape: a.shape, scalars: y)
+                return map
             }
         }
         let out = try broadcastShape(inputs)
@@ -103,15 +114,18 @@ public final class Multiply: Layer {
             let (a, b) = bigFirst ? (inputs[0], inputs[1]) : (inputs[1], inputs[0])
             var ga = [Float](repeating: 0, count: a.count)
             var gb = [Float](repeating: 0, count: b.count)
-            outputGradient.scalars.withUnsafeBufferPointer { g in
-                a.scalars.withUnsafeBufferPointer { x in
-                    b.scalars.withUnsafeBufferPointer { w in
-                        for n in 0..<a.shape[0] {
-                            for p in 0..<positions {
-                                let base = (n * positions + p) * c
-                                for k in 0..<c {
-                                    ga[base + k] = g[base + k] * w[n * c + k]
-                                    gb[n * c + k] += g[base + k] * x[base + k]
+            outputGradient.scalars.withUnsafeBufferPointer { gs in
+                a.scalars.withUnsafeBufferPointer { xs in
+                    b.scalars.withUnsafeBufferPointer { ws in
+                        ga.withUnsafeMutableBufferPointer { gas in
+                            gb.withUnsafeMutableBufferPointer { gbs in
+                                for row in 0..<(a.shape[0] * positions) {
+                                    let (g, x, da) = (gs.baseAddress! + row * c, xs.baseAddress! + row * c, gas.baseAddress! + row * c)
+                                    let (w, dw) = (ws.baseAddress! + row / positions * c, gbs.baseAddress! + row / positions * c)
+                                    for k in 0..<c {
+                                        da[k] = g[k] * w[k]
+                                        dw[k] += g[k] * x[k]
+                                    }
                                 }
                             }
                         }
