@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 
 /// A 2-D real discrete Fourier transform of one fixed size, as exact DFTs by
@@ -162,8 +163,7 @@ public struct LucidDFT2D: Sendable {
     }
 }
 
-/// c[m×n] (=|+=) alpha · a[m×k] · b[k×n], row-major. A plain i-p-j loop whose
-/// inner loop runs over contiguous rows (the compiler vectorises it).
+/// c[m×n] (=|+=) alpha · a[m×k] · b[k×n], row-major, on the engine's sgemm.
 func lucidGEMM(
     _ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float], _ c: inout [Float],
     alpha: Float, accumulate: Bool = false
@@ -172,19 +172,7 @@ func lucidGEMM(
     a.withUnsafeBufferPointer { ap in
         b.withUnsafeBufferPointer { bp in
             c.withUnsafeMutableBufferPointer { cp in
-                let A = ap.baseAddress!
-                let B = bp.baseAddress!
-                let C = cp.baseAddress!
-                if !accumulate { C.update(repeating: 0, count: m * n) }
-                for i in 0..<m {
-                    let crow = C + i * n
-                    for p in 0..<k {
-                        let s = alpha * A[i * k + p]
-                        if s == 0 { continue }
-                        let brow = B + p * n
-                        for j in 0..<n { crow[j] += s * brow[j] }
-                    }
-                }
+                matrixMultiply(m, n, k, alpha: alpha, ap.baseAddress!, bp.baseAddress!, beta: accumulate ? 1 : 0, cp.baseAddress!)
             }
         }
     }
