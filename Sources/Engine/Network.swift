@@ -126,9 +126,11 @@ public final class Network: Sendable {
                     must.insert(id)
                     if id > to { must.formUnion(nodes[id].inputs) }
                 }
-                // An affine map read only by a ReLU whose derivative its output gives is
-                // never read backward (see `backward`): the plan runs the pair as one pass.
-                must.subtract(affineNodesCrossedBackward(upTo: last).filter { $0 > to && !keep.contains($0) })
+                // An affine map or a convolution read only by a ReLU whose derivative its
+                // output gives is never read backward (see `backward`): the plan runs the
+                // pair as one pass, and the pair's inner output is never stored.
+                let crossed = affineNodesCrossedBackward(upTo: last).union(convolutionNodesCrossedBackward(upTo: last))
+                must.subtract(crossed.filter { $0 > to && !keep.contains($0) })
             }
             plan = inferencePlan(last: last, materialised: must)
             kept = must
@@ -220,6 +222,21 @@ public final class Network: Sendable {
                 accumulate(Tensor(shape: out.shape, scalars: d), into: below)
                 continue
             }
+            // convolution → ReLU run as one fused step, the convolution's output not kept:
+            // the ReLU's backward from its output, then the convolution's (which reads
+            // only its input and the gradient).
+            if node.inputs.count == 1, trace[node.inputs[0]] == nil, let out = trace[id],
+                let relu = convolutionBeforeOutputDifferentiableReLU(node.inputs[0], upTo: from),
+                let below = nodes[node.inputs[0]].inputs.first, down.contains(below), let x = trace[below]
+            {
+                let ones = [Float](repeating: 1, count: out.shape.last ?? 1)
+                let d = Tensor(
+                    shape: out.shape,
+                    scalars: relu.backwardThroughAffine(output: out.scalars, gradient: g.scalars, scale: ones, guided: guidedReLU))
+                let dx = try nodes[node.inputs[0]].layer!.backward([x], output: d, outputGradient: d)
+                accumulate(dx[0], into: below)
+                continue
+            }
             let ins = try node.inputs.map { i -> Tensor in
                 guard let t = trace[i] else {
                     throw EngineError.invalidRequest("trace lacks the output of '\(nodes[i].name)'; run forward with keepAll")
@@ -260,6 +277,31 @@ public final class Network: Sendable {
         var readers = [[Int]](repeating: [], count: last + 1)
         for node in nodes[1...last] { for i in node.inputs { readers[i].append(node.id) } }
         return Set((1..<last).filter { affineReLUPair($0, readers: readers[$0]) != nil })
+    }
+
+    /// Node `id` as a convolution of one input whose only reader up to node `last` is a
+    /// ReLU differentiable from its output, and that ReLU: the pair a backward pass can
+    /// cross without the convolution's output (its backward reads only its input).
+    func convolutionBeforeOutputDifferentiableReLU(_ id: Int, upTo last: Int) -> ReLUSpec? {
+        guard id > 0, id < last else { return nil }
+        return convolutionReLUPair(id, readers: nodes[(id + 1)...last].filter { $0.inputs.contains(id) }.map(\.id))
+    }
+
+    /// Every node before `last` that `convolutionBeforeOutputDifferentiableReLU` accepts,
+    /// in one pass over the graph.
+    func convolutionNodesCrossedBackward(upTo last: Int) -> Set<Int> {
+        guard last > 1 else { return [] }
+        var readers = [[Int]](repeating: [], count: last + 1)
+        for node in nodes[1...last] { for i in node.inputs { readers[i].append(node.id) } }
+        return Set((1..<last).filter { convolutionReLUPair($0, readers: readers[$0]) != nil })
+    }
+
+    private func convolutionReLUPair(_ id: Int, readers: [Int]) -> ReLUSpec? {
+        guard nodes[id].inputs.count == 1, nodes[id].layer is Conv2D || nodes[id].layer is DepthwiseConv2D,
+            readers.count == 1, nodes[readers[0]].inputs == [id], let relu = (nodes[readers[0]].layer as? Activation)?.relu,
+            relu.isDifferentiableFromOutput
+        else { return nil }
+        return relu
     }
 
     private func affineReLUPair(_ id: Int, readers: [Int]) -> (ChannelAffine, ReLUSpec)? {

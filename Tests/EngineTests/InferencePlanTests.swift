@@ -262,6 +262,58 @@ import Testing
         }
     }
 
+    /// VGG's and MobileNet's pattern, convolution → ReLU (or ReLU6): a forward pass
+    /// for a backward pass to the input runs each pair as one fused convolution and
+    /// does not keep the convolution's output — backward reads the ReLU's output
+    /// instead — and the gradients, plain and guided, are the layer-by-layer ones.
+    @Test func convolutionReLUPairsAreFusedForBackwardWithoutTheirInnerOutput() throws {
+        var rng = SplitMix64(seed: 21)
+        let layers: [(any Layer, [Int])] = [
+            (
+                Conv2D(
+                    name: "c1", kernel: rng.tensor([3, 3, 3, 6]), bias: rng.tensor([6]), strides: [1, 1], padding: .same, dilation: [1, 1]),
+                [0]
+            ),
+            (Activation(name: "r1", function: .relu()), [1]),
+            (
+                DepthwiseConv2D(
+                    name: "dw", kernel: rng.tensor([3, 3, 6, 1]), bias: rng.tensor([6]), strides: [2, 2], padding: .same, dilation: [1, 1]),
+                [2]
+            ),
+            (Activation(name: "r2", function: .relu(maxValue: 6)), [3]),
+            (
+                Conv2D(
+                    name: "c2", kernel: rng.tensor([1, 1, 6, 5]), bias: rng.tensor([5]), strides: [1, 1], padding: .valid, dilation: [1, 1]),
+                [4]
+            ),
+            (Activation(name: "r3", function: .relu()), [5]),
+            (GlobalAveragePooling2D(name: "gap", keepDims: false), [6]),
+        ]
+        var nodes = [Network.Node(id: 0, layer: nil, inputs: [], outputShape: [8, 8, 3])]
+        let shapes = [[8, 8, 6], [8, 8, 6], [4, 4, 6], [4, 4, 6], [4, 4, 5], [4, 4, 5], [5]]
+        for (k, (layer, inputs)) in layers.enumerated() {
+            nodes.append(Network.Node(id: k + 1, layer: layer, inputs: inputs, outputShape: shapes[k]))
+        }
+        let net = try Network(nodes: nodes, outputNode: 7)
+        #expect(net.convolutionNodesCrossedBackward(upTo: 7) == [1, 3, 5])
+        let x = rng.tensor([2, 8, 8, 3], -2, 2)
+        let unfused = try net.forward(x, keepAll: true)
+        let trace = try net.forward(x, stopAfter: 7, backwardTo: 0)
+        for id in [1, 3, 5] { #expect(trace[id] == nil, "convolution \(id) is not kept") }
+        for id in [2, 4, 6, 7] { expectClose(trace[id], unfused[id], "node \(id)") }
+        var seed = Tensor(zeros: [2, 5])
+        seed.scalars[1] = 1
+        seed.scalars[5 + 3] = -1
+        for guided in [false, true] {
+            let g = try net.backward(from: 7, seed: seed, to: 0, trace: trace, guidedReLU: guided)
+            let reference = try net.backward(from: 7, seed: seed, to: 0, trace: unfused, guidedReLU: guided)
+            expectClose(g, reference, "input gradient, guided: \(guided)")
+        }
+        // Asked to keep a convolution, or to stop the gradient at one, it stays.
+        #expect(try net.forward(x, stopAfter: 7, keep: [3], backwardTo: 0)[3] != nil)
+        #expect(try net.forward(x, stopAfter: 7, backwardTo: 3)[3] != nil)
+    }
+
     @Test func concurrentForwardPassesShareOnePlan() async throws {
         let x = input(batch: 1)
         let expected = try network.forward(x, keepAll: true)[16]!
