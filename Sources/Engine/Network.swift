@@ -273,10 +273,7 @@ public final class Network: Sendable {
     /// Every node before `last` that `affineBeforeOutputDifferentiableReLU` accepts, found
     /// in one pass over the graph (a forward pass asks on every call).
     func affineNodesCrossedBackward(upTo last: Int) -> Set<Int> {
-        guard last > 1 else { return [] }
-        var readers = [[Int]](repeating: [], count: last + 1)
-        for node in nodes[1...last] { for i in node.inputs { readers[i].append(node.id) } }
-        return Set((1..<last).filter { affineReLUPair($0, readers: readers[$0]) != nil })
+        nodesBefore(last) { affineReLUPair($0, readers: $1) != nil }
     }
 
     /// Node `id` as a convolution of one input whose only reader up to node `last` is a
@@ -290,10 +287,15 @@ public final class Network: Sendable {
     /// Every node before `last` that `convolutionBeforeOutputDifferentiableReLU` accepts,
     /// in one pass over the graph.
     func convolutionNodesCrossedBackward(upTo last: Int) -> Set<Int> {
+        nodesBefore(last) { convolutionReLUPair($0, readers: $1) != nil }
+    }
+
+    /// The nodes before `last` that `accepts` (node, its readers up to `last`).
+    private func nodesBefore(_ last: Int, where accepts: (Int, [Int]) -> Bool) -> Set<Int> {
         guard last > 1 else { return [] }
         var readers = [[Int]](repeating: [], count: last + 1)
         for node in nodes[1...last] { for i in node.inputs { readers[i].append(node.id) } }
-        return Set((1..<last).filter { convolutionReLUPair($0, readers: readers[$0]) != nil })
+        return Set((1..<last).filter { accepts($0, readers[$0]) })
     }
 
     private func convolutionReLUPair(_ id: Int, readers: [Int]) -> ReLUSpec? {
