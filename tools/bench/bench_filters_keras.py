@@ -14,7 +14,6 @@ applied in order to a --size input (a chain, as VGG16's convolutional base is).
 """
 import argparse
 import json
-import os
 import resource
 import time
 
@@ -28,14 +27,10 @@ ap.add_argument("--steps", type=int, default=40)
 ap.add_argument("--size", type=int, default=150)
 ap.add_argument("--only", nargs="*", default=["book_batched", "book_single", "tfkv_batched"])
 args = ap.parse_args()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from tf_peer import tensorflow  # noqa: E402
 
-tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-import keras  # noqa: E402
+tf, keras = tensorflow(args.threads, args.threads)
 
 if args.make_model:
     keras.utils.set_random_seed(1234)

@@ -8,7 +8,7 @@ Prints the median and p90 over --runs requests after a warm-up, and peak RSS.
 
     venv/bin/python tools/bench/bench_heatmap_keras.py --threads 2
 """
-import argparse, io, json, os, resource, statistics, time
+import argparse, io, json, resource, statistics, time
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", default="models/efficientnet_lite0.h5")
@@ -21,11 +21,10 @@ parser.add_argument("--png-level", type=int, default=6,
                     help="zlib level of the PNG (Pillow's default 6; ConvLens answers with fast encoding, comparable to 1)")
 args = parser.parse_args()
 
-import tensorflow as tf
-tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-tf.config.threading.set_inter_op_parallelism_threads(1)
-import keras
 import numpy as np
+from tf_peer import tensorflow
+
+tf, keras = tensorflow(args.threads, 1)
 from PIL import Image
 from matplotlib import colormaps
 

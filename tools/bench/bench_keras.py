@@ -65,16 +65,10 @@ def parse():
 
 
 args = parse()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from tf_peer import tensorflow  # noqa: E402
 
-tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-
-import keras  # noqa: E402
+tf, keras = tensorflow(args.threads, args.threads)
 
 
 def load_model():

@@ -61,7 +61,6 @@ Differences from ConvLens (equal work, not equal pixels):
 import argparse
 import json
 import math
-import os
 import resource
 import sys
 import time
@@ -84,16 +83,10 @@ def parse():
 
 
 args = parse()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from tf_peer import tensorflow  # noqa: E402
 
-tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-
-import keras  # noqa: E402
+tf, keras = tensorflow(args.threads, args.threads)
 
 # lucid's color_correlation_svd_sqrt (rows: RGB output), divided by its largest column norm.
 COLOR_SVD_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float64)

@@ -15,7 +15,6 @@ The first call is the warm-up only when --runs > 1 (one call takes tens of secon
 """
 import argparse
 import json
-import os
 import resource
 import statistics
 import time
@@ -29,14 +28,10 @@ ap.add_argument("--batch-size", type=int, default=16)
 ap.add_argument("--runs", type=int, default=1)
 ap.add_argument("--threads", type=int, default=2)
 args = ap.parse_args()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from tf_peer import tensorflow  # noqa: E402
 
-tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-tf.config.threading.set_inter_op_parallelism_threads(1)
-import keras  # noqa: E402
+tf, keras = tensorflow(args.threads, 1)
 from PIL import Image  # noqa: E402
 from tf_keras_vis.scorecam import Scorecam  # noqa: E402
 from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
