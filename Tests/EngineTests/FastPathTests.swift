@@ -94,4 +94,81 @@ import Testing
         }
         expectClose(gx, want, tol: 0, "pool backward")
     }
+
+    /// The element-wise layers between the primitives (row-pointer loops over the
+    /// compute threads, written in place where the plan hands an input over) against
+    /// their plain definitions, on maps large enough to be split, and on empty maps.
+    @Test func elementWiseLayersMatchTheirDefinitions() throws {
+        var rng = SplitMix64(seed: 33)
+        let x = rng.tensor([2, 24, 20, 96])  // 46,080 values per sample: split over threads and bands
+        let w = rng.tensor([2, 1, 1, 96])
+        let (hw, c) = (24 * 20, 96)
+
+        // Squeeze-and-excite's product, and its backward.
+        let multiply = Multiply(name: "se")
+        var product = [Float](repeating: 0, count: x.count)
+        for i in 0..<x.count { product[i] = x.scalars[i] * w.scalars[i / (hw * c) * c + i % c] }
+        expectClose(try multiply.forward([x, w]), Tensor(shape: x.shape, scalars: product), tol: 0, "multiply")
+        expectClose(try multiply.forward([w, x]), Tensor(shape: x.shape, scalars: product), tol: 0, "multiply, weights first")
+        let g = rng.tensor(x.shape)
+        let grads = try multiply.backward([x, w], output: Tensor(shape: x.shape, scalars: product), outputGradient: g)
+        var gw = [Double](repeating: 0, count: w.count)
+        for i in 0..<x.count { gw[i / (hw * c) * c + i % c] += Double(g.scalars[i] * x.scalars[i]) }
+        expectClose(
+            grads[0], Tensor(shape: x.shape, scalars: (0..<x.count).map { g.scalars[$0] * w.scalars[$0 / (hw * c) * c + $0 % c] }), tol: 0,
+            "d map")
+        expectClose(grads[1], Tensor(shape: w.shape, scalars: gw.map(Float.init)), tol: 1e-5, "d weights")
+
+        // Written in place only over a tensor nobody else holds: the caller's copy stays
+        // (`original` is a separate buffer: a copy of `x` would share x's).
+        let original = x.scalars.map { $0 }
+        var handed = [x, w]
+        let inPlace = try multiply.forward(consuming: &handed)
+        #expect(handed.isEmpty)
+        #expect(x.scalars == original && inPlace.scalars == product)
+
+        // A weighted Add over three inputs, in place.
+        let (y, z) = (rng.tensor(x.shape), rng.tensor(x.shape))
+        let add = Add(name: "add", coefficients: [1, -0.5, 2])
+        var taken = [x, y, z]
+        let sum = try add.forward(consuming: &taken)
+        #expect(x.scalars == original)
+        var weighted = [Float](repeating: 0, count: x.count)
+        for i in 0..<x.count {
+            let (a, b, d): (Float, Float, Float) = (x.scalars[i], y.scalars[i], z.scalars[i])
+            weighted[i] = a + b * -0.5 + d * 2
+        }
+        #expect(sum.scalars == weighted)
+
+        // The global average in bands, against a Double sum.
+        let gap = GlobalAveragePooling2D(name: "gap", keepDims: false)
+        var mean = [Double](repeating: 0, count: 2 * c)
+        for i in 0..<x.count { mean[i / (hw * c) * c + i % c] += Double(x.scalars[i]) / Double(hw) }
+        expectClose(try gap.forward([x]), Tensor(shape: [2, c], scalars: mean.map(Float.init)), tol: 1e-5, "average")
+
+        // Concatenation and its backward: slices of rows.
+        let concat = Concatenate(name: "cat")
+        let thin = rng.tensor([2, 24, 20, 5])
+        let joined = try concat.forward([x, thin])
+        #expect(joined.shape == [2, 24, 20, 101])
+        for r in [0, 17, 2 * hw - 1] {
+            #expect(Array(joined.scalars[(r * 101)..<(r * 101 + 96)]) == Array(x.scalars[(r * 96)..<(r * 96 + 96)]))
+            #expect(Array(joined.scalars[(r * 101 + 96)..<(r * 101 + 101)]) == Array(thin.scalars[(r * 5)..<(r * 5 + 5)]))
+        }
+        let split = try concat.backward([x, thin], output: joined, outputGradient: joined)
+        #expect(split[0].scalars == x.scalars && split[1].scalars == thin.scalars)
+
+        // Empty maps (no channels, or no samples) give empty results, not a trap.
+        for shape in [[2, 3, 3, 0], [0, 3, 3, 4]] {
+            let e = Tensor(zeros: shape)
+            let ew = Tensor(zeros: [shape[0], 1, 1, shape[3]])
+            #expect(try multiply.forward([e, ew]).shape == shape)
+            #expect(try multiply.backward([e, ew], output: e, outputGradient: e).map(\.shape) == [shape, ew.shape])
+            #expect(try add.forward([e, e, e]).shape == shape)
+            #expect(try concat.forward([e, e]).count == 0)
+            #expect(
+                try gap.backward([e], output: Tensor(zeros: [shape[0], shape[3]]), outputGradient: Tensor(zeros: [shape[0], shape[3]]))[0]
+                    .shape == shape)
+        }
+    }
 }

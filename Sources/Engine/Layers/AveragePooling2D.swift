@@ -31,6 +31,7 @@ public final class AveragePooling2D: Layer {
         let (x, g) = try pooledBackwardInput(inputs, window, outputGradient: outputGradient)
         var dx = [Float](repeating: 0, count: x.count)
         let c = g.c
+        guard c > 0 else { return [Tensor(zeros: x.shape)] }
         let (sy, sx, py, px) = (strides[0], strides[1], poolSize[0], poolSize[1])
         outputGradient.scalars.withUnsafeBufferPointer { gs in
             dx.withUnsafeMutableBufferPointer { d in

@@ -63,7 +63,7 @@ public final class GlobalAveragePooling2D: Layer {
         guard outputGradient.shape == expected else {
             throw mismatch("output gradient \(outputGradient.shape) does not match the output \(expected)")
         }
-        guard hw > 0 else { return [Tensor(zeros: x.shape)] }
+        guard hw > 0, c > 0 else { return [Tensor(zeros: x.shape)] }
         let inv = 1 / Float(hw)
         var dx = [Float](repeating: 0, count: x.count)
         outputGradient.scalars.withUnsafeBufferPointer { gs in

@@ -52,7 +52,8 @@ public final class Multiply: InPlaceLayer {
     /// The shape squeeze-and-excite multiplies: `big` [n, …, c] by `small` [n, 1, …, 1, c]
     /// (or two equal shapes, c = the whole sample). Returns c and the positions per sample.
     private static func channelBroadcast(_ big: [Int], _ small: [Int]) -> (channels: Int, positions: Int)? {
-        guard big.count == small.count, big.count >= 2, big[0] == small[0] else { return nil }
+        // An empty map takes the general path (the fast loops step through rows of c > 0).
+        guard big.count == small.count, big.count >= 2, big[0] == small[0], !big.contains(0) else { return nil }
         if big == small { return (big.dropFirst().reduce(1, *), 1) }
         guard small.last == big.last, small.dropFirst().dropLast().allSatisfy({ $0 == 1 }) else { return nil }
         return (big.last!, big.dropFirst().dropLast().reduce(1, *))
