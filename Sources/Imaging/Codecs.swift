@@ -91,6 +91,23 @@ public func decodeImage(_ data: Data, maxPixels: Int) throws -> Image {
 }
 
 public func decodeImageWithInfo(_ data: Data, options: DecodeOptions = DecodeOptions()) throws -> (image: Image, info: DecodeInfo) {
+    try decodeImageWithInfo(data, options: options, pngReader: .fastest)
+}
+
+/// Who reads a PNG: `fastest` — ConvLens' reader for the common 8-bit, non-interlaced
+/// files without gamma or transparency chunks, libpng for the rest and for anything
+/// irregular; `libpng` — libpng always (the reference the tests hold the other to).
+enum PNGReader { case fastest, libpng }
+
+/// Whether ConvLens' own PNG reader (not libpng) decodes `data` under `fastest`.
+func ownPNGReaderDecodes(_ data: Data) -> Bool {
+    var result = cl_decoded()
+    data.withUnsafeBytes { raw in cl_png_decode(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, 1 << 40, &result) }
+    defer { cl_codec_free(result.pixels) }
+    return result.status == CL_OK && result.own_png_reader == 1
+}
+
+func decodeImageWithInfo(_ data: Data, options: DecodeOptions, pngReader: PNGReader) throws -> (image: Image, info: DecodeInfo) {
     guard let format = ImageFormat.detect(data) else {
         throw ImagingError.notAnImage(
             data.isEmpty ? "empty data" : "unknown magic bytes \(data.prefix(8).map { String(format: "%02x", $0) }.joined())")
@@ -100,7 +117,11 @@ public func decodeImageWithInfo(_ data: Data, options: DecodeOptions = DecodeOpt
     data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
         let base = raw.bindMemory(to: UInt8.self).baseAddress
         switch format {
-        case .png: cl_png_decode(base, raw.count, UInt64(limit), &result)
+        case .png:
+            switch pngReader {
+            case .fastest: cl_png_decode(base, raw.count, UInt64(limit), &result)
+            case .libpng: cl_png_decode_libpng(base, raw.count, UInt64(limit), &result)
+            }
         case .jpeg: cl_jpeg_decode(base, raw.count, UInt64(limit), &result)
         }
     }

@@ -30,13 +30,18 @@ public enum Colormap: String, CaseIterable, Sendable, Codable {
         guard indices.count == width * height else {
             throw ImagingError.invalidArgument("\(indices.count) indices for \(width)x\(height)")
         }
-        let t = table
         var out = [UInt8](repeating: 0, count: indices.count * 3)
-        for (i, v) in indices.enumerated() {
-            let s = Int(v) * 3
-            out[3 * i] = t[s]
-            out[3 * i + 1] = t[s + 1]
-            out[3 * i + 2] = t[s + 2]
+        table.withUnsafeBufferPointer { t in
+            out.withUnsafeMutableBufferPointer { out in
+                guard var o = out.baseAddress, let t = t.baseAddress else { return }
+                for v in indices {
+                    let s = t + Int(v) &* 3
+                    o[0] = s[0]
+                    o[1] = s[1]
+                    o[2] = s[2]
+                    o += 3
+                }
+            }
         }
         return Image(unchecked: width, height, 3, out)
     }
@@ -44,13 +49,20 @@ public enum Colormap: String, CaseIterable, Sendable, Codable {
     /// Maps values in [0, 1] to colours with the book's quantisation
     /// `np.uint8(255 · v)` (truncation); values are clamped to [0, 1] first, NaN → 0.
     public func apply(normalized values: [Float], width: Int, height: Int) throws -> Image {
-        try apply(indices: values.map(Colormap.index(normalized:)), width: width, height: height)
+        var indices = [UInt8](repeating: 0, count: values.count)
+        values.withUnsafeBufferPointer { v in
+            indices.withUnsafeMutableBufferPointer { i in
+                for k in 0..<v.count { i[k] = Colormap.index(normalized: v[k]) }
+            }
+        }
+        return try apply(indices: indices, width: width, height: height)
     }
 
     /// `np.uint8(255 · clamp(v, 0, 1))`, NaN → 0.
-    public static func index(normalized v: Float) -> UInt8 {
-        guard v.isFinite || v == .infinity else { return 0 }
-        let c = min(max(v, 0), 1)
-        return UInt8(255 * c)
+    @inline(__always) public static func index(normalized v: Float) -> UInt8 {
+        // NaN and -inf → 0, +inf → 255; then truncation of a value in [0, 255], written
+        // as floor + 1.5·2²³ (the integer lands in the low bits) so the loop vectorises.
+        let c = v.isNaN ? 0 : Swift.min(Swift.max(v, 0), 1)
+        return UInt8(truncatingIfNeeded: ((255 * c).rounded(.down) + 12_582_912).bitPattern)
     }
 }

@@ -105,13 +105,22 @@ public func overlayAdditive(heatmap: Image, onto image: Image, alpha: Float = 0.
         throw ImagingError.invalidArgument(
             "overlay of \(heatmap.width)x\(heatmap.height)x\(heatmap.channels) on \(image.width)x\(image.height)x\(image.channels)")
     }
+    guard alpha.isFinite else { throw ImagingError.invalidArgument("overlay alpha \(alpha) is not a number") }
     var out = image
     heatmap.pixels.withUnsafeBufferPointer { h in
         out.pixels.withUnsafeMutableBufferPointer { o in
-            for i in 0..<o.count { o[i] = saturate8(Float(h[i]) * alpha + Float(o[i])) }
+            for i in 0..<o.count { o[i] = roundedByte(Float(h[i]) * alpha + Float(o[i])) }
         }
     }
     return out
+}
+
+/// `saturate8` for a finite value, in operations that vectorise (no NaN branch, no
+/// trapping conversion): clamp to [0, 255], then adding 1.5·2²³ leaves the nearest
+/// integer (ties to even, the FPU's rounding) in the low bits of the sum.
+@inline(__always) func roundedByte(_ v: Float) -> UInt8 {
+    let c = Swift.min(Swift.max(v, 0), 255)
+    return UInt8(truncatingIfNeeded: (c + 12_582_912).bitPattern)
 }
 
 /// Proper alpha blend: `alpha · top + (1 − alpha) · bottom`, rounded.

@@ -188,13 +188,31 @@ extension Image {
                                 for xx in 0..<outW {
                                     let (xmin, xmax) = bounds[xx]
                                     let kb = xx * coeffs.ksize
+                                    let d = (yy * outW + xx) * c
+                                    if c == 3 {
+                                        // RGB, every upload: the three sums in registers.
+                                        var a0 = half
+                                        var a1 = half
+                                        var a2 = half
+                                        var p = src.baseAddress! + row + (xmin - xShift) * 3
+                                        for x in 0..<xmax {
+                                            let wgt = kw[kb + x]
+                                            a0 &+= Int32(p[0]) &* wgt
+                                            a1 &+= Int32(p[1]) &* wgt
+                                            a2 &+= Int32(p[2]) &* wgt
+                                            p += 3
+                                        }
+                                        out[d] = clip8(a0)
+                                        out[d + 1] = clip8(a1)
+                                        out[d + 2] = clip8(a2)
+                                        continue
+                                    }
                                     for k in 0..<c { acc[k] = half }
                                     for x in 0..<xmax {
                                         let wgt = kw[kb + x]
                                         let s = row + (x + xmin - xShift) * c
                                         for k in 0..<c { acc[k] &+= Int32(src[s + k]) &* wgt }
                                     }
-                                    let d = (yy * outW + xx) * c
                                     for k in 0..<c { out[d + k] = clip8(acc[k]) }
                                 }
                             }
@@ -317,23 +335,33 @@ extension FloatImage {
         let xs = weights(width, outW)
         let ys = weights(height, outH)
         let c = channels
+        // Column offsets and weights once per call; the loop body works on raw pointers
+        // (Array subscripts' checks kept it scalar and made it the overlay's main cost).
+        let left = xs.map { $0.0 * c }
+        let right = xs.map { $0.1 * c }
+        let lxs = xs.map { $0.2 }
         var out = [Float](repeating: 0, count: outW * outH * c)
-        let width = self.width
+        let rowLength = width * c
         values.withUnsafeBufferPointer { values in
             out.withUnsafeMutableBufferPointer { out in
-                for y in 0..<outH {
-                    let (y0, y1, ly) = ys[y]
+                guard let src = values.baseAddress, var o = out.baseAddress else { return }
+                for (y0, y1, ly) in ys {
+                    let top = src + y0 * rowLength
+                    let bottom = src + y1 * rowLength
                     for x in 0..<outW {
-                        let (x0, x1, lx) = xs[x]
+                        let l = left[x]
+                        let r = right[x]
+                        let lx = lxs[x]
                         for k in 0..<c {
-                            let tl = values[(y0 * width + x0) * c + k]
-                            let tr = values[(y0 * width + x1) * c + k]
-                            let bl = values[(y1 * width + x0) * c + k]
-                            let br = values[(y1 * width + x1) * c + k]
-                            let top = tl + (tr - tl) * lx
-                            let bottom = bl + (br - bl) * lx
-                            out[(y * outW + x) * c + k] = top + (bottom - top) * ly
+                            let tl = top[l + k]
+                            let tr = top[r + k]
+                            let bl = bottom[l + k]
+                            let br = bottom[r + k]
+                            let upper = tl + (tr - tl) * lx
+                            let lower = bl + (br - bl) * lx
+                            o[k] = upper + (lower - upper) * ly
                         }
+                        o += c
                     }
                 }
             }

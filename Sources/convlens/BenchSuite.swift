@@ -74,7 +74,7 @@ struct BenchSuite {
             }
         }
         let bundled = try ModelOptions.parse(["--threads", String(threads)]).load()
-        if sections.contains(.heatmap) { add(try heatmapOverHTTP(bundled)) }
+        if sections.contains(.heatmap) { add(try heatmapOverHTTP(bundled) + heatmapStages(bundled)) }
         if sections.contains(.forward) {
             add([try forward(bundled, name: "\(bundled.profile.name) (bundled)")])
             for (name, path) in try modelFiles() {
@@ -121,7 +121,7 @@ struct BenchSuite {
         let server = try ServeChild(threads: threads)
         defer { server.stop() }
         let photo = try Data(contentsOf: URL(fileURLWithPath: image))
-        let client = HTTPUploadClient(url: "http://127.0.0.1:\(server.port)/heatmap", field: "image", file: photo, name: "chelsea.png")
+        let client = HTTPUploadClient(port: server.port, path: "/heatmap", field: "image", file: photo, name: "chelsea.png")
         for _ in 0..<3 { try client.post() }
         var ms: [Double] = []
         for _ in 0..<requests { ms.append(try client.post()) }
@@ -140,6 +140,36 @@ struct BenchSuite {
             line.peerPeakRSSMiB = peer.first?["peak_rss_mib"] as? Double
         }
         return [line]
+    }
+
+    /// The heatmap request's stages in this process, each timed on its own (medians of
+    /// `requests` runs): where the time of the HTTP line goes, without a peer.
+    func heatmapStages(_ bundled: OpenedModel) throws -> [BenchLine] {
+        let s = bundled.session
+        let data = try Data(contentsOf: URL(fileURLWithPath: image))
+        let limits = RenderLimits()
+        let options = DecodeOptions(maxPixels: limits.maxImagePixels, layout: .rgb)
+        let photo = try decodeImage(data, options: options)
+        let pipeline = try s.imagePipeline()
+        let x = try pipeline.prepare(photo).input
+        let request = CAMRequest(layerNode: s.defaultCAMLayer?.nodeId ?? 0, scoreNode: s.scoreNode(postActivation: false))
+        let map = try s.network.classActivationMap(x, request, method: .gradcam, options: CAMOptions()).map
+        let base = try fitted(photo, maxPixels: limits.maxOverlayPixels)
+        let overlay = try camOverlay(map, on: base)
+        let name = URL(fileURLWithPath: image).lastPathComponent
+        let stages: [(String, String, () throws -> Void)] = [
+            ("decode", "\(name), \(photo.width)×\(photo.height)", { _ = try decodeImage(data, options: options) }),
+            ("prepare", "resize to \(pipeline.width)×\(pipeline.height), preprocess", { _ = try pipeline.prepare(photo) }),
+            (
+                "gradcam", "forward + backward to \(s.defaultCAMLayer?.name ?? "?"), the map",
+                { _ = try s.network.classActivationMap(x, request, method: .gradcam, options: CAMOptions()) }
+            ),
+            ("overlay", "upsample, jet, blend at \(base.width)×\(base.height)", { _ = try camOverlay(map, on: base) }),
+            ("encode", "PNG, fast", { _ = try encodePNG(overlay, fast: true) }),
+        ]
+        return try stages.map { stage, work, body in
+            BenchLine(line: "heatmap_stage_\(stage)", model: bundled.profile.name, work: work, convlensMs: try time(requests, body))
+        }
     }
 
     func forward(_ m: OpenedModel, name: String) throws -> BenchLine {

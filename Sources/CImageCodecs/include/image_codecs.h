@@ -27,6 +27,7 @@ typedef struct {
     int is_cmyk;           /* JPEG: source was CMYK/YCCK (converted to RGB here) */
     int adobe_inverted;    /* JPEG: CMYK samples were Adobe-inverted */
     int is_progressive;    /* JPEG: progressive scan */
+    int own_png_reader;    /* PNG: 1 when cl_png_decode's own reader decoded it, 0 when libpng did */
 } cl_decoded;
 
 /* Decode a JPEG held in memory. Output is grey (1 channel) for greyscale
@@ -35,11 +36,15 @@ typedef struct {
    CL_ERR_TOO_MANY_PIXELS) if width*height exceeds it, before allocating pixels. */
 void cl_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out);
 
-/* Decode a PNG held in memory with libpng's simplified API. Output channels:
+/* Decode a PNG held in memory: 8-bit grey/GA/RGB/RGBA files that are not interlaced and
+   have no tRNS or gAMA chunk with ConvLens' own reader (libdeflate + the row filters),
+   everything else — and anything irregular — with libpng's simplified API. Output channels:
    1 (grey), 2 (grey+alpha), 3 (RGB), 4 (RGBA), 8 bits each; 16-bit samples
    are scaled to 8 bits with rounding (treated as sRGB-encoded, no gamma
    conversion); palette images are expanded; tRNS becomes an alpha channel. */
 void cl_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out);
+/* The same decode by libpng alone (cl_png_decode's reference; tests compare the two). */
+void cl_png_decode_libpng(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out);
 
 /* Encode 8-bit grey (1), grey+alpha (2), RGB (3) or RGBA (4) pixels as PNG (libdeflate).
    fast != 0: the Up filter and deflate level 1 (for answers computed per request);

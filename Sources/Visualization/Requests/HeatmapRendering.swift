@@ -111,7 +111,7 @@ extension ModelSession {
 /// The photo scaled down (bilinear, aspect kept) so it has at most `maxPixels` pixels:
 /// an overlay costs memory and time in proportion to its pixels, and a small upload can
 /// decode to a huge picture.
-func fitted(_ photo: Image, maxPixels: Int) throws -> Image {
+public func fitted(_ photo: Image, maxPixels: Int) throws -> Image {
     let pixels = photo.width * photo.height
     guard pixels > maxPixels, maxPixels > 0 else { return photo }
     let scale = (Double(maxPixels) / Double(pixels)).squareRoot()
