@@ -4,9 +4,10 @@
 /// 3×3 stride-1 convolution in fewer multiplications, at the cost of rounding
 /// that differs from the direct sums (within 1e-4 of the result's range). Through
 /// a deep ReLU/max-pool network a near-tie can flip and route a gradient
-/// elsewhere, so only a filter ascent may ask for it (its picture is judged by
-/// eye, README, Speed), never a prediction or an attribution compared with
-/// Keras: those always run exact.
+/// elsewhere, so it is never a default: a filter ascent takes it from the server's
+/// `compute.numerics` or `--numerics` (its picture is judged by eye, README, Speed), a
+/// heatmap when its request asks (`numerics=fast`). Predictions, activations and
+/// gradients, compared with Keras, run exact.
 public enum Numerics: String, Sendable, Codable, CaseIterable {
     /// Direct convolution everywhere.
     case exact

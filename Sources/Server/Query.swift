@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -110,6 +111,7 @@ extension Query {
         r.top = try int("top", default: r.top, range: HeatmapRequest.topRange)
         r.format = try choice("format", default: r.format)
         r.metrics = try list("metrics")
+        r.numerics = try choice("numerics", default: Numerics.exact)
         return r
     }
 

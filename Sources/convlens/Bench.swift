@@ -18,7 +18,8 @@ struct Bench: ParsableCommand {
             Make the model once with real Keras:  python tools/bench/make_vgg16.py /tmp/vgg16.h5
             Then:  swift run -c release convlens bench --model /tmp/vgg16.h5 --python venv/bin/python
             Lines: forward (batch 1, 224×224); gradcam (forward + backward from the top logit to
-            block5_conv3, or the model's default Grad-CAM layer); ascent (forward to block3_conv1,
+            block5_conv3, or the model's default Grad-CAM layer); gradcam_fast (the same with
+            numerics=fast, next to TensorFlow's one Grad-CAM); ascent (forward to block3_conv1,
             or the middle gallery convolution, + backward of one channel's mean to the input;
             image n takes the first live channel from n mod c on), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
             Run it on a quiet machine: other load on the cores ruins the timings.
@@ -26,7 +27,8 @@ struct Bench: ParsableCommand {
             --suite all: every line of the performance table in one run, each next to its peer
             (run from the checkout; the peers are tools/bench/*.py under --python): POST /heatmap
             over HTTP to a `convlens serve` child on the bundled model (p50 of --requests; TensorFlow
-            in-process: decode, resize, forward + tape, Grad-CAM, overlay, PNG level 1); the forward
+            in-process: decode, resize, forward + tape, Grad-CAM, overlay, PNG level 1), then each
+            of its stages in-process (heatmap_stage_*: decode … encode, no peer); the forward
             pass of the bundled model and of every model in --models DIR (check_applications.py's
             folder); Score-CAM on the bundled model (tf-keras-vis); on --model: forward, gradcam,
             ascent at batch 1 and --big-batch, a 64-filter book grid (150 px, 40 steps) and lucid
@@ -124,7 +126,7 @@ struct Bench: ParsableCommand {
                 + "gradcam at \(layers.camName), ascent at \(layers.ascentName); \(cpuModelName())")
         print("line           convlens ms   tensorflow ms   ratio")
         for r in measured.lines {
-            let tf = reference[r.line]
+            let tf = reference[peerLineName(r.line)]
             let tfText = tf.map { String(format: "%13.1f", $0) } ?? "            -"
             let ratio = tf.map { String(format: "%7.2f", r.convlensMs / $0) } ?? "      -"
             print(String(format: "%-14@ %11.1f  ", r.line as NSString, r.convlensMs) + tfText + "   " + ratio)
@@ -243,15 +245,18 @@ func coreLines(_ m: OpenedModel, layers: BenchLayers, runs: Int, bigBatch: Int) 
         lines.append(BenchLine(line: name, model: m.profile.name, work: work, convlensMs: ms))
     }
     add("forward", "batch 1, \(sizeText)", try time(runs) { _ = try net.predict(x1) })
+    func gradCAM() throws {
+        let trace = try net.forward(x1, stopAfter: logits, backwardTo: lastConv)
+        let y = trace[logits]!
+        var seed = Tensor(zeros: y.shape)
+        seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
+        _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
+    }
+    add("gradcam", "batch 1, \(sizeText), top logit to \(layers.camName)", try time(runs, gradCAM))
+    // The same with numerics=fast (Winograd where it fits; TensorFlow's side is its exact run).
     add(
-        "gradcam", "batch 1, \(sizeText), top logit to \(layers.camName)",
-        try time(runs) {
-            let trace = try net.forward(x1, stopAfter: logits, backwardTo: lastConv)
-            let y = trace[logits]!
-            var seed = Tensor(zeros: y.shape)
-            seed.scalars[y.scalars.indices.max { y.scalars[$0] < y.scalars[$1] }!] = 1
-            _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
-        })
+        "gradcam_fast", "batch 1, \(sizeText), top logit to \(layers.camName), fast numerics",
+        try Numerics.$current.withValue(.fast) { try time(runs, gradCAM) })
     let channels1 = try liveChannels(x1)
     add("ascent_step", "batch 1, \(sizeText), \(layers.ascentName)", try time(runs) { try ascentStep(x1, channels: channels1) })
     // The memory bound is about batch 1: forward + backward to the input at 224².
@@ -263,6 +268,12 @@ func coreLines(_ m: OpenedModel, layers: BenchLayers, runs: Int, bigBatch: Int) 
         "ascent_step_b\(bigBatch)", "batch \(bigBatch), \(sizeText), \(layers.ascentName)",
         try time(max(1, runs / 2)) { try ascentStep(xBig, channels: channelsBig) })
     return (lines, rssBatch1, peakRSSMiB())
+}
+
+/// The TensorFlow line a ConvLens line is compared with: a fast-numerics line with
+/// TensorFlow's one (exact) run of the same work.
+func peerLineName(_ line: String) -> String {
+    line.hasSuffix("_fast") ? String(line.dropLast("_fast".count)) : line
 }
 
 /// Wall time in milliseconds of one run without a warm-up, for work that takes seconds.

@@ -99,7 +99,7 @@ struct BenchSuite {
                     measured.lines.map { l in
                         var l = l
                         l.peer = reference == nil ? nil : "tensorflow"
-                        l.peerMs = reference?[l.line]
+                        l.peerMs = reference?[peerLineName(l.line)]
                         l.convlensPeakRSSMiB = l.line == "ascent_step_b\(bigBatch)" ? measured.peakRSSBig : measured.peakRSSBatch1
                         l.peerPeakRSSMiB = l.line == "ascent_step_b\(bigBatch)" ? reference?["peak_rss"] : reference?["peak_rss_b1"]
                         return l

@@ -71,12 +71,20 @@ struct Heatmap: ParsableCommand {
     @Option(name: .long, help: "What the PNG shows: overlay (heatmap on the image) or heatmap (coloured map alone, image size).")
     var show: HeatmapView = .overlay
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "exact: direct convolutions (the maps compared with Keras); fast: Winograd for wide 3×3 stride-1 convolutions where this CPU has it (the same map to float rounding; see README, Speed).",
+            valueName: "exact|fast"))
+    var numerics: Numerics = .exact
+
     @Option(name: .short, help: "Output file (required for png and npy; json goes to stdout without it).")
     var o: String?
 
     func run() throws {
         let m = try model.load(inputOptions)
         var request = HeatmapRequest()
+        request.numerics = numerics
         request.method = method
         request.classChoice = classChoice
         request.layer = layer

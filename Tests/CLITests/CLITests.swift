@@ -228,13 +228,18 @@ extension CLITests {
         let report = try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any]
         #expect((report["machine"] as? String)?.contains("GFLOP/s") == true)
         let lines = report["lines"] as! [[String: Any]]
-        #expect(lines.map { $0["line"] as? String } == ["heatmap_http", "forward"])
+        let stages = ["decode", "prepare", "gradcam", "overlay", "encode"].map { "heatmap_stage_\($0)" }
+        #expect(lines.map { $0["line"] as? String } == ["heatmap_http"] + stages + ["forward"])
         let heatmap = lines[0]
+        // Each stage of the request timed in-process, none with a peer.
+        for stage in lines[1...stages.count] {
+            #expect((stage["convlens_ms"] as? Double ?? 0) > 0 && stage["peer"] is NSNull, "\(stage)")
+        }
         #expect((heatmap["convlens_ms"] as? Double ?? 0) > 0)
         // The server child's own peak resident set: it holds the model, so well above 20 MiB.
         #expect((heatmap["convlens_peak_rss_mib"] as? Double ?? 0) > 20)
         #expect(heatmap["peer"] is NSNull && heatmap["ratio"] is NSNull)
-        #expect((lines[1]["model"] as? String)?.hasSuffix("(bundled)") == true)
+        #expect((lines.last?["model"] as? String)?.hasSuffix("(bundled)") == true)
         #expect(r.stderr.contains("heatmap_http"))
 
         let bad = try convlens(["bench", "--suite", "all", "--sections", "heatmap,bogus"])

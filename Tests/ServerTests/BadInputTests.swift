@@ -126,6 +126,7 @@ import Testing
                 ("/heatmap?post_activation=maybe", "true or false"),
                 ("/heatmap?eigen_smooth=maybe", "true or false"),
                 ("/heatmap?aug_smooth=2", "true or false"),
+                ("/heatmap?numerics=winograd", "exact, fast"),
                 ("/heatmap?post_activation=true&post_softmax=false", "older name of post_activation"),
                 ("/activations?cols=0", "1...256"),
             ]

@@ -92,6 +92,23 @@ import Visualization
         }
     }
 
+    /// numerics=fast: its own ETag and an X-Numerics header; the map is the exact one to
+    /// rounding (the bundled model has no Winograd-sized layer, so here it is the same map).
+    @Test func fastNumericsHeatmapSaysSoAndHasItsOwnAddress() async throws {
+        try await withServer { _, client in
+            let photo = try sample("chelsea.png")
+            let exact = try await client.post("/heatmap?format=json", image: photo)
+            let fast = try await client.post("/heatmap?format=json&numerics=fast", image: photo)
+            let named = try await client.post("/heatmap?format=json&numerics=exact", image: photo)
+            #expect(exact.status == .ok && fast.status == .ok && named.status == .ok, "\(fast.text)")
+            #expect(fast.header("X-Numerics") == "fast" && exact.header("X-Numerics") == nil)
+            #expect(fast.header("ETag") != exact.header("ETag") && named.header("ETag") == exact.header("ETag"))
+            let a = try #require(try exact.json()["heatmap"] as? [Double])
+            let b = try #require(try fast.json()["heatmap"] as? [Double])
+            #expect(a.count == b.count && (zip(a, b).map { abs($0 - $1) }.max() ?? 1) <= 1e-4)
+        }
+    }
+
     @Test func smoothedHeatmapsAreTheLibrarysMaps() async throws {
         try await withServer { service, client in
             let photo = try sample("chelsea.png")

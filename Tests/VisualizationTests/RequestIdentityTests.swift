@@ -85,7 +85,7 @@ private indirect enum Field: Codable {
 
 @Test func everyFieldOfEveryRequestIsPartOfItsIdentity() throws {
     var heatmap = HeatmapRequest()
-    (heatmap.classChoice, heatmap.layer, heatmap.displayPercentile) = ("281", "top_activation", 95)
+    (heatmap.classChoice, heatmap.layer, heatmap.displayPercentile, heatmap.numerics) = ("281", "top_activation", 95, .fast)
     try expectEveryFieldInIdentity(try heatmap.canonical(for: session))
 
     var activations = ActivationsRequest(layer: "stem_activation")

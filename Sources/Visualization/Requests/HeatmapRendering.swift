@@ -60,6 +60,11 @@ extension ModelSession {
     /// (the map, the class, the top predictions).
     public func render(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
         let r = try request.canonical(for: self)
+        // The request's numerics cover every model pass it makes: the map's and the metrics'.
+        return try Numerics.$current.withValue(r.numerics ?? .exact) { try renderCanonical(r, input: input, limits: limits) }
+    }
+
+    private func renderCanonical(_ r: HeatmapRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {
         let result = try heatmap(r, input: input, limits: limits)
         let map = result.cam.map
         var facts = [Fact("Class", String(map.classIndex))]
@@ -67,6 +72,7 @@ extension ModelSession {
         facts += [Fact("Score", String(map.score)), Fact("Score-Kind", result.scoreKind)]
         if let p = result.probability { facts.append(Fact("Probability", String(p))) }
         facts += [Fact("Layer", result.layer), Fact("Method", r.method.rawValue)]
+        if let numerics = r.numerics { facts.append(Fact("Numerics", numerics.rawValue)) }
         if let c = result.cam.completeness {
             facts += [Fact("Attribution-Sum", String(c.attributionSum)), Fact("Score-Difference", String(c.scoreDifference))]
         }

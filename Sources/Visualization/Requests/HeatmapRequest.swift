@@ -1,3 +1,4 @@
+import Engine
 import Imaging
 
 /// What a heatmap shows: the map drawn over the photo, or the coloured map alone.
@@ -38,6 +39,11 @@ public struct HeatmapRequest: RenderRequest {
     /// Faithfulness metrics of the map (`Faithfulness.swift`), added to the answer: as
     /// `X-Metric-*` headers, and in the JSON. Canonical: each once, in `allCases` order.
     public var metrics: [FaithfulnessMetric] = []
+    /// `fast`: the map's forward and backward passes may run Winograd convolutions
+    /// (`Numerics`): the same map to float rounding (a near-tie at a ReLU or max-pool can
+    /// route a gradient differently), faster on wide 3×3 layers. Asked for per request;
+    /// canonical nil for exact, so exact requests keep their addresses.
+    public var numerics: Numerics?
 
     public static let alphaRange: ClosedRange<Float> = 0...1
     public static let topRange = 1...1000
@@ -47,7 +53,7 @@ public struct HeatmapRequest: RenderRequest {
         case method, classChoice = "class", layer, postActivation = "post_activation", eigenSmooth = "eigen_smooth", augSmooth =
             "aug_smooth"
         case alpha, colormap, show
-        case displayPercentile = "display_percentile", top, format, metrics
+        case displayPercentile = "display_percentile", top, format, metrics, numerics
     }
 
     public init() {}
@@ -70,6 +76,7 @@ public struct HeatmapRequest: RenderRequest {
         if method.resolution != .layer || method == .eigencam { r.eigenSmooth = false }
         if method.resolution != .layer { r.augSmooth = false }
         r.metrics = FaithfulnessMetric.allCases.filter(metrics.contains)
+        r.numerics = numerics == .fast ? .fast : nil
         return r
     }
 }
