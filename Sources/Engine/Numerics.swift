@@ -21,3 +21,14 @@ public enum Numerics: String, Sendable, Codable, CaseIterable {
     /// started from it), so the scope covers every convolution of the computation.
     @TaskLocal public static var current: Numerics = .exact
 }
+
+extension Numerics {
+    /// A request's numerics as its identity holds it: nil for exact (the default, so exact
+    /// requests keep the addresses they had before the field existed), `.fast` when asked.
+    public static func canonical(_ numerics: Numerics?) -> Numerics? { numerics == .fast ? .fast : nil }
+
+    /// Runs `body` with `numerics` (nil: exact) for every convolution in it.
+    public static func scoped<T>(_ numerics: Numerics?, _ body: () throws -> T) rethrows -> T {
+        try Numerics.$current.withValue(numerics ?? .exact, operation: body)
+    }
+}

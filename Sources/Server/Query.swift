@@ -160,11 +160,14 @@ extension Query {
         r.colormap = try choice("colormap", default: r.colormap)
         r.channel = try int("channel", range: 0...Int.max)
         r.format = try choice("format", default: r.format)
+        r.numerics = try choice("numerics", default: Numerics.exact)
         return r
     }
 
     func predictRequest() throws -> PredictRequest {
-        PredictRequest(top: try int("top", default: 5, range: PredictRequest.topRange), output: try bool("output", default: false))
+        PredictRequest(
+            top: try int("top", default: 5, range: PredictRequest.topRange), output: try bool("output", default: false),
+            numerics: try choice("numerics", default: Numerics.exact))
     }
 
     /// One filter (`index`) or a grid (`first`, `count`, `cols`); without `size`, the

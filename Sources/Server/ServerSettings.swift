@@ -47,7 +47,7 @@ public struct ServerSettings: Sendable {
     /// Interactive computations waiting for a compute thread before new ones get 429.
     public var maxPendingComputations = 16
     /// What filter visualisations' convolutions may use (`Numerics`); predictions,
-    /// activations, gradients and heatmaps are always exact. nil: the configured value
+    /// activations and heatmaps are exact unless their request asks. nil: the configured value
     /// was neither `exact` nor `fast` (`validate()` says so).
     public var filterNumerics: Numerics? = .exact
 

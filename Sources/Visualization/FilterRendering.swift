@@ -114,7 +114,7 @@ public struct FilterRequest: RenderRequest {
                 "filters \(first)..<\(first + count) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
         }
         r.layer = target.summary.path
-        r.numerics = numerics == .fast ? .fast : nil
+        r.numerics = Numerics.canonical(numerics)
         r.count = count
         r.cols = count == 1 ? 1 : cols
         r.steps = steps
@@ -229,7 +229,7 @@ extension ModelSession {
         let preprocessing = pipeline?.preprocessing ?? .none
         // Only the ascent's own convolutions take the request's numerics.
         func ascending<T>(_ body: () throws -> T) rethrows -> T {
-            try Numerics.$current.withValue(r.numerics ?? .exact, operation: body)
+            try Numerics.scoped(r.numerics, body)
         }
         func report(step: Int, steps: Int, losses: [Float]) -> Bool {
             progress(FilterProgress(step: step, steps: steps, meanLoss: losses.reduce(0, +) / Float(max(1, losses.count))))

@@ -34,6 +34,8 @@ struct Activations: ParsableCommand {
         name: .long, help: "png: the grid (or one channel); npy: the layer's raw float output; json: its shape and per-channel statistics.")
     var format: OutputFormat = .png
 
+    @OptionGroup var numericsOptions: NumericsOptions
+
     @Option(name: .long, help: "Channels per row of the grid.")
     var cols = 16
 
@@ -67,6 +69,7 @@ struct Activations: ParsableCommand {
         request.cols = cols
         request.colormap = colormap
         request.channel = channel
+        request.numerics = numericsOptions.numerics
         if stats {
             request.format = .json
             let document = try JSONDecoder().decode(ActivationsDocument.self, from: try m.session.render(request, input: input).body)

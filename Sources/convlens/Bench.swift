@@ -18,8 +18,8 @@ struct Bench: ParsableCommand {
             Make the model once with real Keras:  python tools/bench/make_vgg16.py /tmp/vgg16.h5
             Then:  swift run -c release convlens bench --model /tmp/vgg16.h5 --python venv/bin/python
             Lines: forward (batch 1, 224×224); gradcam (forward + backward from the top logit to
-            block5_conv3, or the model's default Grad-CAM layer); gradcam_fast (the same with
-            numerics=fast, next to TensorFlow's one Grad-CAM); ascent (forward to block3_conv1,
+            block5_conv3, or the model's default Grad-CAM layer); forward_fast and gradcam_fast
+            (the same with numerics=fast, next to TensorFlow's exact runs); ascent (forward to block3_conv1,
             or the middle gallery convolution, + backward of one channel's mean to the input;
             image n takes the first live channel from n mod c on), at batch 1 and 64. Ratio = ConvLens time / TensorFlow time (≤ 1 is faster).
             Run it on a quiet machine: other load on the cores ruins the timings.
@@ -59,7 +59,7 @@ struct Bench: ParsableCommand {
 
     @Flag(
         help:
-            "With --forward-only: print one JSON line {\"line\", \"ms_median\", \"batch\", \"input\"}; with --suite all: the lines and the machine as one JSON document."
+            "With --forward-only: print one JSON line {\"line\", \"ms_median\", \"batch\", \"input\", \"threads\", \"peak_rss_mib\"}; with --suite all: the lines and the machine as one JSON document."
     )
     var json = false
 
@@ -89,7 +89,9 @@ struct Bench: ParsableCommand {
         if forwardOnly {
             let size = benchInputShape(net)
             let x = benchInput(batch: 1, size: size)
+            resetPeakRSS()
             let ms = try time(runs) { _ = try net.predict(x) }
+            let rss = peakRSSMiB()
             // TensorFlow's forward of the same file, same threads, same run (its own random input).
             let tf =
                 try python.map {
@@ -99,7 +101,7 @@ struct Bench: ParsableCommand {
                 } ?? nil
             if json {
                 print(
-                    "{\"line\": \"forward\", \"ms_median\": \(String(format: "%.3f", ms)), \"batch\": 1, \"input\": \(size), \"threads\": \(threads)"
+                    "{\"line\": \"forward\", \"ms_median\": \(String(format: "%.3f", ms)), \"batch\": 1, \"input\": \(size), \"threads\": \(threads), \"peak_rss_mib\": \(String(format: "%.1f", rss))"
                         + (tf.map { ", \"tensorflow_ms_median\": \(String(format: "%.3f", $0))" } ?? "") + "}"
                 )
             } else {
@@ -146,7 +148,7 @@ struct Bench: ParsableCommand {
                 + (theirs.map { String(format: ", TensorFlow %.0f MiB (ratio %.2f)", $0, ours / $0) } ?? "")
         }
         print(rssLine("after the batch-1 lines", measured.peakRSSBatch1, reference["peak_rss_b1"]))
-        print(rssLine("overall", peakRSSMiB(), reference["peak_rss"]))
+        print(rssLine("of the batch-\(bigBatch) ascent", measured.peakRSSBig, reference["peak_rss"]))
     }
 }
 
@@ -253,10 +255,6 @@ func coreLines(_ m: OpenedModel, layers: BenchLayers, runs: Int, bigBatch: Int) 
         _ = try net.backward(from: logits, seed: seed, to: lastConv, trace: trace)
     }
     add("gradcam", "batch 1, \(sizeText), top logit to \(layers.camName)", try time(runs, gradCAM))
-    // The same with numerics=fast (Winograd where it fits; TensorFlow's side is its exact run).
-    add(
-        "gradcam_fast", "batch 1, \(sizeText), top logit to \(layers.camName), fast numerics",
-        try Numerics.$current.withValue(.fast) { try time(runs, gradCAM) })
     let channels1 = try liveChannels(x1)
     add("ascent_step", "batch 1, \(sizeText), \(layers.ascentName)", try time(runs) { try ascentStep(x1, channels: channels1) })
     // The issue's memory bound is about batch 1: forward + backward to the input at 224².
@@ -267,7 +265,15 @@ func coreLines(_ m: OpenedModel, layers: BenchLayers, runs: Int, bigBatch: Int) 
     add(
         "ascent_step_b\(bigBatch)", "batch \(bigBatch), \(sizeText), \(layers.ascentName)",
         try time(max(1, runs / 2)) { try ascentStep(xBig, channels: channelsBig) })
-    return (lines, rssBatch1, peakRSSMiB())
+    let rssBig = peakRSSMiB()
+    // Forward and Grad-CAM with numerics=fast (Winograd where it fits; TensorFlow's side is
+    // its exact run), last: the Winograd plans hold transformed weights that would stay
+    // resident under the memory figures above.
+    try Numerics.scoped(.fast) {
+        add("forward_fast", "batch 1, \(sizeText), fast numerics", try time(runs) { _ = try net.predict(x1) })
+        add("gradcam_fast", "batch 1, \(sizeText), top logit to \(layers.camName), fast numerics", try time(runs, gradCAM))
+    }
+    return (lines, rssBatch1, rssBig)
 }
 
 /// The TensorFlow line a ConvLens line is compared with: a fast-numerics line with

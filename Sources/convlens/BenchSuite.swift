@@ -6,6 +6,8 @@ import Visualization
 
 /// One line of the bench: ConvLens' time and its peer's for the same work, in the same run.
 struct BenchLine: Encodable {
+    /// The part of `--suite all` that ran it (`BenchSuite.Section`); nil outside the suite.
+    var section: String?
     var line: String
     var model: String
     /// What was timed, in words (sizes, steps, batch).
@@ -21,12 +23,13 @@ struct BenchLine: Encodable {
     var ratio: Double? { peerMs.map { convlensMs / $0 } }
 
     enum CodingKeys: String, CodingKey {
-        case line, model, work, convlensMs, peer, peerMs, ratio, convlensPeakRSSMiB = "convlens_peak_rss_mib",
+        case section, line, model, work, convlensMs, peer, peerMs, ratio, convlensPeakRSSMiB = "convlens_peak_rss_mib",
             peerPeakRSSMiB = "peer_peak_rss_mib"
     }
 
     func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(section, forKey: .section)
         try c.encode(line, forKey: .line)
         try c.encode(model, forKey: .model)
         try c.encode(work, forKey: .work)
@@ -64,8 +67,9 @@ struct BenchSuite {
 
     func run() throws -> [BenchLine] {
         var lines: [BenchLine] = []
-        func add(_ new: [BenchLine]) {
-            for l in new {
+        func add(_ section: Section, _ new: [BenchLine]) {
+            for var l in new {
+                l.section = section.rawValue
                 lines.append(l)
                 printErr(
                     "\(l.line) \(l.model): ConvLens \(fmt(l.convlensMs)) ms"
@@ -74,14 +78,12 @@ struct BenchSuite {
             }
         }
         let bundled = try ModelOptions.parse(["--threads", String(threads)]).load()
-        if sections.contains(.heatmap) { add(try heatmapOverHTTP(bundled) + heatmapStages(bundled)) }
+        if sections.contains(.heatmap) { add(.heatmap, try heatmapOverHTTP(bundled) + heatmapStages(bundled)) }
         if sections.contains(.forward) {
-            add([try forward(bundled, name: "\(bundled.profile.name) (bundled)")])
-            for (name, path) in try modelFiles() {
-                add([try forward(try ModelOptions.parse(["--model", path]).load(), name: name)])
-            }
+            add(.forward, [try forward(path: nil, name: "\(bundled.profile.name) (bundled)", peerPath: bundled.profile.modelURL.path)])
+            for (name, path) in try modelFiles() { add(.forward, [try forward(path: path, name: name, peerPath: path)]) }
         }
-        if sections.contains(.scorecam) { add([try scoreCAM(bundled)]) }
+        if sections.contains(.scorecam) { add(.scorecam, [try scoreCAM(bundled)]) }
         let needsModel = sections.contains(.lines) || sections.contains(.grid) || sections.contains(.lucid)
         if needsModel {
             let m = try modelPath.map { try ModelOptions.parse(["--model", $0]).load() } ?? bundled
@@ -96,6 +98,7 @@ struct BenchSuite {
                     }
                 }
                 add(
+                    .lines,
                     measured.lines.map { l in
                         var l = l
                         l.peer = reference == nil ? nil : "tensorflow"
@@ -105,8 +108,8 @@ struct BenchSuite {
                         return l
                     })
             }
-            if sections.contains(.grid) { add([try filterGrid(m, layer: layers.ascentName)]) }
-            if sections.contains(.lucid) { add([try lucid(m, layer: layers.ascentName)]) }
+            if sections.contains(.grid) { add(.grid, [try filterGrid(m, layer: layers.ascentName)]) }
+            if sections.contains(.lucid) { add(.lucid, [try lucid(m, layer: layers.ascentName)]) }
         }
         return lines
     }
@@ -172,17 +175,27 @@ struct BenchSuite {
         }
     }
 
-    func forward(_ m: OpenedModel, name: String) throws -> BenchLine {
-        let size = benchInputShape(m.network)
-        let x = benchInput(batch: 1, size: size)
-        resetPeakRSS()
-        let ms = try time(runs) { _ = try m.network.predict(x) }
+    /// One model's forward pass, timed in a `convlens bench --forward-only` child of its own:
+    /// TensorFlow's side is a fresh process per model, and one process that had loaded
+    /// thirty models before (its heap, its oneDNN caches) timed the later ones up to twice
+    /// as slow as a fresh one (NASNetMobile 34 vs 16 ms). `path` nil: the bundled model,
+    /// whose file `peerPath` names for TensorFlow.
+    func forward(path: String?, name: String, peerPath: String) throws -> BenchLine {
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let child = try runJSONLines(
+            executable,
+            ["bench", "--forward-only", "--json", "--runs", String(runs), "--threads", String(threads)]
+                + (path.map { ["--model", $0] } ?? []))
+        guard let measured = child.first(where: { $0["line"] as? String == "forward" }), let ms = measured["ms_median"] as? Double else {
+            throw CLIError("convlens bench --forward-only on \(name) printed no forward line")
+        }
+        let size = (measured["input"] as? [Int]) ?? []
         var line = BenchLine(
             line: "forward", model: name, work: "batch 1, \(size.map(String.init).joined(separator: "×"))", convlensMs: ms,
-            convlensPeakRSSMiB: peakRSSMiB())
+            convlensPeakRSSMiB: measured["peak_rss_mib"] as? Double)
         if let python {
             let tf = peerResult(name) {
-                try runKeras(python: python, modelPath: m.profile.modelURL.path, threads: threads, batch: 1, only: ["forward"], runs: runs)
+                try runKeras(python: python, modelPath: peerPath, threads: threads, batch: 1, only: ["forward"], runs: runs)
             }
             line.peer = tf == nil ? nil : "tensorflow"
             line.peerMs = tf?["forward"]
@@ -324,13 +337,19 @@ func resetPeakRSS() {
 
 /// Runs a peer script under tools/bench and returns its JSON lines.
 func runPython(_ python: String, _ script: String, _ arguments: [String]) throws -> [[String: Any]] {
+    try runJSONLines(python, [script] + arguments)
+}
+
+/// Runs a child process (a peer script, or this executable for an isolated measurement) and
+/// returns the JSON objects it printed one per line; its stderr is shown when it fails.
+func runJSONLines(_ executable: String, _ arguments: [String]) throws -> [[String: Any]] {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: python)
-    process.arguments = [script] + arguments
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
     // TensorFlow's start-up chatter is dropped; its stderr is shown when the script fails.
     process.environment = ProcessInfo.processInfo.environment.merging(["TF_CPP_MIN_LOG_LEVEL": "3"]) { $1 }
     let pipe = Pipe()
-    let errors = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-bench-peer-\(getpid()).log")
+    let errors = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-bench-child-\(getpid()).log")
     _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: errors) }
     process.standardOutput = pipe
@@ -339,8 +358,9 @@ func runPython(_ python: String, _ script: String, _ arguments: [String]) throws
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
+        let name = ([executable] + arguments.prefix(1)).map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: " ")
         let log = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-        throw CLIError("\(script) failed (exit \(process.terminationStatus)):\n\(log.suffix(3000))")
+        throw CLIError("\(name) failed (exit \(process.terminationStatus)):\n\(log.suffix(3000))")
     }
     return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
         try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -362,9 +382,12 @@ func benchTable(_ lines: [BenchLine]) -> String {
     return out
 }
 
-/// Geometric mean and worst of the forward ratios of the `--models` lines.
+/// Geometric mean and worst of the forward ratios of the `--models` lines (the forward
+/// section's, not the bundled model's nor the `lines` section's).
 func forwardSummary(_ lines: [BenchLine]) -> (count: Int, geomean: Double, worst: BenchLine)? {
-    let forwards = lines.filter { $0.line == "forward" && !$0.model.hasSuffix("(bundled)") && $0.ratio != nil }
+    let forwards = lines.filter {
+        $0.section == BenchSuite.Section.forward.rawValue && $0.line == "forward" && !$0.model.hasSuffix("(bundled)") && $0.ratio != nil
+    }
     guard let worst = forwards.max(by: { $0.ratio! < $1.ratio! }) else { return nil }
     let geomean = exp(forwards.map { log($0.ratio!) }.reduce(0, +) / Double(forwards.count))
     return (forwards.count, geomean, worst)

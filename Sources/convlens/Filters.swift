@@ -74,12 +74,7 @@ struct Filters: ParsableCommand {
     @Option(name: .long, help: "Grid columns (the book: 8).")
     var cols = 8
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "exact: direct convolutions; fast: Winograd for the ascent's wide 3×3 stride-1 convolutions where this CPU has it (same pictures to rounding; see README, Speed).",
-            valueName: "exact|fast"))
-    var numerics: Numerics = .exact
+    @OptionGroup var numericsOptions: NumericsOptions
 
     @Option(name: .long, help: "png: the picture; npy/json: the final float input images before deprocessing.")
     var format: OutputFormat = .png
@@ -101,7 +96,7 @@ struct Filters: ParsableCommand {
         request.seed = seed
         request.cols = cols
         request.format = format
-        request.numerics = numerics
+        request.numerics = numericsOptions.numerics
         var startImage: Tensor?
         switch init_ {
         case nil: break

@@ -33,6 +33,8 @@ struct Gradient: ParsableCommand {
     @Option(name: .long, help: "Output format: npy or json.")
     var format: TensorFormat = .npy
 
+    @OptionGroup var numericsOptions: NumericsOptions
+
     @Option(name: .short, help: "Output file (required for npy; json goes to stdout without it).")
     var o: String?
 
@@ -44,7 +46,8 @@ struct Gradient: ParsableCommand {
         guard target < from else {
             throw CLIError("layer '\(wrt)' is not below the output; the gradient is taken w.r.t. an earlier layer")
         }
-        let trace = try m.network.forward(x, stopAfter: from, backwardTo: target)
+        // The forward and backward passes run under the asked numerics (plans are per numerics).
+        let trace = try Numerics.scoped(numericsOptions.numerics) { try m.network.forward(x, stopAfter: from, backwardTo: target) }
         let score = trace[from]!
         let units = score.sampleCount
         guard outputIndex >= 0, outputIndex < units else {
@@ -52,7 +55,7 @@ struct Gradient: ParsableCommand {
         }
         var seed = Tensor(zeros: score.shape)
         for n in 0..<score.batch { seed.scalars[n * units + outputIndex] = 1 }
-        let g = try m.network.backward(from: from, seed: seed, to: target, trace: trace)
+        let g = try Numerics.scoped(numericsOptions.numerics) { try m.network.backward(from: from, seed: seed, to: target, trace: trace) }
         try writeTensor(g, format: format, to: o)
     }
 }

@@ -71,12 +71,7 @@ struct Heatmap: ParsableCommand {
     @Option(name: .long, help: "What the PNG shows: overlay (heatmap on the image) or heatmap (coloured map alone, image size).")
     var show: HeatmapView = .overlay
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "exact: direct convolutions (the maps compared with Keras); fast: Winograd for wide 3×3 stride-1 convolutions where this CPU has it (the same map to float rounding; see README, Speed).",
-            valueName: "exact|fast"))
-    var numerics: Numerics = .exact
+    @OptionGroup var numericsOptions: NumericsOptions
 
     @Option(name: .short, help: "Output file (required for png and npy; json goes to stdout without it).")
     var o: String?
@@ -84,7 +79,7 @@ struct Heatmap: ParsableCommand {
     func run() throws {
         let m = try model.load(inputOptions)
         var request = HeatmapRequest()
-        request.numerics = numerics
+        request.numerics = numericsOptions.numerics
         request.method = method
         request.classChoice = classChoice
         request.layer = layer

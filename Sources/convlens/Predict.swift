@@ -17,12 +17,14 @@ struct Predict: ParsableCommand {
     @Option(name: .long, help: "How many predictions to list.")
     var top = 5
 
+    @OptionGroup var numericsOptions: NumericsOptions
+
     @Flag(help: "Print JSON: {\"model\", \"output\": [raw output vector], \"top\": [{\"class\", \"label\", \"score\"}]}.")
     var json = false
 
     func run() throws {
         let m = try model.load(inputOptions)
-        let request = PredictRequest(top: top, output: json)
+        let request = PredictRequest(top: top, output: json, numerics: numericsOptions.numerics)
         if json {
             try write(try m.session.render(request, input: try renderInput(input)), to: nil)
             return

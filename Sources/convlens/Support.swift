@@ -74,6 +74,16 @@ enum TensorFormat: String, ExpressibleByArgument, CaseIterable {
     case npy, json
 }
 
+/// `--numerics`: how closely the command's convolutions follow the direct sums.
+struct NumericsOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "exact (default): direct convolutions, the results compared with Keras; fast: Winograd for wide 3×3 stride-1 convolutions where this CPU has it (the same results to float rounding; README, Speed).",
+            valueName: "exact|fast"))
+    var numerics: Numerics = .exact
+}
+
 /// How an image input becomes the model's input (the model's profile decides by default).
 struct InputOptions: ParsableArguments {
     @Option(

@@ -93,7 +93,8 @@ import Visualization
     }
 
     /// numerics=fast: its own ETag and an X-Numerics header; the map is the exact one to
-    /// rounding (the bundled model has no Winograd-sized layer, so here it is the same map).
+    /// rounding (the bundled model has no Winograd-sized layer, so here it is the same map);
+    /// predictions and activations take the parameter too.
     @Test func fastNumericsHeatmapSaysSoAndHasItsOwnAddress() async throws {
         try await withServer { _, client in
             let photo = try sample("chelsea.png")
@@ -106,6 +107,16 @@ import Visualization
             let a = try #require(try exact.json()["heatmap"] as? [Double])
             let b = try #require(try fast.json()["heatmap"] as? [Double])
             #expect(a.count == b.count && (zip(a, b).map { abs($0 - $1) }.max() ?? 1) <= 1e-4)
+            // The same parameter on the other pictures a model pass makes.
+            for uri in ["/api/predict", "/activations"] {
+                let plain = try await client.post(uri, image: photo)
+                let quick = try await client.post(uri + "?numerics=fast", image: photo)
+                #expect(plain.status == .ok && quick.status == .ok, "\(uri): \(quick.text)")
+                #expect(quick.header("X-Numerics") == "fast" && plain.header("X-Numerics") == nil, "\(uri)")
+                #expect(quick.header("ETag") != plain.header("ETag"), "\(uri)")
+                let bad = try await client.post(uri + "?numerics=approximate", image: photo)
+                #expect(bad.status == .badRequest && bad.text.contains("exact, fast"), "\(uri): \(bad.text)")
+            }
         }
     }
 

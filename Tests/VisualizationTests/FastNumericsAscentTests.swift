@@ -5,16 +5,20 @@ import Testing
 
 @testable import Visualization
 
+/// The book's convnet (16-channel 3×3 convolutions, where Winograd fits), loaded once for the
+/// fast-numerics suites.
+let bookConvnetSession: ModelSession = {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/keras/book_convnet.k3.h5")
+    return try! ModelSession(keras: try! KerasModel.load(contentsOf: url), profile: ModelProfile(modelURL: url))
+}()
+
 /// A book filter ascent with fast numerics (Winograd for the 16-channel 3×3
 /// convolutions where the CPU has it) draws the exact ascent's picture: the first
 /// step's change within 1e-4 of its range, and the 40-step change (final − start)
 /// correlated ≥ 0.99 although 40 steps of float32 rounding already move it apart.
 @Suite struct FastNumericsAscentTests {
-    let session: ModelSession = {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/keras/book_convnet.k3.h5")
-        return try! ModelSession(keras: try! KerasModel.load(contentsOf: url), profile: ModelProfile(modelURL: url))
-    }()
+    var session: ModelSession { bookConvnetSession }
 
     /// What `steps` book steps change in the start image for filters 0..<4 of conv2d_4
     /// (16 → 16 channels, as conv2d_3 it feeds from), flattened.

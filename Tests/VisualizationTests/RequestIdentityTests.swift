@@ -89,7 +89,7 @@ private indirect enum Field: Codable {
     try expectEveryFieldInIdentity(try heatmap.canonical(for: session))
 
     var activations = ActivationsRequest(layer: "stem_activation")
-    activations.channel = 3
+    (activations.channel, activations.numerics) = (3, .fast)
     try expectEveryFieldInIdentity(try activations.canonical(for: session))
 
     var filters = FilterRequest(layer: "stem_activation", first: 2, count: 4)
@@ -103,7 +103,7 @@ private indirect enum Field: Codable {
     (compare.classChoice, compare.metrics) = ("281", [.deletion, .road])
     try expectEveryFieldInIdentity(try compare.canonical(for: session))
 
-    try expectEveryFieldInIdentity(try PredictRequest(top: 3, output: true).canonical(for: session))
+    try expectEveryFieldInIdentity(try PredictRequest(top: 3, output: true, numerics: .fast).canonical(for: session))
     try expectEveryFieldInIdentity(try OverviewRequest().canonical(for: session))
 }
 

@@ -16,6 +16,9 @@ public struct ActivationsRequest: RenderRequest {
     public var channel: Int?
     /// png: the grid (or the channel); json: per-channel statistics; npy: the raw output.
     public var format: OutputFormat = .png
+    /// `fast`: the forward pass may run Winograd convolutions (`Numerics`; the same
+    /// activations to float rounding). Canonical nil for exact.
+    public var numerics: Numerics?
 
     public static let colsRange = 1...256
 
@@ -35,6 +38,7 @@ public struct ActivationsRequest: RenderRequest {
             summary = first
         }
         r.layer = summary.path
+        r.numerics = Numerics.canonical(numerics)
         if let channel {
             let channels = summary.outputShape.last ?? 0
             guard channel >= 0, channel < channels else {
@@ -52,11 +56,13 @@ extension ModelSession {
         let r = try request.canonical(for: self)
         let layer = try self.layer(named: r.layer ?? "")
         let (x, _) = try prepare(input, limits: limits)
-        guard let activation = try network.forward(x, stopAfter: layer.nodeId)[layer.nodeId] else {
+        guard let activation = try Numerics.scoped(r.numerics, { try network.forward(x, stopAfter: layer.nodeId)[layer.nodeId] }) else {
             throw VisualizationError.invalid("the forward pass did not produce '\(layer.name)'")
         }
         let shape = Array(activation.shape.dropFirst())
-        let facts = [Fact("Layer", layer.name), Fact("Shape", shape.map(String.init).joined(separator: "x"))]
+        let facts =
+            [Fact("Layer", layer.name), Fact("Shape", shape.map(String.init).joined(separator: "x"))]
+            + (r.numerics.map { [Fact("Numerics", $0.rawValue)] } ?? [])
         if r.format == .npy { return Rendered(body: activation.npyData(), format: .npy, facts: facts) }
         guard activation.rank == 4 else { throw RequestError.notSpatial(layer: layer.name, shape: shape) }
         let one = activation.sample(0)

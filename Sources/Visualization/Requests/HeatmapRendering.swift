@@ -61,7 +61,7 @@ extension ModelSession {
     public func render(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
         let r = try request.canonical(for: self)
         // The request's numerics cover every model pass it makes: the map's and the metrics'.
-        return try Numerics.$current.withValue(r.numerics ?? .exact) { try renderCanonical(r, input: input, limits: limits) }
+        return try Numerics.scoped(r.numerics) { try renderCanonical(r, input: input, limits: limits) }
     }
 
     private func renderCanonical(_ r: HeatmapRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {

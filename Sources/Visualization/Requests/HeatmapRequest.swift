@@ -76,7 +76,7 @@ public struct HeatmapRequest: RenderRequest {
         if method.resolution != .layer || method == .eigencam { r.eigenSmooth = false }
         if method.resolution != .layer { r.augSmooth = false }
         r.metrics = FaithfulnessMetric.allCases.filter(metrics.contains)
-        r.numerics = numerics == .fast ? .fast : nil
+        r.numerics = Numerics.canonical(numerics)
         return r
     }
 }

@@ -8,17 +8,23 @@ public struct PredictRequest: RenderRequest {
     public var top = 5
     /// Also give the raw output vector.
     public var output = false
+    /// `fast`: the forward pass may run Winograd convolutions (`Numerics`; scores equal to
+    /// float rounding). Canonical nil for exact.
+    public var numerics: Numerics?
 
     public static let topRange = 1...1000
 
-    public init(top: Int = 5, output: Bool = false) {
+    public init(top: Int = 5, output: Bool = false, numerics: Numerics? = nil) {
         self.top = top
         self.output = output
+        self.numerics = numerics
     }
 
     public func canonical(for session: ModelSession) throws -> PredictRequest {
         try RequestError.check("top", top, in: Self.topRange)
-        return self
+        var r = self
+        r.numerics = Numerics.canonical(numerics)
+        return r
     }
 }
 
@@ -34,11 +40,12 @@ extension ModelSession {
         let r = try request.canonical(for: self)
         let (x, _) = try prepare(input, limits: limits)
         guard x.batch == 1 else { throw RequestError.unsupported("predict takes one sample; the input holds \(x.batch)") }
-        let y = try network.predict(x).scalars
+        let y = try Numerics.scoped(r.numerics) { try network.predict(x).scalars }
         return PredictionList(model: profile.name, top: rank(y, top: r.top), output: r.output ? y : nil)
     }
 
     public func render(_ request: PredictRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
-        Rendered(body: try jsonDocument(try predictions(request, input: input, limits: limits)), format: .json)
+        let facts = Numerics.canonical(request.numerics).map { [Fact("Numerics", $0.rawValue)] } ?? []
+        return Rendered(body: try jsonDocument(try predictions(request, input: input, limits: limits)), format: .json, facts: facts)
     }
 }

@@ -5,15 +5,12 @@ import Testing
 
 @testable import Visualization
 
-/// A heatmap asked for with fast numerics (Winograd for the 16-channel 3×3 convolutions of
-/// the book convnet where the CPU has it) is the exact heatmap to float rounding, has its
-/// own address, and says so in its facts; exact requests keep the address they had.
-@Suite struct FastNumericsHeatmapTests {
-    let session: ModelSession = {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/keras/book_convnet.k3.h5")
-        return try! ModelSession(keras: try! KerasModel.load(contentsOf: url), profile: ModelProfile(modelURL: url))
-    }()
+/// A heatmap, prediction or activation grid asked for with fast numerics (Winograd for the
+/// 16-channel 3×3 convolutions of the book convnet where the CPU has it) is the exact one to
+/// float rounding, has its own address, and says so in its facts; exact requests keep the
+/// address they had.
+@Suite struct FastNumericsRequestTests {
+    var session: ModelSession { bookConvnetSession }
 
     var input: RenderInput {
         let shape = [1] + session.network.inputShape.map { $0 == -1 ? 64 : $0 }
@@ -59,5 +56,34 @@ import Testing
         #expect((exact.heatmap.max() ?? 0) > 0)
         let err = zip(exact.heatmap, fast.heatmap).map { abs($0 - $1) }.max() ?? 1
         #expect(err <= 1e-4, "\(method): max difference \(err)")
+    }
+
+    @Test func fastPredictionsAreTheExactOnesToRounding() throws {
+        let exact = try session.predictions(PredictRequest(top: 3, output: true), input: input)
+        let fast = try session.predictions(PredictRequest(top: 3, output: true, numerics: .fast), input: input)
+        let a = try #require(exact.output)
+        let b = try #require(fast.output)
+        let scale = a.map(abs).max() ?? 0
+        #expect(scale > 0 && a.count == b.count)
+        let err = zip(a, b).map { abs($0 - $1) }.max() ?? 1
+        #expect(err <= 1e-4 * scale, "outputs differ by \(err) (largest \(scale))")
+        #expect(try PredictRequest(numerics: .exact).canonical(for: session) == PredictRequest())
+    }
+
+    @Test func fastActivationsAreTheExactOnesToRounding() throws {
+        func activations(_ numerics: Numerics) throws -> (values: [Float], numerics: String?) {
+            var request = ActivationsRequest(layer: "conv2d_4")
+            request.format = .npy
+            request.numerics = numerics
+            let rendered = try session.render(request, input: input)
+            let t = try Tensor.decodeNPY(rendered.body)
+            return (t.scalars, rendered[fact: "Numerics"])
+        }
+        let exact = try activations(.exact)
+        let fast = try activations(.fast)
+        #expect(exact.numerics == nil && fast.numerics == "fast")
+        let range = (exact.values.max() ?? 0) - (exact.values.min() ?? 0)
+        let err = zip(exact.values, fast.values).map { abs($0 - $1) }.max() ?? 1
+        #expect(range > 0 && err <= 1e-4 * range, "activations differ by \(err) (range \(range))")
     }
 }
