@@ -397,6 +397,9 @@ static int cl_png_decode_fast(const uint8_t *data, size_t size, uint64_t max_pix
     if (idat_bytes == 0) return 0;
     const size_t stride = (size_t)w * channels;
     const size_t raw_size = (stride + 1) * (size_t)h;
+    /* Deflate expands at most ~1032:1: a stream too short for the declared image cannot
+       fill it, so nothing is allocated for it (libpng then says what is wrong). */
+    if (raw_size / 1032 > idat_bytes + 64) return 0;
     uint8_t *compressed = (uint8_t *)malloc(idat_bytes);
     uint8_t *raw = (uint8_t *)malloc(raw_size);
     uint8_t *pixels = (uint8_t *)malloc(stride * (size_t)h);

@@ -99,10 +99,12 @@ public func decodeImageWithInfo(_ data: Data, options: DecodeOptions = DecodeOpt
 /// irregular; `libpng` — libpng always (the reference the tests hold the other to).
 enum PNGReader { case fastest, libpng }
 
-/// Whether ConvLens' own PNG reader (not libpng) decodes `data` under `fastest`.
+/// Whether ConvLens' own PNG reader (not libpng) decodes `data` under `fastest` (within
+/// `DecodeOptions`' default pixel limit).
 func ownPNGReaderDecodes(_ data: Data) -> Bool {
     var result = cl_decoded()
-    data.withUnsafeBytes { raw in cl_png_decode(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, 1 << 40, &result) }
+    let limit = UInt64(DecodeOptions().maxPixels)
+    data.withUnsafeBytes { raw in cl_png_decode(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, limit, &result) }
     defer { cl_codec_free(result.pixels) }
     return result.status == CL_OK && result.own_png_reader == 1
 }

@@ -76,6 +76,13 @@ struct Bench: ParsableCommand {
     @Option(help: "With --suite all: POST /heatmap requests timed (after three warm-ups).")
     var requests = 20
 
+    @Option(
+        name: .customLong("repeat"),
+        help:
+            "With --suite all: rounds of each forward line, ConvLens and TensorFlow alternated (fresh processes each), medians of the rounds; more rounds make single lines robust to a drifting machine."
+    )
+    var rounds = 1
+
     func run() throws {
         let threads = model.threads ?? ProcessInfo.processInfo.activeProcessorCount
         ComputeThreads.set(threads)
@@ -156,6 +163,7 @@ extension Bench {
     func runSuite(threads: Int) throws {
         guard (1...100_000).contains(requests) else { throw CLIError("--requests must be 1...100000, got \(requests)") }
         guard (1...1024).contains(bigBatch) else { throw CLIError("--big-batch must be 1...1024, got \(bigBatch)") }
+        guard (1...20).contains(rounds) else { throw CLIError("--repeat must be 1...20, got \(rounds)") }
         let chosen = try sections.map { text in
             try text.split(separator: ",").map { name in
                 guard let s = BenchSuite.Section(rawValue: String(name)) else {
@@ -167,7 +175,7 @@ extension Bench {
         }
         let suite = BenchSuite(
             python: python, threads: threads, runs: runs, bigBatch: bigBatch, modelPath: model.model, modelsDir: models,
-            sections: chosen ?? BenchSuite.Section.allCases, requests: requests)
+            sections: chosen ?? BenchSuite.Section.allCases, requests: requests, rounds: rounds)
         let lines = try suite.run()
         let peak = measuredFMAPeak(threads: threads)
         let machine = "\(cpuModelName()), \(threads) thread(s), measured FP32 FMA peak \(String(format: "%.0f", peak.gflops)) GFLOP/s"

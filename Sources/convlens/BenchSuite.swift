@@ -63,6 +63,8 @@ struct BenchSuite {
     var modelsDir: String?
     var sections: [Section]
     var requests: Int
+    /// Rounds of each forward line (ConvLens and TensorFlow alternated; medians of the rounds).
+    var rounds = 1
     var image = "public/samples/chelsea.png"
 
     func run() throws -> [BenchLine] {
@@ -182,24 +184,41 @@ struct BenchSuite {
     /// whose file `peerPath` names for TensorFlow.
     func forward(path: String?, name: String, peerPath: String) throws -> BenchLine {
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let child = try runJSONLines(
-            executable,
-            ["bench", "--forward-only", "--json", "--runs", String(runs), "--threads", String(threads)]
-                + (path.map { ["--model", $0] } ?? []))
-        guard let measured = child.first(where: { $0["line"] as? String == "forward" }), let ms = measured["ms_median"] as? Double else {
-            throw CLIError("convlens bench --forward-only on \(name) printed no forward line")
-        }
-        let size = (measured["input"] as? [Int]) ?? []
-        var line = BenchLine(
-            line: "forward", model: name, work: "batch 1, \(size.map(String.init).joined(separator: "×"))", convlensMs: ms,
-            convlensPeakRSSMiB: measured["peak_rss_mib"] as? Double)
-        if let python {
-            let tf = peerResult(name) {
-                try runKeras(python: python, modelPath: peerPath, threads: threads, batch: 1, only: ["forward"], runs: runs)
+        var ours: [Double] = []
+        var theirs: [Double] = []
+        var size: [Int] = []
+        var rss: Double?
+        var peerRSS: Double?
+        for _ in 0..<max(1, rounds) {
+            let child = try runJSONLines(
+                executable,
+                ["bench", "--forward-only", "--json", "--runs", String(runs), "--threads", String(threads)]
+                    + (path.map { ["--model", $0] } ?? []))
+            guard let measured = child.first(where: { $0["line"] as? String == "forward" }), let ms = measured["ms_median"] as? Double
+            else { throw CLIError("convlens bench --forward-only on \(name) printed no forward line") }
+            ours.append(ms)
+            size = (measured["input"] as? [Int]) ?? []
+            rss = max(rss ?? 0, measured["peak_rss_mib"] as? Double ?? 0)
+            if let python,
+                let tf = peerResult(
+                    name,
+                    {
+                        try runKeras(python: python, modelPath: peerPath, threads: threads, batch: 1, only: ["forward"], runs: runs)
+                    }), let ms = tf["forward"]
+            {
+                theirs.append(ms)
+                peerRSS = max(peerRSS ?? 0, tf["peak_rss"] ?? 0)
             }
-            line.peer = tf == nil ? nil : "tensorflow"
-            line.peerMs = tf?["forward"]
-            line.peerPeakRSSMiB = tf?["peak_rss"]
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        let roundsText = rounds > 1 ? ", median of \(rounds) alternated rounds" : ""
+        var line = BenchLine(
+            line: "forward", model: name, work: "batch 1, \(size.map(String.init).joined(separator: "×"))\(roundsText)",
+            convlensMs: median(ours), convlensPeakRSSMiB: rss)
+        if !theirs.isEmpty {
+            line.peer = "tensorflow"
+            line.peerMs = median(theirs)
+            line.peerPeakRSSMiB = peerRSS
         }
         return line
     }

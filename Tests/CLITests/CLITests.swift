@@ -222,7 +222,8 @@ extension CLITests {
     /// loopback; without --python there is no peer and the JSON says so with nulls.
     @Test func benchSuiteTimesTheHeatmapRequestThroughARealServer() throws {
         let r = try convlens([
-            "bench", "--suite", "all", "--sections", "heatmap,forward", "--requests", "2", "--runs", "1", "--threads", "1", "--json",
+            "bench", "--suite", "all", "--sections", "heatmap,forward", "--requests", "2", "--runs", "1", "--threads", "1", "--repeat", "2",
+            "--json",
         ])
         #expect(r.status == 0, "\(r.stderr)")
         let report = try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any]
@@ -239,11 +240,18 @@ extension CLITests {
         // The server child's own peak resident set: it holds the model, so well above 20 MiB.
         #expect((heatmap["convlens_peak_rss_mib"] as? Double ?? 0) > 20)
         #expect(heatmap["peer"] is NSNull && heatmap["ratio"] is NSNull)
-        #expect((lines.last?["model"] as? String)?.hasSuffix("(bundled)") == true)
+        let forward = try #require(lines.last)
+        #expect((forward["model"] as? String)?.hasSuffix("(bundled)") == true)
+        // Timed in child processes, two rounds: the line says so and has a time and a memory figure.
+        #expect((forward["work"] as? String)?.hasSuffix("median of 2 alternated rounds") == true, "\(forward)")
+        #expect((forward["convlens_ms"] as? Double ?? 0) > 0 && (forward["convlens_peak_rss_mib"] as? Double ?? 0) > 20)
+        #expect(forward["section"] as? String == "forward")
         #expect(r.stderr.contains("heatmap_http"))
 
         let bad = try convlens(["bench", "--suite", "all", "--sections", "heatmap,bogus"])
         #expect(bad.status != 0 && bad.stderr.contains("unknown part 'bogus'"))
+        let badRepeat = try convlens(["bench", "--suite", "all", "--sections", "forward", "--repeat", "0"])
+        #expect(badRepeat.status != 0 && badRepeat.stderr.contains("--repeat must be 1...20"))
         let badSuite = try convlens(["bench", "--suite", "some"])
         #expect(badSuite.status != 0 && badSuite.stderr.contains("--suite takes all"))
     }

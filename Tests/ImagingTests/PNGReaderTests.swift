@@ -30,7 +30,9 @@ import Testing
     }
 
     @Test func fixturesAndSamplesReadAsLibpngReadsThem() throws {
-        let checkout = imageFixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        // Resolved: under Sanitize/ the fixtures are a symlink into the checkout.
+        let checkout = imageFixtures.resolvingSymlinksInPath().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let samples = checkout.appendingPathComponent("public/samples")
         let folders = [imageFixtures, samples]
         var files = 0
