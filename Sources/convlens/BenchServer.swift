@@ -14,8 +14,7 @@ final class ServeChild {
 
     init(threads: Int) throws {
         cacheDir = FileManager.default.temporaryDirectory.appendingPathComponent("convlens-bench-\(getpid())")
-        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        process.executableURL = URL(fileURLWithPath: executable)
+        process.executableURL = URL(fileURLWithPath: try thisExecutable())
         process.arguments = ["serve", "--port", "0", "--cache-dir", cacheDir.path]
         process.environment = ProcessInfo.processInfo.environment.merging(["CONVLENS_COMPUTE_THREADS": String(threads)]) { $1 }
         let pipe = Pipe()

@@ -183,7 +183,7 @@ struct BenchSuite {
     /// as slow as a fresh one (NASNetMobile 34 vs 16 ms). `path` nil: the bundled model,
     /// whose file `peerPath` names for TensorFlow.
     func forward(path: String?, name: String, peerPath: String) throws -> BenchLine {
-        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let executable = try thisExecutable()
         var ours: [Double] = []
         var theirs: [Double] = []
         var size: [Int] = []
@@ -352,6 +352,11 @@ func benchInput(batch: Int, size: [Int]) -> Tensor {
 /// `peakRSSMiB()` is the peak of what ran in between (Linux: clear_refs 5).
 func resetPeakRSS() {
     try? Data("5".utf8).write(to: URL(fileURLWithPath: "/proc/self/clear_refs"))
+}
+
+/// The path of this `convlens` binary, for the bench's children (a server, isolated forwards).
+func thisExecutable() throws -> String {
+    try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
 }
 
 /// Runs a peer script under tools/bench and returns its JSON lines.

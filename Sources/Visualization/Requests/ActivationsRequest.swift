@@ -62,7 +62,7 @@ extension ModelSession {
         let shape = Array(activation.shape.dropFirst())
         let facts =
             [Fact("Layer", layer.name), Fact("Shape", shape.map(String.init).joined(separator: "x"))]
-            + (r.numerics.map { [Fact("Numerics", $0.rawValue)] } ?? [])
+            + Fact.numerics(r.numerics)
         if r.format == .npy { return Rendered(body: activation.npyData(), format: .npy, facts: facts) }
         guard activation.rank == 4 else { throw RequestError.notSpatial(layer: layer.name, shape: shape) }
         let one = activation.sample(0)

@@ -72,7 +72,7 @@ extension ModelSession {
         facts += [Fact("Score", String(map.score)), Fact("Score-Kind", result.scoreKind)]
         if let p = result.probability { facts.append(Fact("Probability", String(p))) }
         facts += [Fact("Layer", result.layer), Fact("Method", r.method.rawValue)]
-        if let numerics = r.numerics { facts.append(Fact("Numerics", numerics.rawValue)) }
+        facts += Fact.numerics(r.numerics)
         if let c = result.cam.completeness {
             facts += [Fact("Attribution-Sum", String(c.attributionSum)), Fact("Score-Difference", String(c.scoreDifference))]
         }

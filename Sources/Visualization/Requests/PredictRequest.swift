@@ -45,7 +45,8 @@ extension ModelSession {
     }
 
     public func render(_ request: PredictRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
-        let facts = Numerics.canonical(request.numerics).map { [Fact("Numerics", $0.rawValue)] } ?? []
-        return Rendered(body: try jsonDocument(try predictions(request, input: input, limits: limits)), format: .json, facts: facts)
+        Rendered(
+            body: try jsonDocument(try predictions(request, input: input, limits: limits)), format: .json,
+            facts: Fact.numerics(request.numerics))
     }
 }

@@ -45,6 +45,11 @@ public struct Fact: Sendable, Codable, Hashable {
         self.name = name
         self.value = value
     }
+
+    /// `Numerics: fast` for an answer computed with fast numerics; nothing for exact (the default).
+    public static func numerics(_ numerics: Numerics?) -> [Fact] {
+        Numerics.canonical(numerics).map { [Fact("Numerics", $0.rawValue)] } ?? []
+    }
 }
 
 /// What a request renders from: image bytes (PNG/JPEG, decoded and prepared for the
