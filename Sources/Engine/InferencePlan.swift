@@ -38,6 +38,8 @@ struct InferencePlan: Sendable {
     }
 
     let steps: [Step]
+    /// Which steps may run side by side (see `BranchSchedule`).
+    let schedule: BranchSchedule
 }
 
 /// A network's plans, keyed by what they must materialise, and the folded
@@ -100,10 +102,10 @@ extension Network {
     /// that keeps everything runs.
     func unfusedPlan(last: Int) -> InferencePlan {
         let needed = ancestors(of: last)
-        return InferencePlan(
-            steps: needed.sorted().dropFirst().map {
-                InferencePlan.Step(node: $0, inputs: nodes[$0].inputs, operation: .layer(nodes[$0].layer!))
-            })
+        let steps = needed.sorted().dropFirst().map {
+            InferencePlan.Step(node: $0, inputs: nodes[$0].inputs, operation: .layer(nodes[$0].layer!))
+        }
+        return InferencePlan(steps: steps, schedule: BranchSchedule(steps: steps, cost: scheduleCost(of: steps)))
     }
 
     private func makeInferencePlan(last: Int, materialised: Set<Int>) -> InferencePlan {
@@ -184,7 +186,8 @@ extension Network {
         }
         // A fused step runs where its last node was: the residual it adds may
         // be computed after the convolution's own position.
-        return InferencePlan(steps: steps.sorted { $0.node < $1.node })
+        let ordered = steps.sorted { $0.node < $1.node }
+        return InferencePlan(steps: ordered, schedule: BranchSchedule(steps: ordered, cost: scheduleCost(of: ordered)))
     }
 }
 

@@ -141,24 +141,19 @@ public final class Network: Sendable {
     /// Runs the steps of `plan`; returns the outputs of the nodes in `kept`
     /// that it computed (and the input, when kept).
     private func run(_ plan: InferencePlan, _ input: Tensor, keeping kept: Set<Int>) throws -> [Int: Tensor] {
-        // Remaining readers per node, so intermediate outputs are freed as soon as possible.
-        var readers = [Int](repeating: 0, count: nodes.count)
-        for step in plan.steps { for i in step.inputs { readers[i] += 1 } }
-        var live: [Int: Tensor] = [0: input]
-        var out: [Int: Tensor] = [:]
-        if kept.contains(0) { out[0] = input }
-        for step in plan.steps {
-            // An input read for the last time is handed over, not copied: a
-            // fused residual add writes into it in place.
-            var args = step.inputs.map { i in
-                readers[i] -= 1
-                return readers[i] == 0 ? live.removeValue(forKey: i)! : live[i]!
+        var state = PlanRun(plan: plan, input: input, kept: kept)
+        let branchWise = ComputeThreads.current == BranchSchedule.threads
+        for stage in plan.schedule.stages {
+            switch stage {
+            case .step(let i):
+                try state.run(plan.steps[i])
+            case .branches(let branches) where branchWise:
+                state = try branches.run(plan.steps, state)
+            case .branches(let branches):
+                for i in branches.steps { try state.run(plan.steps[i]) }
             }
-            let y = try step.run(&args)
-            if readers[step.node] > 0 { live[step.node] = y }
-            if kept.contains(step.node) { out[step.node] = y }
         }
-        return out
+        return state.out
     }
 
     /// Convenience: the network's output for `input`.

@@ -13,8 +13,7 @@ private struct OpenMP: @unchecked Sendable {
     let numThreads: @convention(c) () -> Int32
 
     struct Job {
-        let count: Int
-        let body: @Sendable (Range<Int>) -> Void
+        let body: @Sendable (Int, Int) -> Void
     }
 
     static let shared: OpenMP? = {
@@ -53,22 +52,11 @@ func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: @Sendable (Range<In
         body(0..<count)
         return
     }
-    if let omp = OpenMP.shared {
-        withoutActuallyEscaping(body) { body in
-            var job = OpenMP.Job(count: count, body: body)
-            withUnsafeMutablePointer(to: &job) { p in
-                omp.parallel(
-                    { raw in
-                        let job = raw!.assumingMemoryBound(to: OpenMP.Job.self)
-                        guard let omp = OpenMP.shared else { return }
-                        let t = Int(omp.threadNum())
-                        let n = Int(omp.numThreads())
-                        let count = job.pointee.count
-                        let lo = count * t / n
-                        let hi = count * (t + 1) / n
-                        if lo < hi { job.pointee.body(lo..<hi) }
-                    }, UnsafeMutableRawPointer(p), UInt32(threads), 0)
-            }
+    if OpenMP.shared != nil {
+        onTeam(threads) { t, n in
+            let lo = count * t / n
+            let hi = count * (t + 1) / n
+            if lo < hi { body(lo..<hi) }
         }
         return
     }
@@ -78,6 +66,29 @@ func parallelFor(_ count: Int, grain: Int = 1 << 15, _ body: @Sendable (Range<In
         let lo = count * i / chunks
         let hi = count * (i + 1) / chunks
         if lo < hi { body(lo..<hi) }
+    }
+}
+
+/// Runs `body(t, n)` once on each thread t of a team of n ≤ `threads`
+/// threads — the calling thread's OpenMP team (`GOMP_parallel`), or without
+/// libgomp Dispatch's pool — and returns when every call has returned. The
+/// runtime may start fewer threads than asked: `body` must share out its
+/// work by `n`, or take it from a common pool.
+func onTeam(_ threads: Int, _ body: @Sendable (_ t: Int, _ n: Int) -> Void) {
+    guard let omp = OpenMP.shared else {
+        DispatchQueue.concurrentPerform(iterations: threads) { t in body(t, threads) }
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        var job = OpenMP.Job(body: body)
+        withUnsafeMutablePointer(to: &job) { p in
+            omp.parallel(
+                { raw in
+                    let job = raw!.assumingMemoryBound(to: OpenMP.Job.self)
+                    guard let omp = OpenMP.shared else { return }
+                    job.pointee.body(Int(omp.threadNum()), Int(omp.numThreads()))
+                }, UnsafeMutableRawPointer(p), UInt32(threads), 0)
+        }
     }
 }
 

@@ -64,12 +64,7 @@ import Testing
             (Dense(name: "fc", kernel: rng.tensor([4, 3]), bias: rng.tensor([3])), [14]),
             (Activation(name: "softmax", function: .softmax), [15]),
         ]
-        var nodes = [Network.Node(id: 0, layer: nil, inputs: [], outputShape: [9, 9, 3])]
-        for (i, (layer, inputs)) in layers.enumerated() {
-            let shape = try layer.outputShape(for: inputs.map { nodes[$0].outputShape })
-            nodes.append(Network.Node(id: i + 1, layer: layer, inputs: inputs, outputShape: shape))
-        }
-        network = try Network(nodes: nodes, outputNode: 16)
+        network = try Network(input: [9, 9, 3], layers)
     }
 
     func input(batch: Int = 2) -> Tensor {

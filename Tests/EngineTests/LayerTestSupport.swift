@@ -264,3 +264,16 @@ func expectShapeMismatch(
         Issue.record("expected a shape mismatch, got \(error)", sourceLocation: sourceLocation)
     }
 }
+
+extension Network {
+    /// A network of `layers` in order, each with the ids of the nodes it reads
+    /// (0 is the input, of per-sample shape `input`); the last is the output.
+    convenience init(input: [Int], _ layers: [(any Layer, [Int])]) throws {
+        var nodes = [Network.Node(id: 0, layer: nil, inputs: [], outputShape: input)]
+        for (layer, inputs) in layers {
+            let shape = try layer.outputShape(for: inputs.map { nodes[$0].outputShape })
+            nodes.append(Network.Node(id: nodes.count, layer: layer, inputs: inputs, outputShape: shape))
+        }
+        try self.init(nodes: nodes, outputNode: nodes.count - 1)
+    }
+}
