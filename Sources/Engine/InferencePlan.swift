@@ -162,12 +162,20 @@ extension Network {
             activation()
             // Dropout and the like pass through at inference (EfficientNet: project_bn → drop → add).
             while let next = onlyReader(chain.last!), nodes[next].layer is Identity { chain.append(next) }
-            // x + y, where the other addend y is computed elsewhere.
+            // x + c·y, where y is this chain's result and the other addend x is computed
+            // elsewhere. A weight c ≠ 1 (InceptionResNetV2's scaled residuals: x + 0.17·y)
+            // folds into the kernel and bias like the affine map, when no activation
+            // stands between the convolution and the sum.
             let end = chain.last!
-            if let add = soleReader(end), let layer = nodes[add].layer as? Add, layer.coefficients?.allSatisfy({ $0 == 1 }) ?? true,
-                nodes[add].inputs.count == 2, let other = nodes[add].inputs.first(where: { $0 != end }),
-                !absorbed.contains(add)
+            if let add = soleReader(end), let layer = nodes[add].layer as? Add, nodes[add].inputs.count == 2,
+                let other = nodes[add].inputs.first(where: { $0 != end }), !absorbed.contains(add),
+                let weight = layer.weight(ofOnly: end, besideUnitWeighted: other, inputs: nodes[add].inputs),
+                weight == 1 || postOps.isEmpty
             {
+                if weight != 1 {
+                    let a = affine ?? ([Float](repeating: 1, count: conv.outputChannels), [Float](repeating: 0, count: conv.outputChannels))
+                    affine = (a.scale.map { $0 * weight }, a.offset.map { $0 * weight })
+                }
                 chain.append(add)
                 postOps.append(.sum)
                 residual = other
@@ -251,6 +259,16 @@ private struct FoldableConvolution {
         return DNNLConvolution(
             kernel: k, bias: b, strides: strides, dilation: dilation, padding: padding, depthwise: depthwise,
             postOps: postOps, inputPadding: inputPadding)
+    }
+}
+
+extension Add {
+    /// The weight of input `end` in this two-input sum, when the other input,
+    /// `other`, has weight 1 (a sum post-op adds it as it is); nil otherwise.
+    fileprivate func weight(ofOnly end: Int, besideUnitWeighted other: Int, inputs: [Int]) -> Float? {
+        guard let c = coefficients else { return 1 }
+        guard let e = inputs.firstIndex(of: end), let o = inputs.firstIndex(of: other), c[o] == 1 else { return nil }
+        return c[e]
     }
 }
 

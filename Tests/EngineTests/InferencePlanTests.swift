@@ -237,6 +237,40 @@ import Testing
         }
     }
 
+    @Test func weightedResidualsFoldIntoTheConvolution() throws {
+        // InceptionResNetV2's x + 0.17·conv(x) → relu, and the same with a BN between; a
+        // weight on the other addend, or an activation before a weighted sum, stays unfused.
+        var rng = SplitMix64(seed: 17)
+        let x = rng.tensor([2, 7, 6, 5], -2, 2)
+        let bn = BatchNormalization(
+            name: "bn", gamma: rng.tensor([5], 0.5, 1.5), beta: rng.tensor([5]),
+            movingMean: rng.tensor([5], -0.2, 0.2), movingVariance: rng.tensor([5], 0.5, 1.5), epsilon: 1e-3)
+        func conv() -> Conv2D {
+            Conv2D(
+                name: "up", kernel: rng.tensor([3, 3, 5, 5], -0.5, 0.5), bias: rng.tensor([5]), strides: [1, 1],
+                padding: .same, dilation: [1, 1])
+        }
+        let relu = Activation(name: "relu", function: .relu())
+        let cases: [(String, [(any Layer, [Int])], fused: Bool)] = [
+            ("x + 0.17·conv", [(conv(), [0]), (Add(name: "s", coefficients: [1, 0.17]), [0, 1]), (relu, [2])], true),
+            ("−0.5·conv + x", [(conv(), [0]), (Add(name: "s", coefficients: [-0.5, 1]), [1, 0]), (relu, [2])], true),
+            (
+                "x + 0.2·bn(conv)", [(conv(), [0]), (bn, [1]), (Add(name: "s", coefficients: [1, 0.2]), [0, 2]), (relu, [3])],
+                true
+            ),
+            ("2·x + conv", [(conv(), [0]), (Add(name: "s", coefficients: [2, 1]), [0, 1]), (relu, [2])], false),
+            ("x + 0.3·relu(conv)", [(conv(), [0]), (relu, [1]), (Add(name: "s", coefficients: [1, 0.3]), [0, 2])], false),
+        ]
+        for (what, layers, fused) in cases {
+            let net = try Network(input: [7, 6, 5], layers)
+            let last = layers.count
+            let steps = net.inferencePlan(last: last, materialised: [last]).steps
+            let sums = steps.filter { if case .fused(_, _, addsResidual: true) = $0.operation { return true } else { return false } }
+            #expect(sums.count == (fused ? 1 : 0), "\(what): \(steps.map(\.node))")
+            expectClose(try net.predict(x), try net.forward(x, keepAll: true)[last], what)
+        }
+    }
+
     @Test func batchNormalizationAndReLUWithoutAConvolutionAreOnePass() throws {
         var rng = SplitMix64(seed: 9)
         let x = rng.tensor([2, 5, 6, 7], -3, 3)
