@@ -65,46 +65,56 @@ extension BranchSchedule.Branches {
             Progress(
                 run: state, waiting: waitsFor, ready: waitsFor.indices.filter { waitsFor[$0] == 0 },
                 unfinished: steps.count))
+        // The caller's numerics is a task-local: the team's other thread runs no task of
+        // the caller's, so each thread takes it in explicitly.
+        let numerics = Numerics.current
         onTeam(BranchSchedule.threads) { _, _ in
             // The primitives a thread makes here are sized for one thread (the
             // layers' plan caches key on it); the count is this region's own.
             ComputeThreads.set(1)
-            while true {
-                let next = progress.withLock { s -> Next in
-                    guard s.failure == nil, s.unfinished > 0 else { return .done }
-                    guard let k = s.ready.indices.max(by: { priority[s.ready[$0]] < priority[s.ready[$1]] }) else {
-                        return .wait
-                    }
-                    let p = s.ready.remove(at: k)
-                    return .run(p, s.run.take(planSteps[steps[p]].inputs))
-                }
-                switch next {
-                case .done:
-                    return
-                case .wait:
-                    sched_yield()
-                case .run(let p, var args):
-                    let step = planSteps[steps[p]]
-                    do {
-                        let y = try step.run(&args)
-                        progress.withLock { s in
-                            s.run.store(y, of: step.node)
-                            s.unfinished -= 1
-                            for q in unblocks[p] {
-                                s.waiting[q] -= 1
-                                if s.waiting[q] == 0 { s.ready.append(q) }
-                            }
-                        }
-                    } catch {
-                        progress.withLock { s in if s.failure == nil { s.failure = error } }
-                    }
-                }
+            Numerics.$current.withValue(numerics) {
+                workOnSteps(planSteps, progress)
             }
         }
         // Moved out, so the tensors it holds stay uniquely referenced (in-place writes stay in place).
         return try progress.withLock { s in
             if let failure = s.failure { throw failure }
             return s.run
+        }
+    }
+
+    /// One thread's share of the stage: the ready step with the highest priority, until none is left.
+    private func workOnSteps(_ planSteps: [InferencePlan.Step], _ progress: borrowing Mutex<Progress>) {
+        while true {
+            let next = progress.withLock { s -> Next in
+                guard s.failure == nil, s.unfinished > 0 else { return .done }
+                guard let k = s.ready.indices.max(by: { priority[s.ready[$0]] < priority[s.ready[$1]] }) else {
+                    return .wait
+                }
+                let p = s.ready.remove(at: k)
+                return .run(p, s.run.take(planSteps[steps[p]].inputs))
+            }
+            switch next {
+            case .done:
+                return
+            case .wait:
+                sched_yield()
+            case .run(let p, var args):
+                let step = planSteps[steps[p]]
+                do {
+                    let y = try step.run(&args)
+                    progress.withLock { s in
+                        s.run.store(y, of: step.node)
+                        s.unfinished -= 1
+                        for q in unblocks[p] {
+                            s.waiting[q] -= 1
+                            if s.waiting[q] == 0 { s.ready.append(q) }
+                        }
+                    }
+                } catch {
+                    progress.withLock { s in if s.failure == nil { s.failure = error } }
+                }
+            }
         }
     }
 }

@@ -153,6 +153,36 @@ import Testing
         expectClose(state.out[18], unfused[18], "the join", tolerance: 1e-4)
     }
 
+    @Test func bothThreadsRunTheCallersNumerics() throws {
+        // Winograd (fast) and direct sums round differently; a stage step that ran on
+        // the team's second thread without the caller's task-local numerics would differ
+        // from the one-at-a-time run, which uses the same one-thread primitives.
+        let x = input(batch: 1)
+        let plan = network.inferencePlan(last: 20, materialised: [20])
+        guard case .branches(let b) = plan.schedule.stages[1] else {
+            Issue.record("no branch stage")
+            return
+        }
+        let previous = ComputeThreads.current
+        defer { ComputeThreads.set(previous) }
+        ComputeThreads.set(1)
+        var reference = PlanRun(plan: plan, input: x, kept: Set(plan.steps.map(\.node)))
+        try Numerics.scoped(.fast) {
+            try reference.run(plan.steps[0])
+            for i in b.steps { try reference.run(plan.steps[i]) }
+        }
+        var start = PlanRun(plan: plan, input: x, kept: Set(plan.steps.map(\.node)))
+        try Numerics.scoped(.fast) { try start.run(plan.steps[0]) }
+        for round in 0..<4 {
+            let state = try Numerics.scoped(.fast) { try b.run(plan.steps, start) }
+            for i in b.steps {
+                let node = plan.steps[i].node
+                let identical = state.out[node] != nil && state.out[node]?.scalars == reference.out[node]?.scalars
+                #expect(identical, "round \(round), node \(node): not the one-at-a-time run's numbers")
+            }
+        }
+    }
+
     @Test func aFailingStepStopsTheStage() throws {
         let plan = network.inferencePlan(last: 20, materialised: [20])
         guard case .branches(let b) = plan.schedule.stages[1] else {
