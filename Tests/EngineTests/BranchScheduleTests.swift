@@ -63,6 +63,15 @@ import Testing
         #expect(diff <= tolerance * (1 + b.maxAbs), "\(what): max diff \(diff)")
     }
 
+    struct NoBranchStage: Error {}
+
+    /// The plan of the whole network and its branch stage, the block.
+    func wholePlanAndItsBlock() throws -> (InferencePlan, BranchSchedule.Branches) {
+        let plan = network.inferencePlan(last: 20, materialised: [20])
+        guard case .branches(let b) = plan.schedule.stages[1] else { throw NoBranchStage() }
+        return (plan, b)
+    }
+
     /// The plan's stages, each as the nodes its steps make.
     func stages(_ plan: InferencePlan) -> [[Int]] {
         plan.schedule.stages.map { stage in
@@ -74,12 +83,8 @@ import Testing
     }
 
     @Test func theStepsBetweenAForkAndItsJoinAreOneStage() throws {
-        let plan = network.inferencePlan(last: 20, materialised: [20])
+        let (plan, b) = try wholePlanAndItsBlock()
         #expect(stages(plan) == [[2], [4, 6, 8, 10, 12, 13, 14, 15, 16, 17], [18], [19], [20]])
-        guard case .branches(let b) = plan.schedule.stages[1] else {
-            Issue.record("no branch stage")
-            return
-        }
         // Branch c's path (c1, c2, one of the 1×3/3×1 convolutions, the concat) is the heaviest: it starts first.
         let first = b.priority.indices.max { b.priority[$0] < b.priority[$1] }!
         #expect(plan.steps[b.steps[first]].node == 10)
@@ -135,11 +140,7 @@ import Testing
     @Test func theStageRunnerFinishesEveryStepOfTheBlock() throws {
         // Called directly, so the side-by-side path runs whatever this machine's core count.
         let x = input(batch: 1)
-        let plan = network.inferencePlan(last: 20, materialised: [20])
-        guard case .branches(let b) = plan.schedule.stages[1] else {
-            Issue.record("no branch stage")
-            return
-        }
+        let (plan, b) = try wholePlanAndItsBlock()
         let unfused = try network.forward(x, keepAll: true)
         var state = PlanRun(plan: plan, input: x, kept: Set(plan.steps.map(\.node)))
         try state.run(plan.steps[0])
@@ -158,11 +159,7 @@ import Testing
         // the team's second thread without the caller's task-local numerics would differ
         // from the one-at-a-time run, which uses the same one-thread primitives.
         let x = input(batch: 1)
-        let plan = network.inferencePlan(last: 20, materialised: [20])
-        guard case .branches(let b) = plan.schedule.stages[1] else {
-            Issue.record("no branch stage")
-            return
-        }
+        let (plan, b) = try wholePlanAndItsBlock()
         let previous = ComputeThreads.current
         defer { ComputeThreads.set(previous) }
         ComputeThreads.set(1)
@@ -184,11 +181,7 @@ import Testing
     }
 
     @Test func aFailingStepStopsTheStage() throws {
-        let plan = network.inferencePlan(last: 20, materialised: [20])
-        guard case .branches(let b) = plan.schedule.stages[1] else {
-            Issue.record("no branch stage")
-            return
-        }
+        let (plan, b) = try wholePlanAndItsBlock()
         var state = PlanRun(plan: plan, input: input(batch: 1), kept: [])
         _ = state.take(plan.steps[0].inputs)
         // The fork's output with 8 channels where the branches' convolutions take 32.
