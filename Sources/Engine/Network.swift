@@ -238,7 +238,11 @@ public final class Network: Sendable {
                 }
                 return t
             }
-            guard let out = trace[id] else { throw EngineError.invalidRequest("trace lacks the output of '\(node.name)'") }
+            // A convolution crossed with the affine map and ReLU after it keeps no output;
+            // its backward reads only its input (the gradient stands in for the output's shape).
+            guard let out = trace[id] ?? (node.layer is Conv2D || node.layer is DepthwiseConv2D ? g : nil) else {
+                throw EngineError.invalidRequest("trace lacks the output of '\(node.name)'")
+            }
             var inGrads = try node.layer!.backward(ins, output: out, outputGradient: g)
             if guidedReLU, let act = node.layer as? Activation, case .relu = act.function {
                 for k in inGrads.indices {
@@ -268,7 +272,7 @@ public final class Network: Sendable {
     /// Every node before `last` that `affineBeforeOutputDifferentiableReLU` accepts, found
     /// in one pass over the graph (a forward pass asks on every call).
     func affineNodesCrossedBackward(upTo last: Int) -> Set<Int> {
-        nodesBefore(last) { affineReLUPair($0, readers: $1) != nil }
+        nodesBefore(last) { affineReLUPair($0, readers: $1[$0]) != nil }
     }
 
     /// Node `id` as a convolution of one input whose only reader up to node `last` is a
@@ -280,17 +284,29 @@ public final class Network: Sendable {
     }
 
     /// Every node before `last` that `convolutionBeforeOutputDifferentiableReLU` accepts,
-    /// in one pass over the graph.
+    /// and every convolution read only by an affine map that `affineNodesCrossedBackward`
+    /// finds (convolution → BatchNormalization → ReLU runs as one fused step; backward
+    /// crosses the ReLU and the affine map's scale from the ReLU's output), in one pass
+    /// over the graph.
     func convolutionNodesCrossedBackward(upTo last: Int) -> Set<Int> {
-        nodesBefore(last) { convolutionReLUPair($0, readers: $1) != nil }
+        nodesBefore(last) { id, readers in
+            convolutionReLUPair(id, readers: readers[id]) != nil || convolutionBeforeCrossedAffine(id, readers: readers)
+        }
     }
 
-    /// The nodes before `last` that `accepts` (node, its readers up to `last`).
-    private func nodesBefore(_ last: Int, where accepts: (Int, [Int]) -> Bool) -> Set<Int> {
+    /// The nodes before `last` that `accepts` (node, every node's readers up to `last`).
+    private func nodesBefore(_ last: Int, where accepts: (Int, [[Int]]) -> Bool) -> Set<Int> {
         guard last > 1 else { return [] }
         var readers = [[Int]](repeating: [], count: last + 1)
         for node in nodes[1...last] { for i in node.inputs { readers[i].append(node.id) } }
-        return Set((1..<last).filter { accepts($0, readers[$0]) })
+        return Set((1..<last).filter { accepts($0, readers) })
+    }
+
+    private func convolutionBeforeCrossedAffine(_ id: Int, readers: [[Int]]) -> Bool {
+        guard nodes[id].inputs.count == 1, nodes[id].layer is Conv2D || nodes[id].layer is DepthwiseConv2D,
+            readers[id].count == 1, nodes[readers[id][0]].inputs == [id]
+        else { return false }
+        return affineReLUPair(readers[id][0], readers: readers[readers[id][0]]) != nil
     }
 
     private func convolutionReLUPair(_ id: Int, readers: [Int]) -> ReLUSpec? {

@@ -93,6 +93,30 @@ import Testing
         }
     }
 
+    /// A trace for a backward pass to the input of `net` (whose output is [batch, 5]): the
+    /// nodes `notKept` are not in it, every other node is the unfused one, and the input
+    /// gradient of two output units, plain and guided, is the unfused trace's (within 1e-4).
+    func expectCrossedToTheInput(_ net: Network, _ x: Tensor, notKept: Set<Int>) throws {
+        let last = net.outputNode
+        let unfused = try net.forward(x, keepAll: true)
+        let trace = try net.forward(x, stopAfter: last, backwardTo: 0)
+        for id in 0...last {
+            if notKept.contains(id) {
+                #expect(trace[id] == nil, "node \(id) is not kept")
+            } else {
+                expectClose(trace[id], unfused[id], "node \(id)")
+            }
+        }
+        var seed = Tensor(zeros: [x.shape[0], 5])
+        seed.scalars[1] = 1
+        seed.scalars[5 + 3] = -1
+        for guided in [false, true] {
+            let g = try net.backward(from: last, seed: seed, to: 0, trace: trace, guidedReLU: guided)
+            let reference = try net.backward(from: last, seed: seed, to: 0, trace: unfused, guidedReLU: guided)
+            expectClose(g, reference, "input gradient, guided: \(guided)")
+        }
+    }
+
     @Test func fusesEveryChainNobodyLooksInto() {
         // conv1+bn1+relu6 → 3; dw+bn2+swish → 6; project+bn3+add(6) → 9;
         // leaky_conv+leaky → 11; head_conv+sigmoid → 13.
@@ -160,25 +184,27 @@ import Testing
             expectClose(g, reference, "gradient at \(network.nodes[to].name)")
             expectClose(trace[to], unfused[to], "activation at \(network.nodes[to].name)")
         }
-        // Down to the input: every node is kept, bit for bit the unfused one, except a
-        // BatchNormalization read only by a ReLU or ReLU6 — that pair runs as one pass and
-        // backward crosses it from the ReLU's output — and the gradients, plain and guided,
-        // are the unfused ones bit for bit.
+        // Down to the input: every node is kept except a BatchNormalization read only by a
+        // ReLU or ReLU6 and a convolution read only by such a pair (conv1 → bn1 → relu6 runs
+        // as one fused step; backward crosses the ReLU6 from its output, bn1 by its scale,
+        // conv1 from its input); the kept nodes and the gradients, plain and guided, are the
+        // unfused ones up to the folded weights' rounding.
         let all = try network.forward(x, stopAfter: 15, backwardTo: 0)
         let crossed = Set((1...15).filter { network.affineBeforeOutputDifferentiableReLU($0, upTo: 15) != nil })
-        #expect(!crossed.isEmpty, "the fixture has a BatchNormalization → ReLU pair")
+        #expect(crossed == [2], "the fixture's BatchNormalization → ReLU6 pair")
         #expect(network.affineNodesCrossedBackward(upTo: 15) == crossed, "the one-pass search finds the same nodes")
+        #expect(network.convolutionNodesCrossedBackward(upTo: 15) == [1], "the convolution before the pair")
         for id in 0...15 {
-            if crossed.contains(id) {
+            if id == 1 || id == 2 {
                 #expect(all[id] == nil, "node \(id) is not kept")
             } else {
-                #expect(all[id]?.scalars == unfused[id]?.scalars, "node \(id)")
+                expectClose(all[id], unfused[id], "node \(id)")
             }
         }
         for guided in [false, true] {
             let g = try network.backward(from: 15, seed: seed, to: 0, trace: all, guidedReLU: guided)
             let reference = try network.backward(from: 15, seed: seed, to: 0, trace: unfused, guidedReLU: guided)
-            #expect(g.scalars == reference.scalars, "guided: \(guided)")
+            expectClose(g, reference, "input gradient, guided: \(guided)")
         }
     }
 
@@ -326,21 +352,60 @@ import Testing
         let net = try Network(nodes: nodes, outputNode: 7)
         #expect(net.convolutionNodesCrossedBackward(upTo: 7) == [1, 3, 5])
         let x = rng.tensor([2, 8, 8, 3], -2, 2)
-        let unfused = try net.forward(x, keepAll: true)
-        let trace = try net.forward(x, stopAfter: 7, backwardTo: 0)
-        for id in [1, 3, 5] { #expect(trace[id] == nil, "convolution \(id) is not kept") }
-        for id in [2, 4, 6, 7] { expectClose(trace[id], unfused[id], "node \(id)") }
-        var seed = Tensor(zeros: [2, 5])
-        seed.scalars[1] = 1
-        seed.scalars[5 + 3] = -1
-        for guided in [false, true] {
-            let g = try net.backward(from: 7, seed: seed, to: 0, trace: trace, guidedReLU: guided)
-            let reference = try net.backward(from: 7, seed: seed, to: 0, trace: unfused, guidedReLU: guided)
-            expectClose(g, reference, "input gradient, guided: \(guided)")
-        }
+        try expectCrossedToTheInput(net, x, notKept: [1, 3, 5])
         // Asked to keep a convolution, or to stop the gradient at one, it stays.
         #expect(try net.forward(x, stopAfter: 7, keep: [3], backwardTo: 0)[3] != nil)
         #expect(try net.forward(x, stopAfter: 7, backwardTo: 3)[3] != nil)
+    }
+
+    @Test func convolutionBatchNormalizationReLUTriplesKeepNeitherInnerOutput() throws {
+        var rng = SplitMix64(seed: 23)
+        func bn(_ name: String, _ c: Int) -> BatchNormalization {
+            BatchNormalization(
+                name: name, gamma: rng.tensor([c], 0.5, 1.5), beta: rng.tensor([c]),
+                movingMean: rng.tensor([c], -0.2, 0.2), movingVariance: rng.tensor([c], 0.5, 1.5), epsilon: 1e-3)
+        }
+        let net = try Network(
+            input: [8, 8, 3],
+            [
+                (
+                    Conv2D(
+                        name: "c1", kernel: rng.tensor([3, 3, 3, 6]), bias: nil, strides: [1, 1], padding: .same,
+                        dilation: [1, 1]), [0]
+                ),
+                (bn("bn1", 6), [1]), (Activation(name: "r1", function: .relu()), [2]),
+                (
+                    DepthwiseConv2D(
+                        name: "dw", kernel: rng.tensor([3, 3, 6, 1]), bias: nil, strides: [2, 2], padding: .same,
+                        dilation: [1, 1]), [3]
+                ),
+                (bn("bn2", 6), [4]), (Activation(name: "r2", function: .relu(maxValue: 6)), [5]),
+                (
+                    Conv2D(
+                        name: "c2", kernel: rng.tensor([1, 1, 6, 5]), bias: rng.tensor([5]), strides: [1, 1],
+                        padding: .valid, dilation: [1, 1]), [6]
+                ),
+                // bn3 has two readers: the pair is not crossed, bn3 and c2 stay.
+                (bn("bn3", 5), [7]), (Activation(name: "r3", function: .relu()), [8]),
+                (Add(name: "skip", coefficients: nil), [9, 8]),
+                (GlobalAveragePooling2D(name: "gap", keepDims: false), [10]),
+            ])
+        #expect(net.convolutionNodesCrossedBackward(upTo: 11) == [1, 4])
+        #expect(net.affineNodesCrossedBackward(upTo: 11) == [2, 5])
+        let x = rng.tensor([2, 8, 8, 3], -2, 2)
+        try expectCrossedToTheInput(net, x, notKept: [1, 2, 4, 5])
+        let unfused = try net.forward(x, keepAll: true)
+        var seed = Tensor(zeros: [2, 5])
+        seed.scalars[2] = 1
+        seed.scalars[5 + 4] = -1
+        // Stopping the gradient at a crossed convolution or its BatchNormalization keeps it.
+        for to in [1, 2, 4] {
+            let t = try net.forward(x, stopAfter: 11, backwardTo: to)
+            expectClose(t[to], unfused[to], "node \(to) as the gradient's end")
+            expectClose(
+                try net.backward(from: 11, seed: seed, to: to, trace: t), try net.backward(from: 11, seed: seed, to: to, trace: unfused),
+                "gradient at node \(to)")
+        }
     }
 
     @Test func concurrentForwardPassesShareOnePlan() async throws {
