@@ -8,7 +8,7 @@
 /// steps between a fork and its join run as a `Branches` stage: each thread
 /// takes the ready step with the most work on the path ahead of it and runs it
 /// on one thread, until the stage is done. Everything else runs one step at a
-/// time on all compute threads, as before.
+/// time on all compute threads.
 ///
 /// Stages in order; the steps of a stage run after every step of the stages
 /// before it, so a stage only reads what earlier stages made.
@@ -40,15 +40,11 @@ struct BranchSchedule: Sendable {
     /// (oneDNN's split loses the rest), so a stage whose heaviest path is more than that
     /// gains nothing.
     static let parallelShare = 0.56
-    /// Below this much work (multiply-adds), starting the second thread costs more than it saves.
+    /// A floor (multiply-adds) against windows too small to repay starting the
+    /// second thread; set by judgement, not tuned.
     static let minimumWork = 4e6
 
     let stages: [Stage]
-
-    /// Every step on its own: what runs when the schedule is not worth a look.
-    init(sequential count: Int) {
-        stages = (0..<count).map { .step($0) }
-    }
 
     /// - Parameters:
     ///   - steps: the plan's steps, in the order they may run.
