@@ -129,7 +129,7 @@ public final class Network: Sendable {
                 // An affine map or a convolution read only by a ReLU whose derivative its
                 // output gives is never read backward (see `backward`): the plan runs the
                 // pair as one pass, and the pair's inner output is never stored.
-                let crossed = affineNodesCrossedBackward(upTo: last).union(convolutionNodesCrossedBackward(upTo: last))
+                let crossed = nodesCrossedBackward(upTo: last)
                 must.subtract(crossed.filter { $0 > to && !keep.contains($0) })
             }
             plan = inferencePlan(last: last, materialised: must)
@@ -291,6 +291,14 @@ public final class Network: Sendable {
     func convolutionNodesCrossedBackward(upTo last: Int) -> Set<Int> {
         nodesBefore(last) { id, readers in
             convolutionReLUPair(id, readers: readers[id]) != nil || convolutionBeforeCrossedAffine(id, readers: readers)
+        }
+    }
+
+    /// `affineNodesCrossedBackward` ∪ `convolutionNodesCrossedBackward`, with one map of readers.
+    func nodesCrossedBackward(upTo last: Int) -> Set<Int> {
+        nodesBefore(last) { id, readers in
+            affineReLUPair(id, readers: readers[id]) != nil || convolutionReLUPair(id, readers: readers[id]) != nil
+                || convolutionBeforeCrossedAffine(id, readers: readers)
         }
     }
 

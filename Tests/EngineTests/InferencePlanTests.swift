@@ -392,6 +392,7 @@ import Testing
             ])
         #expect(net.convolutionNodesCrossedBackward(upTo: 11) == [1, 4])
         #expect(net.affineNodesCrossedBackward(upTo: 11) == [2, 5])
+        #expect(net.nodesCrossedBackward(upTo: 11) == [1, 2, 4, 5], "the forward pass's one search finds both")
         let x = rng.tensor([2, 8, 8, 3], -2, 2)
         try expectCrossedToTheInput(net, x, notKept: [1, 2, 4, 5])
         let unfused = try net.forward(x, keepAll: true)
