@@ -15,7 +15,7 @@ public enum ImageFormat: String, Sendable {
 }
 
 /// The channel layout `decodeImage` returns.
-public enum DecodedLayout: Sendable {
+public enum DecodedLayout: Sendable, Equatable {
     /// 3 channels. Grey is replicated; alpha is composited on `DecodeOptions.background`.
     case rgb
     /// 4 channels; opaque images get alpha 255.
@@ -287,6 +287,13 @@ func convertLayout(
 }
 
 extension Image {
+    /// The image in another channel layout, as `decodeImage` would give it (grey
+    /// replicated, alpha composited on `background` for `.rgb`, opaque alpha added for `.rgba`).
+    public func converted(to layout: DecodedLayout, background: (UInt8, UInt8, UInt8) = (255, 255, 255)) -> Image {
+        if layout == .rgb && channels == 3 || layout == .rgba && channels == 4 || layout == .grey && channels == 1 { return self }
+        return convertLayout(pixels, width: width, height: height, channels: channels, to: layout, background: background)
+    }
+
     /// 1 channel with Pillow's `convert("L")` weights; alpha (if any) is dropped, not composited.
     public func toGrey() -> Image {
         if channels == 1 { return self }

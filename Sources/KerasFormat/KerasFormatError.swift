@@ -16,6 +16,8 @@ public enum KerasFormatError: Error, CustomStringConvertible, Sendable {
     case unsupportedModel(String)
     /// No builder for this layer class.
     case unsupportedLayer(layer: String, className: String)
+    /// A class that cannot run here by its nature (it holds Python code), with what to do instead.
+    case refusedLayer(layer: String, className: String, reason: String)
     /// A supported class with an option the engine does not implement.
     case unsupportedOption(layer: String, className: String, option: String)
     /// A layer whose config or weights are inconsistent.
@@ -37,6 +39,8 @@ public enum KerasFormatError: Error, CustomStringConvertible, Sendable {
             return "unsupported model: \(detail)"
         case .unsupportedLayer(let layer, let className):
             return "layer '\(layer)' (\(className)): unsupported layer class \(className)"
+        case .refusedLayer(let layer, let className, let reason):
+            return "layer '\(layer)' (\(className)): \(reason)"
         case .unsupportedOption(let layer, let className, let option):
             return "layer '\(layer)' (\(className)): unsupported option \(option)"
         case .invalidLayer(let layer, let className, let detail):

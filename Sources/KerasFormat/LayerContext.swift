@@ -56,6 +56,11 @@ struct LayerContext {
         .invalidLayer(layer: layerName, className: className, detail: detail)
     }
 
+    /// A class refused by design, with the reason and what to do instead.
+    func refused(_ reason: String) -> KerasFormatError {
+        .refusedLayer(layer: layerName, className: className, reason: reason)
+    }
+
     // MARK: config values
 
     func value(_ key: String) -> JSON? {

@@ -73,13 +73,14 @@ struct LayerRegistry: Sendable {
         ] {
             r.register(cls, buildInferenceIdentity)
         }
+        registerImageLayers(&r)
         return r
     }()
 }
 
 // MARK: - Builders
 
-private func spatialInput(_ ctx: LayerContext) throws -> [Int] {
+func spatialInput(_ ctx: LayerContext) throws -> [Int] {
     let s = try ctx.singleInputShape()
     guard s.count == 3 else { throw ctx.invalid("expects an [h, w, c] input, got \(s)") }
     return s
@@ -91,7 +92,7 @@ private func refuseLoRA(_ ctx: LayerContext) throws {
 }
 
 /// The options every convolution class shares, read and checked once.
-private struct ConvolutionOptions {
+struct ConvolutionOptions {
     let kernelSize: [Int]
     let strides: [Int]
     let dilation: [Int]
@@ -605,7 +606,7 @@ private func buildConcatenate(_ ctx: LayerContext) throws -> BuiltLayer {
     return BuiltLayer([Concatenate(name: ctx.nodeName)])
 }
 
-private func buildInferenceIdentity(_ ctx: LayerContext) throws -> BuiltLayer {
+func buildInferenceIdentity(_ ctx: LayerContext) throws -> BuiltLayer {
     _ = try ctx.singleInputShape()
     try ctx.expectNoVariables()
     return BuiltLayer([Identity(name: ctx.nodeName, kind: ctx.className)])

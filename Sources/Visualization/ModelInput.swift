@@ -15,6 +15,12 @@ public struct InputPipeline: Sendable {
     public var preprocessing: Preprocessing
     /// Where the preprocessing choice came from, for summaries: `profile`, `detected from model name '…'`, or `default`.
     public var preprocessingSource: String
+    /// The channels the model takes, as `keras.utils.load_img(color_mode=…)` gives them:
+    /// grey for 1 channel, RGBA for 4, else RGB.
+    public var layout: DecodedLayout = .rgb
+    /// The model resizes its input itself (an any-size input whose first layers hold a
+    /// `Resizing` or `CenterCrop`): photos go in at their own size, no resize in front of the model's.
+    public var ownSize = false
 
     public init(
         width: Int, height: Int, filter: ResizeFilter, centreCrop: Bool = false,
@@ -34,16 +40,23 @@ public struct InputPipeline: Sendable {
     /// names where that is unambiguous, else none (raw 0–255 pixels).
     public init(profile: ModelProfile, model: KerasModel, fallbackSize: Int = 224) throws {
         let shape = model.network.inputShape
-        guard shape.count == 3, shape[2] == 3 || shape[2] == 1 || shape[2] == -1 else {
-            throw VisualizationError.invalid("the model's input \(shape) is not an image (height, width, channels)")
+        guard shape.count == 3, [1, 3, 4, -1].contains(shape[2]) else {
+            throw VisualizationError.invalid(
+                "the model's input \(shape) is not an image (height, width, and 1, 3 or 4 channels)")
         }
         height = shape[0] != -1 ? shape[0] : (profile.inputSize?.first ?? fallbackSize)
         width = shape[1] != -1 ? shape[1] : (profile.inputSize?.last ?? fallbackSize)
         filter = try Self.filter(named: profile.resize ?? "pil_bilinear")
         centreCrop = false
+        layout = shape[2] == 1 ? .grey : shape[2] == 4 ? .rgba : .rgb
+        let leading = Self.leadingLayers(model.network)
+        ownSize = shape[0] == -1 && shape[1] == -1 && profile.inputSize == nil && leading.contains { $0 is Resize2D }
         if let p = profile.preprocessing {
             preprocessing = try Self.preprocessing(p)
             preprocessingSource = "profile"
+        } else if let scaling = leading.first(where: { $0.kind == "Rescaling" || $0.kind == "Normalization" }) {
+            preprocessing = .none
+            preprocessingSource = "the model scales its pixels itself (its layer '\(scaling.name)', \(scaling.kind)): raw 0–255 pixels"
         } else if let (mode, family) = Self.detect(modelName: model.name) {
             preprocessing = mode
             preprocessingSource = "detected from model name '\(model.name)' (keras.applications \(family))"
@@ -56,14 +69,54 @@ public struct InputPipeline: Sendable {
     /// Decodes and prepares one image. Returns the model input [1, h, w, c] and
     /// the resized 8-bit RGB image the heatmaps are drawn over.
     public func prepare(_ data: Data, maxPixels: Int = 50_000_000) throws -> (input: Tensor, resized: Image) {
-        let image = try decodeImage(data, options: DecodeOptions(maxPixels: maxPixels, layout: .rgb))
-        return try prepare(image)
+        try prepare(try decode(data, maxPixels: maxPixels))
     }
 
+    /// The image in the model's channel layout.
+    public func decode(_ data: Data, maxPixels: Int = 50_000_000) throws -> Image {
+        try decodeImage(data, options: DecodeOptions(maxPixels: maxPixels, layout: layout))
+    }
+
+    /// The most pixels a photo keeps when the model resizes it itself: larger photos are
+    /// first reduced to this (aspect kept), which bounds the memory of the first layers.
+    public static let ownSizeMaxPixels = 4_194_304
+
+    /// The model input for an image of any layout, and the image at the size the model
+    /// took it (in the model's layout; the photo itself when the model resizes it).
     public func prepare(_ image: Image) throws -> (input: Tensor, resized: Image) {
-        let resized = try image.resizedLikeKeras(width: width, height: height, filter: filter, keepAspectRatio: centreCrop)
+        let own = image.converted(to: layout)
+        let resized: Image
+        if ownSize {
+            let pixels = own.width * own.height
+            if pixels <= Self.ownSizeMaxPixels {
+                resized = own
+            } else {
+                let shrink = (Double(Self.ownSizeMaxPixels) / Double(pixels)).squareRoot()
+                resized = try own.resizedLikeKeras(
+                    width: max(1, Int(Double(own.width) * shrink)), height: max(1, Int(Double(own.height) * shrink)), filter: filter,
+                    keepAspectRatio: false)
+            }
+        } else {
+            resized = try own.resizedLikeKeras(width: width, height: height, filter: filter, keepAspectRatio: centreCrop)
+        }
         let floats = try resized.preprocessed(preprocessing)
-        return (Tensor(shape: [1, height, width, floats.channels], scalars: floats.values), resized)
+        return (Tensor(shape: [1, resized.height, resized.width, floats.channels], scalars: floats.values), resized)
+    }
+
+    /// The layers a photo meets first, in a chain from the input: those that pass it
+    /// through (augmentation), scale it (Rescaling, Normalization) or resize it.
+    static func leadingLayers(_ network: Network) -> [any Layer] {
+        var found: [any Layer] = []
+        var id = 0
+        while found.count < 64 {
+            let readers = network.nodes.filter { $0.inputs.contains(id) }
+            guard readers.count == 1, readers[0].inputs == [id], let layer = readers[0].layer,
+                layer is Identity || layer is ChannelAffine || layer is Resize2D
+            else { break }
+            found.append(layer)
+            id = readers[0].id
+        }
+        return found
     }
 
     public static func filter(named name: String) throws -> ResizeFilter {

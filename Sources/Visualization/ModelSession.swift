@@ -64,8 +64,9 @@ public final class ModelSession: Sendable {
     public func prepare(_ input: RenderInput, limits: RenderLimits) throws -> (input: Tensor, photo: Image?) {
         switch input {
         case .image(let data):
-            let photo = try decodeImage(data, options: DecodeOptions(maxPixels: limits.maxImagePixels, layout: .rgb))
-            return (try imagePipeline().prepare(photo).input, photo)
+            let pipeline = try imagePipeline()
+            let image = try pipeline.decode(data, maxPixels: limits.maxImagePixels)
+            return (try pipeline.prepare(image).input, image.converted(to: .rgb))
         case .tensor(let t):
             return (try checkedInput(t), nil)
         }

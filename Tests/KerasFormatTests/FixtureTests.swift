@@ -38,3 +38,37 @@ extension SerialTests {
         }
     }
 }
+
+/// The layers of users' own models (tools/fixtures/make_layer_fixtures.py): the keras.io
+/// tutorials' CNNs shrunk — augmentation inside, a nested base, a U-Net with transposed
+/// convolutions and upsampling, Resizing/CenterCrop with every interpolation, merges, a grey
+/// input — against Keras' numbers, and the classes refused by design with their reasons.
+extension SerialTests {
+    @Suite struct LayerFixtureTests {
+        static let directory = fixtureDirectory.deletingLastPathComponent().appendingPathComponent("keras_layers")
+        static let all: [FixtureCase] = (try? Fixtures.load(from: directory)) ?? []
+
+        @Test func manifestIsPresent() throws {
+            let all = try Fixtures.load(from: Self.directory)
+            #expect(all.filter { $0.kind == "ok" }.count >= 20)
+            #expect(all.contains { $0.kind == "bad" })
+        }
+
+        @Test(arguments: all.filter { $0.kind == "ok" })
+        func loadsAndMatchesKeras(_ fixture: FixtureCase) throws {
+            try checkAgainstKeras(fixture)
+        }
+
+        @Test(arguments: all.filter { $0.kind == "bad" })
+        func refusedClassSaysWhy(_ fixture: FixtureCase) throws {
+            #expect(throws: KerasFormatError.self) { try KerasModel.load(contentsOf: fixture.modelURL) }
+            do {
+                _ = try KerasModel.load(contentsOf: fixture.modelURL)
+            } catch {
+                for s in fixture.expect_error_contains_all ?? [] {
+                    #expect("\(error)".contains(s), "\(fixture.name): error '\(error)' lacks '\(s)'")
+                }
+            }
+        }
+    }
+}

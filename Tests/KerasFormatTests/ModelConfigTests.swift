@@ -122,7 +122,18 @@ private func expectFailure(
         expectFailure(["'c'", "MaxPooling2D", "channels_first"]) { try one("MaxPooling2D", ["data_format": "channels_first"]) }
         expectFailure(["'c'", "Softmax", "axis=1"]) { try one("Softmax", ["axis": 1]) }
         expectFailure(["'c'", "Activation", "activation='mish'"]) { try one("Activation", ["activation": "mish"]) }
-        expectFailure(["'c'", "UpSampling2D", "unsupported layer class"]) { try one("UpSampling2D", [:]) }
+        expectFailure(["'c'", "Masking", "unsupported layer class"]) { try one("Masking", [:]) }
+        expectFailure(["'c'", "Resizing", "interpolation='gaussian'"]) {
+            try one("Resizing", ["height": 4, "width": 4, "interpolation": "gaussian"])
+        }
+        expectFailure(["'c'", "Conv2DTranspose", "dilation_rate"]) {
+            try one("Conv2DTranspose", conv.merging(["dilation_rate": 2]) { $1 })
+        }
+        expectFailure(["'c'", "Pipeline", "a Resizing inside the Pipeline"]) {
+            try one("Pipeline", ["layers": [["class_name": "RandomFlip", "config": [:]], ["class_name": "Resizing", "config": [:]]]])
+        }
+        expectFailure(["'c'", "UpSampling2D", "larger than 4096"]) { try one("UpSampling2D", ["size": [5000, 2]]) }
+        expectFailure(["'c'", "Lambda", "Python code"]) { try one("Lambda", [:]) }
         store.named["c"] = [("kernel", ramp([3, 2]))]
         expectFailure(["'c'", "Dense", "lora_rank=4"]) {
             _ = try build(
