@@ -115,6 +115,13 @@ public struct FilterRequest: RenderRequest {
         }
         r.layer = target.summary.path
         r.numerics = Numerics.canonical(numerics)
+        let bytes = try Self.memoryEstimate(session, node: target.summary.nodeId, height: h, width: w, images: count)
+        guard bytes <= Self.memoryLimit else {
+            throw RequestError.tooCostly(
+                "\(count) \(method.rawValue) image(s) of \(h)x\(w) at '\(target.summary.path)' need about \(bytes >> 20) MiB "
+                    + "(the activations kept for each image's backward pass); this server allows \(Self.memoryLimit >> 20) MiB "
+                    + "per request: lower count or size")
+        }
         r.count = count
         r.cols = count == 1 ? 1 : cols
         r.steps = steps
@@ -125,6 +132,27 @@ public struct FilterRequest: RenderRequest {
             r.start = nil
         }
         return r
+    }
+
+    /// The most memory one filter request may hold: half of the machine's.
+    public static let memoryLimit = Int(min(ProcessInfo.processInfo.physicalMemory / 2, UInt64(Int.max)))
+
+    /// The bytes an ascent of `images` images keeps at once, estimated before it runs: per
+    /// image, every activation between the input and the target layer (the forward pass kept
+    /// for backward), the largest of them again (the gradient going down), and the image
+    /// with its optimiser state.
+    static func memoryEstimate(_ session: ModelSession, node: Int, height: Int, width: Int, images: Int) throws -> Int {
+        let network = session.network
+        let shapes = try network.outputShapes(forInput: [height, width, network.inputShape[2] > 0 ? network.inputShape[2] : 3])
+        var floats = 0.0
+        var largest = 0.0
+        for id in network.ancestors(of: node).union([node]) {
+            let n = Double(shapes[id].reduce(1) { $0 * max($1, 1) })
+            floats += n
+            largest = max(largest, n)
+        }
+        let perImage = 4 * (floats + largest + 8 * Double(height * width * 3))
+        return Int(min(perImage * Double(images), Double(Int.max / 2)))
     }
 
     /// Server policy on top of the request's own ranges.
