@@ -29,6 +29,12 @@ extension LayerRegistry {
         r.register("Minimum") { try buildExtremum($0, largest: false) }
         r.register("Average", buildAverage)
         r.register("Subtract", buildSubtract)
+        r.register("GroupNormalization", buildGroupNormalization)
+        r.register("UnitNormalization", buildUnitNormalization)
+        r.register("RMSNormalization", buildRMSNormalization)
+        r.register("AdaptiveAveragePooling2D") { try buildAdaptivePooling($0, max: false) }
+        r.register("AdaptiveMaxPooling2D") { try buildAdaptivePooling($0, max: true) }
+        r.register("Permute", buildPermute)
         for (cls, reason) in refusedClasses { r.register(cls) { throw $0.refused(reason) } }
     }
 
@@ -189,4 +195,79 @@ private func buildSubtract(_ ctx: LayerContext) throws -> BuiltLayer {
     guard ctx.inputShapes.count == 2 else { throw ctx.invalid("takes exactly 2 inputs, got \(ctx.inputShapes.count)") }
     try ctx.expectNoVariables()
     return BuiltLayer([Add(name: ctx.nodeName, coefficients: [1, -1], kind: "Subtract")])
+}
+
+/// A Conv2D whose groups are neither 1 nor one per input channel.
+func buildGroupedConv2D(_ ctx: LayerContext, groups: Int, filters: Int, inputChannels cin: Int) throws -> BuiltLayer {
+    let o = try ConvolutionOptions(ctx)
+    let v = try ctx.variables([VariableSpec(name: "kernel"), VariableSpec(name: "bias", present: o.useBias)])
+    let kernel = v["kernel"]!
+    try ctx.checkShape(kernel, "kernel", o.kernelSize + [cin / groups, filters])
+    if let b = v["bias"] { try ctx.checkShape(b, "bias", [filters]) }
+    let op = GroupedConv2D(
+        name: ctx.nodeName, kernel: kernel, bias: v["bias"], groups: groups, strides: o.strides, padding: o.padding,
+        dilation: o.dilation)
+    return ctx.withActivation(op, o.activation)
+}
+
+/// The normalised axis must be the channels (last) axis.
+private func requireChannelAxis(_ ctx: LayerContext) throws {
+    let rank = try ctx.singleInputShape().count + 1
+    guard let a = ctx.value("axis") else { return }
+    let axis = a.int ?? a.array.flatMap { $0.count == 1 ? $0[0].int : nil }
+    guard let axis, axis == -1 || axis == rank - 1 else { throw ctx.unsupported("axis=\(a.compact) (only the last axis)") }
+}
+
+private func buildGroupNormalization(_ ctx: LayerContext) throws -> BuiltLayer {
+    try requireChannelAxis(ctx)
+    let groups = try ctx.int("groups", default: 32)
+    let c = try ctx.singleInputShape().last ?? -1
+    guard groups > 0, c == -1 || c % groups == 0 else { throw ctx.invalid("groups=\(groups) does not divide the \(c) channels") }
+    let center = try ctx.bool("center", default: true)
+    let scale = try ctx.bool("scale", default: true)
+    let v = try ctx.variables([VariableSpec(name: "gamma", present: scale), VariableSpec(name: "beta", present: center)])
+    for key in ["gamma", "beta"] { if let t = v[key], c != -1 { try ctx.checkShape(t, key, [c]) } }
+    return BuiltLayer([
+        GroupNormalization(
+            name: ctx.nodeName, groups: groups, gamma: v["gamma"], beta: v["beta"], epsilon: try ctx.float("epsilon", default: 1e-3))
+    ])
+}
+
+private func buildUnitNormalization(_ ctx: LayerContext) throws -> BuiltLayer {
+    try requireChannelAxis(ctx)
+    try ctx.expectNoVariables()
+    return BuiltLayer([RootMeanSquareScaling.unitNormalization(name: ctx.nodeName)])
+}
+
+private func buildRMSNormalization(_ ctx: LayerContext) throws -> BuiltLayer {
+    try requireChannelAxis(ctx)
+    let c = try ctx.singleInputShape().last ?? -1
+    let v = try ctx.variables([VariableSpec(name: "scale", anyNameWhenAlone: true)])
+    if c != -1 { try ctx.checkShape(v["scale"]!, "scale", [c]) }
+    return BuiltLayer([
+        RootMeanSquareScaling(
+            name: ctx.nodeName, kind: "RMSNormalization", scale: v["scale"], meanOverChannels: true,
+            epsilon: try ctx.float("epsilon", default: 1e-6))
+    ])
+}
+
+private func buildAdaptivePooling(_ ctx: LayerContext, max: Bool) throws -> BuiltLayer {
+    try ctx.requireChannelsLast()
+    _ = try spatialInput(ctx)
+    let size = try ctx.pair("output_size")
+    guard size.allSatisfy({ $0 <= 1 << 12 }) else { throw ctx.invalid("output_size \(size) is larger than 4096") }
+    try ctx.expectNoVariables()
+    return BuiltLayer([AdaptivePooling2D(name: ctx.nodeName, max: max, outputSize: size)])
+}
+
+private func buildPermute(_ ctx: LayerContext) throws -> BuiltLayer {
+    _ = try spatialInput(ctx)
+    let dims = ctx.value("dims")?.array?.compactMap(\.int) ?? []
+    try ctx.expectNoVariables()
+    switch dims {
+    case [1, 2, 3]: return BuiltLayer([Identity(name: ctx.nodeName, kind: ctx.className)])
+    case [2, 1, 3]: return BuiltLayer([SwapSpatialAxes(name: ctx.nodeName)])
+    default:
+        throw ctx.unsupported("dims=\(dims) (only (2, 1, 3), which swaps rows and columns and keeps the channels last)")
+    }
 }

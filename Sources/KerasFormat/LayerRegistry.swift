@@ -119,10 +119,11 @@ private func buildConv2D(_ ctx: LayerContext) throws -> BuiltLayer {
         // One group per input channel is a depthwise convolution (ConvNeXt writes its
         // 7×7 depthwise convolutions so); other groupings are not supported.
         let cin = try spatialInput(ctx)[2]
-        guard groups == cin, cin > 0, filters % cin == 0 else {
-            throw ctx.unsupported("groups=\(groups) (only 1, or one group per input channel: \(cin))")
+        guard groups > 0, cin > 0, cin % groups == 0, filters % groups == 0 else {
+            throw ctx.invalid("groups=\(groups) does not divide the \(cin) input channels and \(filters) filters")
         }
-        return try buildGroupedAsDepthwise(ctx, multiplier: filters / cin)
+        if groups == cin { return try buildGroupedAsDepthwise(ctx, multiplier: filters / cin) }
+        return try buildGroupedConv2D(ctx, groups: groups, filters: filters, inputChannels: cin)
     }
     let o = try ConvolutionOptions(ctx)
     let input = try spatialInput(ctx)

@@ -143,11 +143,17 @@ public struct FilterRequest: RenderRequest {
     /// with its optimiser state.
     static func memoryEstimate(_ session: ModelSession, node: Int, height: Int, width: Int, images: Int) throws -> Int {
         let network = session.network
-        let shapes = try network.outputShapes(forInput: [height, width, network.inputShape[2] > 0 ? network.inputShape[2] : 3])
+        // Only the target's ancestors: a fixed-input model drawn at another size has layers
+        // past it (a Flatten, a Dense) that the size does not fit.
+        let needed = network.ancestors(of: node).union([node])
+        var shapes: [Int: [Int]] = [0: [height, width, network.inputShape[2] > 0 ? network.inputShape[2] : 3]]
+        for n in network.nodes.dropFirst() where needed.contains(n.id) {
+            shapes[n.id] = try n.layer!.outputShape(for: n.inputs.map { shapes[$0] ?? [] })
+        }
         var floats = 0.0
         var largest = 0.0
-        for id in network.ancestors(of: node).union([node]) {
-            let n = Double(shapes[id].reduce(1) { $0 * max($1, 1) })
+        for id in needed {
+            let n = Double(shapes[id, default: []].reduce(1) { $0 * max($1, 1) })
             floats += n
             largest = max(largest, n)
         }
