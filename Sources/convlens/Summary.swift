@@ -36,6 +36,10 @@ struct Summary: ParsableCommand {
         } else {
             print(m.keras.summaryTable(), terminator: "")
             print("Default Grad-CAM layer: \(camLayer?.path ?? "none (no spatial layer)")")
+            if let pipeline = try? m.session.imagePipeline() {
+                let size = pipeline.ownSize ? "each photo at its own size (the model resizes it)" : "\(pipeline.width)×\(pipeline.height)"
+                print("Photos go in: \(pipeline.layout), \(size); preprocessing \(pipeline.preprocessing) — \(pipeline.preprocessingSource)")
+            }
         }
     }
 }

@@ -53,6 +53,23 @@ private func temporary(_ name: String) -> String {
         #expect(layers.contains { $0["name"] as? String == "predictions" && $0["isSpatial"] as? Bool == false })
     }
 
+    /// A user's grey model: the summary says how photos go in and why raw pixels; a colour
+    /// photo gives a heatmap the size of the photo.
+    @Test func aUsersGreyModelSaysHowPhotosGoInAndAnswersAHeatmap() throws {
+        let model = "Tests/Fixtures/keras_layers/grey_mnist.keras"
+        let summary = try convlens(["summary", "--model", model])
+        #expect(summary.status == 0, "\(summary.stderr)")
+        let text = String(decoding: summary.stdout, as: UTF8.self)
+        #expect(text.contains("Photos go in: grey, 28×28") && text.contains("'rescale'"), "\(text)")
+        let out = temporary("grey.png")
+        let r = try convlens(["heatmap", "--model", model, "--input", "public/samples/chelsea.png", "-o", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let png = [UInt8](try Data(contentsOf: URL(fileURLWithPath: out)))
+        // IHDR: width and height, big-endian, at bytes 16 and 20.
+        let be = { (at: Int) in png[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        #expect(png.count > 24 && be(16) == 451 && be(20) == 300)
+    }
+
     @Test func heatmapWritesAnOverlayTheSizeOfThePhoto() throws {
         let out = temporary("overlay.png")
         let r = try convlens(["heatmap", "--input", "public/samples/coffee.png", "-o", out])
