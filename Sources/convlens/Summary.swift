@@ -38,7 +38,8 @@ struct Summary: ParsableCommand {
             print("Default Grad-CAM layer: \(camLayer?.path ?? "none (no spatial layer)")")
             if let pipeline = try? m.session.imagePipeline() {
                 let size = pipeline.ownSize ? "each photo at its own size (the model resizes it)" : "\(pipeline.width)×\(pipeline.height)"
-                print("Photos go in: \(pipeline.layout), \(size); preprocessing \(pipeline.preprocessing) — \(pipeline.preprocessingSource)")
+                print(
+                    "Photos go in: \(pipeline.layout), \(size); preprocessing \(pipeline.preprocessing) — \(pipeline.preprocessingSource)")
             }
         }
     }
