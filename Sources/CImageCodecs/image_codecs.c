@@ -202,10 +202,11 @@ void cl_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_de
 
 /* ------------------------------------------------------------------- PNG */
 
-/* Classic libpng API with setjmp, used only for Adam7-interlaced 16-bit files:
-   libpng 1.6.39-2+deb12u6's simplified API decodes those wrongly to 8 bits
-   (png_image_read_direct_scaled keeps stale rows between passes;
-   pnggroup/libpng issue #853). Same output as the simplified path. */
+/* Classic libpng API with setjmp, for 16-bit files and files with a gAMA chunk: there it
+   decodes as Pillow (so keras.utils.load_img) does — 16 → 8 bits by the high byte, the
+   stored samples without a gamma curve — where the simplified API rounds and applies gAMA.
+   (It also avoids libpng 1.6.39-2+deb12u6's simplified API on Adam7-interlaced 16-bit
+   files, which png_image_read_direct_scaled decodes wrongly: pnggroup/libpng issue #853.) */
 struct cl_png_read_state {
     cl_decoded *out;
     const uint8_t *data;
@@ -263,7 +264,7 @@ static void cl_png_decode_classic(const uint8_t *data, size_t size, uint64_t max
         return;
     }
     png_set_expand(png);            /* palette → RGB, grey < 8 bit → 8 bit, tRNS → alpha */
-    png_set_scale_16(png);          /* 16 → 8 bits, rounded (as the simplified API) */
+    png_set_strip_16(png);          /* 16 → 8 bits by the high byte, as Pillow */
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     const int channels = png_get_channels(png, info);
@@ -451,11 +452,25 @@ void cl_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, cl_dec
     cl_png_decode_libpng(data, size, max_pixels, out);
 }
 
+/* Whether a gAMA chunk comes before the first IDAT (where the PNG spec puts it). The walk
+   stops at the first chunk whose length runs past the data. */
+static int cl_png_has_gamma(const uint8_t *data, size_t size) {
+    size_t pos = 8;
+    while (pos + 8 <= size) {
+        const uint32_t length = cl_be32(data + pos);
+        if (memcmp(data + pos + 4, "gAMA", 4) == 0) return 1;
+        if (memcmp(data + pos + 4, "IDAT", 4) == 0) return 0;
+        if ((uint64_t)length + 12 > (uint64_t)(size - pos)) return 0;
+        pos += (size_t)length + 12;
+    }
+    return 0;
+}
+
 void cl_png_decode_libpng(const uint8_t *data, size_t size, uint64_t max_pixels, cl_decoded *out) {
     png_image image;
     memset(out, 0, sizeof *out);
     /* IHDR: signature(8) length(4) "IHDR"(4) width(4) height(4) depth(1) colour(1) compression(1) filter(1) interlace(1) */
-    if (size >= 33 && memcmp(data + 12, "IHDR", 4) == 0 && data[24] == 16 && data[28] == 1) {
+    if (size >= 33 && memcmp(data + 12, "IHDR", 4) == 0 && (data[24] == 16 || cl_png_has_gamma(data, size))) {
         cl_png_decode_classic(data, size, max_pixels, out);
         return;
     }

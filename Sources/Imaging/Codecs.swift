@@ -76,7 +76,7 @@ public struct DecodeInfo: Sendable, Equatable {
 /// Decodes a PNG or JPEG. See `DecodeOptions` for the pixel limit, layout, and background.
 ///
 /// PNG: 1/2/4/8/16-bit grey, grey+alpha, palette (with tRNS), RGB, RGBA, interlaced.
-/// 16-bit samples are scaled to 8 bits with rounding (v·255/65535, to nearest).
+/// 16-bit samples keep their high byte, as Pillow reads them; gAMA is not applied.
 /// Alpha is composited as `round((c·a + bg·(255 − a)) / 255)`.
 /// JPEG: baseline, progressive, greyscale, CMYK/YCCK (Adobe-inverted when the
 /// APP14 Adobe marker is present; converted to RGB as Pillow does). Any libjpeg

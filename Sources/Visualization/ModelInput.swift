@@ -72,9 +72,12 @@ public struct InputPipeline: Sendable {
         try prepare(try decode(data, maxPixels: maxPixels))
     }
 
-    /// The image in the model's channel layout.
+    /// The image in the model's channel layout, decoded as `keras.utils.load_img` decodes it
+    /// (Pillow): alpha dropped, not composited (kept for an RGBA model), EXIF orientation not
+    /// applied, no gamma curve, 16-bit samples by their high byte.
     public func decode(_ data: Data, maxPixels: Int = 50_000_000) throws -> Image {
-        try decodeImage(data, options: DecodeOptions(maxPixels: maxPixels, layout: layout))
+        try decodeImage(
+            data, options: DecodeOptions(maxPixels: maxPixels, layout: layout, applyEXIFOrientation: false, discardAlpha: true))
     }
 
     /// The most pixels a photo keeps when the model resizes it itself: larger photos are

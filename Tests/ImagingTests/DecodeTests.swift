@@ -207,9 +207,8 @@ import Testing
         let expected = try fixtureU8(c.expected)
         #expect(image.pixels.count == expected.count)
         if image.pixels.count == expected.count {
-            // 16-bit: Pillow truncates to the high byte, we round (documented), so allow 1
-            let tol = input.contains("16") ? 1 : 0
-            #expect(maxAbsDiff(image.pixels, expected) <= tol, "\(input)")
+            // 16-bit samples by their high byte, as Pillow: exactly.
+            #expect(maxAbsDiff(image.pixels, expected) == 0, "\(input)")
         }
     }
 }

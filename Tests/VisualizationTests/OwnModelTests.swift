@@ -94,3 +94,34 @@ private func session(_ file: String) throws -> ModelSession {
         }
     }
 }
+
+/// The photo a model gets is the one `keras.utils.load_img` gives (Pillow): alpha dropped,
+/// EXIF orientation and gAMA ignored, 16-bit samples by their high byte — bit for bit on
+/// both committed corpora (Tests/Fixtures/images `keras_load_img`, and Tests/Fixtures/decoding:
+/// tools/fixtures/make_decoding_fixtures.py's gAMA, all-transparent and 16-bit files).
+@Suite struct KerasDecodingTests {
+    struct Case: Decodable, Sendable {
+        let input: String
+        let expected: String
+        let shape: [Int]
+    }
+    struct ImagesManifest: Decodable { let keras_load_img: [Case] }
+
+    static let images = root.appendingPathComponent("Tests/Fixtures/images")
+    static let cases: [(folder: URL, c: Case)] = {
+        let main = try! JSONDecoder().decode(ImagesManifest.self, from: Data(contentsOf: images.appendingPathComponent("manifest.json")))
+        let decoding = root.appendingPathComponent("Tests/Fixtures/decoding")
+        let extra = try! JSONDecoder().decode([Case].self, from: Data(contentsOf: decoding.appendingPathComponent("manifest.json")))
+        return main.keras_load_img.map { (images, $0) } + extra.map { (decoding, $0) }
+    }()
+
+    @Test(arguments: cases.map(\.c.input))
+    func aModelsPhotoIsTheOneLoadImgGives(_ input: String) throws {
+        let (folder, c) = try #require(Self.cases.first { $0.c.input == input })
+        let pipeline = InputPipeline(width: 8, height: 8, filter: .bilinear, preprocessing: .none)
+        let image = try pipeline.decode(try Data(contentsOf: folder.appendingPathComponent(c.input)))
+        let expected = [UInt8](try Data(contentsOf: folder.appendingPathComponent(c.expected)))
+        #expect([image.height, image.width, image.channels] == c.shape, "\(input)")
+        #expect(image.pixels == expected, "\(input)")
+    }
+}
