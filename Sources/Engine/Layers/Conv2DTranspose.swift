@@ -99,23 +99,13 @@ public final class Conv2DTranspose: Layer {
             ? Tensor(zeros: [0, wy.full, wx.full, filters])
             : try conv.backwardData(x, inputShape: [n, wy.full, wx.full, filters])
         var y = [Float](repeating: 0, count: n * wy.size * wx.size * filters)
-        let rows = min(wy.size, wy.full - wy.start)
-        let cols = min(wx.size, wx.full - wx.start)
-        full.scalars.withUnsafeBufferPointer { fs in
-            y.withUnsafeMutableBufferPointer { ys in
-                for b in 0..<n {
-                    for r in 0..<rows {
-                        let src = fs.baseAddress! + ((b * wy.full + r + wy.start) * wx.full + wx.start) * filters
-                        let dst = ys.baseAddress! + (b * wy.size + r) * wx.size * filters
-                        dst.update(from: src, count: cols * filters)
-                    }
-                }
-                if let bias {
-                    bias.scalars.withUnsafeBufferPointer { bs in
-                        for p in 0..<(n * wy.size * wx.size) {
-                            let row = ys.baseAddress! + p * filters
-                            for c in 0..<filters { row[c] += bs[c] }
-                        }
+        y.withUnsafeMutableBufferPointer { ys in
+            full.scalars.withUnsafeBufferPointer { copyWindow(n, wy, wx, from: $0, to: ys, intoFull: false) }
+            if let bias {
+                bias.scalars.withUnsafeBufferPointer { bs in
+                    for p in 0..<(n * wy.size * wx.size) {
+                        let row = ys.baseAddress! + p * filters
+                        for c in 0..<filters { row[c] += bs[c] }
                     }
                 }
             }
@@ -136,19 +126,29 @@ public final class Conv2DTranspose: Layer {
         }
         if n == 0 { return [Tensor(zeros: x.shape)] }
         var full = [Float](repeating: 0, count: n * wy.full * wx.full * filters)
-        let rows = min(wy.size, wy.full - wy.start)
-        let cols = min(wx.size, wx.full - wx.start)
         outputGradient.scalars.withUnsafeBufferPointer { gs in
-            full.withUnsafeMutableBufferPointer { fs in
-                for b in 0..<n {
-                    for r in 0..<rows {
-                        let src = gs.baseAddress! + (b * wy.size + r) * wx.size * filters
-                        let dst = fs.baseAddress! + ((b * wy.full + r + wy.start) * wx.full + wx.start) * filters
-                        dst.update(from: src, count: cols * filters)
-                    }
-                }
-            }
+            full.withUnsafeMutableBufferPointer { copyWindow(n, wy, wx, from: gs, to: $0, intoFull: true) }
         }
         return [try conv.forward(Tensor(shape: [n, wy.full, wx.full, filters], scalars: full))]
+    }
+
+    /// Copies Keras' output window between the full map `[n, full, full, filters]` and the
+    /// output `[n, size, size, filters]`: forward (`intoFull` false) reads the window out of
+    /// the full map, backward writes the window's gradient into it. The output's cells past
+    /// the full map have no source.
+    private func copyWindow(
+        _ n: Int, _ wy: Window, _ wx: Window, from src: UnsafeBufferPointer<Float>, to dst: UnsafeMutableBufferPointer<Float>,
+        intoFull: Bool
+    ) {
+        let rows = min(wy.size, wy.full - wy.start)
+        let count = min(wx.size, wx.full - wx.start) * filters
+        for b in 0..<n {
+            for r in 0..<rows {
+                let f = ((b * wy.full + r + wy.start) * wx.full + wx.start) * filters
+                let w = (b * wy.size + r) * wx.size * filters
+                let (from, to) = intoFull ? (w, f) : (f, w)
+                (dst.baseAddress! + to).update(from: src.baseAddress! + from, count: count)
+            }
+        }
     }
 }
