@@ -5,7 +5,7 @@
 /// that differs from the direct sums (within 1e-4 of the result's range). Through
 /// a deep ReLU/max-pool network a near-tie can flip and route a gradient
 /// elsewhere, so it is never a default: a filter ascent takes it from the server's
-/// `compute.numerics` or `--numerics` (its picture is judged by eye, README, Speed), a
+/// `compute.numerics` or `--numerics` (its picture is judged by eye, docs/performance.md, fast numerics), a
 /// heatmap when its request asks (`numerics=fast`). Predictions, activations and
 /// gradients, compared with Keras, run exact.
 public enum Numerics: String, Sendable, Codable, CaseIterable {

@@ -32,7 +32,7 @@ struct Bench: ParsableCommand {
             pass of the bundled model and of every model in --models DIR (check_applications.py's
             folder); Score-CAM on the bundled model (tf-keras-vis); on --model: forward, gradcam,
             ascent at batch 1 and --big-batch, a 64-filter book grid (150 px, 40 steps) and lucid
-            (4 filters, 224 px, 256 steps). A Markdown table (README's performance section), or
+            (4 filters, 224 px, 256 steps). A Markdown table (docs/performance.md), or
             --json. --sections picks parts: heatmap, forward, scorecam, lines, grid, lucid.
               convlens bench --suite all --model /tmp/vgg16.h5 --models /tmp/apps --python venv/bin/python
             """)

@@ -391,7 +391,7 @@ func runJSONLines(_ executable: String, _ arguments: [String]) throws -> [[Strin
     }
 }
 
-/// The suite as a Markdown table (README's performance section is this table).
+/// The suite as a Markdown table (docs/performance.md's suite table is this table).
 func benchTable(_ lines: [BenchLine]) -> String {
     var out = "| line | model | work | ConvLens ms | peer | peer ms | ratio | ConvLens peak RSS MiB | peer peak RSS MiB |\n"
     out += "|---|---|---|---|---|---|---|---|---|\n"

@@ -35,7 +35,7 @@ struct Filters: ParsableCommand {
     @Option(
         name: .long,
         help:
-            "Method: book (the book's plain ascent), lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too), or auto (the book for the first convolutions, lucid deeper; see README)."
+            "Method: book (the book's plain ascent), lucid (Fourier image, decorrelated colour, random jitter/scale/rotation, Adam — recognisable patterns in deep layers too), or auto (the book for the first convolutions, lucid deeper; see docs/cli.md, Filter methods)."
     )
     var method: FilterMethod = .book
 

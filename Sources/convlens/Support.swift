@@ -79,7 +79,7 @@ struct NumericsOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "exact (default): direct convolutions, the results compared with Keras; fast: Winograd for wide 3×3 stride-1 convolutions where this CPU has it (the same results to float rounding; README, Speed).",
+            "exact (default): direct convolutions, the results compared with Keras; fast: Winograd for wide 3×3 stride-1 convolutions where this CPU has it (the same results to float rounding; docs/performance.md, fast numerics).",
             valueName: "exact|fast"))
     var numerics: Numerics = .exact
 }

@@ -10,7 +10,7 @@
 /// which a network of many small primitives feels alone. A short spin first
 /// (GOMP_SPINCOUNT=300, libgomp's count of busy-wait iterations before it sleeps)
 /// catches a team that is about to arrive and still sleeps before a descheduled
-/// thread could make the spin expensive; README (Operations) has the measurement
+/// thread could make the spin expensive; docs/performance.md (OpenMP wait policy) has the measurement
 /// behind the number. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left
 /// alone. libgomp reads the variables when it is loaded, before `main`, so the
 /// process sets them and re-executes itself once.

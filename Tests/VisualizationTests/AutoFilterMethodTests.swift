@@ -5,7 +5,7 @@ import Testing
 @testable import Visualization
 
 /// `method=auto` resolves, inside the canonical request, to the method the measured rule
-/// picks for the layer (README "Filter methods", docs/filter-structure.md), so its content
+/// picks for the layer (docs/cli.md "Filter methods", docs/filter-structure.md), so its content
 /// address is the concrete method's.
 private let session: ModelSession = {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -67,7 +67,7 @@ private var session: ModelSession { bundledRequestSession }
     #expect(passes[.scorecam] == 1281 + 104)
     #expect(passes[.smoothgrad] == 25 + 104)
     let total = passes.values.reduce(0, +)
-    #expect(total == 4087, "the figure the settings and the README quote")
+    #expect(total == 4087, "the figure the settings and docs/service.md quote")
     try all.checkCost(for: session, limits: RenderLimits(maxHeatmapPasses: 2048, maxComparePasses: 4087))
     #expect {
         try all.checkCost(for: session, limits: RenderLimits(maxComparePasses: 4086))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """How much structure the book's filter ascent and the lucid method leave in each layer's
-pictures, per layer depth: the measurement behind `method=auto` (README, "Filter methods").
+pictures, per layer depth: the measurement behind `method=auto` (docs/cli.md, "Filter methods").
 
     /work/venv/bin/python tools/filters/measure_structure.py \\
         [--convlens .build/release/convlens] [--model models/efficientnet_lite0.json] \\
