@@ -46,10 +46,16 @@ extension ModelSession {
     /// space at the model's input size with the model's preprocessing after each perturbation;
     /// a preprocessed tensor as it is. The score is the model's output for the class.
     public func faithfulnessProbe(_ input: RenderInput, classIndex: Int, limits: RenderLimits) throws -> FaithfulnessProbe {
+        try faithfulnessProbe(input, target: .classIndex(classIndex), limits: limits)
+    }
+
+    /// A probe of a map's target (`CAMResult.target`, resolved on the score node): the same
+    /// weights read on the model's output (a head's probabilities have the logits' shape).
+    public func faithfulnessProbe(_ input: RenderInput, target: CAMTarget, limits: RenderLimits) throws -> FaithfulnessProbe {
         switch input {
         case .tensor(let t):
             let x = try checkedInput(t)
-            return FaithfulnessProbe(image: x, toInput: { $0 }, scoreNode: network.outputNode, classIndex: classIndex)
+            return FaithfulnessProbe(image: x, toInput: { $0 }, scoreNode: network.outputNode, target: target)
         case .image(let data):
             let pipeline = try imagePipeline()
             let (_, resized) = try pipeline.prepare(data, maxPixels: limits.maxImagePixels)
@@ -58,7 +64,7 @@ extension ModelSession {
             return FaithfulnessProbe(
                 image: pixels,
                 toInput: { t in Tensor(shape: t.shape, scalars: try preprocessing.apply(toPixels: t.scalars, channels: t.shape[3])) },
-                scoreNode: network.outputNode, classIndex: classIndex)
+                scoreNode: network.outputNode, target: target)
         }
     }
 
