@@ -29,7 +29,7 @@ extension ModelSession {
         let r = try request.canonical(for: self)
         let channels = try r.layer.map { try spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
         let options = CAMOptions(eigenSmooth: r.eigenSmooth, augSmooth: r.augSmooth)
-        let methodPasses = r.method.passes(options: options, layerChannels: channels)
+        let methodPasses = r.method.passes(options: options, layerChannels: channels, targets: r.classes?.count ?? 1)
         let metricPasses = r.metrics.reduce(0) { $0 + $1.passes() }
         let passes = methodPasses + metricPasses
         guard passes <= limits.maxHeatmapPasses else {
