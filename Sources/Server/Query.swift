@@ -100,6 +100,9 @@ extension Query {
         var r = HeatmapRequest()
         r.method = try choice("method", default: r.method)
         r.classChoice = string("class")
+        r.classes = string("classes").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        r.target = try string("target").map { _ in try choice("target", default: TargetDirection.increase) }
+        r.region = try string("region").map { try PixelRegion(parsing: $0) }
         r.layer = string("layer")
         r.postActivation = try postActivation(default: r.postActivation)
         r.eigenSmooth = try bool("eigen_smooth", default: r.eigenSmooth)

@@ -14,6 +14,13 @@ extension Network {
     public func ablationCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16, eigenSmooth: Bool = false) throws
         -> ClassActivationMap
     {
+        try ablationCAMMaps(input, request, batchSize: batchSize, eigenSmooth: eigenSmooth)[0].map
+    }
+
+    /// Ablation-CAM of each target of the request: the ablated feature maps run once for all.
+    func ablationCAMMaps(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16, eigenSmooth: Bool = false) throws
+        -> [(map: ClassActivationMap, target: ResolvedTarget)]
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Ablation-CAM takes one image, got a batch of \(input.batch)") }
         guard batchSize >= 1 else { throw VisualizationError.invalid("batch size must be at least 1") }
         let layer = request.layerNode
@@ -21,15 +28,15 @@ extension Network {
             throw VisualizationError.invalid("node \(layer) does not feed the score node \(request.scoreNode)")
         }
         let context = resumeInputs(from: layer, stopAfter: request.scoreNode)
-        let (trace, scores, k) = try classScore(input, request, keep: context.union([layer]))
+        let (trace, scores, targets) = try classScore(input, request, keep: context.union([layer]))
         let activation = try spatialActivation(trace, layer)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
         let a = activation.scalars
         let positions = h * w
         let live = (0..<c).filter { ch in (0..<positions).contains { a[$0 * c + ch] != 0 } }
-        let score = scores.scalars[k]
-        let scale: Float = score != 0 ? 1 / score : 1
-        var weights = [Float](repeating: 0, count: c)
+        let score = targets.map { $0.score(scores) }
+        let scale: [Float] = score.map { $0 != 0 ? 1 / $0 : 1 }
+        var weights = [[Float]](repeating: [Float](repeating: 0, count: c), count: targets.count)
         for chunk in chunks(live, of: batchSize) {
             var batch = [Float](repeating: 0, count: chunk.count * a.count)
             for (n, ch) in chunk.enumerated() {
@@ -41,10 +48,17 @@ extension Network {
                 resumingAt: layer, with: Tensor(shape: [chunk.count] + activation.shape.dropFirst(), scalars: batch),
                 context: trace, stopAfter: request.scoreNode)
             let s = out[request.scoreNode]!
-            let per = s.sampleCount
-            for (n, ch) in chunk.enumerated() { weights[ch] = (score - s.scalars[n * per + k]) * scale }
+            for (n, ch) in chunk.enumerated() {
+                for t in targets.indices { weights[t][ch] = (score[t] - targets[t].score(s, sample: n)) * scale[t] }
+            }
         }
-        let map = weightedChannelMap(a, weights: weights, positions: positions, eigenSmooth: eigenSmooth)
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: score, scores: scores.scalars)
+        return targets.indices.map { t in
+            let map = weightedChannelMap(a, weights: weights[t], positions: positions, eigenSmooth: eigenSmooth)
+            return (
+                ClassActivationMap(
+                    heatmap: map, height: h, width: w, classIndex: targets[t].classIndex, score: score[t], scores: scores.scalars),
+                targets[t]
+            )
+        }
     }
 }

@@ -13,37 +13,43 @@ extension Network {
     /// map (normalised to [0, 1], the eigen-smoothed one with `options.eigenSmooth`) is
     /// mirrored back when its input was mirrored, the six are averaged, and the mean is
     /// divided by its maximum (pytorch-grad-cam leaves the mean as it is: a positive scale).
-    /// The class is the plain input's (requested, or its top-1) for every augmentation;
+    /// Each target is resolved on the plain input (its class, requested or the top-1; a
+    /// segmentation's mask) and kept for every augmentation, a mask mirrored with its input;
     /// pytorch-grad-cam takes each augmentation's own top-1, the same unless an augmentation
-    /// changes the prediction. Score and scores are the plain input's.
-    func augmentationSmoothed(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, options: CAMOptions) throws -> CAMResult {
+    /// changes the prediction. Score and scores are the plain input's. One map per target.
+    func augmentationSmoothed(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, options: CAMOptions) throws -> [CAMResult] {
         guard input.rank == 4 else { throw VisualizationError.invalid("aug_smooth needs an image input [1, H, W, C], got \(input.shape)") }
         var plain = options
         plain.augSmooth = false
-        let reference = try classActivationMap(input, request, method: method, options: plain)
-        var fixed = request
-        fixed.classIndex = reference.map.classIndex
-        let (h, w) = (reference.map.height, reference.map.width)
-        var sum = [Float](repeating: 0, count: h * w)
+        let references = try classActivationMaps(input, request, method: method, options: plain)
+        let resolved = references.map { $0.target! }
+        let (h, w) = (references[0].map.height, references[0].map.width)
+        var sums = [[Float]](repeating: [Float](repeating: 0, count: h * w), count: references.count)
         for (flip, factor) in Self.smoothingAugmentations {
-            let map: [Float]
+            let maps: [[Float]]
             if !flip && factor == 1 {
-                map = reference.map.heatmap
+                maps = references.map(\.map.heatmap)
             } else {
+                var fixed = request
+                fixed.targets = resolved.map { CAMTarget(.resolved(flip ? $0.mirrored() : $0)) }
                 let augmented = augment(input, flip: flip, factor: factor)
-                let m = try classActivationMap(augmented, fixed, method: method, options: plain).map
-                guard m.height == h, m.width == w else {
-                    throw VisualizationError.invalid("the mirrored input gave a \(m.height)x\(m.width) map, not \(h)x\(w)")
+                maps = try classActivationMaps(augmented, fixed, method: method, options: plain).map { result in
+                    let m = result.map
+                    guard m.height == h, m.width == w else {
+                        throw VisualizationError.invalid("the mirrored input gave a \(m.height)x\(m.width) map, not \(h)x\(w)")
+                    }
+                    return flip ? mirrored(m.heatmap, width: w) : m.heatmap
                 }
-                map = flip ? mirrored(m.heatmap, width: w) : m.heatmap
             }
-            for i in sum.indices { sum[i] += map[i] }
+            for t in sums.indices { for i in sums[t].indices { sums[t][i] += maps[t][i] } }
         }
-        var mean = sum.map { $0 / Float(Self.smoothingAugmentations.count) }
-        normalizeByMax(&mean)
-        var result = reference
-        result.map.heatmap = mean
-        return result
+        return references.indices.map { t in
+            var mean = sums[t].map { $0 / Float(Self.smoothingAugmentations.count) }
+            normalizeByMax(&mean)
+            var result = references[t]
+            result.map.heatmap = mean
+            return result
+        }
     }
 
     /// The input mirrored left-right (optionally) and multiplied by `factor`.

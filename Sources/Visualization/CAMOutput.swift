@@ -77,10 +77,17 @@ extension CAMMethod {
     /// is 1; Score-CAM runs one forward pass per channel of the layer, Ablation-CAM one
     /// per channel from the layer on (counted as whole passes, an upper bound: what lies
     /// below the layer is not run again).
-    /// `aug_smooth` runs the method once per augmentation (six).
-    public func passes(options: CAMOptions = CAMOptions(), layerChannels: Int) -> Int {
+    /// `aug_smooth` runs the method once per augmentation (six). Several `targets` share the
+    /// forward passes; each adds a backward pass per pass of the methods that have one, counted
+    /// as a whole pass (Score-CAM, Ablation-CAM and Eigen-CAM add none).
+    public func passes(options: CAMOptions = CAMOptions(), layerChannels: Int, targets: Int = 1) -> Int {
         let runs = options.augSmooth && resolution == .layer ? Network.smoothingAugmentations.count : 1
-        return runs * passesOfOneRun(options: options, layerChannels: layerChannels)
+        let perTarget: Bool
+        switch self {
+        case .scorecam, .ablationcam, .eigencam: perTarget = false
+        default: perTarget = true
+        }
+        return runs * passesOfOneRun(options: options, layerChannels: layerChannels) * (perTarget ? max(targets, 1) : 1)
     }
 
     private func passesOfOneRun(options: CAMOptions, layerChannels: Int) -> Int {

@@ -86,6 +86,9 @@ public struct CAMResult: Sendable {
     public var attribution: Tensor?
     /// Integrated Gradients only.
     public var completeness: Completeness?
+    /// The target's weights on the score node, as resolved on this image: what the
+    /// faithfulness metrics and any later pass on another input score.
+    public var target: ResolvedTarget?
 }
 
 extension CAMMethod {
@@ -101,20 +104,36 @@ extension CAMMethod {
 }
 
 extension Network {
-    /// One class-activation map of any `CAMMethod` for one image (batch 1).
+    /// One class-activation map of any `CAMMethod` for one image (batch 1), of the
+    /// request's single target.
     ///
     /// `request.scoreNode` is the class score (the logits node for the pre-softmax
-    /// score, the default of the papers; the softmax output on request);
-    /// `request.classIndex` nil picks the top-1 class of that score.
+    /// score, the default of the papers; the softmax output on request); a class target
+    /// without a class picks the top-1 class of that score.
     /// `request.layerNode` is the spatial feature map for the CAMs (ignored by
     /// saliency, SmoothGrad, Integrated Gradients and Guided Backprop).
     public func classActivationMap(
         _ input: Tensor, _ request: CAMRequest, method: CAMMethod,
         options: CAMOptions = CAMOptions()
     ) throws -> CAMResult {
+        guard request.targets.count == 1 else {
+            throw VisualizationError.invalid("classActivationMap explains one target, got \(request.targets.count)")
+        }
+        return try classActivationMaps(input, request, method: method, options: options)[0]
+    }
+
+    /// One map per target of the request, in its order, each equal to the map of that
+    /// target alone: the targets share the method's forward passes (the image's, Score-CAM's
+    /// masked images, Ablation-CAM's ablated maps, SmoothGrad's noisy copies, the
+    /// Integrated-Gradients path) and add one backward pass each where the method has one.
+    public func classActivationMaps(
+        _ input: Tensor, _ request: CAMRequest, method: CAMMethod,
+        options: CAMOptions = CAMOptions()
+    ) throws -> [CAMResult] {
         guard input.batch == 1 else {
             throw VisualizationError.invalid("\(method.rawValue) takes one image, got a batch of \(input.batch)")
         }
+        guard !request.targets.isEmpty else { throw VisualizationError.invalid("a map needs at least one target") }
         guard options.batchSize >= 1, options.gradientBatchSize >= 1 else {
             throw VisualizationError.invalid("batch sizes must be at least 1")
         }
@@ -122,46 +141,47 @@ extension Network {
             return try augmentationSmoothed(input, request, method: method, options: options)
         }
         let smooth = options.eigenSmooth
+        func layerResults(_ maps: [(map: ClassActivationMap, target: ResolvedTarget)]) -> [CAMResult] {
+            maps.map { CAMResult(method: method, map: $0.map, resolution: .layer, target: $0.target) }
+        }
         switch method {
         case .gradcam, .gradcamPlusPlus, .xgradcam:
-            return CAMResult(
-                method: method, map: try gradCAMComputation(input, request, method: method, eigenSmooth: smooth), resolution: .layer)
+            return layerResults(try gradCAMMaps(input, request, method: method, eigenSmooth: smooth))
         case .scorecam:
-            return CAMResult(
-                method: method, map: try scoreCAM(input, request, batchSize: options.batchSize, eigenSmooth: smooth), resolution: .layer)
+            return layerResults(try scoreCAMMaps(input, request, batchSize: options.batchSize, eigenSmooth: smooth))
         case .ablationcam:
-            return CAMResult(
-                method: method, map: try ablationCAM(input, request, batchSize: options.batchSize, eigenSmooth: smooth),
-                resolution: .layer)
+            return layerResults(try ablationCAMMaps(input, request, batchSize: options.batchSize, eigenSmooth: smooth))
         case .layercam, .hirescam, .gradcamElementwise:
-            return CAMResult(
-                method: method, map: try elementwiseCAM(input, request, method: method, eigenSmooth: smooth), resolution: .layer)
+            return layerResults(try elementwiseCAMMaps(input, request, method: method, eigenSmooth: smooth))
         case .eigencam:
-            return CAMResult(method: method, map: try eigenCAM(input, request), resolution: .layer)
+            return layerResults(try eigenCAMMaps(input, request))
         case .saliency:
-            return try saliency(input, request)
+            return try saliencyMaps(input, request)
         case .smoothgrad:
-            return try smoothGrad(input, request, options: options)
+            return try smoothGradMaps(input, request, options: options)
         case .integratedGradients:
-            return try integratedGradients(input, request, options: options)
+            return try integratedGradientsMaps(input, request, options: options)
         case .guidedBackprop:
-            return try guidedBackprop(input, request)
+            return try guidedBackpropMaps(input, request)
         case .guidedGradcam:
-            return try guidedGradCAM(input, request)
+            return try guidedGradCAMMaps(input, request)
         }
     }
 
     // MARK: - Shared pieces
 
-    /// Forward pass of one image to the score node; the class and its score.
+    /// Forward pass of one image to the score node; the request's targets resolved on its scores.
     func classScore(_ input: Tensor, _ request: CAMRequest, keep: Set<Int> = [], backwardTo: Int? = nil) throws
-        -> (trace: Trace, scores: Tensor, classIndex: Int)
+        -> (trace: Trace, scores: Tensor, targets: [ResolvedTarget])
     {
         let trace = try forward(input, stopAfter: request.scoreNode, keep: keep, backwardTo: backwardTo)
         let scores = trace[request.scoreNode]!
-        let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
-        guard k >= 0, k < scores.sampleCount else { throw RequestError.classOutOfRange(k, count: scores.sampleCount) }
-        return (trace, scores, k)
+        return (trace, scores, try request.targets.map { try $0.resolve(scores) })
+    }
+
+    /// The request's targets resolved on the image's scores (one forward pass).
+    func resolvedTargets(_ input: Tensor, _ request: CAMRequest) throws -> [ResolvedTarget] {
+        try classScore(input, request).targets
     }
 
     /// The target layer's output from a trace, which must be a feature map [1, h, w, c].
@@ -173,26 +193,21 @@ extension Network {
         return a
     }
 
-    /// A seed that selects class `k` of every sample of a batch of scores.
-    static func classSeed(_ scores: Tensor, _ k: Int) -> Tensor {
-        var seed = Tensor(zeros: scores.shape)
-        let per = scores.sampleCount
-        for n in 0..<scores.batch { seed.scalars[n * per + k] = 1 }
-        return seed
-    }
-
-    /// d score_k / d input for every image of a batch (images are independent at
-    /// inference, so back-propagating Σ_n score_k(x_n) gives each its own gradient),
-    /// and each image's score.
-    func inputGradients(_ x: Tensor, scoreNode: Int, classIndex k: Int, guided: Bool = false) throws
-        -> (gradient: Tensor, scores: [Float])
+    /// d score / d input of each target for every image of a batch (images are independent
+    /// at inference, so back-propagating Σ_n score(x_n) gives each its own gradient), and
+    /// each image's score: one forward pass, one backward pass per target.
+    func inputGradients(_ x: Tensor, scoreNode: Int, targets: [ResolvedTarget], guided: Bool = false) throws
+        -> [(gradient: Tensor, scores: [Float])]
     {
         let trace = try forward(x, stopAfter: scoreNode, backwardTo: 0)
         let s = trace[scoreNode]!
-        guard k >= 0, k < s.sampleCount else { throw RequestError.classOutOfRange(k, count: s.sampleCount) }
-        let g = try backward(from: scoreNode, seed: Self.classSeed(s, k), to: 0, trace: trace, guidedReLU: guided)
-        let per = s.sampleCount
-        return (g, (0..<s.batch).map { s.scalars[$0 * per + k] })
+        return try targets.map { target in
+            guard target.weights.count == s.sampleCount else {
+                throw VisualizationError.invalid("a target of \(target.weights.count) weights cannot score \(s.sampleCount) outputs")
+            }
+            let g = try backward(from: scoreNode, seed: target.seed(like: s), to: 0, trace: trace, guidedReLU: guided)
+            return (g, (0..<s.batch).map { target.score(s, sample: $0) })
+        }
     }
 }
 

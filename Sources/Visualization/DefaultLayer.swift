@@ -24,6 +24,9 @@ import KerasFormat
 /// un-activated `conv5_block3_3_bn` before the residual Add), DenseNet121 →
 /// `relu`, InceptionV3 → `mixed10`, MobileNetV3 (Keras 2, hard-swish written
 /// as arithmetic) → the hard-swish's Multiply.
+///
+/// A per-pixel output (a segmentation's [h, w, classes]) is itself a convolution's: that
+/// head's map is the class scores themselves, so the rule takes the last convolution before it.
 public func defaultCAMLayer(of model: KerasModel) -> LayerSummary? {
     let convolutions: Set<String> = ["Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Convolution2D"]
     let nodes = model.network.nodes
@@ -36,7 +39,8 @@ public func defaultCAMLayer(of model: KerasModel) -> LayerSummary? {
         // A Dense on a feature map is a 1×1 convolution.
         return l.className == "Dense" && nodes[l.nodeId].inputs.allSatisfy { spatial(nodes[$0].outputShape) }
     }
-    guard let conv = model.layers.filter(isConvolution).max(by: { $0.nodeId < $1.nodeId }) else {
+    let head: Set<Int> = spatial(model.network.outputShape) ? Set([model.network.outputNode] + [model.logitsNode].compactMap { $0 }) : []
+    guard let conv = model.layers.filter({ isConvolution($0) && !head.contains($0.nodeId) }).max(by: { $0.nodeId < $1.nodeId }) else {
         return model.layers.last(where: { spatial($0.outputShape) })
     }
     let byNode = Dictionary(model.layers.map { ($0.nodeId, $0) }, uniquingKeysWith: { a, _ in a })

@@ -13,12 +13,23 @@ extension Network {
     /// v₁ comes from the smaller Gram matrix (XᵀX, C × C, or XXᵀ, HW × HW, whose top
     /// eigenvector is p up to scale) by repeated squaring and power iteration in Double.
     public func eigenCAM(_ input: Tensor, _ request: CAMRequest) throws -> ClassActivationMap {
+        try eigenCAMMaps(input, request)[0].map
+    }
+
+    /// Eigen-CAM for each target of the request: one map, reported with each target's class and score.
+    func eigenCAMMaps(_ input: Tensor, _ request: CAMRequest) throws -> [(map: ClassActivationMap, target: ResolvedTarget)] {
         guard input.batch == 1 else { throw VisualizationError.invalid("Eigen-CAM takes one image, got a batch of \(input.batch)") }
-        let (trace, scores, k) = try classScore(input, request, keep: [request.layerNode])
+        let (trace, scores, targets) = try classScore(input, request, keep: [request.layerNode])
         let activation = try spatialActivation(trace, request.layerNode)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
         let map = principalComponentMap(activation.scalars, positions: h * w, channels: c)
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
+        return targets.map { target in
+            (
+                ClassActivationMap(
+                    heatmap: map, height: h, width: w, classIndex: target.classIndex, score: target.score(scores), scores: scores.scalars),
+                target
+            )
+        }
     }
 }
 

@@ -12,6 +12,13 @@ extension Network {
     func elementwiseCAM(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, eigenSmooth: Bool = false) throws
         -> ClassActivationMap
     {
+        try elementwiseCAMMaps(input, request, method: method, eigenSmooth: eigenSmooth)[0].map
+    }
+
+    /// The element-wise CAM of each target of the request: one forward pass, one backward pass per target.
+    func elementwiseCAMMaps(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, eigenSmooth: Bool = false) throws
+        -> [(map: ClassActivationMap, target: ResolvedTarget)]
+    {
         let term: (_ g: Float, _ a: Float) -> Float
         switch method {
         case .layercam: term = { g, a in max(g, 0) * a }
@@ -22,24 +29,30 @@ extension Network {
         guard input.batch == 1 else {
             throw VisualizationError.invalid("\(method.rawValue) takes one image, got a batch of \(input.batch)")
         }
-        let (trace, scores, k) = try classScore(input, request, backwardTo: request.layerNode)
+        let (trace, scores, targets) = try classScore(input, request, backwardTo: request.layerNode)
         let activation = try spatialActivation(trace, request.layerNode)
-        let grads = try backward(from: request.scoreNode, seed: Self.classSeed(scores, k), to: request.layerNode, trace: trace)
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
         let a = activation.scalars
-        let g = grads.scalars
-        var map = [Float](repeating: 0, count: h * w)
-        if eigenSmooth {
-            map = principalComponentMap(a.indices.map { term(g[$0], a[$0]) }, positions: h * w, channels: c)
-        } else {
-            for p in 0..<(h * w) {
-                var s: Float = 0
-                for ch in 0..<c { s += term(g[p * c + ch], a[p * c + ch]) }
-                map[p] = max(s, 0)
+        return try targets.map { target in
+            let grads = try backward(from: request.scoreNode, seed: target.seed(like: scores), to: request.layerNode, trace: trace)
+            let g = grads.scalars
+            var map = [Float](repeating: 0, count: h * w)
+            if eigenSmooth {
+                map = principalComponentMap(a.indices.map { term(g[$0], a[$0]) }, positions: h * w, channels: c)
+            } else {
+                for p in 0..<(h * w) {
+                    var s: Float = 0
+                    for ch in 0..<c { s += term(g[p * c + ch], a[p * c + ch]) }
+                    map[p] = max(s, 0)
+                }
+                normalizeByMax(&map)
             }
-            normalizeByMax(&map)
+            return (
+                ClassActivationMap(
+                    heatmap: map, height: h, width: w, classIndex: target.classIndex, score: target.score(scores), scores: scores.scalars),
+                target
+            )
         }
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
     }
 
     /// Layer-CAM alone (see `elementwiseCAM`).

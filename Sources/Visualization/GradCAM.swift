@@ -41,13 +41,24 @@ public struct CAMRequest: Sendable {
     public var layerNode: Int
     /// Node whose output holds the class scores (the logits for pre-softmax).
     public var scoreNode: Int
-    /// The class; nil picks the top-scoring one.
-    public var classIndex: Int?
+    /// What the maps explain, one map per target (at least one): several share the
+    /// forward passes (`Network.classActivationMaps`).
+    public var targets: [CAMTarget]
 
     public init(layerNode: Int, scoreNode: Int, classIndex: Int? = nil) {
+        self.init(layerNode: layerNode, scoreNode: scoreNode, targets: [.classIndex(classIndex)])
+    }
+
+    public init(layerNode: Int, scoreNode: Int, targets: [CAMTarget]) {
         self.layerNode = layerNode
         self.scoreNode = scoreNode
-        self.classIndex = classIndex
+        self.targets = targets
+    }
+
+    /// The class of a single class target (nil: the top class, or not a class target).
+    public var classIndex: Int? {
+        guard targets.count == 1, case .unit(let k) = targets[0].selection, !targets[0].decrease else { return nil }
+        return k
     }
 }
 
@@ -77,21 +88,36 @@ extension Network {
     }
 
     /// Grad-CAM, Grad-CAM++ or XGrad-CAM (`method`) for one image (batch 1): the methods
-    /// that weight each channel by one number made from its gradient.
+    /// that weight each channel by one number made from its gradient. The map of the
+    /// request's first target; `gradCAMMaps` gives one per target.
     func gradCAMComputation(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, eigenSmooth: Bool = false) throws
         -> ClassActivationMap
     {
+        try gradCAMMaps(input, request, method: method, eigenSmooth: eigenSmooth)[0].map
+    }
+
+    /// One Grad-CAM-family map per target of the request, from one forward pass and one
+    /// backward pass per target.
+    func gradCAMMaps(_ input: Tensor, _ request: CAMRequest, method: CAMMethod, eigenSmooth: Bool = false) throws
+        -> [(map: ClassActivationMap, target: ResolvedTarget)]
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Grad-CAM takes one image, got a batch of \(input.batch)") }
-        let trace = try forward(input, stopAfter: request.scoreNode, backwardTo: request.layerNode)
-        let scores = trace[request.scoreNode]!
-        let k = request.classIndex ?? scores.scalars.indices.max { scores.scalars[$0] < scores.scalars[$1] }!
-        guard k >= 0, k < scores.count else { throw RequestError.classOutOfRange(k, count: scores.count) }
-        guard let activation = trace[request.layerNode], activation.rank == 4 else {
-            throw RequestError.notSpatial(layer: nodes[request.layerNode].name, shape: trace[request.layerNode]?.sampleShape ?? [])
+        let (trace, scores, targets) = try classScore(input, request, backwardTo: request.layerNode)
+        let activation = try spatialActivation(trace, request.layerNode)
+        return try targets.map { target in
+            let grads = try backward(from: request.scoreNode, seed: target.seed(like: scores), to: request.layerNode, trace: trace)
+            let map = gradCAMMap(activation, grads, method: method, eigenSmooth: eigenSmooth)
+            return (
+                ClassActivationMap(
+                    heatmap: map, height: activation.shape[1], width: activation.shape[2], classIndex: target.classIndex,
+                    score: target.score(scores), scores: scores.scalars),
+                target
+            )
         }
-        var seed = Tensor(zeros: scores.shape)
-        seed.scalars[k] = 1
-        let grads = try backward(from: request.scoreNode, seed: seed, to: request.layerNode, trace: trace)
+    }
+
+    /// The map of a feature map [1, h, w, c] and the score's gradient at it.
+    private func gradCAMMap(_ activation: Tensor, _ grads: Tensor, method: CAMMethod, eigenSmooth: Bool) -> [Float] {
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
         let a = activation.scalars
         let g = grads.scalars
@@ -130,10 +156,7 @@ extension Network {
         default:
             break
         }
-        if eigenSmooth {
-            let map = weightedChannelMap(a, weights: weights, positions: h * w, eigenSmooth: true)
-            return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
-        }
+        if eigenSmooth { return weightedChannelMap(a, weights: weights, positions: h * w, eigenSmooth: true) }
         var map = [Float](repeating: 0, count: h * w)
         for p in 0..<(h * w) {
             var s: Float = 0
@@ -143,6 +166,6 @@ extension Network {
         let top = map.max() ?? 0
         // An all-zero map stays zero rather than dividing by zero.
         if top > 0 { for i in map.indices { map[i] /= top } }
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
+        return map
     }
 }

@@ -142,6 +142,13 @@ public final class ModelSession: Sendable {
 
     public var classCount: Int { network.nodes[network.outputNode].outputShape.last ?? 0 }
 
+    /// The model's per-sample output shape (-1 where any size goes).
+    public var outputShape: [Int] { network.nodes[network.outputNode].outputShape }
+
+    /// Whether the output is per pixel, [height, width, classes] (a segmentation): a class
+    /// there is scored over cells (`CAMTarget.Selection.segment`).
+    public var hasPerPixelOutput: Bool { outputShape.count == 3 }
+
     /// A class given as an index or as one of the comma-separated names of a label.
     public func resolveClass(_ text: String) throws -> Int {
         let count = classCount
@@ -166,7 +173,20 @@ public final class ModelSession: Sendable {
 
     /// The top-k of the model's output for one prepared input.
     public func predict(_ input: Tensor, top: Int) throws -> [Prediction] {
-        rank(try network.predict(input).scalars, top: top)
+        rankClasses(try network.predict(input).scalars, top: top)
+    }
+
+    /// The top-k classes of one sample's output: its values, or for a per-pixel output each
+    /// class's mean over the cells (a softmax head's: the class's share of the probability).
+    public func rankClasses(_ output: [Float], top: Int) -> [Prediction] {
+        let classes = classCount
+        guard hasPerPixelOutput, classes > 0, output.count > classes, output.count % classes == 0 else {
+            return rank(output, top: top)
+        }
+        var sums = [Double](repeating: 0, count: classes)
+        for (i, v) in output.enumerated() { sums[i % classes] += Double(v) }
+        let cells = Double(output.count / classes)
+        return rank(sums.map { Float($0 / cells) }, top: top)
     }
 
     /// The top-k of one output vector, labelled.

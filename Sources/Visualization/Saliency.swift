@@ -8,10 +8,17 @@ import Foundation
 extension Network {
     /// Vanilla saliency (Simonyan et al. 2014): |d score / d input|, max over channels.
     public func saliency(_ input: Tensor, _ request: CAMRequest) throws -> CAMResult {
+        try saliencyMaps(input, request)[0]
+    }
+
+    /// Vanilla saliency of each target of the request: one forward pass, one backward pass per target.
+    func saliencyMaps(_ input: Tensor, _ request: CAMRequest, guided: Bool = false) throws -> [CAMResult] {
         guard input.batch == 1 else { throw VisualizationError.invalid("saliency takes one image, got a batch of \(input.batch)") }
-        let k = try resolvedClass(input, request)
-        let (g, scores) = try inputGradients(input, scoreNode: request.scoreNode, classIndex: k)
-        return inputResult(.saliency, input, g, classIndex: k, score: scores[0])
+        let (trace, scores, targets) = try classScore(input, request, backwardTo: 0)
+        return try targets.map { target in
+            let g = try backward(from: request.scoreNode, seed: target.seed(like: scores), to: 0, trace: trace, guidedReLU: guided)
+            return inputResult(guided ? .guidedBackprop : .saliency, input, g, target: target, score: target.score(scores))
+        }
     }
 
     /// SmoothGrad (Smilkov et al. 2017): the mean of the input gradients over n noisy
@@ -20,26 +27,35 @@ extension Network {
     /// The class is fixed on the clean input. Copies run `gradientBatchSize` at a time; the
     /// noise is drawn in copy order from `seed`, so the batch size does not change it.
     public func smoothGrad(_ input: Tensor, _ request: CAMRequest, options: CAMOptions = CAMOptions()) throws -> CAMResult {
+        try smoothGradMaps(input, request, options: options)[0]
+    }
+
+    /// SmoothGrad of each target of the request: the noisy copies run forward once for all.
+    func smoothGradMaps(_ input: Tensor, _ request: CAMRequest, options: CAMOptions = CAMOptions()) throws -> [CAMResult] {
         guard input.batch == 1 else { throw VisualizationError.invalid("SmoothGrad takes one image, got a batch of \(input.batch)") }
         guard options.smoothGradSamples >= 1 else { throw VisualizationError.invalid("SmoothGrad needs at least one sample") }
-        let (_, scores, k) = try classScore(input, request)
+        let (_, scores, targets) = try classScore(input, request)
         let n = options.smoothGradSamples
         let sigma = smoothGradSigma(input, options)
         var rng = SeededNormal(seed: options.seed)
-        var sum = [Double](repeating: 0, count: input.count)
+        var sums = [[Double]](repeating: [Double](repeating: 0, count: input.count), count: targets.count)
         var start = 0
         while start < n {
             // Copies are drawn batch by batch (memory: one batch), in the order of smoothGradInputs.
             let copies = (start..<min(start + options.gradientBatchSize, n)).map { _ in Self.noisyCopy(input, sigma, &rng) }
             let chunk = Tensor.concatenateBatches(copies)
-            let (g, _) = try inputGradients(chunk, scoreNode: request.scoreNode, classIndex: k)
-            for b in 0..<chunk.batch {
-                for i in 0..<input.count { sum[i] += Double(g.scalars[b * input.count + i]) }
+            let gradients = try inputGradients(chunk, scoreNode: request.scoreNode, targets: targets)
+            for (t, (g, _)) in gradients.enumerated() {
+                for b in 0..<chunk.batch {
+                    for i in 0..<input.count { sums[t][i] += Double(g.scalars[b * input.count + i]) }
+                }
             }
             start += options.gradientBatchSize
         }
-        let mean = Tensor(shape: input.shape, scalars: sum.map { Float($0 / Double(n)) })
-        return inputResult(.smoothgrad, input, mean, classIndex: k, score: scores.scalars[k])
+        return targets.indices.map { t in
+            let mean = Tensor(shape: input.shape, scalars: sums[t].map { Float($0 / Double(n)) })
+            return inputResult(.smoothgrad, input, mean, target: targets[t], score: targets[t].score(scores))
+        }
     }
 
     /// The noisy copies SmoothGrad averages over, in order (all at once: for tests).
@@ -67,6 +83,11 @@ extension Network {
     /// points weigh ½). The m + 1 points run `gradientBatchSize` at a time. `completeness`
     /// compares Σ IG with F(x) − F(x′). The map is the saliency reduction of IG.
     public func integratedGradients(_ input: Tensor, _ request: CAMRequest, options: CAMOptions = CAMOptions()) throws -> CAMResult {
+        try integratedGradientsMaps(input, request, options: options)[0]
+    }
+
+    /// Integrated Gradients of each target of the request: the path's points run forward once for all.
+    func integratedGradientsMaps(_ input: Tensor, _ request: CAMRequest, options: CAMOptions = CAMOptions()) throws -> [CAMResult] {
         guard input.batch == 1 else {
             throw VisualizationError.invalid("Integrated Gradients takes one image, got a batch of \(input.batch)")
         }
@@ -76,10 +97,10 @@ extension Network {
         guard baseline.shape == input.shape else {
             throw VisualizationError.invalid("baseline shape \(baseline.shape) differs from the input's \(input.shape)")
         }
-        let (_, scores, k) = try classScore(input, request)
+        let (_, scores, targets) = try classScore(input, request)
         let count = input.count
-        var sum = [Double](repeating: 0, count: count)
-        var endScores: (Float, Float) = (0, 0)
+        var sums = [[Double]](repeating: [Double](repeating: 0, count: count), count: targets.count)
+        var endScores = [(Float, Float)](repeating: (0, 0), count: targets.count)
         var j = 0
         while j <= m {
             let steps = Array(j...min(j + options.gradientBatchSize - 1, m))
@@ -90,40 +111,38 @@ extension Network {
                     points[n * count + i] = baseline.scalars[i] + alpha * (input.scalars[i] - baseline.scalars[i])
                 }
             }
-            let (g, s) = try inputGradients(
+            let gradients = try inputGradients(
                 Tensor(shape: [steps.count] + input.sampleShape, scalars: points),
-                scoreNode: request.scoreNode, classIndex: k)
-            for (n, step) in steps.enumerated() {
-                let weight = (step == 0 || step == m) ? 0.5 : 1.0
-                for i in 0..<count { sum[i] += weight * Double(g.scalars[n * count + i]) }
-                if step == 0 { endScores.0 = s[n] }
-                if step == m { endScores.1 = s[n] }
+                scoreNode: request.scoreNode, targets: targets)
+            for (t, (g, s)) in gradients.enumerated() {
+                for (n, step) in steps.enumerated() {
+                    let weight = (step == 0 || step == m) ? 0.5 : 1.0
+                    for i in 0..<count { sums[t][i] += weight * Double(g.scalars[n * count + i]) }
+                    if step == 0 { endScores[t].0 = s[n] }
+                    if step == m { endScores[t].1 = s[n] }
+                }
             }
             j += options.gradientBatchSize
         }
-        var attribution = input
-        var total = 0.0
-        for i in 0..<count {
-            let a = Double(input.scalars[i] - baseline.scalars[i]) * sum[i] / Double(m)
-            attribution.scalars[i] = Float(a)
-            total += a
+        return targets.indices.map { t in
+            var attribution = input
+            var total = 0.0
+            for i in 0..<count {
+                let a = Double(input.scalars[i] - baseline.scalars[i]) * sums[t][i] / Double(m)
+                attribution.scalars[i] = Float(a)
+                total += a
+            }
+            var result = inputResult(.integratedGradients, input, attribution, target: targets[t], score: targets[t].score(scores))
+            result.completeness = Completeness(attributionSum: Float(total), scoreDifference: endScores[t].1 - endScores[t].0)
+            return result
         }
-        var result = inputResult(.integratedGradients, input, attribution, classIndex: k, score: scores.scalars[k])
-        result.completeness = Completeness(attributionSum: Float(total), scoreDifference: endScores.1 - endScores.0)
-        return result
     }
 
-    /// The class of a request on this input (the given one, or the top-1 score).
-    func resolvedClass(_ input: Tensor, _ request: CAMRequest) throws -> Int {
-        if let k = request.classIndex { return k }
-        return try classScore(input, request).classIndex
-    }
-
-    func inputResult(_ method: CAMMethod, _ input: Tensor, _ raw: Tensor, classIndex: Int, score: Float) -> CAMResult {
+    func inputResult(_ method: CAMMethod, _ input: Tensor, _ raw: Tensor, target: ResolvedTarget, score: Float) -> CAMResult {
         let (h, w) = input.rank == 4 ? (input.shape[1], input.shape[2]) : (1, input.sampleCount)
         return CAMResult(
             method: method,
-            map: ClassActivationMap(heatmap: saliencyMap(raw), height: h, width: w, classIndex: classIndex, score: score),
-            resolution: .input, attribution: raw)
+            map: ClassActivationMap(heatmap: saliencyMap(raw), height: h, width: w, classIndex: target.classIndex, score: score),
+            resolution: .input, attribution: raw, target: target)
     }
 }

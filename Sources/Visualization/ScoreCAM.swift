@@ -17,13 +17,22 @@ extension Network {
     ///   a softmax head, or of a sigmoid head such as the book's cats-vs-dogs net; see
     ///   `probabilityRule`);
     /// - map = ReLU(Σ_k w_k A_k) at the layer's resolution, divided by its max.
-    /// The masked inputs run `batchSize` at a time.
+    /// The masked inputs run `batchSize` at a time. A target other than a class reads the
+    /// same functional of the probabilities: Σ W · p, the activation applied to each cell of
+    /// a per-pixel output.
     public func scoreCAM(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16, eigenSmooth: Bool = false) throws
         -> ClassActivationMap
     {
+        try scoreCAMMaps(input, request, batchSize: batchSize, eigenSmooth: eigenSmooth)[0].map
+    }
+
+    /// Score-CAM of each target of the request: the masked images run once for all.
+    func scoreCAMMaps(_ input: Tensor, _ request: CAMRequest, batchSize: Int = 16, eigenSmooth: Bool = false) throws
+        -> [(map: ClassActivationMap, target: ResolvedTarget)]
+    {
         guard input.batch == 1 else { throw VisualizationError.invalid("Score-CAM takes one image, got a batch of \(input.batch)") }
         guard batchSize >= 1 else { throw VisualizationError.invalid("batch size must be at least 1") }
-        let (trace, scores, k) = try classScore(input, request, keep: [request.layerNode])
+        let (trace, scores, targets) = try classScore(input, request, keep: [request.layerNode])
         let activation = try spatialActivation(trace, request.layerNode)
         guard input.rank == 4 else { throw VisualizationError.invalid("Score-CAM needs an image input [1, H, W, C], got \(input.shape)") }
         let (h, w, c) = (activation.shape[1], activation.shape[2], activation.shape[3])
@@ -44,7 +53,8 @@ extension Network {
         }
         let live = (0..<c).filter { hi[$0] > lo[$0] }
         let rule = probabilityRule(scoreNode: request.scoreNode, outputs: scores.sampleCount)
-        var weights = [Float](repeating: 0, count: c)
+        let groups = scores.shape.last ?? 1
+        var weights = [[Float]](repeating: [Float](repeating: 0, count: c), count: targets.count)
         for chunk in chunks(live, of: batchSize) {
             var batch = [Float](repeating: 0, count: chunk.count * pixels * inC)
             for (n, ch) in chunk.enumerated() {
@@ -61,20 +71,46 @@ extension Network {
             let s = out[request.scoreNode]!
             let per = s.sampleCount
             for (n, ch) in chunk.enumerated() {
-                let row = s.scalars[(n * per)..<((n + 1) * per)]
-                switch rule {
-                case .read: weights[ch] = row[row.startIndex + k]
-                case .softmax: weights[ch] = Engine.softmax(Array(row))[k]
-                case .sigmoid: weights[ch] = Float(1 / (1 + exp(-Double(row[row.startIndex + k]))))
-                }
+                let probabilities = rule.apply(s.scalars[(n * per)..<((n + 1) * per)], groupsOf: groups)
+                for t in targets.indices { weights[t][ch] = targets[t].score(of: probabilities) }
             }
         }
-        let map = weightedChannelMap(a, weights: weights, positions: h * w, eigenSmooth: eigenSmooth)
-        return ClassActivationMap(heatmap: map, height: h, width: w, classIndex: k, score: scores.scalars[k], scores: scores.scalars)
+        return targets.indices.map { t in
+            let map = weightedChannelMap(a, weights: weights[t], positions: h * w, eigenSmooth: eigenSmooth)
+            return (
+                ClassActivationMap(
+                    heatmap: map, height: h, width: w, classIndex: targets[t].classIndex, score: targets[t].score(scores),
+                    scores: scores.scalars),
+                targets[t]
+            )
+        }
     }
 }
 
-enum ProbabilityRule: Equatable { case read, softmax, sigmoid }
+enum ProbabilityRule: Equatable {
+    case read, softmax, sigmoid
+
+    /// One sample's scores as probabilities: as they are, a softmax over each run of
+    /// `groupsOf` values (the last axis: the classes of a vector output, or of one cell of
+    /// a per-pixel output), or a sigmoid of each.
+    func apply(_ row: ArraySlice<Float>, groupsOf size: Int) -> ArraySlice<Float> {
+        switch self {
+        case .read: return row
+        case .sigmoid: return ArraySlice(row.map { Float(1 / (1 + exp(-Double($0)))) })
+        case .softmax:
+            let size = max(size, 1)
+            var out: [Float] = []
+            out.reserveCapacity(row.count)
+            var start = row.startIndex
+            while start < row.endIndex {
+                let end = min(start + size, row.endIndex)
+                out += Engine.softmax(Array(row[start..<end]))
+                start = end
+            }
+            return ArraySlice(out)
+        }
+    }
+}
 
 extension Network {
     /// How Score-CAM turns the score node's output into the class probability: read it

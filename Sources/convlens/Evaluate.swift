@@ -39,6 +39,12 @@ struct Evaluate: ParsableCommand {
     @Option(name: .long, help: "Layer of the layer-based methods (default: the last spatial conv output).")
     var layer: String?
 
+    @Option(name: .long, help: "increase (default) or decrease: explain, and score, what lowers the score.")
+    var target: TargetDirection?
+
+    @Option(name: .long, help: "Segmentation: score the class over the cells this box covers, x0,y0,x1,y1 in image pixels.")
+    var region: String?
+
     @Option(name: .long, help: "Points of the deletion/insertion curves (1...1000).")
     var steps = 50
 
@@ -55,6 +61,7 @@ struct Evaluate: ParsableCommand {
         guard (1...256).contains(batch) else { throw CLIError("--batch must be in 1...256") }
         let methodList = try parseList(methods, all: CAMMethod.allCases, name: "method")
         let metricList = try parseList(metrics, all: FaithfulnessMetric.allCases, name: "metric")
+        let box = try region.map { try PixelRegion(parsing: $0) }
         let files = try imageFiles(input)
         let m = try model.load(inputOptions)
         var rows: [EvaluationRow] = []
@@ -63,7 +70,7 @@ struct Evaluate: ParsableCommand {
             let data = try Data(contentsOf: file)
             let got = try m.session.evaluate(
                 imageData: data, name: file.lastPathComponent, methods: methodList, metrics: Set(metricList), classChoice: classChoice,
-                layer: layer, options: FaithfulnessOptions(steps: steps, batchSize: batch))
+                layer: layer, target: target, region: box, options: FaithfulnessOptions(steps: steps, batchSize: batch))
             if format != .json {
                 for r in got {
                     printErr(

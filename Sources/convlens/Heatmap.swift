@@ -20,6 +20,14 @@ struct Heatmap: ParsableCommand {
               convlens heatmap --input cat.jpg -o overlay.png
               convlens heatmap --input cat.jpg --class 281 --method gradcam++ --show heatmap -o h.png
               convlens heatmap --input cat.jpg --format json        # the map at the layer's resolution
+              convlens heatmap --input cat.jpg --classes 281,285 -o grid.png   # one tile per class
+              convlens heatmap --model unet.keras --input pet.jpg --class 1 --region 40,30,120,100 -o r.png
+              convlens heatmap --model regressor.keras --input x.png --target decrease -o down.png
+
+            A segmentation model (a per-pixel output) scores class c as the sum of its logits
+            over the cells whose argmax is c, or over the cells --region covers (x0,y0,x1,y1 in
+            the input image's pixels, x1 and y1 excluded). --target decrease explains what lowers
+            the score: a regression output's negative; class 0 of a one-unit sigmoid head.
             """)
 
     @OptionGroup var model: ModelOptions
@@ -33,6 +41,15 @@ struct Heatmap: ParsableCommand {
 
     @Option(name: .customLong("class"), help: "Class index or label (default: the top prediction).")
     var classChoice: String?
+
+    @Option(name: .long, help: "Several classes, comma-separated (at most 16): one map each, from shared passes (a PNG grid).")
+    var classes: String?
+
+    @Option(name: .long, help: "increase (default) or decrease: explain what lowers the score.")
+    var target: TargetDirection?
+
+    @Option(name: .long, help: "Segmentation: score the class over the cells this box covers, x0,y0,x1,y1 in image pixels.")
+    var region: String?
 
     @Option(name: .long, help: "Layer whose feature map is weighted (default: the last spatial conv output).")
     var layer: String?
@@ -82,6 +99,9 @@ struct Heatmap: ParsableCommand {
         request.numerics = numericsOptions.numerics
         request.method = method
         request.classChoice = classChoice
+        request.classes = classes.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        request.target = target
+        request.region = try region.map { try PixelRegion(parsing: $0) }
         request.layer = layer
         request.postActivation = postActivation
         request.eigenSmooth = eigenSmooth
@@ -93,9 +113,17 @@ struct Heatmap: ParsableCommand {
         request.format = format
         let rendered = try m.session.render(request, input: try renderInput(input))
         let label = rendered[fact: "Label"].map { " (\($0))" } ?? ""
-        printErr(
-            "class \(rendered[fact: "Class"] ?? "?")\(label), score \(rendered[fact: "Score"] ?? "?") (\(rendered[fact: "Score-Kind"] ?? "")), layer \(rendered[fact: "Layer"] ?? "?"), \(method.rawValue)"
-        )
+        let target = [rendered[fact: "Target"], rendered[fact: "Region"].map { "region \($0)" }].compactMap { $0 }
+            .map { ", \($0)" }.joined()
+        if let several = rendered[fact: "Classes"] {
+            printErr(
+                "classes \(several), scores \(rendered[fact: "Scores"] ?? "?")\(target), layer \(rendered[fact: "Layer"] ?? "?"), \(method.rawValue)"
+            )
+        } else {
+            printErr(
+                "class \(rendered[fact: "Class"] ?? "?")\(label), score \(rendered[fact: "Score"] ?? "?") (\(rendered[fact: "Score-Kind"] ?? ""))\(target), layer \(rendered[fact: "Layer"] ?? "?"), \(method.rawValue)"
+            )
+        }
         if let sum = rendered[fact: "Attribution-Sum"].flatMap(Float.init),
             let difference = rendered[fact: "Score-Difference"].flatMap(Float.init)
         {
@@ -109,5 +137,7 @@ struct Heatmap: ParsableCommand {
 }
 
 extension HeatmapView: ExpressibleByArgument {}
+
+extension TargetDirection: ExpressibleByArgument {}
 
 extension CAMMethod: ExpressibleByArgument {}

@@ -28,6 +28,15 @@ private func convlens(_ args: [String]) throws -> Run {
     return Run(status: p.terminationStatus, stdout: o, stderr: String(decoding: e, as: UTF8.self))
 }
 
+/// A little-endian float32 .npy (format 1.0) as NumPy writes it.
+private func float32NPY(_ url: URL) throws -> [Float] {
+    let data = try Data(contentsOf: url)
+    let start = 10 + Int(data[8]) + Int(data[9]) << 8
+    return stride(from: start, to: data.count, by: 4).map { o in
+        Float(bitPattern: data[o..<(o + 4)].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) })
+    }
+}
+
 private func temporary(_ name: String) -> String {
     scratchURL("cli", suffix: "." + name).path
 }
@@ -150,6 +159,49 @@ private func temporary(_ name: String) -> String {
         #expect(r.status == 0, "\(r.stderr)")
         let data = try Data(contentsOf: URL(fileURLWithPath: out))
         #expect(String(decoding: data.prefix(80), as: UTF8.self).contains("'shape': (1, 112, 112, 32)"))
+    }
+
+    @Test func gradientAndHeatmapTakeSegmentationAndDecreaseTargets() throws {
+        // Tests/Fixtures/visualization/targets (tools/fixtures/make_target_fixtures.py): the
+        // gradient of class 2 of the segmenter over the cells a region of the photo covers, and
+        // of the regressor's negated output, are TensorFlow's.
+        let folder = "Tests/Fixtures/visualization/targets/"
+        func gradient(_ model: String, _ flags: [String]) throws -> [Float] {
+            let r = try convlens(
+                ["gradient", "--model", folder + model, "--input", folder + "photo.png", "--format", "json", "--threads", "1"] + flags)
+            #expect(r.status == 0, "\(r.stderr)")
+            let obj = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+            return (obj["data"] as? [Double] ?? []).map(Float.init)
+        }
+        func within(_ ours: [Float], _ reference: String) throws -> Bool {
+            let keras = try float32NPY(root.appendingPathComponent(folder + reference))
+            // 1e-4 × (1 + max), relative for arrays below 1 (the regressor's input gradient is
+            // ~1e-5: 1 + max would not tell it from its negative).
+            let top = keras.map(abs).max()!
+            let bound = 1e-4 * (top < 1 ? top : 1 + top)
+            return ours.count == keras.count && zip(ours, keras).allSatisfy { abs($0 - $1) <= bound }
+        }
+        let region = try gradient("tiny_segmenter.keras", ["--class", "2", "--region", "4,8,21,27", "--wrt", "last_conv"])
+        #expect(try within(region, "seg.class2.region.grad.last_conv.npy"))
+        #expect(try !within(region, "seg.class2.grad.last_conv.npy"), "without the region: class 2's argmax cells")
+        #expect(try within(try gradient("tiny_segmenter.h5", ["--class", "2", "--wrt", "last_conv"]), "seg.class2.grad.last_conv.npy"))
+        let down = try gradient("tiny_regressor.keras", ["--output-index", "0", "--target", "decrease", "--wrt", "input"])
+        #expect(try within(down, "reg.decrease.grad.input.npy"))
+        #expect(try !within(down, "reg.increase.grad.input.npy"))
+        let outside = try convlens([
+            "gradient", "--model", folder + "tiny_segmenter.keras", "--input", folder + "photo.png", "--class", "2", "--region",
+            "0,0,40,8", "--wrt", "input", "--format", "json",
+        ])
+        #expect(outside.status != 0 && outside.stderr.contains("region=0,0,40,8"), "\(outside.stderr)")
+
+        let out = temporary("grid.png")
+        let grid = try convlens([
+            "heatmap", "--model", folder + "tiny_segmenter.keras", "--input", folder + "photo.png", "--classes", "0,2", "-o", out,
+        ])
+        #expect(grid.status == 0 && grid.stderr.contains("classes 0,2"), "\(grid.stderr)")
+        let png = try Data(contentsOf: URL(fileURLWithPath: out))
+        // The PNG's IHDR width: two 32 px tiles 4 px apart.
+        #expect(png.count > 24 && png[16..<20].reduce(0) { $0 << 8 | Int($1) } == 68)
     }
 
     @Test func gradientOfASigmoidHeadIsTheLogitsUnlessPostActivation() throws {

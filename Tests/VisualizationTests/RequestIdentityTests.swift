@@ -19,13 +19,13 @@ private var session: ModelSession { bundledRequestSession }
 /// Values tried in place of a string field, in order, until one decodes to a different request.
 private let alternativeStrings = [
     "gradcam++", "magma", "heatmap", "npy", "lucid", "neuron", "grey", "json",
-    "block1a_project_conv", "281", "book", "road", "exact",
+    "block1a_project_conv", "281", "book", "road", "exact", "increase", "0,0,1,1",
 ]
 
 /// Every field of `request` (all optionals set) is in its canonical encoding, and
 /// changing any one of them — found by walking the encoded keys, not a hand list —
 /// changes the content address.
-private func expectEveryFieldInIdentity<R: RenderRequest>(_ request: R, unset: Int = 0) throws {
+func expectEveryFieldInIdentity<R: RenderRequest>(_ request: R, unset: Int = 0) throws {
     let fields = Mirror(reflecting: request).children.compactMap(\.label)
     let object = try JSONDecoder().decode([String: Field].self, from: request.canonicalJSON)
     #expect(object.count == fields.count - unset, "\(R.self): encoded keys \(object.keys.sorted()) vs stored properties \(fields)")
@@ -86,7 +86,12 @@ private indirect enum Field: Codable {
 @Test func everyFieldOfEveryRequestIsPartOfItsIdentity() throws {
     var heatmap = HeatmapRequest()
     (heatmap.classChoice, heatmap.layer, heatmap.displayPercentile, heatmap.numerics) = ("281", "top_activation", 95, .fast)
-    try expectEveryFieldInIdentity(try heatmap.canonical(for: session))
+    heatmap.target = .decrease
+    // `classes` is the other way to name classes, and a classifier has no region (TargetTests
+    // covers both on a segmentation model).
+    try expectEveryFieldInIdentity(try heatmap.canonical(for: session), unset: 2)
+    (heatmap.classChoice, heatmap.classes) = (nil, ["281", "282", "285"])
+    try expectEveryFieldInIdentity(try heatmap.canonical(for: session), unset: 2)
 
     var activations = ActivationsRequest(layer: "stem_activation")
     (activations.channel, activations.numerics) = (3, .fast)

@@ -46,10 +46,16 @@ extension ModelSession {
     /// space at the model's input size with the model's preprocessing after each perturbation;
     /// a preprocessed tensor as it is. The score is the model's output for the class.
     public func faithfulnessProbe(_ input: RenderInput, classIndex: Int, limits: RenderLimits) throws -> FaithfulnessProbe {
+        try faithfulnessProbe(input, target: .classIndex(classIndex), limits: limits)
+    }
+
+    /// A probe of a map's target (`CAMResult.target`, resolved on the score node): the same
+    /// weights read on the model's output (a head's probabilities have the logits' shape).
+    public func faithfulnessProbe(_ input: RenderInput, target: CAMTarget, limits: RenderLimits) throws -> FaithfulnessProbe {
         switch input {
         case .tensor(let t):
             let x = try checkedInput(t)
-            return FaithfulnessProbe(image: x, toInput: { $0 }, scoreNode: network.outputNode, classIndex: classIndex)
+            return FaithfulnessProbe(image: x, toInput: { $0 }, scoreNode: network.outputNode, target: target)
         case .image(let data):
             let pipeline = try imagePipeline()
             let (_, resized) = try pipeline.prepare(data, maxPixels: limits.maxImagePixels)
@@ -58,7 +64,7 @@ extension ModelSession {
             return FaithfulnessProbe(
                 image: pixels,
                 toInput: { t in Tensor(shape: t.shape, scalars: try preprocessing.apply(toPixels: t.scalars, channels: t.shape[3])) },
-                scoreNode: network.outputNode, classIndex: classIndex)
+                scoreNode: network.outputNode, target: target)
         }
     }
 
@@ -75,34 +81,42 @@ extension ModelSession {
         return try network.faithfulness(of: saliency, probe: probe, metrics: metrics, options: options)
     }
 
-    /// Every method's map of one image for one class (`classChoice`, or the top prediction),
-    /// then the asked metrics of each. Pixels are perturbed in the photo's 8-bit space at the
+    /// Every method's map of one image for one class (`classChoice`, or the top prediction;
+    /// with `target` and `region` as a heatmap request takes them), then the asked metrics of
+    /// each, which score the map's own target (a segmentation's cells, a negated output). Pixels are perturbed in the photo's 8-bit space at the
     /// model's input size (black = 0, blur, multiplication by the map, imputation) and go
     /// through the model's own preprocessing; the score is the model's output for the class
     /// (the probability for a softmax head), as the papers use. Maps at a layer's resolution
     /// are upsampled bilinearly (half-pixel centres) to the input size.
     public func evaluate(
         imageData: Data, name: String, methods: [CAMMethod], metrics: Set<FaithfulnessMetric>,
-        classChoice: String? = nil, layer: String? = nil, options: FaithfulnessOptions = FaithfulnessOptions(),
-        limits: RenderLimits = RenderLimits()
+        classChoice: String? = nil, layer: String? = nil, target: TargetDirection? = nil, region: PixelRegion? = nil,
+        options: FaithfulnessOptions = FaithfulnessOptions(), limits: RenderLimits = RenderLimits()
     ) throws -> [EvaluationRow] {
         let pipeline = try imagePipeline()
         let (x, _) = try pipeline.prepare(imageData, maxPixels: limits.maxImagePixels)
-        let classIndex = try classChoice.map { try resolveClass($0) } ?? predict(x, top: 1)[0].classIndex
-        let probe = try faithfulnessProbe(.image(imageData), classIndex: classIndex, limits: limits)
+        // A classifier's class is the top prediction; a segmentation's is what its target picks.
+        let classIndex =
+            try classChoice.map { try resolveClass($0) } ?? (hasPerPixelOutput ? nil : predict(x, top: 1)[0].classIndex)
+        var probe: (target: ResolvedTarget, probe: FaithfulnessProbe)?
         var rows: [EvaluationRow] = []
         for method in methods {
             var request = HeatmapRequest()
             request.method = method
-            request.classChoice = String(classIndex)
+            request.classChoice = classIndex.map(String.init)
             request.layer = layer
+            (request.target, request.region) = (target, region)
             let started = Date()
-            let map = try heatmap(request, input: .tensor(x), limits: limits).cam.map
+            let cam = try heatmap(request, input: .image(imageData), limits: limits).cam
             let mapped = Date()
-            let scores = try faithfulness(of: map, probe: probe, metrics: metrics, options: options)
+            guard let resolved = cam.target else { throw VisualizationError.invalid("\(method.rawValue) gave a map without its target") }
+            if probe?.target != resolved {
+                probe = (resolved, try faithfulnessProbe(.image(imageData), target: CAMTarget(.resolved(resolved)), limits: limits))
+            }
+            let scores = try faithfulness(of: cam.map, probe: probe!.probe, metrics: metrics, options: options)
             rows.append(
                 EvaluationRow(
-                    image: name, method: method, classIndex: classIndex, label: label(of: classIndex), scores: scores,
+                    image: name, method: method, classIndex: cam.map.classIndex, label: label(of: cam.map.classIndex), scores: scores,
                     mapSeconds: mapped.timeIntervalSince(started), metricSeconds: Date().timeIntervalSince(mapped)))
         }
         return rows

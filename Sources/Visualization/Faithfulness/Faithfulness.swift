@@ -83,15 +83,21 @@ public struct FaithfulnessProbe {
     public var image: Tensor
     /// Image space → model input (the model's preprocessing; identity when `image` is the input).
     public var toInput: (Tensor) throws -> Tensor
-    /// The node whose output is the score (the probabilities, as the papers use) and the class.
+    /// The node whose output is the score (the probabilities, as the papers use) and what
+    /// is scored there: a class, or a map's resolved target (a segmentation mask, a negated
+    /// output), read on the node's output for every perturbed image.
     public var scoreNode: Int
-    public var classIndex: Int
+    public var target: CAMTarget
 
     public init(image: Tensor, toInput: @escaping (Tensor) throws -> Tensor, scoreNode: Int, classIndex: Int) {
+        self.init(image: image, toInput: toInput, scoreNode: scoreNode, target: .classIndex(classIndex))
+    }
+
+    public init(image: Tensor, toInput: @escaping (Tensor) throws -> Tensor, scoreNode: Int, target: CAMTarget) {
         self.image = image
         self.toInput = toInput
         self.scoreNode = scoreNode
-        self.classIndex = classIndex
+        self.target = target
     }
 }
 
@@ -146,7 +152,7 @@ extension Network {
     }
 }
 
-/// Scores of many images for one class, `batchSize` images per forward pass.
+/// Scores of many images for one target, `batchSize` images per forward pass.
 struct BatchScorer {
     let network: Network
     let probe: FaithfulnessProbe
@@ -160,9 +166,9 @@ struct BatchScorer {
             let chunk = images[start..<min(images.count, start + batchSize)]
             let batch = try probe.toInput(stackedBatch(Array(chunk)))
             let s = try network.forward(batch, stopAfter: probe.scoreNode)[probe.scoreNode]!
-            let per = s.sampleCount
-            guard probe.classIndex >= 0, probe.classIndex < per else { throw RequestError.classOutOfRange(probe.classIndex, count: per) }
-            for n in 0..<s.batch { out.append(Double(s.scalars[n * per + probe.classIndex])) }
+            // A class or a resolved target: the same weights for every image.
+            let target = try probe.target.resolve(s)
+            for n in 0..<s.batch { out.append(Double(target.score(s, sample: n))) }
             start += chunk.count
         }
         return out

@@ -2,11 +2,15 @@ import Engine
 import Foundation
 import Imaging
 
-/// A heatmap computed for a canonical `HeatmapRequest`, before encoding.
+/// A heatmap computed for a canonical `HeatmapRequest`, before encoding: one map per
+/// class asked for (one unless `classes` names several).
 public struct HeatmapResult: Sendable {
-    public var cam: CAMResult
+    public var cams: [CAMResult]
+    /// The map of the first (or only) class.
+    public var cam: CAMResult { cams[0] }
     /// The layer the map is at, or `input` for pixel attributions.
     public var layer: String
+    /// The first map's class label.
     public var label: String?
     /// `logit`, `probability` or `output` (a model without a softmax or sigmoid head).
     public var scoreKind: String
@@ -25,7 +29,7 @@ extension ModelSession {
         let r = try request.canonical(for: self)
         let channels = try r.layer.map { try spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
         let options = CAMOptions(eigenSmooth: r.eigenSmooth, augSmooth: r.augSmooth)
-        let methodPasses = r.method.passes(options: options, layerChannels: channels)
+        let methodPasses = r.method.passes(options: options, layerChannels: channels, targets: r.classes?.count ?? 1)
         let metricPasses = r.metrics.reduce(0) { $0 + $1.passes() }
         let passes = methodPasses + metricPasses
         guard passes <= limits.maxHeatmapPasses else {
@@ -38,22 +42,40 @@ extension ModelSession {
         // Pixel attributions read no layer (canonical: nil).
         let layer = try r.layer.map { try spatialLayer(named: $0) }
         let scoreNode = scoreNode(postActivation: r.postActivation)
-        let classIndex = r.classChoice.flatMap(Int.init)
-        let cam = try network.classActivationMap(
-            x, CAMRequest(layerNode: layer?.nodeId ?? defaultCAMLayer?.nodeId ?? 0, scoreNode: scoreNode, classIndex: classIndex),
+        let cams = try network.classActivationMaps(
+            x,
+            CAMRequest(
+                layerNode: layer?.nodeId ?? defaultCAMLayer?.nodeId ?? 0, scoreNode: scoreNode,
+                targets: try targets(r, input: x, photo: photo)),
             method: r.method, options: options)
-        let map = cam.map
+        let map = cams[0].map
         // The CAM's forward pass already gave every score: rank those instead of a second pass.
         let predictions =
-            map.scores.count == classCount
-            ? rank(outputs(fromScores: map.scores, at: scoreNode), top: r.top)
+            (hasPerPixelOutput ? map.scores.count % max(classCount, 1) == 0 : map.scores.count == classCount) && !map.scores.isEmpty
+            ? rankClasses(outputs(fromScores: map.scores, at: scoreNode), top: r.top)
             : try predict(x, top: r.top)
         let pipeline = try imagePipeline()
         return HeatmapResult(
-            cam: cam, layer: cam.resolution == .layer ? layer?.name ?? "input" : "input", label: label(of: map.classIndex),
+            cams: cams, layer: cams[0].resolution == .layer ? layer?.name ?? "input" : "input", label: label(of: map.classIndex),
             scoreKind: scoreKind(postActivation: r.postActivation),
             predictions: predictions, probability: predictions.first { $0.classIndex == map.classIndex }?.score,
             photo: photo, inputSize: (pipeline.width, pipeline.height))
+    }
+
+    /// The targets of a canonical request, one per class: a class of a classifier or a
+    /// regression's unit, or of a segmentation its cells (the argmax's, or the region's, the
+    /// region given in the photo's pixels — the input's for a preprocessed input).
+    func targets(_ r: HeatmapRequest, input x: Tensor, photo: Image?) throws -> [CAMTarget] {
+        let region = try r.region.map { box in
+            try ImageRegion(
+                box, imageWidth: photo?.width ?? (x.rank == 4 ? x.shape[2] : 0),
+                imageHeight: photo?.height ?? (x.rank == 4 ? x.shape[1] : 0))
+        }
+        let classes: [Int?] = r.classes.map { $0.map { Int($0) } } ?? [r.classChoice.flatMap(Int.init)]
+        let decrease = r.target == .decrease
+        return classes.map { k in
+            CAMTarget(hasPerPixelOutput ? .segment(classIndex: k, region: region) : .unit(k), decrease: decrease)
+        }
     }
 
     /// A heatmap as PNG (overlay or map), NPY (the map at its own resolution) or JSON
@@ -66,19 +88,22 @@ extension ModelSession {
 
     private func renderCanonical(_ r: HeatmapRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {
         let result = try heatmap(r, input: input, limits: limits)
+        if result.cams.count > 1 { return try renderSeveral(r, result, limits: limits) }
         let map = result.cam.map
         var facts = [Fact("Class", String(map.classIndex))]
         if let label = result.label { facts.append(Fact("Label", label)) }
         facts += [Fact("Score", String(map.score)), Fact("Score-Kind", result.scoreKind)]
         if let p = result.probability { facts.append(Fact("Probability", String(p))) }
         facts += [Fact("Layer", result.layer), Fact("Method", r.method.rawValue)]
+        facts += targetFacts(r, result.cam.target)
         facts += Fact.numerics(r.numerics)
         if let c = result.cam.completeness {
             facts += [Fact("Attribution-Sum", String(c.attributionSum)), Fact("Score-Difference", String(c.scoreDifference))]
         }
         var metrics: FaithfulnessScores?
         if !r.metrics.isEmpty {
-            let probe = try faithfulnessProbe(input, classIndex: map.classIndex, limits: limits)
+            let target = result.cam.target.map { CAMTarget(.resolved($0)) } ?? .classIndex(map.classIndex)
+            let probe = try faithfulnessProbe(input, target: target, limits: limits)
             let scores = try faithfulness(of: map, probe: probe, metrics: Set(r.metrics))
             facts += scores.facts
             metrics = scores
@@ -90,27 +115,84 @@ extension ModelSession {
             let body = HeatmapDocument(
                 class: map.classIndex, label: result.label, score: map.score, probability: result.probability,
                 layer: result.layer, method: r.method.rawValue, height: map.height, width: map.width,
-                heatmap: map.heatmap, top: result.predictions, metrics: metrics)
+                heatmap: map.heatmap, top: result.predictions, metrics: metrics, target: r.target?.rawValue,
+                region: r.region?.description, cells: result.cam.target?.cells)
             return Rendered(body: try jsonDocument(body), format: .json, facts: facts)
         case .png:
-            let picture: Image
-            switch r.show {
-            case .heatmap:
-                let size = result.photo.map { ($0.width, $0.height) } ?? result.inputSize
-                picture = try camHeatmapImage(
-                    map, width: size.0, height: size.1, colormap: r.colormap,
-                    displayPercentile: r.displayPercentile)
-            case .overlay:
-                guard let photo = result.photo else {
-                    throw RequestError.unsupported(
-                        "an overlay needs a photo; a preprocessed input can show the heatmap alone (show=heatmap)")
-                }
-                let base = try fitted(photo, maxPixels: limits.maxOverlayPixels)
-                if base.width != photo.width { facts.append(Fact("Overlay-Size", "\(base.width)x\(base.height)")) }
-                picture = try camOverlay(map, on: base, alpha: r.alpha, colormap: r.colormap, displayPercentile: r.displayPercentile)
-            }
+            let picture = try heatmapPicture(map, r, result, limits: limits, facts: &facts)
             return Rendered(body: try encodePNG(picture, fast: true), format: .png, facts: facts)
         }
+    }
+
+    /// Several classes' maps: a grid of pictures side by side, labelled with each class; an
+    /// NPY of the maps stacked [n, h, w]; or a JSON document with one map per class.
+    private func renderSeveral(_ r: HeatmapRequest, _ result: HeatmapResult, limits: RenderLimits) throws -> Rendered {
+        let maps = result.cams.map(\.map)
+        var facts = [
+            Fact("Classes", maps.map { String($0.classIndex) }.joined(separator: ",")),
+            Fact("Scores", maps.map { String($0.score) }.joined(separator: ",")),
+            Fact("Score-Kind", result.scoreKind), Fact("Layer", result.layer), Fact("Method", r.method.rawValue),
+        ]
+        facts += targetFacts(r, nil)
+        facts += Fact.numerics(r.numerics)
+        let (h, w) = (maps[0].height, maps[0].width)
+        switch r.format {
+        case .npy:
+            return Rendered(
+                body: Tensor(shape: [maps.count, h, w], scalars: maps.flatMap(\.heatmap)).npyData(), format: .npy, facts: facts)
+        case .json:
+            let body = SeveralHeatmapsDocument(
+                layer: result.layer, method: r.method.rawValue, height: h, width: w, target: r.target?.rawValue,
+                region: r.region?.description,
+                maps: zip(maps, result.cams).map { map, cam in
+                    ClassHeatmap(
+                        class: map.classIndex, label: label(of: map.classIndex), score: map.score,
+                        probability: result.predictions.first { $0.classIndex == map.classIndex }?.score, cells: cam.target?.cells,
+                        heatmap: map.heatmap)
+                },
+                top: result.predictions)
+            return Rendered(body: try jsonDocument(body), format: .json, facts: facts)
+        case .png:
+            var ignored: [Fact] = []
+            let tiles = try maps.map { try heatmapPicture($0, r, result, limits: limits, facts: &ignored) }
+            if let size = ignored.first(where: { $0.name == "Overlay-Size" }) { facts.append(size) }
+            let labels = maps.map { map in "\(map.classIndex)" + (label(of: map.classIndex).map { " \($0)" } ?? "") }
+            let cols = min(maps.count, 4)
+            let grid = try composeGrid(
+                tiles, rows: GridLayout.rows(for: tiles.count, cols: cols), cols: cols, margin: 4, background: [255],
+                labels: labels, labelColour: [0])
+            return Rendered(body: try encodePNG(grid, fast: true), format: .png, facts: facts)
+        }
+    }
+
+    /// The overlay or the coloured map alone of one map, as `show` asks.
+    private func heatmapPicture(
+        _ map: ClassActivationMap, _ r: HeatmapRequest, _ result: HeatmapResult, limits: RenderLimits, facts: inout [Fact]
+    ) throws -> Image {
+        switch r.show {
+        case .heatmap:
+            let size = result.photo.map { ($0.width, $0.height) } ?? result.inputSize
+            return try camHeatmapImage(
+                map, width: size.0, height: size.1, colormap: r.colormap,
+                displayPercentile: r.displayPercentile)
+        case .overlay:
+            guard let photo = result.photo else {
+                throw RequestError.unsupported(
+                    "an overlay needs a photo; a preprocessed input can show the heatmap alone (show=heatmap)")
+            }
+            let base = try fitted(photo, maxPixels: limits.maxOverlayPixels)
+            if base.width != photo.width { facts.append(Fact("Overlay-Size", "\(base.width)x\(base.height)")) }
+            return try camOverlay(map, on: base, alpha: r.alpha, colormap: r.colormap, displayPercentile: r.displayPercentile)
+        }
+    }
+
+    /// What a map explains beyond its class: `Target: decrease`, the region and the cells scored.
+    private func targetFacts(_ r: HeatmapRequest, _ target: ResolvedTarget?) -> [Fact] {
+        var facts: [Fact] = []
+        if let t = r.target { facts.append(Fact("Target", t.rawValue)) }
+        if let region = r.region { facts.append(Fact("Region", region.description)) }
+        if let cells = target?.cells { facts.append(Fact("Target-Cells", String(cells))) }
+        return facts
     }
 }
 
@@ -141,4 +223,34 @@ struct HeatmapDocument: Encodable {
     var top: [Prediction]
     /// With `metrics=`: the faithfulness scores (and the deletion/insertion curves).
     var metrics: FaithfulnessScores?
+    /// `decrease` when the map explains what lowers the score.
+    var target: String?
+    /// The region of the image whose cells were scored (a segmentation).
+    var region: String?
+    /// A segmentation's cells scored.
+    var cells: Int?
+}
+
+/// The JSON answer of a heatmap request for several classes: one map each.
+struct SeveralHeatmapsDocument: Encodable {
+    var layer: String
+    var method: String
+    /// Every map's size.
+    var height: Int
+    var width: Int
+    var target: String?
+    var region: String?
+    var maps: [ClassHeatmap]
+    var top: [Prediction]
+}
+
+/// One class's map in a `SeveralHeatmapsDocument`.
+struct ClassHeatmap: Encodable {
+    var `class`: Int
+    var label: String?
+    var score: Float
+    var probability: Float?
+    var cells: Int?
+    /// Row-major, normalised to [0, 1], at the map's own resolution.
+    var heatmap: [Float]
 }
