@@ -174,12 +174,14 @@ public final class ConvLensService: Sendable {
     }
 
     /// Submits a filter request as a job (or joins the identical one), unless its result
-    /// is stored. Checks the request (and the server's limits) before queueing anything.
+    /// is stored. Checks the request and the server's limits (its memory estimate among
+    /// them) before queueing anything.
     func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (
         address: ContentAddress, request: FilterRequest, job: JobStatus?
     ) {
         try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
         let r = try canonical(request)
+        try session.checkCost(r, limits: limits)
         let address = address(of: r)
         if try await results.hasResult(for: address.hex) { return (address, r, nil) }
         return (address, r, try await jobs.submit(r, address: address, priority: priority))
@@ -203,11 +205,12 @@ public final class ConvLensService: Sendable {
 }
 
 extension ServerSettings {
-    /// What one request may cost: the image and overlay pixel limits, the passes of a heatmap and of a comparison.
+    /// What one request may cost: the image and overlay pixel limits, the passes of a heatmap
+    /// and of a comparison, the memory of one request.
     var limits: RenderLimits {
         RenderLimits(
             maxImagePixels: maxImagePixels, maxOverlayPixels: maxOverlayPixels, maxHeatmapPasses: maxHeatmapPasses,
-            maxComparePasses: maxComparePasses)
+            maxComparePasses: maxComparePasses, maxRequestBytes: requestByteLimit)
     }
 }
 
