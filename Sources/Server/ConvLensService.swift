@@ -74,14 +74,15 @@ public final class ConvLensService: Sendable {
         executor = ComputeExecutor(
             threads: settings.computeThreads, ompThreads: settings.ompThreads,
             maxPending: settings.maxPendingComputations)
-        do {
-            cache = try ResultCache(
-                capacityBytes: settings.memoryCacheBytes,
-                directory: settings.cacheDir.isEmpty
-                    ? nil
-                    : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
-        } catch {
-            throw ServerStartupError("cannot use the cache directory \(settings.cacheDir) (cache.dir): \(error)")
+        cache = ResultCache(
+            capacityBytes: settings.memoryCacheBytes,
+            directory: settings.cacheDir.isEmpty
+                ? nil
+                : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+        if let problem = cache.startupDiskProblem {
+            logger.warning(
+                "cannot use the cache directory \(settings.cacheDir) (cache.dir): \(problem); results are kept in memory only until it can be written"
+            )
         }
         switch settings.jobBackend {
         case .postgres:
@@ -98,7 +99,7 @@ public final class ConvLensService: Sendable {
                 queue: JobQueue(
                     executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
                     maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
-                    keptFinished: settings.keptFinishedJobs),
+                    keptFinished: settings.keptFinishedJobs, logger: logger),
                 session: session, limits: settings.limits)
             results = cache
         }
@@ -224,7 +225,7 @@ extension ConvLensService {
         let key = address(of: r).hex
         if let png = cache.get(key) { return (png, true) }
         let png = try session.render(r, progress: progress).body
-        try cache.put(key, png)
+        cache.put(key, png)
         return (png, false)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import JobStore
+import Logging
 import Synchronization
 import Visualization
 
@@ -26,7 +27,8 @@ public struct JobStatus: Sendable, Codable, Equatable {
     public var queuePosition: Int?
     /// Whether it failed by running out of time.
     public var timedOut: Bool
-    /// The process running it (`hostname:pid`), while it runs and after.
+    /// The process that ran it, with the PostgreSQL backend (its lease owner); nil for this
+    /// process's own jobs, whose host and PID are no client's business.
     public var worker: String?
     /// Which run this is: above 1 when a process died holding the job and another took it.
     public var attempt: Int?
@@ -101,13 +103,15 @@ public final class JobQueue: Sendable {
     private let maxQueued: Int
     private let timeout: Duration
     private let keptFinished: Int
+    private let logger: Logger
     private let clock = ContinuousClock()
     private let epoch = Date()
 
     public init(
         executor: ComputeExecutor, cache: ResultCache, metrics: ServerMetrics,
-        workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int
+        workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int, logger: Logger
     ) {
+        self.logger = logger
         self.executor = executor
         self.cache = cache
         self.metrics = metrics
@@ -246,7 +250,6 @@ public final class JobQueue: Sendable {
         let st = job.status.withLock { s -> JobStatus in
             s.state = .running
             s.startedAt = now()
-            s.worker = PostgresJobStore.processOwner
             s.attempt = 1
             return s
         }
@@ -257,7 +260,7 @@ public final class JobQueue: Sendable {
         do {
             _ = try await executor.run(job.priority) {
                 let data = try job.work(control)
-                try cache.put(key, data)
+                cache.put(key, data)
                 return data.count
             }
             finish(job, state: .done, error: nil, timedOut: false)
@@ -269,6 +272,7 @@ public final class JobQueue: Sendable {
                 finish(job, state: .cancelled, error: "cancelled", timedOut: false)
             }
         } catch {
+            logger.error("job \(job.id) (\(job.kind)) failed: \(error)")
             finish(job, state: .failed, error: APIError.from(error).detail, timedOut: false)
         }
         metrics.recordJob(kind: job.kind, state: job.status.withLock { $0.state.rawValue }, duration: clock.now - started)
