@@ -119,23 +119,31 @@ public final class Network: Sendable {
             plan = unfusedPlan(last: last)
             kept = Set(0...last)
         } else {
-            var must = keep.filter { $0 >= 0 && $0 <= last }
-            must.insert(last)
-            if let to = backwardTo, to >= 0, to < last {
-                for id in to...last {
-                    must.insert(id)
-                    if id > to { must.formUnion(nodes[id].inputs) }
-                }
-                // An affine map or a convolution read only by a ReLU whose derivative its
-                // output gives is never read backward (see `backward`): the plan runs the
-                // pair as one pass, and the pair's inner output is never stored.
-                let crossed = nodesCrossedBackward(upTo: last)
-                must.subtract(crossed.filter { $0 > to && !keep.contains($0) })
-            }
+            let must = nodesKept(last: last, keep: keep, backwardTo: backwardTo)
             plan = inferencePlan(last: last, materialised: must)
             kept = must
         }
         return Trace(outputs: try run(plan, input, keeping: kept))
+    }
+
+    /// The nodes a forward pass to `last` keeps (without `keepAll`): `keep`, `last`, and
+    /// with `backwardTo` what that backward pass reads. Nodes `last` does not depend on
+    /// are in the set but never computed.
+    func nodesKept(last: Int, keep: Set<Int>, backwardTo: Int?) -> Set<Int> {
+        var must = keep.filter { $0 >= 0 && $0 <= last }
+        must.insert(last)
+        if let to = backwardTo, to >= 0, to < last {
+            for id in to...last {
+                must.insert(id)
+                if id > to { must.formUnion(nodes[id].inputs) }
+            }
+            // An affine map or a convolution read only by a ReLU whose derivative its
+            // output gives is never read backward (see `backward`): the plan runs the
+            // pair as one pass, and the pair's inner output is never stored.
+            let crossed = nodesCrossedBackward(upTo: last)
+            must.subtract(crossed.filter { $0 > to && !keep.contains($0) })
+        }
+        return must
     }
 
     /// Runs the steps of `plan`; returns the outputs of the nodes in `kept`

@@ -37,6 +37,9 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
         var detail: String
     }
 
+    /// What a client is told of an internal error; the log has the error itself.
+    static let internalErrorDetail = "the server failed on this request; its log has the details (look for this response's X-Request-Id)"
+
     static func badRequest(_ detail: String) -> APIError { APIError(.badRequest, "bad_request", detail) }
     static func notFound(_ detail: String) -> APIError { APIError(.notFound, "not_found", detail) }
 
@@ -114,7 +117,8 @@ extension APIError {
             headers[.contentType] = nil
             return APIError(e.status, code, e.body ?? e.status.reasonPhrase, headers: headers)
         default:
-            return APIError(.internalServerError, "internal_error", "\(error)")
+            // The error's text can name server files and hosts: it goes to the log only.
+            return APIError(.internalServerError, "internal_error", internalErrorDetail)
         }
     }
 }

@@ -57,6 +57,11 @@ public enum ConvLensServer {
         let settings = service.settings
         let metrics = service.metrics
         service.cache.onCorrupt { metrics.cacheCorrupt.increment() }
+        if service.cache.startupDiskProblem != nil { metrics.cacheDiskFailures.increment() }
+        service.cache.onDiskFailure { error, firstOfRun in
+            metrics.cacheDiskFailures.increment()
+            if firstOfRun { logger.warning("the result cache cannot write to disk (\(error)); results are kept in memory only") }
+        }
         let router = Router()
         let routeTable = RouteTable()
         router.add(middleware: RequestLogMiddleware(metrics: service.metrics))

@@ -74,14 +74,15 @@ public final class ConvLensService: Sendable {
         executor = ComputeExecutor(
             threads: settings.computeThreads, ompThreads: settings.ompThreads,
             maxPending: settings.maxPendingComputations)
-        do {
-            cache = try ResultCache(
-                capacityBytes: settings.memoryCacheBytes,
-                directory: settings.cacheDir.isEmpty
-                    ? nil
-                    : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
-        } catch {
-            throw ServerStartupError("cannot use the cache directory \(settings.cacheDir) (cache.dir): \(error)")
+        cache = ResultCache(
+            capacityBytes: settings.memoryCacheBytes,
+            directory: settings.cacheDir.isEmpty
+                ? nil
+                : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+        if let problem = cache.startupDiskProblem {
+            logger.warning(
+                "cannot use the cache directory \(settings.cacheDir) (cache.dir): \(problem); results are kept in memory only until it can be written"
+            )
         }
         switch settings.jobBackend {
         case .postgres:
@@ -98,7 +99,7 @@ public final class ConvLensService: Sendable {
                 queue: JobQueue(
                     executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
                     maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
-                    keptFinished: settings.keptFinishedJobs),
+                    keptFinished: settings.keptFinishedJobs, logger: logger),
                 session: session, limits: settings.limits)
             results = cache
         }
@@ -174,12 +175,14 @@ public final class ConvLensService: Sendable {
     }
 
     /// Submits a filter request as a job (or joins the identical one), unless its result
-    /// is stored. Checks the request (and the server's limits) before queueing anything.
+    /// is stored. Checks the request and the server's limits (its memory estimate among
+    /// them) before queueing anything.
     func submit(_ request: FilterRequest, priority: ComputePriority) async throws -> (
         address: ContentAddress, request: FilterRequest, job: JobStatus?
     ) {
         try request.check(maxSteps: settings.filterMaxSteps, maxCount: settings.filterMaxCount)
         let r = try canonical(request)
+        try session.checkCost(r, limits: limits)
         let address = address(of: r)
         if try await results.hasResult(for: address.hex) { return (address, r, nil) }
         return (address, r, try await jobs.submit(r, address: address, priority: priority))
@@ -203,11 +206,12 @@ public final class ConvLensService: Sendable {
 }
 
 extension ServerSettings {
-    /// What one request may cost: the image and overlay pixel limits, the passes of a heatmap and of a comparison.
+    /// What one request may cost: the image and overlay pixel limits, the passes of a heatmap
+    /// and of a comparison, the memory of one request.
     var limits: RenderLimits {
         RenderLimits(
             maxImagePixels: maxImagePixels, maxOverlayPixels: maxOverlayPixels, maxHeatmapPasses: maxHeatmapPasses,
-            maxComparePasses: maxComparePasses)
+            maxComparePasses: maxComparePasses, maxRequestBytes: requestByteLimit)
     }
 }
 
@@ -221,7 +225,7 @@ extension ConvLensService {
         let key = address(of: r).hex
         if let png = cache.get(key) { return (png, true) }
         let png = try session.render(r, progress: progress).body
-        try cache.put(key, png)
+        cache.put(key, png)
         return (png, false)
     }
 }

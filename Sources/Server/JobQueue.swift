@@ -1,5 +1,6 @@
 import Foundation
 import JobStore
+import Logging
 import Synchronization
 import Visualization
 
@@ -26,7 +27,8 @@ public struct JobStatus: Sendable, Codable, Equatable {
     public var queuePosition: Int?
     /// Whether it failed by running out of time.
     public var timedOut: Bool
-    /// The process running it (`hostname:pid`), while it runs and after.
+    /// The process that ran it, with the PostgreSQL backend (its lease owner); nil for this
+    /// process's own jobs, whose host and PID are no client's business.
     public var worker: String?
     /// Which run this is: above 1 when a process died holding the job and another took it.
     public var attempt: Int?
@@ -67,18 +69,25 @@ public final class JobQueue: Sendable {
         let id: String
         let key: String
         let kind: String
-        let work: @Sendable (JobControl) throws -> Data
+        /// What the job runs; dropped when it finishes, with what it holds (an upload).
+        let work: Mutex<(@Sendable (JobControl) throws -> Data)?>
+        /// Bytes of the upload `work` holds (a comparison's image), counted while it is held.
+        let uploadBytes: Int
         let status: Mutex<JobStatus>
         let stopRequested = Atomic<Bool>(false)
         let deadline: Mutex<ContinuousClock.Instant?> = Mutex(nil)
         let listeners = Mutex<[UUID: AsyncStream<JobStatus>.Continuation]>([:])
 
-        init(id: String, key: String, kind: String, status: JobStatus, work: @escaping @Sendable (JobControl) throws -> Data) {
+        init(
+            id: String, key: String, kind: String, status: JobStatus, uploadBytes: Int,
+            work: @escaping @Sendable (JobControl) throws -> Data
+        ) {
             self.id = id
             self.key = key
             self.kind = kind
             self.status = Mutex(status)
-            self.work = work
+            self.uploadBytes = uploadBytes
+            self.work = Mutex(work)
         }
 
         var priority: ComputePriority { status.withLock { $0.priority == "bulk" ? .bulk : .job } }
@@ -91,6 +100,8 @@ public final class JobQueue: Sendable {
         var running = 0
         var finishedOrder: [String] = []
         var accepting = true
+        /// Upload bytes the unfinished jobs hold.
+        var uploadBytes = 0
     }
 
     private let state = Mutex(State())
@@ -101,13 +112,15 @@ public final class JobQueue: Sendable {
     private let maxQueued: Int
     private let timeout: Duration
     private let keptFinished: Int
+    private let logger: Logger
     private let clock = ContinuousClock()
     private let epoch = Date()
 
     public init(
         executor: ComputeExecutor, cache: ResultCache, metrics: ServerMetrics,
-        workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int
+        workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int, logger: Logger
     ) {
+        self.logger = logger
         self.executor = executor
         self.cache = cache
         self.metrics = metrics
@@ -120,10 +133,11 @@ public final class JobQueue: Sendable {
     private func now() -> Double { Date().timeIntervalSince1970 }
 
     /// Submits a job, or joins the identical one already queued or running.
-    /// A bulk job joined by an interactive request is promoted.
+    /// A bulk job joined by an interactive request is promoted. `uploadBytes`: the size of
+    /// an upload `work` holds, released when the job finishes however it ends.
     public func submit(
         key: String, kind: String, description: String, result: String, priority: ComputePriority,
-        steps: Int = 0, work: @escaping @Sendable (JobControl) throws -> Data
+        steps: Int = 0, uploadBytes: Int = 0, work: @escaping @Sendable (JobControl) throws -> Data
     ) throws -> JobStatus {
         let job: Job = try state.withLock { s in
             guard s.accepting else { throw ShuttingDown() }
@@ -141,7 +155,9 @@ public final class JobQueue: Sendable {
                 id: id, kind: kind, description: description, priority: priority.name, state: .queued,
                 step: 0, steps: steps, loss: nil, result: result, error: nil, createdAt: now(),
                 startedAt: nil, finishedAt: nil, queuePosition: nil, timedOut: false)
-            let job = Job(id: id, key: key, kind: kind, status: status, work: work)
+            let job = Job(id: id, key: key, kind: kind, status: status, uploadBytes: uploadBytes, work: work)
+            s.uploadBytes += uploadBytes
+            metrics.jobUploadBytes.set(to: Double(s.uploadBytes))
             s.jobs[id] = job
             s.active[key] = job
             insert(job, into: &s.queued)
@@ -169,6 +185,9 @@ public final class JobQueue: Sendable {
     }
 
     public var counts: (queued: Int, running: Int) { state.withLock { ($0.queued.count, $0.running) } }
+
+    /// Bytes of uploads held by jobs that have not finished.
+    public var heldUploadBytes: Int { state.withLock { $0.uploadBytes } }
 
     /// Cancels a queued job at once, a running one at its next step. Returns the status,
     /// or nil for an unknown id.
@@ -246,7 +265,6 @@ public final class JobQueue: Sendable {
         let st = job.status.withLock { s -> JobStatus in
             s.state = .running
             s.startedAt = now()
-            s.worker = PostgresJobStore.processOwner
             s.attempt = 1
             return s
         }
@@ -256,8 +274,9 @@ public final class JobQueue: Sendable {
         let key = job.key
         do {
             _ = try await executor.run(job.priority) {
-                let data = try job.work(control)
-                try cache.put(key, data)
+                guard let work = job.work.withLock({ $0 }) else { throw VisualizationError.cancelled }
+                let data = try work(control)
+                cache.put(key, data)
                 return data.count
             }
             finish(job, state: .done, error: nil, timedOut: false)
@@ -269,6 +288,7 @@ public final class JobQueue: Sendable {
                 finish(job, state: .cancelled, error: "cancelled", timedOut: false)
             }
         } catch {
+            logger.error("job \(job.id) (\(job.kind)) failed: \(error)")
             finish(job, state: .failed, error: APIError.from(error).detail, timedOut: false)
         }
         metrics.recordJob(kind: job.kind, state: job.status.withLock { $0.state.rawValue }, duration: clock.now - started)
@@ -287,7 +307,15 @@ public final class JobQueue: Sendable {
             s.finishedAt = now()
             return s
         }
+        let held = job.work.withLock { work -> Bool in
+            defer { work = nil }
+            return work != nil
+        }
         state.withLock { s in
+            if held {
+                s.uploadBytes -= job.uploadBytes
+                metrics.jobUploadBytes.set(to: Double(s.uploadBytes))
+            }
             if s.active[job.key] === job { s.active[job.key] = nil }
             s.finishedOrder.append(job.id)
             while s.finishedOrder.count > keptFinished {

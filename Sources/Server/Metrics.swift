@@ -14,6 +14,8 @@ public final class ServerMetrics: Sendable {
     let cacheHits: Counter
     let cacheMisses: Counter
     let cacheCorrupt: Counter
+    let cacheDiskFailures: Counter
+    let jobUploadBytes: Gauge
     let connectionsRefused: Counter
 
     static let latencyBuckets: [Duration] = [
@@ -37,6 +39,11 @@ public final class ServerMetrics: Sendable {
         cacheCorrupt = registry.makeCounter(
             name: "convlens_cache_corrupt_total",
             help: "Cache files that failed their checksum, deleted and recomputed.")
+        cacheDiskFailures = registry.makeCounter(
+            name: "convlens_cache_disk_write_failures_total",
+            help: "Results the cache could not write to its directory (kept in memory only), and a directory unusable at start.")
+        jobUploadBytes = registry.makeGauge(
+            name: "convlens_job_upload_bytes", help: "Bytes of uploaded images held by jobs that have not finished.")
         connectionsRefused = registry.makeCounter(
             name: "convlens_connections_refused_total",
             help: "Connections refused with 503 over server.max_connections.")

@@ -16,6 +16,10 @@ import Visualization  // where SHA256Digest moves with the typed requests (same 
 /// (truncated, edited, a bad disk) is deleted, counted (`corrupt`, `onCorrupt`) and
 /// treated as missing, so the result is computed again instead of served. Files of the
 /// older trailer-less layout fail the check the same way and are recomputed once.
+///
+/// A directory that cannot be made or written (read-only, full, gone) never fails a
+/// request: the result stays in memory, the failure is counted (`diskWriteFailures`) and
+/// reported to `onDiskFailure`, and later writes try the disk again.
 public final class ResultCache: Sendable {
     public struct Stats: Sendable {
         public var entries: Int
@@ -25,6 +29,8 @@ public final class ResultCache: Sendable {
         public var misses: Int
         /// Files that failed their checksum (deleted).
         public var corrupt: Int
+        /// Results (or the directory at start) that could not be written to disk.
+        public var diskWriteFailures: Int
     }
 
     private struct State {
@@ -35,23 +41,45 @@ public final class ResultCache: Sendable {
         var diskHits = 0
         var misses = 0
         var corrupt = 0
+        var diskWriteFailures = 0
+        /// Whether the last disk write failed: the failure hook hears only the first of a run.
+        var diskFailing = false
     }
 
     private let state = Mutex(State())
     public let capacityBytes: Int
     public let directory: URL?
     private let corruptHook = Mutex<(@Sendable () -> Void)?>(nil)
+    private let diskFailureHook = Mutex<(@Sendable (_ error: String, _ firstOfRun: Bool) -> Void)?>(nil)
+    /// Why the directory could not be made at start (nil: it could); the cache works from memory.
+    public let startupDiskProblem: String?
 
     /// Called once for each damaged file found (the server counts them in its metrics).
     public func onCorrupt(_ hook: @escaping @Sendable () -> Void) {
         corruptHook.withLock { $0 = hook }
     }
 
-    public init(capacityBytes: Int, directory: URL?) throws {
+    /// Called for every result that could not be written to disk, with the error (for the
+    /// log: it names the file) and whether it is the first since the disk last worked.
+    public func onDiskFailure(_ hook: @escaping @Sendable (_ error: String, _ firstOfRun: Bool) -> Void) {
+        diskFailureHook.withLock { $0 = hook }
+    }
+
+    public init(capacityBytes: Int, directory: URL?) {
         self.capacityBytes = capacityBytes
         self.directory = directory
+        var problem: String?
         if let directory {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            do {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            } catch {
+                problem = "\(error)"
+            }
+        }
+        startupDiskProblem = problem
+        if problem != nil {
+            state.withLock { $0.diskWriteFailures += 1 }
+        } else if let directory {
             removeStrayTemporaries(in: directory)
         }
     }
@@ -108,10 +136,25 @@ public final class ResultCache: Sendable {
         return nil
     }
 
-    /// Stores a result in memory and (atomically) on disk.
-    public func put(_ key: String, _ data: Data) throws {
+    /// Stores a result in memory and (atomically) on disk; a disk that fails leaves it in
+    /// memory only (counted and reported, never thrown).
+    public func put(_ key: String, _ data: Data) {
         remember(key, data)
         guard let url = fileURL(key) else { return }
+        do {
+            try write(data, to: url, key: key)
+            state.withLock { $0.diskFailing = false }
+        } catch {
+            let first = state.withLock { s -> Bool in
+                s.diskWriteFailures += 1
+                defer { s.diskFailing = true }
+                return !s.diskFailing
+            }
+            diskFailureHook.withLock { $0 }?("\(error)", first)
+        }
+    }
+
+    private func write(_ data: Data, to url: URL, key: String) throws {
         let dir = url.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let temporary = dir.appendingPathComponent(".\(key).\(UUID().uuidString).tmp")
@@ -137,7 +180,7 @@ public final class ResultCache: Sendable {
         state.withLock {
             Stats(
                 entries: $0.entries.count, bytes: $0.bytes, hits: $0.hits, diskHits: $0.diskHits, misses: $0.misses,
-                corrupt: $0.corrupt)
+                corrupt: $0.corrupt, diskWriteFailures: $0.diskWriteFailures)
         }
     }
 

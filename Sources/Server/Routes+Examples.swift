@@ -72,7 +72,7 @@ extension Routes {
                         return try Data(contentsOf: url)
                     }, patch: patch)
                 let png = try encodePNG(picture)
-                try cache.put(stripAddress.hex, png)
+                cache.put(stripAddress.hex, png)
                 return png
             }
             return respond(png, format: .png, etag: stripAddress.etag, facts: facts + [Fact("Cache", "miss")])
@@ -102,7 +102,8 @@ extension Routes {
         func box(_ b: [Int]) -> ExamplesBody.Box { ExamplesBody.Box(top: b[0], left: b[1], bottom: b[2], right: b[3]) }
         return ExamplesBody(
             layer: layer, filter: filter, k: index.k,
-            dataset: .init(index: address.hex, images: index.images.count, folders: service.datasetIndex.folders.folders.map(\.path)),
+            dataset: .init(
+                index: address.hex, images: index.images.count, folders: service.datasetIndex.folders.folders.map(\.lastPathComponent)),
             input: .init(width: pipeline.width, height: pipeline.height),
             examples: examples.enumerated().map { rank, e in
                 let id = ids[e.image] ?? -1
@@ -120,6 +121,7 @@ extension Routes {
             /// The index's content address, and how many images it holds.
             var index: String
             var images: Int
+            /// Each folder by its name, as the images' names begin (never its place on the server).
             var folders: [String]
         }
         struct Size: Encodable { var width, height: Int }

@@ -46,6 +46,11 @@ public struct ServerSettings: Sendable {
     public var ompThreads = 0
     /// Interactive computations waiting for a compute thread before new ones get 429.
     public var maxPendingComputations = 16
+    /// Memory one request may hold at its peak (`MemoryEstimate`: a filter grid's
+    /// activations kept for the backward pass × count × size², its optimiser state and
+    /// result), checked before it is queued; dearer requests get 422 too_costly.
+    /// 0: `defaultMaxRequestBytes`, half the machine's memory shared by the job workers.
+    public var maxRequestBytes = 0
     /// What filter visualisations' convolutions may use (`Numerics`); predictions,
     /// activations and heatmaps are exact unless their request asks. nil: the configured value
     /// was neither `exact` nor `fast` (`validate()` says so).
@@ -104,6 +109,23 @@ public struct ServerSettings: Sendable {
         datasetDirs.isEmpty ? [publicDir + "/samples", publicDir + "/dataset"] : datasetDirs
     }
 
+    /// The memory one request may hold: `maxRequestBytes`, or when it is 0 half of the
+    /// machine's memory divided among the jobs that run at once (`jobs.workers`), leaving
+    /// the other half to the model, the caches and the interactive requests.
+    public var requestByteLimit: Int {
+        maxRequestBytes > 0 ? maxRequestBytes : Self.machineMemoryBytes / 2 / max(1, jobWorkers)
+    }
+
+    /// The memory this process may use: the physical memory, or the container's cgroup
+    /// limit when that is lower.
+    public static let machineMemoryBytes: Int = {
+        let physical = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        let limits = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"].compactMap { path in
+            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        return min(physical, limits.filter { $0 > 0 }.min() ?? physical)
+    }()
+
     /// Reads every key from a configuration reader; missing keys keep their defaults.
     public init(reader c: ConfigReader) {
         let d = ServerSettings()
@@ -123,6 +145,7 @@ public struct ServerSettings: Sendable {
         computeThreads = c.int(forKey: "compute.threads", default: d.computeThreads)
         ompThreads = c.int(forKey: "compute.omp_threads", default: d.ompThreads)
         maxPendingComputations = c.int(forKey: "compute.max_pending", default: d.maxPendingComputations)
+        maxRequestBytes = c.int(forKey: "compute.max_request_bytes", default: d.maxRequestBytes)
         filterNumerics = Numerics(rawValue: c.string(forKey: "compute.numerics", default: d.filterNumerics?.rawValue ?? ""))
         jobWorkers = c.int(forKey: "jobs.workers", default: d.jobWorkers)
         maxQueuedJobs = c.int(forKey: "jobs.max_queued", default: d.maxQueuedJobs)
@@ -165,6 +188,7 @@ public struct ServerSettings: Sendable {
         try need((1...64).contains(computeThreads), "compute.threads", "must be in 1...64, got \(computeThreads)")
         try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")
         try need(maxPendingComputations >= 1, "compute.max_pending", "must be at least 1")
+        try need(maxRequestBytes >= 0, "compute.max_request_bytes", "must be ≥ 0 (0: half the memory per job worker)")
         try need(filterNumerics != nil, "compute.numerics", "must be exact or fast")
         try need((0...64).contains(jobWorkers), "jobs.workers", "must be in 0...64, got \(jobWorkers)")
         try need(

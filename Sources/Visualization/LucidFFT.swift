@@ -20,7 +20,12 @@ public struct LucidDFT2D: Sendable {
     public let height: Int
     public let width: Int
     /// Columns of the spectrum: w/2 + 1.
-    public var frequencyWidth: Int { width / 2 + 1 }
+    public var frequencyWidth: Int { Self.frequencyWidth(width: width) }
+
+    public static func frequencyWidth(width: Int) -> Int { width / 2 + 1 }
+
+    /// Floats the matrices of an h×w transform hold: two [h, h], six [w, w/2+1].
+    static func matrixElements(height: Int, width: Int) -> Int { 2 * height * height + 6 * width * frequencyWidth(width: width) }
 
     // [h, h], symmetric: cos / sin(2π·ky·y / h).
     private let cosH: [Float]

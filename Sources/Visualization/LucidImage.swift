@@ -130,7 +130,10 @@ public struct LucidFourierImage: Sendable {
     /// sqrt(h·w) / max(|f|, 1/max(h, w))^decay per coefficient, [h, w/2+1].
     public let spectrumScale: [Float]
     public var plane: Int { height * dft.frequencyWidth }
-    public var coefficientCount: Int { 6 * plane }
+    public var coefficientCount: Int { Self.coefficientCount(height: height, width: width) }
+
+    /// Real coefficients of an h×w image: re and im of three channels' h × (w/2+1) spectra.
+    public static func coefficientCount(height: Int, width: Int) -> Int { 6 * height * LucidDFT2D.frequencyWidth(width: width) }
 
     public init(height: Int, width: Int, decayPower: Float = 1, decorrelateColour: Bool = true) {
         self.height = height

@@ -118,12 +118,15 @@ struct Filters: ParsableCommand {
             }
             return true
         }
+        // The server refuses a request by this estimate (compute.max_request_bytes); the CLI only says it.
+        let estimate = try m.session.memoryEstimate(canonical)
         let rendered = try m.session.render(canonical, startImage: startImage, sequential: sequential, progress: progress)
         let how = canonical.method == .lucid ? "lucid" : (sequential ? "book, one at a time" : "book, one batch")
         printErr(
             String(
-                format: "%d filter(s) of %@, %d steps at %@ (%@): %.2f s", canonical.count ?? 1, layer, canonical.steps ?? 0,
-                rendered[fact: "Size"] ?? "\(canonical.size ?? 0)", how, Date().timeIntervalSince(began)))
+                format: "%d filter(s) of %@, %d steps at %@ (%@): %.2f s; memory estimate %@ (%ld bytes)", canonical.count ?? 1,
+                layer, canonical.steps ?? 0, rendered[fact: "Size"] ?? "\(canonical.size ?? 0)", how, Date().timeIntervalSince(began),
+                MemoryEstimate.describe(estimate.bytes), estimate.bytes))
         try write(rendered, to: o)
     }
 }

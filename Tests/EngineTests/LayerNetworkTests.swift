@@ -124,3 +124,18 @@ import Testing
         }
     }
 }
+
+extension LayerNetworkTests {
+    /// The footprint counts exactly the outputs a forward pass for the backward pass keeps,
+    /// at the saved size and at another.
+    @Test func ascentFootprintCountsWhatTheTraceKeeps() throws {
+        var rng = SplitMix64(seed: 93)
+        for (node, h, w) in [(5, 6, 6), (7, 9, 5), (10, 6, 6)] {
+            let net = (h, w) == (6, 6) ? network : try network.withOpenInputSize()
+            let trace = try net.forward(rng.tensor([2, h, w, 2]), stopAfter: node, backwardTo: 0)
+            let footprint = try net.ascentFootprint(layerNode: node, height: h, width: w)
+            #expect(footprint.keptElements == trace.outputs.values.reduce(0) { $0 + $1.sampleCount })
+            #expect(footprint.targetElements == trace[node]!.sampleCount)
+        }
+    }
+}

@@ -13,7 +13,7 @@ struct ClusterResults: ResultStore {
         if let data = local.get(key) { return data }
         guard let stored = try await unavailableAsJobs({ try await remote.get(key: key) }) else { return nil }
         let data = Data(stored.bytes.readableBytesView)
-        try? local.put(key, data)
+        local.put(key, data)
         return data
     }
 

@@ -106,7 +106,8 @@ final class ClusterWorker: Sendable {
         do {
             work = try await self.work(for: job)
         } catch {
-            try? await store.fail(id: job.id, owner: owner, reason: "\(error)")
+            logger.error("worker: job \(job.id) cannot run: \(error)")
+            try? await store.fail(id: job.id, owner: owner, reason: APIError.from(error).detail)
             return
         }
         logger.info("worker: running job \(job.id) (\(work.summary)), attempt \(job.attempts)")
@@ -130,7 +131,7 @@ final class ClusterWorker: Sendable {
             switch outcome {
             case .success(let rendered):
                 try await completeWithRetries(job, owner: owner, rendered)
-                try? local.put(job.key, rendered.body)
+                local.put(job.key, rendered.body)
                 final = "done"
             case .failure(VisualizationError.cancelled) where flag.reason == .cancelRequested:
                 try await store.acknowledgeCancel(id: job.id, owner: owner)
@@ -145,6 +146,7 @@ final class ClusterWorker: Sendable {
             case .failure(VisualizationError.cancelled):
                 final = "lost"  // the lease went to someone else: drop the job
             case .failure(let error):
+                logger.error("worker: job \(job.id) failed: \(error)")
                 try await store.fail(id: job.id, owner: owner, reason: APIError.from(error).detail)
                 final = "failed"
             }

@@ -22,7 +22,7 @@ struct LocalJobs: JobBackend {
         let (session, limits) = (self.session, self.limits)
         return try queue.submit(
             key: address.hex, kind: CompareJob.kind, description: request.summary, result: CompareRequest.resultPath(address),
-            priority: .job, steps: request.steps
+            priority: .job, steps: request.steps, uploadBytes: image.count
         ) { control in
             try session.render(request, input: .image(image), limits: limits) { step, steps in
                 control.report(step: step, steps: steps, loss: .nan)

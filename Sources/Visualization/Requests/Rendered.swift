@@ -70,15 +70,19 @@ public struct RenderLimits: Sendable {
     public var maxHeatmapPasses: Int
     /// Model passes one comparison of methods may cost in all (`CompareRequest.passes`).
     public var maxComparePasses: Int
+    /// Bytes one request may hold at its peak (`MemoryEstimate`); a dearer request is
+    /// refused before it runs.
+    public var maxRequestBytes: Int
 
     public init(
         maxImagePixels: Int = 50_000_000, maxOverlayPixels: Int = 50_000_000, maxHeatmapPasses: Int = .max,
-        maxComparePasses: Int = .max
+        maxComparePasses: Int = .max, maxRequestBytes: Int = .max
     ) {
         self.maxImagePixels = maxImagePixels
         self.maxOverlayPixels = maxOverlayPixels
         self.maxHeatmapPasses = maxHeatmapPasses
         self.maxComparePasses = maxComparePasses
+        self.maxRequestBytes = maxRequestBytes
     }
 }
 
