@@ -115,13 +115,6 @@ public struct FilterRequest: RenderRequest {
         }
         r.layer = target.summary.path
         r.numerics = Numerics.canonical(numerics)
-        let bytes = try Self.memoryEstimate(session, node: target.summary.nodeId, height: h, width: w, images: count)
-        guard bytes <= Self.memoryLimit else {
-            throw RequestError.tooCostly(
-                "\(count) \(method.rawValue) image(s) of \(h)x\(w) at '\(target.summary.path)' need about \(bytes >> 20) MiB "
-                    + "(the activations kept for each image's backward pass); this server allows \(Self.memoryLimit >> 20) MiB "
-                    + "per request: lower count or size")
-        }
         r.count = count
         r.cols = count == 1 ? 1 : cols
         r.steps = steps
@@ -132,33 +125,6 @@ public struct FilterRequest: RenderRequest {
             r.start = nil
         }
         return r
-    }
-
-    /// The most memory one filter request may hold: half of the machine's.
-    public static let memoryLimit = Int(min(ProcessInfo.processInfo.physicalMemory / 2, UInt64(Int.max)))
-
-    /// The bytes an ascent of `images` images keeps at once, estimated before it runs: per
-    /// image, every activation between the input and the target layer (the forward pass kept
-    /// for backward), the largest of them again (the gradient going down), and the image
-    /// with its optimiser state.
-    static func memoryEstimate(_ session: ModelSession, node: Int, height: Int, width: Int, images: Int) throws -> Int {
-        let network = session.network
-        // Only the target's ancestors: a fixed-input model drawn at another size has layers
-        // past it (a Flatten, a Dense) that the size does not fit.
-        let needed = network.ancestors(of: node).union([node])
-        var shapes: [Int: [Int]] = [0: [height, width, network.inputShape[2] > 0 ? network.inputShape[2] : 3]]
-        for n in network.nodes.dropFirst() where needed.contains(n.id) {
-            shapes[n.id] = try n.layer!.outputShape(for: n.inputs.map { shapes[$0] ?? [] })
-        }
-        var floats = 0.0
-        var largest = 0.0
-        for id in needed {
-            let n = Double(shapes[id, default: []].reduce(1) { $0 * max($1, 1) })
-            floats += n
-            largest = max(largest, n)
-        }
-        let perImage = 4 * (floats + largest + 8 * Double(height * width * 3))
-        return Int(min(perImage * Double(images), Double(Int.max / 2)))
     }
 
     /// Server policy on top of the request's own ranges.

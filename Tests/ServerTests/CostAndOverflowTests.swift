@@ -110,20 +110,4 @@ import Visualization
             #expect(cheap.status == .ok, "\(cheap.text)")
         }
     }
-
-    /// The probe's GET that killed the server (a 256-image lucid grid at 1024 px): refused at
-    /// once, before it is queued, saying how much memory it needs and what to lower; a grid
-    /// that fits still runs, and the server keeps serving.
-    @Test func aFilterGridTooLargeForMemoryIsRefusedBeforeItIsQueued() async throws {
-        try await withServer { _, client in
-            let r = try await client.get("/filters/top_activation?count=256&size=1024&method=lucid&steps=50&wait=0")
-            #expect(r.status == .unprocessableContent, "\(r.text)")
-            let e = try r.error()
-            #expect(e.code == "too_costly")
-            #expect(e.detail.contains("MiB") && e.detail.contains("count") && e.detail.contains("size"), "\(e.detail)")
-            let small = try await client.get("/filters/top_activation?count=2&size=64&method=lucid&steps=2&wait=0")
-            #expect(small.status == .ok || small.status == .accepted, "\(small.text)")
-            try await client.expectHealthy()
-        }
-    }
 }
