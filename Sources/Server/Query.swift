@@ -149,6 +149,8 @@ extension Query {
         if string("methods") != nil { r.methods = try list("methods") }
         if string("metrics") != nil { r.metrics = try list("metrics") }
         r.classChoice = string("class")
+        r.target = try string("target").map { _ in try choice("target", default: TargetDirection.increase) }
+        r.region = try string("region").map { try PixelRegion(parsing: $0) }
         r.layer = string("layer")
         r.postActivation = try postActivation(default: r.postActivation)
         r.alpha = try float("alpha", default: r.alpha, range: HeatmapRequest.alphaRange)

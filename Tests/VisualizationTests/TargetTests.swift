@@ -290,6 +290,9 @@ func severalTargetsEqualSeparateMaps(method: CAMMethod) throws {
     )
     (request.displayPercentile, request.numerics) = (95, .fast)
     try expectEveryFieldInIdentity(try request.canonical(for: s), unset: 1)
+    var compare = CompareRequest(methods: [.gradcam, .saliency])
+    (compare.classChoice, compare.target, compare.region) = ("1", .decrease, try PixelRegion(parsing: "1,2,3,4"))
+    try expectEveryFieldInIdentity(try compare.canonical(for: s))
     // One class in `classes` is `class`; `increase` is the default: the addresses of plain requests.
     var one = HeatmapRequest()
     (one.classes, one.target) = (["2"], .increase)
@@ -333,4 +336,22 @@ func severalTargetsEqualSeparateMaps(method: CAMMethod) throws {
     #expect(name { _ = try request.canonical(for: classifier) } == "classes", "class and classes")
     (request.classChoice, request.metrics) = (nil, [.deletion])
     #expect(name { _ = try request.canonical(for: classifier) } == "metrics")
+}
+
+@Test func aComparisonScoresEachMethodsMapOfTheRegion() throws {
+    let s = try session(try #require(manifest.segmentation.models["keras3-zip"]))
+    let ref = try #require(manifest.segmentation.targets.first { $0.region != nil })
+    let photo = try Data(contentsOf: folder.appendingPathComponent(manifest.image.png))
+    var compare = CompareRequest(methods: [.gradcam, .saliency])
+    (compare.classChoice, compare.region, compare.metrics) = (String(ref.class), try PixelRegion(parsing: "4,8,21,27"), [.deletion])
+    let document = try s.compare(compare, input: .image(photo))
+    #expect(document.class == ref.class && document.region == "4,8,21,27")
+    for row in document.methods {
+        #expect(abs(row.score - ref.score) <= 1e-4 * (1 + abs(ref.score)), "\(row.method.rawValue): score \(row.score)")
+        // Each method's scores are what the heatmap request with the same region gives.
+        var single = compare.heatmapRequest(row.method)
+        single.format = .json
+        let rendered = try s.render(single, input: .image(photo))
+        #expect(rendered[fact: "Metric-Deletion-AUC"] == String(format: "%.6f", try #require(row.scores.deletionAUC)))
+    }
 }

@@ -12,6 +12,10 @@ public struct CompareDocument: Codable, Sendable {
     public var label: String?
     /// `logit`, `probability` or `output`: what the methods' maps explain.
     public var scoreKind: String
+    /// `decrease` when the maps explain what lowers the score.
+    public var target: String?
+    /// The region of the image whose cells were scored (a segmentation).
+    public var region: String?
     /// The layer the layer-based methods weight (nil when none was asked for).
     public var layer: String?
     public var metrics: [FaithfulnessMetric]
@@ -24,7 +28,7 @@ public struct CompareDocument: Codable, Sendable {
     public var seconds: Double
 
     enum CodingKeys: String, CodingKey {
-        case `class`, label, scoreKind = "score_kind", layer, metrics, methods, best, seconds
+        case `class`, label, scoreKind = "score_kind", target, region, layer, metrics, methods, best, seconds
     }
 }
 
@@ -69,8 +73,8 @@ extension ModelSession {
             guard progress(step, steps) else { throw VisualizationError.cancelled }
         }
         try advance()
-        // Probes by class: every method scores the same class unless the maps disagree on the top one.
-        var probes: [Int: FaithfulnessProbe] = [:]
+        // Probes by target: every method scores the same target unless the maps disagree on the top class.
+        var probes: [(target: ResolvedTarget, probe: FaithfulnessProbe)] = []
         var rows: [CompareMethodResult] = []
         var first: HeatmapResult?
         for method in r.methods {
@@ -83,8 +87,16 @@ extension ModelSession {
             step += 1
             try advance()
             let metricsStarted = Date()
-            let probe = try probes[map.classIndex] ?? faithfulnessProbe(input, classIndex: map.classIndex, limits: limits)
-            probes[map.classIndex] = probe
+            guard let target = result.cam.target else {
+                throw VisualizationError.invalid("\(method.rawValue) gave a map without its target")
+            }
+            let probe: FaithfulnessProbe
+            if let known = probes.first(where: { $0.target == target }) {
+                probe = known.probe
+            } else {
+                probe = try faithfulnessProbe(input, target: CAMTarget(.resolved(target)), limits: limits)
+                probes.append((target, probe))
+            }
             var scores = FaithfulnessScores()
             for metric in r.metrics {
                 scores.merge(try faithfulness(of: map, probe: probe, metrics: [metric]))
@@ -104,6 +116,7 @@ extension ModelSession {
         let classIndex = first?.cam.map.classIndex ?? 0
         return CompareDocument(
             class: classIndex, label: label(of: classIndex), scoreKind: scoreKind(postActivation: r.postActivation),
+            target: r.target?.rawValue, region: r.region?.description,
             layer: r.layer, metrics: r.metrics, methods: rows, best: bestMethods(rows),
             seconds: Date().timeIntervalSince(started))
     }

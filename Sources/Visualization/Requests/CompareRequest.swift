@@ -15,6 +15,10 @@ public struct CompareRequest: RenderRequest {
     public var metrics: [FaithfulnessMetric] = [.deletion, .insertion, .drop]
     /// A class index or label; nil: the top prediction. Canonical: the index.
     public var classChoice: String?
+    /// As `HeatmapRequest.target`: `decrease` explains, and scores, what lowers the score.
+    public var target: TargetDirection?
+    /// As `HeatmapRequest.region`: a segmentation's class scored over the cells of this box.
+    public var region: PixelRegion?
     /// The layer the layer-based methods weight; nil: the model's default CAM layer.
     /// Canonical: its path, or nil when no method asked for reads a layer.
     public var layer: String?
@@ -32,7 +36,7 @@ public struct CompareRequest: RenderRequest {
     public static let overlaySizeRange = 16...2048
 
     enum CodingKeys: String, CodingKey {
-        case methods, metrics, classChoice = "class", layer, postActivation = "post_activation", alpha, colormap
+        case methods, metrics, classChoice = "class", target, region, layer, postActivation = "post_activation", alpha, colormap
         case overlaySize = "overlay_size"
     }
 
@@ -58,6 +62,8 @@ public struct CompareRequest: RenderRequest {
         r.metrics = FaithfulnessMetric.allCases.filter(metrics.contains)
         r.classChoice = try classChoice.map { String(try session.resolveClass($0)) }
         if session.keras.head == nil { r.postActivation = false }
+        // The targets are checked as a heatmap request checks them.
+        (r.target, r.region) = try (heatmapRequest(.gradcam).canonical(for: session).target, region)
         return r
     }
 
@@ -67,6 +73,7 @@ public struct CompareRequest: RenderRequest {
         var h = HeatmapRequest()
         h.method = method
         h.classChoice = classChoice
+        (h.target, h.region) = (target, region)
         h.layer = method.weightsALayer ? layer : nil
         h.postActivation = postActivation
         h.alpha = alpha
