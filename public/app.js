@@ -369,6 +369,7 @@ async function chooseImage(blob, name) {
 /** Results of the previous image must not stay next to a new one (or next to its error). */
 function clearResults() {
   $('#predictions').replaceChildren();
+  $('#segmentation').hidden = true;
   for (const [imgId, emptyId, infoId] of [['heatmap-img', 'heatmap-empty', 'heatmap-info'],
     ['activations-img', 'activations-empty', 'activations-info']]) {
     const img = $(`#${imgId}`);
@@ -433,7 +434,7 @@ async function loadPredictions() {
   setBusy('predictions-panel', true);
   try {
     const response = await postImage('/api/predict', { top: 5 }, signal);
-    renderPredictions((await response.json()).top);
+    renderPredictions(await response.json());
   } catch (err) {
     if (isAbort(err)) return;
     $('#predictions').replaceChildren();
@@ -443,12 +444,24 @@ async function loadPredictions() {
   }
 }
 
-function renderPredictions(top) {
+/**
+ * A classifier's answer is its top 5; a segmentation's (a per-pixel output) is its mask:
+ * drawn over the image, and its classes listed by the share of the cells they own, the
+ * first being the class a heatmap explains by default.
+ */
+function renderPredictions(doc) {
   $('#predictions-empty').hidden = true;
+  const mask = doc.segmentation;
+  const top = mask ? segmentationClasses(doc, mask) : doc.top;
+  setText('#predictions-hint', mask
+    ? 'The predicted mask: each cell coloured by its class. Click a class to see what the model reads to find it.'
+    : 'Top 5 classes. Click one to see which parts of the image point to it.');
+  renderMask(mask);
   const items = top.map((p, rank) => {
     const label = p.label || `class ${p.class}`;
+    const swatch = mask ? el('span', { class: 'swatch', style: `background: ${maskColour(p.class)}`, 'aria-hidden': 'true' }) : '';
     const button = el('button', { type: 'button', title: `Heatmap for “${label}”`, 'aria-pressed': 'false' },
-      el('span', { class: 'label' }, label),
+      el('span', { class: 'label' }, swatch, label),
       el('span', { class: 'bar', 'aria-hidden': 'true' }, el('span', { style: `width: ${(p.score * 100).toFixed(1)}%` })),
       el('span', { class: 'score' }, formatPercent(p.score)));
     button.addEventListener('click', () => explainClass(rank === 0 ? null : p.class));
@@ -456,6 +469,51 @@ function renderPredictions(top) {
   });
   $('#predictions').replaceChildren(...items);
   markExplainedClass();
+}
+
+/** A segmentation's classes that own cells, by share of the cells, labelled where the answer labels them. */
+function segmentationClasses(doc, mask) {
+  const labels = new Map(doc.top.map((p) => [p.class, p.label]));
+  const total = mask.argmax.length;
+  return mask.cells
+    .map((cells, c) => ({ class: c, label: labels.get(c) || null, score: cells / total }))
+    .filter((p) => p.score > 0)
+    .sort((a, b) => b.score - a.score);
+}
+
+/** Distinct colours for up to ten classes, then a hue walk. */
+const MASK_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+function maskColour(c) {
+  return c < MASK_COLOURS.length ? MASK_COLOURS[c] : `hsl(${(c * 137.5) % 360} 70% 50%)`;
+}
+
+/** The mask over the chosen image, half opaque, each cell a block of its class's colour. */
+function renderMask(mask) {
+  const figure = $('#segmentation');
+  figure.hidden = !mask;
+  if (!mask) return;
+  const image = $('#chosen-img');
+  const canvas = $('#segmentation-canvas');
+  const width = Math.min(320, image.naturalWidth || 320);
+  const height = Math.round(width * ((image.naturalHeight || mask.height) / (image.naturalWidth || mask.width)));
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext('2d');
+  if (image.naturalWidth) context.drawImage(image, 0, 0, width, height);
+  const cells = document.createElement('canvas');
+  cells.width = mask.width;
+  cells.height = mask.height;
+  const cellContext = cells.getContext('2d');
+  mask.argmax.forEach((c, i) => {
+    cellContext.fillStyle = maskColour(c);
+    cellContext.fillRect(i % mask.width, Math.floor(i / mask.width), 1, 1);
+  });
+  context.globalAlpha = 0.5;
+  context.imageSmoothingEnabled = false;
+  context.drawImage(cells, 0, 0, width, height);
+  context.globalAlpha = 1;
+  setText('#segmentation-caption', `${mask.width}×${mask.height} cells, ${mask.cells.filter((n) => n > 0).length} classes present`);
+  canvas.dataset.cells = String(mask.argmax.length);
 }
 
 function explainClass(classIndex) {
@@ -518,8 +576,9 @@ function describeHeatmap(headers) {
   const label = headers.get('X-Label') || `class ${headers.get('X-Class')}`;
   const probability = headers.get('X-Probability');
   const layer = headers.get('X-Layer');
+  const cells = headers.get('X-Target-Cells');  // a segmentation: the cells its score sums over
   const parts = [`Explaining “${label}” (class ${headers.get('X-Class')}`
-    + (probability ? `, ${formatPercent(Number(probability))})` : ')')];
+    + (probability ? `, ${formatPercent(Number(probability))}` : '') + (cells ? `, over ${cells} cells)` : ')')];
   parts.push(`method ${headers.get('X-Method')}`);
   parts.push(layer === 'input' ? 'computed on the input pixels' : `layer ${layer}`);
   return parts.join(' · ');

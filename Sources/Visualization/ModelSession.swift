@@ -137,7 +137,12 @@ public final class ModelSession: Sendable {
     /// the head's probabilities of its logits.
     public func outputs(fromScores scores: [Float], at node: Int) -> [Float] {
         guard node != network.outputNode, node == keras.logitsNode, let head = keras.head else { return scores }
-        return head.probabilities(scores)
+        let classes = classCount
+        guard hasPerPixelOutput, classes > 0, scores.count > classes, scores.count % classes == 0 else {
+            return head.probabilities(scores)
+        }
+        // A per-pixel head normalises each cell's classes on their own, not the whole grid.
+        return stride(from: 0, to: scores.count, by: classes).flatMap { head.probabilities(Array(scores[$0..<$0 + classes])) }
     }
 
     public var classCount: Int { network.nodes[network.outputNode].outputShape.last ?? 0 }

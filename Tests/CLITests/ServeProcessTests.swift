@@ -105,21 +105,8 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         let server = try ServerProcess(["--port", "0", "--cache-dir", tmp.appendingPathComponent("cache").path])
         defer { if server.process.isRunning { server.process.terminate() } }
         let port = try await server.waitForPort()
-
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        check.arguments = [
-            "tools/browser/gallery_check.py", "--url", "http://127.0.0.1:\(port)",
-            "--screenshots", tmp.appendingPathComponent("screenshots").path,
-        ]
-        check.currentDirectoryURL = root
-        let pipe = Pipe()
-        check.standardOutput = pipe
-        check.standardError = pipe
-        try check.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        check.waitUntilExit()
-        #expect(check.terminationStatus == 0, "gallery_check.py failed:\n\(output)\nserver log tail:\n\(server.output.suffix(3000))")
+        let (status, output) = try browserCheck("gallery_check.py", port: port, screenshots: tmp.appendingPathComponent("screenshots"))
+        #expect(status == 0, "gallery_check.py failed:\n\(output)\nserver log tail:\n\(server.output.suffix(3000))")
         #expect(output.contains("Egyptian cat"))
         #expect(output.contains("ok  compare:"), "the compare stage ran")
         let shots = (try? FileManager.default.contentsOfDirectory(atPath: tmp.appendingPathComponent("screenshots").path)) ?? []
@@ -127,4 +114,33 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         kill(server.process.processIdentifier, SIGTERM)
         #expect(try await server.waitForExit(timeout: 60) == 0)
     }
+
+    /// A segmentation model's gallery (`tools/browser/segmentation_check.py`): the predicted
+    /// mask drawn over the photo instead of a top-5 list, its classes by share of the cells
+    /// as POST /api/predict gives them, and a click on a class explains that class.
+    @Test(.timeLimit(.minutes(5))) func aSegmentationsMaskIsDrawnOverThePhoto() async throws {
+        let tmp = scratchURL("browser-segmentation")
+        let model = root.appendingPathComponent("Tests/Fixtures/visualization/targets/tiny_segmenter.keras").path
+        let server = try ServerProcess(["--port", "0", "--model", model, "--cache-dir", tmp.appendingPathComponent("cache").path])
+        defer { if server.process.isRunning { server.process.terminate() } }
+        let port = try await server.waitForPort()
+        let (status, output) = try browserCheck(
+            "segmentation_check.py", port: port, screenshots: tmp.appendingPathComponent("screenshots"))
+        #expect(status == 0, "segmentation_check.py failed:\n\(output)\nserver log tail:\n\(server.output.suffix(3000))")
+        #expect(output.contains("ok  mask drawn over the image") && output.contains("chosen:"), "\(output)")
+    }
+}
+
+/// Runs a script of tools/browser/ against the server on `port`: its exit status and output.
+private func browserCheck(_ script: String, port: Int, screenshots: URL) throws -> (Int32, String) {
+    let check = Process()
+    check.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    check.arguments = ["tools/browser/\(script)", "--url", "http://127.0.0.1:\(port)", "--screenshots", screenshots.path]
+    check.currentDirectoryURL = root
+    let pipe = Pipe()
+    (check.standardOutput, check.standardError) = (pipe, pipe)
+    try check.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    check.waitUntilExit()
+    return (check.terminationStatus, output)
 }

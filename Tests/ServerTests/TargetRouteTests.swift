@@ -116,4 +116,49 @@ private func close(_ a: [Double], _ b: [Float]) -> Bool {
             #expect(detail.hasPrefix("region="), "a regression has no cells")
         }
     }
+
+    /// A segmentation's prediction is its mask (the argmax of every cell, TensorFlow's) and
+    /// its classes ranked by mean probability, not the top of the flattened grid; a
+    /// classifier's answer has no mask.
+    @Test func aSegmentationPredictsItsMask() async throws {
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: targets.appendingPathComponent("manifest.json")))
+        let segmentation = try #require((manifest as? [String: Any])?["segmentation"] as? [String: Any])
+        let cells = try #require(segmentation["class_cells"] as? [Int])
+        let argmax = try reference("seg.argmax.npy").map { Int($0) }
+        let probabilities = try Tensor.readNPY(contentsOf: targets.appendingPathComponent("seg.logits.npy"))
+        try await withServer(model: segmenter) { _, client in
+            let r = try await client.post("/api/predict?top=3", image: try photo())
+            #expect(r.status == .ok, "\(r.text)")
+            let mask = try #require(try r.json()["segmentation"] as? [String: Any])
+            #expect(mask["height"] as? Int == 16 && mask["width"] as? Int == 16)
+            #expect(mask["argmax"] as? [Int] == argmax, "the mask is TensorFlow's argmax")
+            #expect(mask["cells"] as? [Int] == cells)
+            let top = try #require(try r.json()["top"] as? [[String: Any]])
+            #expect(top.count == 3 && Set(top.compactMap { $0["class"] as? Int }) == [0, 1, 2], "\(top)")
+            // Ranked by the mean softmax over the cells.
+            let logits = probabilities.scalars
+            var mean = [Double](repeating: 0, count: 3)
+            for cell in 0..<256 {
+                let z = (0..<3).map { Double(logits[cell * 3 + $0]) }
+                let e = z.map { exp($0 - z.max()!) }
+                for c in 0..<3 { mean[c] += e[c] / e.reduce(0, +) / 256 }
+            }
+            for p in top {
+                let c = try #require(p["class"] as? Int)
+                let score = try #require(p["score"] as? Double)
+                #expect(abs(score - mean[c]) <= 1e-5, "class \(c)")
+            }
+            // A heatmap's probability of its class is the same mean (each cell's softmax).
+            for c in 0..<3 {
+                let heatmap = try await client.post("/heatmap?class=\(c)&format=json", image: try photo())
+                let probability = try #require(heatmap.header("X-Probability").flatMap(Double.init), "\(heatmap.text)")
+                #expect(abs(probability - mean[c]) <= 1e-5, "class \(c): X-Probability \(probability), mean \(mean[c])")
+            }
+        }
+        try await withServer(model: regressor) { _, client in
+            let r = try await client.post("/api/predict", image: try photo())
+            let document = try r.json()
+            #expect(r.status == .ok && document["segmentation"] == nil, "\(r.text)")
+        }
+    }
 }

@@ -293,7 +293,11 @@ class Check:
                   and self.image_loaded(f"{card_selector} img"), "the book grid back from the cache")
         log(f"ok  book again: {card.get_attribute('data-status-text')}")
 
-        # -- nothing went wrong on the way
+        self.check_nothing_went_wrong()
+        log(f"all checks passed in {time.monotonic() - started:.1f} s")
+
+    def check_nothing_went_wrong(self):
+        """No error message on the page, no SEVERE entry in the browser console."""
         errors = self.page_errors()
         if errors:
             raise CheckFailed("the page shows errors: " + " | ".join(errors))
@@ -306,7 +310,6 @@ class Check:
             raise CheckFailed(f"{len(severe)} SEVERE console entr{'y' if len(severe) == 1 else 'ies'}: "
                               + " | ".join(e.get("message", "") for e in severe))
         log(f"ok  browser console: {len(self.console)} entries, none SEVERE")
-        log(f"all checks passed in {time.monotonic() - started:.1f} s")
 
     def check_unit_page(self, model, first_convolution):
         """The unit page of filter 0 of the first convolution's activated output."""

@@ -28,11 +28,39 @@ public struct PredictRequest: RenderRequest {
     }
 }
 
-/// The answer of a predict request (its JSON document).
+/// The answer of a predict request (its JSON document). A segmentation's `top` ranks its
+/// classes by their mean per-pixel score, and `segmentation` is its predicted mask.
 public struct PredictionList: Codable, Sendable {
     public var model: String
     public var top: [Prediction]
     public var output: [Float]?
+    public var segmentation: SegmentationMask?
+}
+
+/// A per-pixel output's predicted class of every cell (its argmax), row-major, and the
+/// cells each class owns: what the gallery draws over the photo instead of a top-5 list.
+public struct SegmentationMask: Codable, Sendable, Equatable {
+    public var height: Int
+    public var width: Int
+    public var argmax: [Int]
+    /// Cells per class, indexed by class.
+    public var cells: [Int]
+
+    /// nil unless `output` is `height × width × classes` with at least two classes.
+    public init?(output: [Float], shape: [Int]) {
+        guard shape.count == 3, shape.allSatisfy({ $0 > 0 }), shape[2] > 1, output.count == shape[0] * shape[1] * shape[2] else {
+            return nil
+        }
+        let classes = shape[2]
+        (height, width) = (shape[0], shape[1])
+        cells = [Int](repeating: 0, count: classes)
+        argmax = stride(from: 0, to: output.count, by: classes).map { start in
+            var best = 0
+            for c in 1..<classes where output[start + c] > output[start + best] { best = c }
+            return best
+        }
+        for c in argmax { cells[c] += 1 }
+    }
 }
 
 extension ModelSession {
@@ -40,8 +68,11 @@ extension ModelSession {
         let r = try request.canonical(for: self)
         let (x, _) = try prepare(input, limits: limits)
         guard x.batch == 1 else { throw RequestError.unsupported("predict takes one sample; the input holds \(x.batch)") }
-        let y = try Numerics.scoped(r.numerics) { try network.predict(x).scalars }
-        return PredictionList(model: profile.name, top: rank(y, top: r.top), output: r.output ? y : nil)
+        let output = try Numerics.scoped(r.numerics) { try network.predict(x) }
+        let y = output.scalars
+        // The output's own shape: an any-size model's grid is known only now.
+        let mask = hasPerPixelOutput ? SegmentationMask(output: y, shape: Array(output.shape.dropFirst())) : nil
+        return PredictionList(model: profile.name, top: rankClasses(y, top: r.top), output: r.output ? y : nil, segmentation: mask)
     }
 
     public func render(_ request: PredictRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
