@@ -137,11 +137,8 @@ public final class Network: Sendable {
                 must.insert(id)
                 if id > to { must.formUnion(nodes[id].inputs) }
             }
-            // An affine map or a convolution read only by a ReLU whose derivative its
-            // output gives is never read backward (see `backward`): the plan runs the
-            // pair as one pass, and the pair's inner output is never stored.
-            let crossed = nodesCrossedBackward(upTo: last)
-            must.subtract(crossed.filter { $0 > to && !keep.contains($0) })
+            // The inner nodes of the chains backward crosses are never read (`Crossing`).
+            must.subtract(crossings(upTo: last).keys.filter { $0 > to && !keep.contains($0) })
         }
         return must
     }
@@ -210,34 +207,19 @@ public final class Network: Sendable {
                 grads[i] = add
             }
         }
+        let crossed = crossings(upTo: from)
         var id = from
         while id > to {
             defer { id -= 1 }
             guard up.contains(id), down.contains(id), let g = grads.removeValue(forKey: id) else { continue }
             let node = nodes[id]
-            // affine → ReLU run as one step, the affine's output not kept: one backward pass
-            // through both from the ReLU's output, straight to the affine map's input.
-            if node.inputs.count == 1, trace[node.inputs[0]] == nil, let out = trace[id],
-                let (affine, relu) = affineBeforeOutputDifferentiableReLU(node.inputs[0], upTo: from),
-                let below = nodes[node.inputs[0]].inputs.first, down.contains(below)
+            // The last node of a crossed chain whose inner output the trace does not hold:
+            // one backward pass through the chain from this node's output.
+            if node.inputs.count == 1, let inner = node.inputs.first, trace[inner] == nil, let crossing = crossed[inner],
+                let out = trace[id], let below = nodes[inner].inputs.first, down.contains(below),
+                let d = try backward(crossing: crossing, inner: inner, output: out, gradient: g, below: trace[below], guided: guidedReLU)
             {
-                let d = relu.backwardThroughAffine(output: out.scalars, gradient: g.scalars, scale: affine.scale, guided: guidedReLU)
-                accumulate(Tensor(shape: out.shape, scalars: d), into: below)
-                continue
-            }
-            // convolution → ReLU run as one fused step, the convolution's output not kept:
-            // the ReLU's backward from its output, then the convolution's (which reads
-            // only its input and the gradient).
-            if node.inputs.count == 1, trace[node.inputs[0]] == nil, let out = trace[id],
-                let relu = convolutionBeforeOutputDifferentiableReLU(node.inputs[0], upTo: from),
-                let below = nodes[node.inputs[0]].inputs.first, down.contains(below), let x = trace[below]
-            {
-                let ones = [Float](repeating: 1, count: out.shape.last ?? 1)
-                let d = Tensor(
-                    shape: out.shape,
-                    scalars: relu.backwardThroughAffine(output: out.scalars, gradient: g.scalars, scale: ones, guided: guidedReLU))
-                let dx = try nodes[node.inputs[0]].layer!.backward([x], output: d, outputGradient: d)
-                accumulate(dx[0], into: below)
+                accumulate(d, into: below)
                 continue
             }
             let ins = try node.inputs.map { i -> Tensor in
@@ -248,7 +230,9 @@ public final class Network: Sendable {
             }
             // A convolution crossed with the affine map and ReLU after it keeps no output;
             // its backward reads only its input (the gradient stands in for the output's shape).
-            guard let out = trace[id] ?? (node.layer is Conv2D || node.layer is DepthwiseConv2D ? g : nil) else {
+            let standIn: Tensor?
+            if case .convolutionBeforeCrossedAffine = crossed[id] { standIn = g } else { standIn = nil }
+            guard let out = trace[id] ?? standIn else {
                 throw EngineError.invalidRequest("trace lacks the output of '\(node.name)'")
             }
             var inGrads = try node.layer!.backward(ins, output: out, outputGradient: g)
@@ -268,79 +252,6 @@ public final class Network: Sendable {
     }
 
     // MARK: - Graph queries
-
-    /// Node `id` as an affine map (BatchNormalization, per-channel affine) of one input whose
-    /// only reader up to node `last` is a ReLU differentiable from its output, and that ReLU:
-    /// the pair a backward pass can cross without the affine map's output.
-    func affineBeforeOutputDifferentiableReLU(_ id: Int, upTo last: Int) -> (ChannelAffine, ReLUSpec)? {
-        guard id > 0, id < last else { return nil }
-        return affineReLUPair(id, readers: nodes[(id + 1)...last].filter { $0.inputs.contains(id) }.map(\.id))
-    }
-
-    /// Every node before `last` that `affineBeforeOutputDifferentiableReLU` accepts, found
-    /// in one pass over the graph (a forward pass asks on every call).
-    func affineNodesCrossedBackward(upTo last: Int) -> Set<Int> {
-        nodesBefore(last) { affineReLUPair($0, readers: $1[$0]) != nil }
-    }
-
-    /// Node `id` as a convolution of one input whose only reader up to node `last` is a
-    /// ReLU differentiable from its output, and that ReLU: the pair a backward pass can
-    /// cross without the convolution's output (its backward reads only its input).
-    func convolutionBeforeOutputDifferentiableReLU(_ id: Int, upTo last: Int) -> ReLUSpec? {
-        guard id > 0, id < last else { return nil }
-        return convolutionReLUPair(id, readers: nodes[(id + 1)...last].filter { $0.inputs.contains(id) }.map(\.id))
-    }
-
-    /// Every node before `last` that `convolutionBeforeOutputDifferentiableReLU` accepts,
-    /// and every convolution read only by an affine map that `affineNodesCrossedBackward`
-    /// finds (convolution → BatchNormalization → ReLU runs as one fused step; backward
-    /// crosses the ReLU and the affine map's scale from the ReLU's output), in one pass
-    /// over the graph.
-    func convolutionNodesCrossedBackward(upTo last: Int) -> Set<Int> {
-        nodesBefore(last) { id, readers in
-            convolutionReLUPair(id, readers: readers[id]) != nil || convolutionBeforeCrossedAffine(id, readers: readers)
-        }
-    }
-
-    /// `affineNodesCrossedBackward` ∪ `convolutionNodesCrossedBackward`, with one map of readers.
-    func nodesCrossedBackward(upTo last: Int) -> Set<Int> {
-        nodesBefore(last) { id, readers in
-            affineReLUPair(id, readers: readers[id]) != nil || convolutionReLUPair(id, readers: readers[id]) != nil
-                || convolutionBeforeCrossedAffine(id, readers: readers)
-        }
-    }
-
-    /// The nodes before `last` that `accepts` (node, every node's readers up to `last`).
-    private func nodesBefore(_ last: Int, where accepts: (Int, [[Int]]) -> Bool) -> Set<Int> {
-        guard last > 1 else { return [] }
-        var readers = [[Int]](repeating: [], count: last + 1)
-        for node in nodes[1...last] { for i in node.inputs { readers[i].append(node.id) } }
-        return Set((1..<last).filter { accepts($0, readers) })
-    }
-
-    private func convolutionBeforeCrossedAffine(_ id: Int, readers: [[Int]]) -> Bool {
-        guard nodes[id].inputs.count == 1, nodes[id].layer is Conv2D || nodes[id].layer is DepthwiseConv2D,
-            readers[id].count == 1, nodes[readers[id][0]].inputs == [id]
-        else { return false }
-        return affineReLUPair(readers[id][0], readers: readers[readers[id][0]]) != nil
-    }
-
-    private func convolutionReLUPair(_ id: Int, readers: [Int]) -> ReLUSpec? {
-        guard nodes[id].inputs.count == 1, nodes[id].layer is Conv2D || nodes[id].layer is DepthwiseConv2D,
-            readers.count == 1, nodes[readers[0]].inputs == [id], let relu = (nodes[readers[0]].layer as? Activation)?.relu,
-            relu.isDifferentiableFromOutput
-        else { return nil }
-        return relu
-    }
-
-    private func affineReLUPair(_ id: Int, readers: [Int]) -> (ChannelAffine, ReLUSpec)? {
-        guard nodes[id].inputs.count == 1,
-            let affine = (nodes[id].layer as? BatchNormalization)?.affine ?? (nodes[id].layer as? ChannelAffine),
-            readers.count == 1, nodes[readers[0]].inputs == [id], let relu = (nodes[readers[0]].layer as? Activation)?.relu,
-            relu.isDifferentiableFromOutput
-        else { return nil }
-        return (affine, relu)
-    }
 
     /// `id` and every node it depends on.
     public func ancestors(of id: Int) -> Set<Int> {

@@ -190,10 +190,10 @@ import Testing
         // conv1 from its input); the kept nodes and the gradients, plain and guided, are the
         // unfused ones up to the folded weights' rounding.
         let all = try network.forward(x, stopAfter: 15, backwardTo: 0)
-        let crossed = Set((1...15).filter { network.affineBeforeOutputDifferentiableReLU($0, upTo: 15) != nil })
-        #expect(crossed == [2], "the fixture's BatchNormalization → ReLU6 pair")
-        #expect(network.affineNodesCrossedBackward(upTo: 15) == crossed, "the one-pass search finds the same nodes")
-        #expect(network.convolutionNodesCrossedBackward(upTo: 15) == [1], "the convolution before the pair")
+        let crossed = network.crossings(upTo: 15)
+        #expect(crossed.keys.sorted() == [1, 2])
+        #expect(crossed.kind(2) == "affineBeforeReLU", "the fixture's BatchNormalization → ReLU6 pair")
+        #expect(crossed.kind(1) == "convolutionBeforeCrossedAffine", "the convolution before the pair")
         for id in 0...15 {
             if id == 1 || id == 2 {
                 #expect(all[id] == nil, "node \(id) is not kept")
@@ -350,7 +350,8 @@ import Testing
             nodes.append(Network.Node(id: k + 1, layer: layer, inputs: inputs, outputShape: shapes[k]))
         }
         let net = try Network(nodes: nodes, outputNode: 7)
-        #expect(net.convolutionNodesCrossedBackward(upTo: 7) == [1, 3, 5])
+        #expect(net.crossings(upTo: 7).keys.sorted() == [1, 3, 5])
+        #expect([1, 3, 5].allSatisfy { net.crossings(upTo: 7).kind($0) == "convolutionBeforeReLU" })
         let x = rng.tensor([2, 8, 8, 3], -2, 2)
         try expectCrossedToTheInput(net, x, notKept: [1, 3, 5])
         // Asked to keep a convolution, or to stop the gradient at one, it stays.
@@ -390,9 +391,10 @@ import Testing
                 (Add(name: "skip", coefficients: nil), [9, 8]),
                 (GlobalAveragePooling2D(name: "gap", keepDims: false), [10]),
             ])
-        #expect(net.convolutionNodesCrossedBackward(upTo: 11) == [1, 4])
-        #expect(net.affineNodesCrossedBackward(upTo: 11) == [2, 5])
-        #expect(net.nodesCrossedBackward(upTo: 11) == [1, 2, 4, 5], "the forward pass's one search finds both")
+        let crossed = net.crossings(upTo: 11)
+        #expect(crossed.keys.sorted() == [1, 2, 4, 5], "bn3 has two readers: neither it nor c2 is crossed")
+        #expect([1, 4].map { crossed.kind($0) } == ["convolutionBeforeCrossedAffine", "convolutionBeforeCrossedAffine"])
+        #expect([2, 5].map { crossed.kind($0) } == ["affineBeforeReLU", "affineBeforeReLU"])
         let x = rng.tensor([2, 8, 8, 3], -2, 2)
         try expectCrossedToTheInput(net, x, notKept: [1, 2, 4, 5])
         let unfused = try net.forward(x, keepAll: true)
@@ -417,6 +419,18 @@ import Testing
                 group.addTask { try network.forward(x, stopAfter: 16, keep: k.isMultiple(of: 2) ? [] : [5])[16]! }
             }
             for try await y in group { expectClose(y, expected, "concurrent output") }
+        }
+    }
+}
+
+extension [Int: Crossing] {
+    /// The case name of node `id`'s crossing, nil when it is not crossed.
+    fileprivate func kind(_ id: Int) -> String? {
+        switch self[id] {
+        case .affineBeforeReLU: return "affineBeforeReLU"
+        case .convolutionBeforeReLU: return "convolutionBeforeReLU"
+        case .convolutionBeforeCrossedAffine: return "convolutionBeforeCrossedAffine"
+        case nil: return nil
         }
     }
 }
