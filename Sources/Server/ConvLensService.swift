@@ -87,7 +87,7 @@ public final class ConvLensService: Sendable {
         switch settings.jobBackend {
         case .postgres:
             let cluster = try Cluster(
-                settings: settings, session: session, modelDigest: modelDigest, executor: executor,
+                settings: settings, session: session, modelDigest: modelDigest, kinds: .standard, executor: executor,
                 cache: cache, metrics: metrics, logger: logger)
             self.cluster = cluster
             jobs = cluster.jobs

@@ -192,24 +192,21 @@ struct Routes: Sendable {
     // MARK: - Predictions, heatmaps, activations
 
     func predict(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).predictRequest()) { try $0.render($1, input: $2, limits: $3) }
+        try await renderUpload(request, Query(request).predictRequest())
     }
 
     func heatmap(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).heatmapRequest()) { try $0.render($1, input: $2, limits: $3) }
+        try await renderUpload(request, Query(request).heatmapRequest())
     }
 
     func activations(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).activationsRequest()) { try $0.render($1, input: $2, limits: $3) }
+        try await renderUpload(request, Query(request).activationsRequest())
     }
 
     /// A request on an uploaded image: checked before the body is read, then hashed and
     /// rendered on the compute threads. The result's content address (model, canonical
     /// request, image) is its ETag; a matching If-None-Match is answered 412 before rendering.
-    func renderUpload<R: RenderRequest>(
-        _ request: Request, _ typed: R,
-        render: @escaping @Sendable (ModelSession, R, RenderInput, RenderLimits) throws -> Rendered
-    ) async throws -> Response {
+    func renderUpload(_ request: Request, _ typed: some RenderRequest) async throws -> Response {
         let canonical = try typed.canonical(for: session)
         let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
         let (service, session, limits) = (self.service, self.session, service.limits)
@@ -217,7 +214,7 @@ struct Routes: Sendable {
         let (address, rendered) = try await service.executor.run(.interactive) { () -> (ContentAddress, Rendered) in
             let address = service.address(of: canonical, image: SHA256Digest.hex([image]))
             if known.matches(address.etag) { throw Self.preconditionFailed(address.etag) }
-            return (address, try render(session, canonical, .image(image), limits))
+            return (address, try session.render(canonical, input: .image(image), limits: limits))
         }
         return respond(rendered.body, format: rendered.format, etag: address.etag, facts: rendered.facts)
     }
@@ -244,7 +241,7 @@ struct Routes: Sendable {
             return response
         }
         service.metrics.recordCache(hit: false)
-        let status = try await service.jobs.submit(canonical, image: image, address: address)
+        let status = try await service.jobs.submit(canonical, input: .image(image), address: address, priority: .job)
         var response = try json(status, status: .accepted)
         response.headers[.location] = "/jobs/\(status.id)"
         response.headers[.retryAfter] = "2"

@@ -80,7 +80,7 @@ extension ModelSession {
 
     /// A heatmap as PNG (overlay or map), NPY (the map at its own resolution) or JSON
     /// (the map, the class, the top predictions).
-    public func render(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
+    fileprivate func renderHeatmap(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {
         let r = try request.canonical(for: self)
         // The request's numerics cover every model pass it makes: the map's and the metrics'.
         return try Numerics.scoped(r.numerics) { try renderCanonical(r, input: input, limits: limits) }
@@ -253,4 +253,12 @@ struct ClassHeatmap: Encodable {
     var cells: Int?
     /// Row-major, normalised to [0, 1], at the map's own resolution.
     var heatmap: [Float]
+}
+
+extension HeatmapRequest {
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        try session.renderHeatmap(self, input: try required(input), limits: limits)
+    }
 }
