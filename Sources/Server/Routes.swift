@@ -209,12 +209,12 @@ struct Routes: Sendable {
     func renderUpload(_ request: Request, _ typed: some RenderRequest) async throws -> Response {
         let canonical = try typed.canonical(for: session)
         let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
-        let (service, session, limits) = (self.service, self.session, service.limits)
+        let (service, renderer, limits) = (self.service, service.renderer, service.limits)
         let known = entityTags(request)
         let (address, rendered) = try await service.executor.run(.interactive) { () -> (ContentAddress, Rendered) in
             let address = service.address(of: canonical, image: SHA256Digest.hex([image]))
             if known.matches(address.etag) { throw Self.preconditionFailed(address.etag) }
-            return (address, try session.render(canonical, input: .image(image), limits: limits))
+            return (address, try renderer.render(canonical, input: .image(image), limits: limits) { _ in true })
         }
         return respond(rendered.body, format: rendered.format, etag: address.etag, facts: rendered.facts)
     }

@@ -37,7 +37,7 @@ func localJobs(workers: Int = 1, maxQueued: Int = 8) -> (jobs: LocalJobs, cache:
     let queue = JobQueue(
         executor: ComputeExecutor(threads: 1, ompThreads: 1, maxPending: 8), cache: cache, metrics: ServerMetrics(),
         workers: workers, maxQueued: maxQueued, timeoutSeconds: 60, keptFinished: 16, logger: Logger(label: "test"))
-    return (LocalJobs(queue: queue, session: bundled.session, limits: RenderLimits()), cache)
+    return (LocalJobs(queue: queue, renderer: bundled.session, limits: RenderLimits()), cache)
 }
 
 @Suite struct PictureKindTests {

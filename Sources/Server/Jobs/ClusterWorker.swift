@@ -13,7 +13,7 @@ import Visualization
 final class ClusterWorker: Sendable {
     let store: PostgresJobStore
     let hub: JobEventHub
-    let session: ModelSession
+    let renderer: any Renderer
     let modelDigest: String
     /// How a claimed row's request is read back.
     let kinds: JobKinds
@@ -31,12 +31,12 @@ final class ClusterWorker: Sendable {
     private let stops = Mutex<[UUID: StopFlag]>([:])
 
     init(
-        store: PostgresJobStore, hub: JobEventHub, session: ModelSession, modelDigest: String, kinds: JobKinds,
+        store: PostgresJobStore, hub: JobEventHub, renderer: any Renderer, modelDigest: String, kinds: JobKinds,
         executor: ComputeExecutor, local: ResultCache, settings: ServerSettings, metrics: ServerMetrics, logger: Logger
     ) {
         self.store = store
         self.hub = hub
-        self.session = session
+        self.renderer = renderer
         self.modelDigest = modelDigest
         self.kinds = kinds
         self.executor = executor
@@ -170,7 +170,7 @@ final class ClusterWorker: Sendable {
     /// Reads the job's request (`JobKinds`) and, for a request on an upload, fetches the
     /// image from the results table. Throws a message for the job's error when it cannot run.
     private func work(for job: JobRecord) async throws -> Work {
-        let (session, limits) = (self.session, settings.limits)
+        let (renderer, limits) = (self.renderer, settings.limits)
         let stored = try kinds.decode(kind: job.kind, json: Data(job.requestJSON.utf8))
         var input: RenderInput?
         if let digest = stored.image {
@@ -184,7 +184,7 @@ final class ClusterWorker: Sendable {
         let summary =
             request.jobPolicy(address: ContentAddress(hex: job.key), background: job.priority == .bulk)?.summary ?? job.kind
         return Work(summary: summary) { [input] progress in
-            try request.render(on: session, input: input, limits: limits, progress: progress)
+            try renderer.render(request, input: input, limits: limits, progress: progress)
         }
     }
 

@@ -5,7 +5,7 @@ import Visualization
 /// threads and puts the result into this process's cache. Nothing survives the process.
 struct LocalJobs: JobBackend {
     let queue: JobQueue
-    let session: ModelSession
+    let renderer: any Renderer
     let limits: RenderLimits
 
     func submit(
@@ -13,7 +13,7 @@ struct LocalJobs: JobBackend {
         resultPath: String?
     ) async throws -> JobStatus {
         try queue.submit(
-            request, input: input, address: address, priority: priority, resultPath: resultPath, session: session, limits: limits)
+            request, input: input, address: address, priority: priority, resultPath: resultPath, renderer: renderer, limits: limits)
     }
 
     func status(_ id: String) async throws -> JobStatus? { queue.status(id) }
@@ -29,11 +29,11 @@ struct LocalJobs: JobBackend {
 }
 
 extension JobQueue {
-    /// Queues a canonical request that renders on `session` in this process (or joins the
+    /// Queues a canonical request that `renderer` draws in this process (or joins the
     /// identical job), as its `jobPolicy` describes it.
     func submit(
         _ request: any RenderRequest, input: RenderInput?, address: ContentAddress, priority: ComputePriority,
-        resultPath: String?, session: ModelSession, limits: RenderLimits
+        resultPath: String?, renderer: any Renderer, limits: RenderLimits
     ) throws -> JobStatus {
         let policy = try request.queuedPolicy(address: address, priority: priority)
         var uploadBytes = 0
@@ -42,7 +42,7 @@ extension JobQueue {
             key: address.hex, kind: policy.kind, description: policy.summary, result: resultPath ?? policy.resultPath ?? "",
             priority: priority, steps: policy.steps, uploadBytes: uploadBytes
         ) { control in
-            try request.render(on: session, input: input, limits: limits) { p in
+            try renderer.render(request, input: input, limits: limits) { p in
                 control.report(step: p.step, steps: p.steps, loss: p.meanLoss)
             }.body
         }

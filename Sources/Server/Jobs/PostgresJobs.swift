@@ -19,12 +19,12 @@ final class PostgresJobs: JobBackend {
     /// this replica has its folders. Each replica indexes its own folders (the listing is
     /// part of the index's address, so replicas with the same photos compute the same bytes).
     let inProcess: JobQueue
-    /// What renders the in-process jobs.
-    let session: ModelSession
+    /// What draws the in-process jobs.
+    let renderer: any Renderer
 
     init(
         store: PostgresJobStore, hub: JobEventHub, settings: ServerSettings, modelDigest: String, kinds: JobKinds,
-        inProcess: JobQueue, session: ModelSession
+        inProcess: JobQueue, renderer: any Renderer
     ) {
         self.store = store
         self.hub = hub
@@ -32,7 +32,7 @@ final class PostgresJobs: JobBackend {
         self.modelDigest = modelDigest
         self.kinds = kinds
         self.inProcess = inProcess
-        self.session = session
+        self.renderer = renderer
     }
 
     /// An upload goes into the results table first (write-once by key), so whichever
@@ -44,7 +44,7 @@ final class PostgresJobs: JobBackend {
         let policy = try request.queuedPolicy(address: address, priority: priority)
         if policy.staysInProcess {
             return try inProcess.submit(
-                request, input: input, address: address, priority: priority, resultPath: resultPath, session: session,
+                request, input: input, address: address, priority: priority, resultPath: resultPath, renderer: renderer,
                 limits: settings.limits)
         }
         return try await unavailableAsJobs {
