@@ -25,10 +25,10 @@ final class StubRenderer: Renderer {
         _ request: some RenderRequest, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
     ) throws -> Rendered {
         let kind = type(of: request).kind
-        if request.jobPolicy(address: ContentAddress(hex: ""), background: false) != nil {
+        if let job = request.jobPolicy(address: ContentAddress(hex: ""), background: false) {
             // On a compute thread, never an event loop: waiting here holds only the job.
             while !open.load(ordering: .relaxed) {
-                guard progress(RenderProgress(step: 0, steps: 1, meanLoss: .nan)) else { throw VisualizationError.cancelled }
+                guard progress(RenderProgress(step: 0, steps: job.steps, meanLoss: .nan)) else { throw VisualizationError.cancelled }
                 Thread.sleep(forTimeInterval: 0.005)
             }
         }
@@ -55,15 +55,18 @@ func withInProcessApp(
     logger.logLevel = .warning
     let app = ConvLensServer.application(service: service, logger: logger)
     try await app.test(.router) { client in
-        do {
-            try await test(client, renderer)
-        } catch {
-            renderer.release()
-            await service.drain()
-            throw error
-        }
-        renderer.release()
+        try await renderer.releasing(service) { try await test(client, renderer) }
+    }
+}
+
+extension StubRenderer {
+    /// Runs `body`, then (whether it threw or not) lets held jobs go and drains `service`.
+    func releasing(_ service: ConvLensService, _ body: () async throws -> Void) async throws {
+        let outcome: Result<Void, any Error>
+        do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+        release()
         await service.drain()
+        try outcome.get()
     }
 }
 
