@@ -4,10 +4,17 @@ import Visualization
 /// (`ModelSession`), or, in a test of the HTTP logic, a stand-in that answers without
 /// computing. Requests are checked and canonicalised against the model either way.
 public protocol Renderer: Sendable {
-    /// Renders a canonical request (`RenderRequest.render(on:input:limits:progress:)`).
+    /// Renders a canonical request whose cost is checked: the caller did both, once
+    /// (`RenderRequest.render(on:input:limits:progress:)`).
     func render(
-        _ request: some RenderRequest, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+        canonical request: some RenderRequest, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
     ) throws -> Rendered
 }
 
-extension ModelSession: Renderer {}
+extension ModelSession: Renderer {
+    public func render(
+        canonical request: some RenderRequest, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        try request.render(on: self, input: input, limits: limits, progress: progress)
+    }
+}

@@ -203,18 +203,20 @@ struct Routes: Sendable {
         try await renderUpload(request, Query(request).activationsRequest())
     }
 
-    /// A request on an uploaded image: checked before the body is read, then hashed and
-    /// rendered on the compute threads. The result's content address (model, canonical
-    /// request, image) is its ETag; a matching If-None-Match is answered 412 before rendering.
+    /// A request on an uploaded image: made canonical (once) and its cost checked before
+    /// the body is read, then hashed and rendered on the compute threads. The result's
+    /// content address (model, canonical request, image) is its ETag; a matching
+    /// If-None-Match is answered 412 before rendering.
     func renderUpload(_ request: Request, _ typed: some RenderRequest) async throws -> Response {
-        let canonical = try typed.canonical(for: session)
-        let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
         let (service, renderer, limits) = (self.service, service.renderer, service.limits)
+        let canonical = try typed.canonical(for: session)
+        try canonical.checkCost(on: session, limits: limits)
+        let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
         let known = entityTags(request)
         let (address, rendered) = try await service.executor.run(.interactive) { () -> (ContentAddress, Rendered) in
             let address = service.address(of: canonical, image: SHA256Digest.hex([image]))
             if known.matches(address.etag) { throw Self.preconditionFailed(address.etag) }
-            return (address, try renderer.render(canonical, input: .image(image), limits: limits) { _ in true })
+            return (address, try renderer.render(canonical: canonical, input: .image(image), limits: limits) { _ in true })
         }
         return respond(rendered.body, format: rendered.format, etag: address.etag, facts: rendered.facts)
     }
@@ -228,7 +230,7 @@ struct Routes: Sendable {
     func compare(_ request: Request) async throws -> Response {
         let canonical = try Query(request).compareRequest().canonical(for: session)
         let (service, session, limits) = (self.service, self.session, service.limits)
-        try canonical.checkCost(for: session, limits: limits)
+        try canonical.checkCost(on: session, limits: limits)
         let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
         let address = try await service.executor.run(.interactive) { () -> ContentAddress in
             _ = try session.prepare(.image(image), limits: limits)

@@ -22,7 +22,7 @@ final class StubRenderer: Renderer {
     func release() { open.store(true, ordering: .relaxed) }
 
     func render(
-        _ request: some RenderRequest, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+        canonical request: some RenderRequest, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
     ) throws -> Rendered {
         let kind = type(of: request).kind
         if let job = request.jobPolicy(address: ContentAddress(hex: ""), background: false) {
@@ -107,6 +107,24 @@ extension StubRenderer {
             let small = try await client.execute(
                 uri: "/heatmap", method: .post, headers: [.contentType: "image/png"], body: ByteBuffer(bytes: [0x89]))
             #expect(small.status != .contentTooLarge, "a body within the limit is read")
+            #expect(renderer.kindsDrawn.isEmpty)
+        }
+    }
+
+    @Test func aHeatmapDearerThanAllowedIsRefusedBeforeItsBodyIsRead() async throws {
+        try await withInProcessApp({ s in
+            s.maxBodyBytes = 1024
+            s.maxHeatmapPasses = 4
+        }) { client, renderer in
+            // A body over the limit: answered 413 if it were read first.
+            let big = ByteBuffer(bytes: [UInt8](repeating: 0x89, count: 5000))
+            let dear = try await client.execute(
+                uri: "/heatmap?method=scorecam", method: .post, headers: [.contentType: "image/png"], body: big)
+            #expect(dear.status == .unprocessableContent)
+            #expect(String(buffer: dear.body).contains("\"too_costly\""))
+            let cheap = try await client.execute(
+                uri: "/heatmap?method=gradcam", method: .post, headers: [.contentType: "image/png"], body: big)
+            #expect(cheap.status == .contentTooLarge)
             #expect(renderer.kindsDrawn.isEmpty)
         }
     }

@@ -184,7 +184,7 @@ final class ClusterWorker: Sendable {
         let summary =
             request.jobPolicy(address: ContentAddress(hex: job.key), background: job.priority == .bulk)?.summary ?? job.kind
         return Work(summary: summary) { [input] progress in
-            try renderer.render(request, input: input, limits: limits, progress: progress)
+            try renderer.render(canonical: request, input: input, limits: limits, progress: progress)
         }
     }
 

@@ -42,7 +42,7 @@ extension JobQueue {
             key: address.hex, kind: policy.kind, description: policy.summary, result: resultPath ?? policy.resultPath ?? "",
             priority: priority, steps: policy.steps, uploadBytes: uploadBytes
         ) { control in
-            try renderer.render(request, input: input, limits: limits) { p in
+            try renderer.render(canonical: request, input: input, limits: limits) { p in
                 control.report(step: p.step, steps: p.steps, loss: p.meanLoss)
             }.body
         }

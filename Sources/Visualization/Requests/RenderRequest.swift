@@ -26,7 +26,7 @@ public protocol RenderRequest: Sendable, Codable, Hashable {
     /// before anything is queued or read.
     func checkCost(on session: ModelSession, limits: RenderLimits) throws
 
-    /// Renders this canonical request from `input` (nil for a request that takes none);
+    /// Renders this canonical request from `input` (its cost checked: `checkCost(on:limits:)`) (nil for a request that takes none);
     /// `progress` after each step, returning false to cancel (`VisualizationError.cancelled`).
     func render(
         on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
@@ -108,12 +108,15 @@ extension RenderRequest {
 }
 
 extension ModelSession {
-    /// Renders any request on this model (its `render(on:input:limits:progress:)`).
+    /// Renders any request on this model: its canonical form, its cost checked against
+    /// `limits`, then its `render(on:input:limits:progress:)`.
     public func render<R: RenderRequest>(
         _ request: R, input: RenderInput? = nil, limits: RenderLimits = RenderLimits(),
         progress: (RenderProgress) -> Bool = { _ in true }
     ) throws -> Rendered {
-        try request.render(on: self, input: input, limits: limits, progress: progress)
+        let canonical = try request.canonical(for: self)
+        try canonical.checkCost(on: self, limits: limits)
+        return try canonical.render(on: self, input: input, limits: limits, progress: progress)
     }
 }
 
