@@ -96,6 +96,7 @@ let package = Package(
             name: "ServerTests",
             dependencies: [
                 "Server", "Imaging", "KerasFormat", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]

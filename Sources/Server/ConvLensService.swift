@@ -11,6 +11,9 @@ import Visualization
 public final class ConvLensService: Sendable {
     public let settings: ServerSettings
     public let session: ModelSession
+    /// What draws every picture the routes answer and the jobs run: `session`, unless a
+    /// test gives a stand-in.
+    public let renderer: any Renderer
     /// SHA-256 of the model file (and its profile): part of every content address.
     public let modelDigest: String
     public let executor: ComputeExecutor
@@ -55,9 +58,10 @@ public final class ConvLensService: Sendable {
         try self.init(settings: settings, session: session, modelDigest: try session.modelDigest(), logger: logger)
     }
 
-    /// A service around a model already loaded (tests share one load between servers).
+    /// A service around a model already loaded (tests share one load between servers);
+    /// `renderer` draws the pictures (nil: the model itself).
     public init(
-        settings: ServerSettings, session: ModelSession, modelDigest: String,
+        settings: ServerSettings, session: ModelSession, modelDigest: String, renderer: (any Renderer)? = nil,
         logger: Logger = Logger(label: "convlens")
     ) throws {
         try settings.validate()
@@ -67,6 +71,8 @@ public final class ConvLensService: Sendable {
             throw ServerStartupError("the model \(session.profile.modelURL.path) does not take images: \(error)")
         }
         self.session = session
+        let renderer = renderer ?? session
+        self.renderer = renderer
         self.modelDigest = modelDigest
         self.settings = settings
         metrics = ServerMetrics()
@@ -87,7 +93,7 @@ public final class ConvLensService: Sendable {
         switch settings.jobBackend {
         case .postgres:
             let cluster = try Cluster(
-                settings: settings, session: session, modelDigest: modelDigest, executor: executor,
+                settings: settings, renderer: renderer, modelDigest: modelDigest, kinds: .standard, executor: executor,
                 cache: cache, metrics: metrics, logger: logger)
             self.cluster = cluster
             jobs = cluster.jobs
@@ -100,7 +106,7 @@ public final class ConvLensService: Sendable {
                     executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
                     maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
                     keptFinished: settings.keptFinishedJobs, logger: logger),
-                session: session, limits: settings.limits)
+                renderer: renderer, limits: settings.limits)
             results = cache
         }
     }

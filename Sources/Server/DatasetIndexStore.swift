@@ -42,26 +42,12 @@ final class DatasetIndexStore: Sendable {
                 "dataset index \(address.hex.prefix(16)) read from the result store: \(index.images.count) images, \(data.count) bytes")
             return .ready(index, address: address, listing: listing)
         }
-        let (logger, limits) = (self.logger, service.limits)
-        let status = try await service.jobs.submitInProcess(
-            key: address.hex, kind: "dataset_index",
-            description: "dataset examples index of \(request.files.count) images, top \(k) of \(request.layers?.count ?? 0) layers",
-            result: result, steps: request.files.count
-        ) { control in
-            let started = ContinuousClock.now
-            let index = try session.buildDatasetIndex(
-                request, limits: limits,
-                read: { file in
-                    guard let url = listing.paths[file.name] else { throw VisualizationError.invalid("\(file.name) is not listed") }
-                    return try Data(contentsOf: url)
-                },
-                progress: { control.report(step: $0.done, steps: $0.of, loss: .nan) })
-            let data = try index.serialized()
-            logger.info(
-                "dataset index \(address.hex.prefix(16)) built: \(index.images.count) images in \(ContinuousClock.now - started), \(data.count) bytes"
-            )
-            return data
+        let files = FileCollection { file in
+            guard let url = listing.paths[file.name] else { throw VisualizationError.invalid("\(file.name) is not listed") }
+            return try Data(contentsOf: url)
         }
+        let status = try await service.jobs.submit(
+            request, input: .files(files), address: address, priority: .job, resultPath: result)
         return .building(status, address: address)
     }
 }

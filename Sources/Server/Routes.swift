@@ -192,32 +192,31 @@ struct Routes: Sendable {
     // MARK: - Predictions, heatmaps, activations
 
     func predict(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).predictRequest()) { try $0.render($1, input: $2, limits: $3) }
+        try await renderUpload(request, Query(request).predictRequest())
     }
 
     func heatmap(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).heatmapRequest()) { try $0.render($1, input: $2, limits: $3) }
+        try await renderUpload(request, Query(request).heatmapRequest())
     }
 
     func activations(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).activationsRequest()) { try $0.render($1, input: $2, limits: $3) }
+        try await renderUpload(request, Query(request).activationsRequest())
     }
 
-    /// A request on an uploaded image: checked before the body is read, then hashed and
-    /// rendered on the compute threads. The result's content address (model, canonical
-    /// request, image) is its ETag; a matching If-None-Match is answered 412 before rendering.
-    func renderUpload<R: RenderRequest>(
-        _ request: Request, _ typed: R,
-        render: @escaping @Sendable (ModelSession, R, RenderInput, RenderLimits) throws -> Rendered
-    ) async throws -> Response {
+    /// A request on an uploaded image: made canonical (once) and its cost checked before
+    /// the body is read, then hashed and rendered on the compute threads. The result's
+    /// content address (model, canonical request, image) is its ETag; a matching
+    /// If-None-Match is answered 412 before rendering.
+    func renderUpload(_ request: Request, _ typed: some RenderRequest) async throws -> Response {
+        let (service, renderer, limits) = (self.service, service.renderer, service.limits)
         let canonical = try typed.canonical(for: session)
+        try canonical.checkCost(on: session, limits: limits)
         let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
-        let (service, session, limits) = (self.service, self.session, service.limits)
         let known = entityTags(request)
         let (address, rendered) = try await service.executor.run(.interactive) { () -> (ContentAddress, Rendered) in
             let address = service.address(of: canonical, image: SHA256Digest.hex([image]))
             if known.matches(address.etag) { throw Self.preconditionFailed(address.etag) }
-            return (address, try render(session, canonical, .image(image), limits))
+            return (address, try renderer.render(canonical: canonical, input: .image(image), limits: limits) { _ in true })
         }
         return respond(rendered.body, format: rendered.format, etag: address.etag, facts: rendered.facts)
     }
@@ -231,7 +230,7 @@ struct Routes: Sendable {
     func compare(_ request: Request) async throws -> Response {
         let canonical = try Query(request).compareRequest().canonical(for: session)
         let (service, session, limits) = (self.service, self.session, service.limits)
-        try canonical.checkCost(for: session, limits: limits)
+        try canonical.checkCost(on: session, limits: limits)
         let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
         let address = try await service.executor.run(.interactive) { () -> ContentAddress in
             _ = try session.prepare(.image(image), limits: limits)
@@ -244,7 +243,7 @@ struct Routes: Sendable {
             return response
         }
         service.metrics.recordCache(hit: false)
-        let status = try await service.jobs.submit(canonical, image: image, address: address)
+        let status = try await service.jobs.submit(canonical, input: .image(image), address: address, priority: .job)
         var response = try json(status, status: .accepted)
         response.headers[.location] = "/jobs/\(status.id)"
         response.headers[.retryAfter] = "2"

@@ -153,6 +153,30 @@ public struct FilterRequest: RenderRequest {
     }
 }
 
+extension FilterRequest {
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        try session.render(self, progress: progress)
+    }
+
+    public static var jobKinds: [String] { ["filter", "filter_grid"] }
+
+    /// Always a job: one filter ahead of a grid, a grid nobody waits on (pre-rendering,
+    /// `background`) behind both.
+    public func jobPolicy(address: ContentAddress, background: Bool) -> JobPolicy? {
+        JobPolicy(
+            kind: count == 1 ? "filter" : "filter_grid",
+            priority: background && count != 1 ? .bulk : (count == 1 ? .interactive : .grid),
+            steps: steps ?? method.defaultSteps, summary: summary, resultPath: resultPath)
+    }
+
+    /// Its memory at its peak (`ModelSession.memoryEstimate`) against `limits.maxRequestBytes`.
+    public func checkCost(on session: ModelSession, limits: RenderLimits) throws {
+        try session.checkCost(self, limits: limits)
+    }
+}
+
 /// Progress of a filter visualisation: the step just finished and the mean objective.
 public struct FilterProgress: Sendable, Equatable {
     public var step: Int

@@ -69,6 +69,8 @@ public final class ModelSession: Sendable {
             return (try pipeline.prepare(image).input, image.converted(to: .rgb))
         case .tensor(let t):
             return (try checkedInput(t), nil)
+        case .files:
+            throw RenderInput.notOneImage
         }
     }
 

@@ -22,7 +22,7 @@ final class Cluster: Sendable {
     private let metrics: ServerMetrics
 
     init(
-        settings: ServerSettings, session: ModelSession, modelDigest: String, executor: ComputeExecutor,
+        settings: ServerSettings, renderer: any Renderer, modelDigest: String, kinds: JobKinds, executor: ComputeExecutor,
         cache: ResultCache, metrics: ServerMetrics, logger: Logger
     ) throws {
         database = try DatabaseURL(settings.databaseURL)
@@ -30,12 +30,14 @@ final class Cluster: Sendable {
         let inProcess = JobQueue(
             executor: executor, cache: cache, metrics: metrics, workers: 1, maxQueued: settings.maxQueuedJobs,
             timeoutSeconds: settings.jobTimeoutSeconds, keptFinished: settings.keptFinishedJobs, logger: logger)
-        jobs = PostgresJobs(store: store, hub: hub, settings: settings, modelDigest: modelDigest, inProcess: inProcess)
+        jobs = PostgresJobs(
+            store: store, hub: hub, settings: settings, modelDigest: modelDigest, kinds: kinds, inProcess: inProcess,
+            renderer: renderer)
         results = ClusterResults(local: cache, remote: store.results)
         worker =
             settings.jobWorkers > 0
             ? ClusterWorker(
-                store: store, hub: hub, session: session, modelDigest: modelDigest, executor: executor,
+                store: store, hub: hub, renderer: renderer, modelDigest: modelDigest, kinds: kinds, executor: executor,
                 local: cache, settings: settings, metrics: metrics, logger: logger)
             : nil
         self.logger = logger

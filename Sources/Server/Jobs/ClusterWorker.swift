@@ -13,8 +13,10 @@ import Visualization
 final class ClusterWorker: Sendable {
     let store: PostgresJobStore
     let hub: JobEventHub
-    let session: ModelSession
+    let renderer: any Renderer
     let modelDigest: String
+    /// How a claimed row's request is read back.
+    let kinds: JobKinds
     let executor: ComputeExecutor
     let local: ResultCache
     let settings: ServerSettings
@@ -29,13 +31,14 @@ final class ClusterWorker: Sendable {
     private let stops = Mutex<[UUID: StopFlag]>([:])
 
     init(
-        store: PostgresJobStore, hub: JobEventHub, session: ModelSession, modelDigest: String, executor: ComputeExecutor,
-        local: ResultCache, settings: ServerSettings, metrics: ServerMetrics, logger: Logger
+        store: PostgresJobStore, hub: JobEventHub, renderer: any Renderer, modelDigest: String, kinds: JobKinds,
+        executor: ComputeExecutor, local: ResultCache, settings: ServerSettings, metrics: ServerMetrics, logger: Logger
     ) {
         self.store = store
         self.hub = hub
-        self.session = session
+        self.renderer = renderer
         self.modelDigest = modelDigest
+        self.kinds = kinds
         self.executor = executor
         self.local = local
         self.settings = settings
@@ -161,29 +164,27 @@ final class ClusterWorker: Sendable {
     /// A claimed job's computation: what it is, and how to render it reporting progress.
     struct Work: Sendable {
         var summary: String
-        var render: @Sendable (_ progress: (FilterProgress) -> Bool) throws -> Rendered
+        var render: @Sendable (_ progress: (RenderProgress) -> Bool) throws -> Rendered
     }
 
-    /// Reads the job's request (by its kind) and, for a comparison, fetches the uploaded image
-    /// from the results table. Throws a message for the job's error when it cannot run.
+    /// Reads the job's request (`JobKinds`) and, for a request on an upload, fetches the
+    /// image from the results table. Throws a message for the job's error when it cannot run.
     private func work(for job: JobRecord) async throws -> Work {
-        let (session, limits) = (self.session, settings.limits)
-        let unreadable = JobFailure("the job's request cannot be read by this version of ConvLens")
-        switch job.kind {
-        case CompareJob.kind:
-            guard let compare = try? JSONDecoder().decode(CompareJob.self, from: Data(job.requestJSON.utf8)) else { throw unreadable }
-            guard let stored = try await store.results.get(key: compare.imageKey) else {
-                throw JobFailure("the uploaded image (\(compare.imageKey)) is not in the results table; upload it again")
+        let (renderer, limits) = (self.renderer, settings.limits)
+        let stored = try kinds.decode(kind: job.kind, json: Data(job.requestJSON.utf8))
+        var input: RenderInput?
+        if let digest = stored.image {
+            let key = StoredJob.imageKey(digest)
+            guard let upload = try await store.results.get(key: key) else {
+                throw JobFailure("the uploaded image (\(key)) is not in the results table; upload it again")
             }
-            let image = Data(stored.bytes.readableBytesView)
-            return Work(summary: compare.request.summary) { progress in
-                try session.render(compare.request, input: .image(image), limits: limits) { step, steps in
-                    progress(FilterProgress(step: step, steps: steps, meanLoss: .nan))
-                }
-            }
-        default:
-            guard let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(job.requestJSON.utf8)) else { throw unreadable }
-            return Work(summary: request.summary) { progress in try session.render(request, progress: progress) }
+            input = .image(Data(upload.bytes.readableBytesView))
+        }
+        let request = stored.request
+        let summary =
+            request.jobPolicy(address: ContentAddress(hex: job.key), background: job.priority == .bulk)?.summary ?? job.kind
+        return Work(summary: summary) { [input] progress in
+            try renderer.render(canonical: request, input: input, limits: limits, progress: progress)
         }
     }
 
@@ -242,13 +243,13 @@ final class ClusterWorker: Sendable {
 final class StopFlag: Sendable {
     enum Reason: Sendable { case cancelRequested, released, timedOut, leaseLost }
 
-    private let state = Mutex<(progress: FilterProgress, reason: Reason?)>((FilterProgress(step: 0, steps: 0, meanLoss: .nan), nil))
+    private let state = Mutex<(progress: RenderProgress, reason: Reason?)>((RenderProgress(step: 0, steps: 0, meanLoss: .nan), nil))
 
-    var progress: FilterProgress { state.withLock { $0.progress } }
+    var progress: RenderProgress { state.withLock { $0.progress } }
     var reason: Reason? { state.withLock { $0.reason } }
     var stopped: Bool { reason != nil }
 
-    func report(_ p: FilterProgress) { state.withLock { $0.progress = p } }
+    func report(_ p: RenderProgress) { state.withLock { $0.progress = p } }
     func cancel() { stop(.cancelRequested) }
     func release() { stop(.released) }
     func timeOut() { stop(.timedOut) }

@@ -2,23 +2,21 @@ import Foundation
 import JobStore
 import Visualization
 
-/// Where jobs (filter visualisations, comparisons of methods) go and where their state is read: this process's queue
-/// (`LocalJobs`), or PostgreSQL shared by every replica and worker (`PostgresJobs`).
-/// A job is a canonical `FilterRequest`; its content address is its identity, so
-/// identical requests are one job wherever they arrive.
+/// Where jobs (filter visualisations, comparisons of methods, the dataset index) go and
+/// where their state is read: this process's queue (`LocalJobs`), or PostgreSQL shared
+/// by every replica and worker (`PostgresJobs`). A job is a canonical request whose
+/// `jobPolicy` is not nil; its content address is its identity, so identical requests
+/// are one job wherever they arrive.
 public protocol JobBackend: Sendable {
-    /// Queues the request, or joins the identical job (an interactive request promotes a
-    /// queued bulk one). Throws `JobQueue.Full`, `JobQueue.ShuttingDown` or `JobsUnavailable`.
-    func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus
-    /// Queues a comparison of methods on `image` (or joins the identical job); `address`
-    /// covers the canonical request and the image's digest. Throws as the filter `submit`.
-    func submit(_ request: CompareRequest, image: Data, address: ContentAddress) async throws -> JobStatus
-    /// Queues work that runs in this process (it reads this process's files: the dataset
-    /// index), or joins the job of the same key; its bytes are stored under `key`. It runs
-    /// at the priority of one filter: someone is waiting for it, ahead of grids.
-    func submitInProcess(
-        key: String, kind: String, description: String, result: String, steps: Int,
-        work: @escaping @Sendable (JobControl) throws -> Data
+    /// Queues the canonical request rendering from `input` (an upload; nil for none), or
+    /// joins the identical job (an interactive request promotes a queued bulk one).
+    /// `address` covers the request and the input; `priority` is `.bulk` when nobody waits
+    /// on the result now. `resultPath` overrides the policy's result link. Throws
+    /// `JobQueue.Full`, `JobQueue.ShuttingDown`, `JobsUnavailable`, or `NotAJob` for a
+    /// request drawn at once.
+    func submit(
+        _ request: any RenderRequest, input: RenderInput?, address: ContentAddress, priority: ComputePriority,
+        resultPath: String?
     ) async throws -> JobStatus
     /// nil for an unknown id.
     func status(_ id: String) async throws -> JobStatus?
@@ -29,6 +27,29 @@ public protocol JobBackend: Sendable {
     func counts() async throws -> JobCounts
     /// Stops taking jobs, lets running ones go on until `deadline` seconds, then stops them.
     func shutdown(deadline seconds: Double) async
+}
+
+extension JobBackend {
+    /// Queues `request` (or joins it) with its policy's result link.
+    public func submit(
+        _ request: any RenderRequest, input: RenderInput? = nil, address: ContentAddress, priority: ComputePriority
+    ) async throws -> JobStatus {
+        try await submit(request, input: input, address: address, priority: priority, resultPath: nil)
+    }
+}
+
+/// A request drawn at once (its `jobPolicy` is nil) was given to a job backend.
+public struct NotAJob: Error, CustomStringConvertible {
+    public let kind: String
+    public var description: String { "a \(kind) request is drawn at once, not queued as a job" }
+}
+
+extension RenderRequest {
+    /// The policy of a request that runs as a job (`NotAJob` otherwise).
+    func queuedPolicy(address: ContentAddress, priority: ComputePriority) throws -> JobPolicy {
+        guard let policy = jobPolicy(address: address, background: priority == .bulk) else { throw NotAJob(kind: Self.kind) }
+        return policy
+    }
 }
 
 /// Jobs waiting and running (this process's, or the cluster's).
@@ -87,11 +108,12 @@ extension ResultCache: ResultStore {
     public func hasResult(for key: String) async throws -> Bool { contains(key) }
 }
 
-extension ComputePriority {
+extension JobPriorityClass {
     /// The cluster queue's order: a single filter, a grid, pre-rendering.
     var jobPriority: JobPriority {
         switch self {
-        case .interactive, .job: return .interactive
+        case .interactive: return .interactive
+        case .grid: return .grid
         case .bulk: return .bulk
         }
     }

@@ -5,36 +5,15 @@ import Visualization
 /// threads and puts the result into this process's cache. Nothing survives the process.
 struct LocalJobs: JobBackend {
     let queue: JobQueue
-    let session: ModelSession
+    let renderer: any Renderer
     let limits: RenderLimits
 
-    func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus {
-        let session = self.session
-        return try queue.submit(
-            key: address.hex, kind: request.jobKind, description: request.summary, result: request.resultPath,
-            priority: priority, steps: request.steps ?? request.method.defaultSteps
-        ) { control in
-            try session.render(request) { p in control.report(step: p.step, steps: p.steps, loss: p.meanLoss) }.body
-        }
-    }
-
-    func submit(_ request: CompareRequest, image: Data, address: ContentAddress) async throws -> JobStatus {
-        let (session, limits) = (self.session, self.limits)
-        return try queue.submit(
-            key: address.hex, kind: CompareJob.kind, description: request.summary, result: CompareRequest.resultPath(address),
-            priority: .job, steps: request.steps, uploadBytes: image.count
-        ) { control in
-            try session.render(request, input: .image(image), limits: limits) { step, steps in
-                control.report(step: step, steps: steps, loss: .nan)
-            }.body
-        }
-    }
-
-    func submitInProcess(
-        key: String, kind: String, description: String, result: String, steps: Int,
-        work: @escaping @Sendable (JobControl) throws -> Data
+    func submit(
+        _ request: any RenderRequest, input: RenderInput?, address: ContentAddress, priority: ComputePriority,
+        resultPath: String?
     ) async throws -> JobStatus {
-        try queue.submit(key: key, kind: kind, description: description, result: result, priority: .job, steps: steps, work: work)
+        try queue.submit(
+            request, input: input, address: address, priority: priority, resultPath: resultPath, renderer: renderer, limits: limits)
     }
 
     func status(_ id: String) async throws -> JobStatus? { queue.status(id) }
@@ -49,7 +28,23 @@ struct LocalJobs: JobBackend {
     func shutdown(deadline seconds: Double) async { await queue.shutdown(deadline: seconds) }
 }
 
-extension FilterRequest {
-    /// The job kind in statuses and metrics.
-    var jobKind: String { count == 1 ? "filter" : "filter_grid" }
+extension JobQueue {
+    /// Queues a canonical request that `renderer` draws in this process (or joins the
+    /// identical job), as its `jobPolicy` describes it.
+    func submit(
+        _ request: any RenderRequest, input: RenderInput?, address: ContentAddress, priority: ComputePriority,
+        resultPath: String?, renderer: any Renderer, limits: RenderLimits
+    ) throws -> JobStatus {
+        let policy = try request.queuedPolicy(address: address, priority: priority)
+        var uploadBytes = 0
+        if case .image(let data) = input { uploadBytes = data.count }
+        return try submit(
+            key: address.hex, kind: policy.kind, description: policy.summary, result: resultPath ?? policy.resultPath ?? "",
+            priority: priority, steps: policy.steps, uploadBytes: uploadBytes
+        ) { control in
+            try renderer.render(canonical: request, input: input, limits: limits) { p in
+                control.report(step: p.step, steps: p.steps, loss: p.meanLoss)
+            }.body
+        }
+    }
 }

@@ -11,68 +11,70 @@ final class PostgresJobs: JobBackend {
     let hub: JobEventHub
     let settings: ServerSettings
     let modelDigest: String
+    /// How a row's request is read back (its status's description and result link).
+    let kinds: JobKinds
     /// Jobs that read this process's own files (the dataset index of its folders): they run
     /// here and store into this process's cache; their ids (16 hex digits) never look like
-    /// a cluster job's UUID.
+    /// a cluster job's UUID. Not rows in PostgreSQL: any worker could claim one, and only
+    /// this replica has its folders. Each replica indexes its own folders (the listing is
+    /// part of the index's address, so replicas with the same photos compute the same bytes).
     let inProcess: JobQueue
+    /// What draws the in-process jobs.
+    let renderer: any Renderer
 
-    init(store: PostgresJobStore, hub: JobEventHub, settings: ServerSettings, modelDigest: String, inProcess: JobQueue) {
+    init(
+        store: PostgresJobStore, hub: JobEventHub, settings: ServerSettings, modelDigest: String, kinds: JobKinds,
+        inProcess: JobQueue, renderer: any Renderer
+    ) {
         self.store = store
         self.hub = hub
         self.settings = settings
         self.modelDigest = modelDigest
+        self.kinds = kinds
         self.inProcess = inProcess
+        self.renderer = renderer
     }
 
-    func submit(_ request: FilterRequest, address: ContentAddress, priority: ComputePriority) async throws -> JobStatus {
-        try await unavailableAsJobs {
-            let queued = try await store.queuedCount()
-            if queued >= settings.maxQueuedJobs, try await store.status(key: address.hex) == nil {
-                throw JobQueue.Full(queued: queued)
-            }
-            let new = NewJob(
-                key: address.hex, kind: request.jobKind, requestJSON: String(decoding: request.canonicalJSON, as: UTF8.self),
-                modelDigest: modelDigest,
-                priority: priority == .bulk && request.count != 1
-                    ? .bulk
-                    : (request.count == 1 ? .interactive : .grid),
-                maxAttempts: settings.maxAttempts)
-            return JobStatus(try await store.enqueue(new).job)
-        }
-    }
-
-    /// The image goes into the results table first (write-once by key), so whichever worker
-    /// claims the job can read it.
-    func submit(_ request: CompareRequest, image: Data, address: ContentAddress) async throws -> JobStatus {
-        try await unavailableAsJobs {
-            let queued = try await store.queuedCount()
-            if queued >= settings.maxQueuedJobs, try await store.status(key: address.hex) == nil {
-                throw JobQueue.Full(queued: queued)
-            }
-            let job = CompareJob(request: request, image: SHA256Digest.hex([image]))
-            try await store.results.put(
-                StoredResult(key: job.imageKey, contentType: "application/octet-stream", bytes: ByteBuffer(bytes: image)))
-            let new = NewJob(
-                key: address.hex, kind: CompareJob.kind, requestJSON: String(decoding: try JSONEncoder().encode(job), as: UTF8.self),
-                modelDigest: modelDigest, priority: .grid, maxAttempts: settings.maxAttempts)
-            return JobStatus(try await store.enqueue(new).job)
-        }
-    }
-
-    /// Not a row in PostgreSQL: any worker could claim one, and only this replica has its
-    /// folders. Each replica indexes its own folders (the listing is part of the index's
-    /// address, so replicas with the same photos compute the same bytes).
-    func submitInProcess(
-        key: String, kind: String, description: String, result: String, steps: Int,
-        work: @escaping @Sendable (JobControl) throws -> Data
+    /// An upload goes into the results table first (write-once by key), so whichever
+    /// worker claims the job can read it.
+    func submit(
+        _ request: any RenderRequest, input: RenderInput?, address: ContentAddress, priority: ComputePriority,
+        resultPath: String?
     ) async throws -> JobStatus {
-        try inProcess.submit(key: key, kind: kind, description: description, result: result, priority: .job, steps: steps, work: work)
+        let policy = try request.queuedPolicy(address: address, priority: priority)
+        if policy.staysInProcess {
+            return try inProcess.submit(
+                request, input: input, address: address, priority: priority, resultPath: resultPath, renderer: renderer,
+                limits: settings.limits)
+        }
+        return try await unavailableAsJobs {
+            let queued = try await store.queuedCount()
+            if queued >= settings.maxQueuedJobs, try await store.status(key: address.hex) == nil {
+                throw JobQueue.Full(queued: queued)
+            }
+            var job = StoredJob(request: request, image: nil)
+            switch input {
+            case .image(let image):
+                let digest = SHA256Digest.hex([image])
+                job.image = digest
+                try await store.results.put(
+                    StoredResult(key: StoredJob.imageKey(digest), contentType: "application/octet-stream", bytes: ByteBuffer(bytes: image)))
+            case nil:
+                break
+            case .tensor, .files:
+                throw NotAJob(kind: "\(policy.kind) on a model input or files")
+            }
+            let new = NewJob(
+                key: address.hex, kind: policy.kind, requestJSON: String(decoding: job.json, as: UTF8.self),
+                modelDigest: modelDigest, priority: policy.priority.jobPriority, maxAttempts: settings.maxAttempts)
+            return JobStatus(try await store.enqueue(new).job, kinds: kinds)
+        }
     }
 
     func status(_ id: String) async throws -> JobStatus? {
         if let local = inProcess.status(id) { return local }
         guard let uuid = UUID(uuidString: id) else { return nil }
-        return try await unavailableAsJobs { try await store.status(id: uuid).map(JobStatus.init) }
+        return try await unavailableAsJobs { try await store.status(id: uuid).map { JobStatus($0, kinds: kinds) } }
     }
 
     func cancel(_ id: String) async throws -> JobStatus? {
@@ -80,7 +82,7 @@ final class PostgresJobs: JobBackend {
         guard let uuid = UUID(uuidString: id) else { return nil }
         return try await unavailableAsJobs {
             if case .notFound = try await store.cancel(id: uuid) { return nil }
-            return try await store.status(id: uuid).map(JobStatus.init)
+            return try await store.status(id: uuid).map { JobStatus($0, kinds: kinds) }
         }
     }
 
@@ -93,13 +95,13 @@ final class PostgresJobs: JobBackend {
             continuation.finish()
             return stream
         }
-        let (store, hub) = (self.store, self.hub)
+        let (store, hub, kinds) = (self.store, self.hub, self.kinds)
         let task = Task {
             var last = first
             while !Task.isCancelled {
                 await hub.waitForChange(of: uuid, timeout: .seconds(1))
                 guard let record = try? await store.status(id: uuid) else { continue }
-                let now = JobStatus(record)
+                let now = JobStatus(record, kinds: kinds)
                 if now != last {
                     continuation.yield(now)
                     last = now
@@ -126,24 +128,15 @@ final class PostgresJobs: JobBackend {
 
 extension JobStatus {
     /// A job row as `GET /jobs/{id}` shows it (what it computes comes from its request).
-    init(_ r: JobRecord) {
-        let description: String?
-        let result: String?
-        var steps = r.steps
-        if r.kind == CompareJob.kind {
-            let job = try? JSONDecoder().decode(CompareJob.self, from: Data(r.requestJSON.utf8))
-            description = job?.request.summary
-            result = CompareRequest.resultPath(ContentAddress(hex: r.key))
-            // Known from the request before a worker reports any (as the local queue shows it).
-            if steps == 0 { steps = job?.request.steps ?? 0 }
-        } else {
-            let request = try? JSONDecoder().decode(FilterRequest.self, from: Data(r.requestJSON.utf8))
-            (description, result) = (request?.summary, request?.resultPath)
-        }
+    init(_ r: JobRecord, kinds: JobKinds) {
+        let policy = (try? kinds.decode(kind: r.kind, json: Data(r.requestJSON.utf8)))?.request.jobPolicy(
+            address: ContentAddress(hex: r.key), background: r.priority == .bulk)
+        // Known from the request before a worker reports any (as the local queue shows it).
+        let steps = r.steps == 0 ? policy?.steps ?? 0 : r.steps
         self.init(
-            id: r.id.uuidString.lowercased(), kind: r.kind, description: description ?? r.kind,
+            id: r.id.uuidString.lowercased(), kind: r.kind, description: policy?.summary ?? r.kind,
             priority: r.priority == .bulk ? "bulk" : (r.priority == .grid ? "grid" : "job"), state: r.state,
-            step: r.step, steps: steps, loss: r.loss.map(Float.init), result: result ?? "",
+            step: r.step, steps: steps, loss: r.loss.map(Float.init), result: policy?.resultPath ?? "",
             error: r.error, createdAt: r.createdAt.timeIntervalSince1970, startedAt: r.startedAt?.timeIntervalSince1970,
             finishedAt: r.finishedAt?.timeIntervalSince1970, queuePosition: nil,
             timedOut: r.error?.contains("jobs.timeout_seconds") ?? false,

@@ -65,6 +65,8 @@ extension ModelSession {
                 image: pixels,
                 toInput: { t in Tensor(shape: t.shape, scalars: try preprocessing.apply(toPixels: t.scalars, channels: t.shape[3])) },
                 scoreNode: network.outputNode, target: target)
+        case .files:
+            throw RenderInput.notOneImage
         }
     }
 

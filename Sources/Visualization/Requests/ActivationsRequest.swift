@@ -52,7 +52,7 @@ public struct ActivationsRequest: RenderRequest {
 
 extension ModelSession {
     /// One layer's activations: forward to the layer and no further.
-    public func render(_ request: ActivationsRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
+    fileprivate func renderActivations(_ request: ActivationsRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {
         let r = try request.canonical(for: self)
         let layer = try self.layer(named: r.layer ?? "")
         let (x, _) = try prepare(input, limits: limits)
@@ -112,7 +112,7 @@ extension ModelSession {
         return keras.layers.filter { $0.isSpatial && $0.nodeId > 0 && !skipped.contains($0.className) }
     }
 
-    public func render(_ request: OverviewRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
+    fileprivate func renderOverview(_ request: OverviewRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {
         let r = try request.canonical(for: self)
         let layers = overviewLayers
         let (x, _) = try prepare(input, limits: limits)
@@ -121,5 +121,21 @@ extension ModelSession {
             layers.compactMap { l in trace[l.nodeId].map { (l.name, $0) } },
             channels: r.channels, colormap: r.colormap)
         return Rendered(body: try encodePNG(picture), format: .png, facts: [Fact("Layers", String(layers.count))])
+    }
+}
+
+extension ActivationsRequest {
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        try session.renderActivations(self, input: try required(input), limits: limits)
+    }
+}
+
+extension OverviewRequest {
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        try session.renderOverview(self, input: try required(input), limits: limits)
     }
 }

@@ -121,17 +121,6 @@ extension ModelSession {
             seconds: Date().timeIntervalSince(started))
     }
 
-    /// A comparison as its JSON document.
-    public func render(
-        _ request: CompareRequest, input: RenderInput, limits: RenderLimits = RenderLimits(),
-        progress: (_ step: Int, _ steps: Int) -> Bool = { _, _ in true }
-    ) throws -> Rendered {
-        let document = try compare(request, input: input, limits: limits, progress: progress)
-        return Rendered(
-            body: try jsonDocument(document), format: .json,
-            facts: [Fact("Class", String(document.class)), Fact("Methods", String(document.methods.count))])
-    }
-
     /// The map over the photo scaled to fit `overlaySize` (the coloured map alone, at the
     /// model's input size, for a preprocessed input).
     private func comparisonOverlay(_ result: HeatmapResult, method: CAMMethod, request r: CompareRequest) throws -> Image {
@@ -182,4 +171,29 @@ func bestMethods(_ rows: [CompareMethodResult]) -> [String: [String]] {
         best[name] = valued.filter { $0.1 == top }.map(\.0)
     }
     return best
+}
+
+extension CompareRequest {
+    /// A comparison as its JSON document.
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        let document = try session.compare(self, input: try required(input), limits: limits) { step, steps in
+            progress(RenderProgress(step: step, steps: steps, meanLoss: .nan))
+        }
+        return Rendered(
+            body: try jsonDocument(document), format: .json,
+            facts: [Fact("Class", String(document.class)), Fact("Methods", String(document.methods.count))])
+    }
+
+    public static var jobKinds: [String] { [kind] }
+
+    /// A job at the priority of a grid: it costs many heatmaps, and someone is waiting.
+    public func jobPolicy(address: ContentAddress, background: Bool) -> JobPolicy? {
+        JobPolicy(kind: Self.kind, priority: .grid, steps: steps, summary: summary, resultPath: Self.resultPath(address))
+    }
+
+    public func checkCost(on session: ModelSession, limits: RenderLimits) throws {
+        try checkCost(for: session, limits: limits)
+    }
 }

@@ -48,6 +48,34 @@ public struct DatasetIndexRequest: RenderRequest {
     }
 }
 
+extension DatasetIndexRequest {
+    /// The index in its binary form (`DatasetIndex.serialized`), each file read from
+    /// `input`'s collection.
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        guard case .files(let collection) = input else {
+            throw VisualizationError.invalid("a dataset index is built from a collection of files")
+        }
+        let index = try session.buildDatasetIndex(
+            self, limits: limits, read: collection.read,
+            progress: { progress(RenderProgress(step: $0.done, steps: $0.of, meanLoss: .nan)) })
+        // Bytes nobody is served as npy: the format only names their content type (octet-stream).
+        return Rendered(body: try index.serialized(), format: .npy, facts: [Fact("Images", String(index.images.count))])
+    }
+
+    public static var jobKinds: [String] { ["dataset_index"] }
+
+    /// A job in the process that has the files, at the priority of one filter (someone
+    /// is waiting for an examples strip); its result link is the route that waits on it.
+    public func jobPolicy(address: ContentAddress, background: Bool) -> JobPolicy? {
+        JobPolicy(
+            kind: "dataset_index", priority: .interactive, steps: files.count,
+            summary: "dataset examples index of \(files.count) images, top \(k) of \(layers?.count ?? 0) layers",
+            resultPath: nil, staysInProcess: true)
+    }
+}
+
 /// Progress of an index: images done of all.
 public typealias DatasetIndexProgress = (done: Int, of: Int)
 

@@ -27,17 +27,13 @@ extension ModelSession {
     /// Computes a heatmap: decode and prepare the image, run the method, rank the predictions.
     public func heatmap(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> HeatmapResult {
         let r = try request.canonical(for: self)
-        let channels = try r.layer.map { try spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
+        try r.checkCost(on: self, limits: limits)
+        return try heatmap(canonical: r, input: input, limits: limits)
+    }
+
+    /// `heatmap(_:input:limits:)` of a canonical request whose cost is checked.
+    private func heatmap(canonical r: HeatmapRequest, input: RenderInput, limits: RenderLimits) throws -> HeatmapResult {
         let options = CAMOptions(eigenSmooth: r.eigenSmooth, augSmooth: r.augSmooth)
-        let methodPasses = r.method.passes(options: options, layerChannels: channels, targets: r.classes?.count ?? 1)
-        let metricPasses = r.metrics.reduce(0) { $0 + $1.passes() }
-        let passes = methodPasses + metricPasses
-        guard passes <= limits.maxHeatmapPasses else {
-            let metrics = metricPasses > 0 ? " and the metrics \(metricPasses)" : ""
-            throw RequestError.tooCostly(
-                "\(r.method.rawValue) at '\(r.layer ?? "input")' costs \(methodPasses) model passes\(metrics); this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels, another method or fewer metrics"
-            )
-        }
         let (x, photo) = try prepare(input, limits: limits)
         // Pixel attributions read no layer (canonical: nil).
         let layer = try r.layer.map { try spatialLayer(named: $0) }
@@ -80,14 +76,13 @@ extension ModelSession {
 
     /// A heatmap as PNG (overlay or map), NPY (the map at its own resolution) or JSON
     /// (the map, the class, the top predictions).
-    public func render(_ request: HeatmapRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
-        let r = try request.canonical(for: self)
+    fileprivate func renderHeatmap(_ r: HeatmapRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {
         // The request's numerics cover every model pass it makes: the map's and the metrics'.
         return try Numerics.scoped(r.numerics) { try renderCanonical(r, input: input, limits: limits) }
     }
 
     private func renderCanonical(_ r: HeatmapRequest, input: RenderInput, limits: RenderLimits) throws -> Rendered {
-        let result = try heatmap(r, input: input, limits: limits)
+        let result = try heatmap(canonical: r, input: input, limits: limits)
         if result.cams.count > 1 { return try renderSeveral(r, result, limits: limits) }
         let map = result.cam.map
         var facts = [Fact("Class", String(map.classIndex))]
@@ -253,4 +248,28 @@ struct ClassHeatmap: Encodable {
     var cells: Int?
     /// Row-major, normalised to [0, 1], at the map's own resolution.
     var heatmap: [Float]
+}
+
+extension HeatmapRequest {
+    /// Refuses a heatmap whose model passes (the method's at the layer, and its metrics')
+    /// exceed `limits.maxHeatmapPasses`.
+    public func checkCost(on session: ModelSession, limits: RenderLimits) throws {
+        let channels = try layer.map { try session.spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
+        let options = CAMOptions(eigenSmooth: eigenSmooth, augSmooth: augSmooth)
+        let methodPasses = method.passes(options: options, layerChannels: channels, targets: classes?.count ?? 1)
+        let metricPasses = metrics.reduce(0) { $0 + $1.passes() }
+        guard methodPasses + metricPasses <= limits.maxHeatmapPasses else {
+            let metrics = metricPasses > 0 ? " and the metrics \(metricPasses)" : ""
+            throw RequestError.tooCostly(
+                "\(method.rawValue) at '\(layer ?? "input")' costs \(methodPasses) model passes\(metrics); this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels, another method or fewer metrics"
+            )
+        }
+    }
+
+    /// Renders a canonical request whose cost is checked (`checkCost(on:limits:)`).
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
+        try session.renderHeatmap(self, input: try required(input), limits: limits)
+    }
 }

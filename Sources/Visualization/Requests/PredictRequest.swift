@@ -74,10 +74,14 @@ extension ModelSession {
         let mask = hasPerPixelOutput ? SegmentationMask(output: y, shape: Array(output.shape.dropFirst())) : nil
         return PredictionList(model: profile.name, top: rankClasses(y, top: r.top), output: r.output ? y : nil, segmentation: mask)
     }
+}
 
-    public func render(_ request: PredictRequest, input: RenderInput, limits: RenderLimits = RenderLimits()) throws -> Rendered {
+extension PredictRequest {
+    public func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered {
         Rendered(
-            body: try jsonDocument(try predictions(request, input: input, limits: limits)), format: .json,
-            facts: Fact.numerics(request.numerics))
+            body: try jsonDocument(try session.predictions(self, input: try required(input), limits: limits)), format: .json,
+            facts: Fact.numerics(numerics))
     }
 }

@@ -12,6 +12,83 @@ public protocol RenderRequest: Sendable, Codable, Hashable {
     /// filled in (the default layer, a class label as its index, the image size), so two
     /// requests for the same picture are equal. Throws `RequestError` naming the parameter.
     func canonical(for session: ModelSession) throws -> Self
+
+    /// The kinds of job this type's requests run as (`jobPolicy`'s `kind`): how a stored
+    /// job's request is found again (`JobKinds`). Empty: it never runs as a stored job.
+    static var jobKinds: [String] { get }
+
+    /// How a front end runs this canonical request: nil to draw it at once (the caller
+    /// waits on a compute thread), else as a job. `background`: nobody waits on it now
+    /// (a grid page, pre-rendering). `address` is the result's content address.
+    func jobPolicy(address: ContentAddress, background: Bool) -> JobPolicy?
+
+    /// Refuses a canonical request dearer than `limits` allow (`RequestError.tooCostly`),
+    /// before anything is queued or read.
+    func checkCost(on session: ModelSession, limits: RenderLimits) throws
+
+    /// Renders this canonical request from `input` (its cost checked: `checkCost(on:limits:)`) (nil for a request that takes none);
+    /// `progress` after each step, returning false to cancel (`VisualizationError.cancelled`).
+    func render(
+        on session: ModelSession, input: RenderInput?, limits: RenderLimits, progress: (RenderProgress) -> Bool
+    ) throws -> Rendered
+}
+
+/// Progress of a request that reports it: the step just finished of how many, and the
+/// mean objective (a filter's ascent; NaN for the others).
+public typealias RenderProgress = FilterProgress
+
+/// A request run as a job: what its status says, and where it goes in the queue.
+public struct JobPolicy: Sendable, Equatable {
+    /// The job kind in statuses and metrics (one of the type's `jobKinds`).
+    public var kind: String
+    public var priority: JobPriorityClass
+    /// Steps its progress counts, known before it starts.
+    public var steps: Int
+    /// One line saying what the job computes.
+    public var summary: String
+    /// Where the finished result is served; nil: the front end that queues it says.
+    public var resultPath: String?
+    /// Whether it must run in the process that queued it (it reads that process's files),
+    /// never as a row another process may claim.
+    public var staysInProcess: Bool
+
+    public init(
+        kind: String, priority: JobPriorityClass, steps: Int, summary: String, resultPath: String?,
+        staysInProcess: Bool = false
+    ) {
+        self.kind = kind
+        self.priority = priority
+        self.steps = steps
+        self.summary = summary
+        self.resultPath = resultPath
+        self.staysInProcess = staysInProcess
+    }
+}
+
+/// A job's place in the queue, first to last.
+public enum JobPriorityClass: Int, Sendable, Comparable {
+    /// One filter a person is waiting for.
+    case interactive
+    /// A grid of filters, or a comparison, a person is waiting for.
+    case grid
+    /// Work nobody is watching yet (pre-rendering).
+    case bulk
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+extension RenderRequest {
+    /// Drawn at once by default: only the kinds a job runs say otherwise.
+    public static var jobKinds: [String] { [] }
+    public func jobPolicy(address: ContentAddress, background: Bool) -> JobPolicy? { nil }
+    /// No cost beyond what rendering checks itself.
+    public func checkCost(on session: ModelSession, limits: RenderLimits) throws {}
+
+    /// The input of a request that renders from an image or a model input.
+    func required(_ input: RenderInput?) throws -> RenderInput {
+        guard let input else { throw VisualizationError.invalid("a \(Self.kind) request renders from an image or a model input") }
+        return input
+    }
 }
 
 extension RenderRequest {
@@ -27,6 +104,19 @@ extension RenderRequest {
     /// identity. Hash it from the canonical request only (`canonical(for:)` first).
     public func contentAddress(model: String, image: String? = nil) -> ContentAddress {
         ContentAddress(kind: Self.kind, model: model, request: canonicalJSON, image: image)
+    }
+}
+
+extension ModelSession {
+    /// Renders any request on this model: its canonical form, its cost checked against
+    /// `limits`, then its `render(on:input:limits:progress:)`.
+    public func render<R: RenderRequest>(
+        _ request: R, input: RenderInput? = nil, limits: RenderLimits = RenderLimits(),
+        progress: (RenderProgress) -> Bool = { _ in true }
+    ) throws -> Rendered {
+        let canonical = try request.canonical(for: self)
+        try canonical.checkCost(on: self, limits: limits)
+        return try canonical.render(on: self, input: input, limits: limits, progress: progress)
     }
 }
 

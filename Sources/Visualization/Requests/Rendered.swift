@@ -53,10 +53,25 @@ public struct Fact: Sendable, Codable, Hashable {
 }
 
 /// What a request renders from: image bytes (PNG/JPEG, decoded and prepared for the
-/// model) or an already-preprocessed model input (a `.npy` given to the CLI).
+/// model), an already-preprocessed model input (a `.npy` given to the CLI), or a
+/// collection of files (what a dataset index is built from).
 public enum RenderInput: Sendable {
     case image(Data)
     case tensor(Tensor)
+    case files(FileCollection)
+}
+
+extension RenderInput {
+    /// What a request on one image or model input answers to a collection of files.
+    static let notOneImage = RequestError.unsupported("a collection of files is not one image or model input")
+}
+
+/// A collection's files, read by their listed name when the work needs them (the
+/// server's dataset folders): only the process that listed them can read them.
+public struct FileCollection: Sendable {
+    public let read: @Sendable (DatasetFile) throws -> Data
+
+    public init(read: @escaping @Sendable (DatasetFile) throws -> Data) { self.read = read }
 }
 
 /// Limits a front end sets on the cost of one request.
