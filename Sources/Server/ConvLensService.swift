@@ -78,7 +78,8 @@ public final class ConvLensService: Sendable {
             capacityBytes: settings.memoryCacheBytes,
             directory: settings.cacheDir.isEmpty
                 ? nil
-                : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+                : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))),
+            diskCapacityBytes: settings.diskCacheBytes)
         if let problem = cache.startupDiskProblem {
             logger.warning(
                 "cannot use the cache directory \(settings.cacheDir) (cache.dir): \(problem); results are kept in memory only until it can be written"

@@ -94,6 +94,7 @@ struct Routes: Sendable {
 
     func metrics() async -> Response {
         service.metrics.pendingComputations.set(to: Double(service.executor.load.waiting))
+        service.metrics.recordDisk(service.cache.stats)
         if let counts = try? await service.jobs.counts() {
             service.metrics.queueDepth.set(to: Double(counts.queued))
             service.metrics.runningJobs.set(to: Double(counts.running))

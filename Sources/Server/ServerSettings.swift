@@ -85,6 +85,9 @@ public struct ServerSettings: Sendable {
     public var cacheDir = ".cache/convlens"
     /// Bytes of results kept in memory (LRU).
     public var memoryCacheBytes = 256 << 20
+    /// Bytes of result files the cache directory may hold; least recently used files are
+    /// removed beyond it (0: nothing is written to disk).
+    public var diskCacheBytes = 4 << 30
 
     // gallery
     /// Pre-render every conv layer's filter grid in the background at start (bulk priority).
@@ -160,6 +163,7 @@ public struct ServerSettings: Sendable {
         maxAttempts = c.int(forKey: "jobs.max_attempts", default: d.maxAttempts)
         cacheDir = c.string(forKey: "cache.dir", default: d.cacheDir)
         memoryCacheBytes = c.int(forKey: "cache.memory_bytes", default: d.memoryCacheBytes)
+        diskCacheBytes = c.int(forKey: "cache.disk_bytes", default: d.diskCacheBytes)
         prerenderGallery = c.bool(forKey: "gallery.prerender", default: d.prerenderGallery)
         galleryCount = c.int(forKey: "gallery.count", default: d.galleryCount)
         datasetDirs = c.string(forKey: "gallery.dataset_dir", default: "").split(separator: ",")
@@ -207,6 +211,7 @@ public struct ServerSettings: Sendable {
         try need(keptFinishedJobs >= 1, "jobs.kept_finished", "must be at least 1")
         try need(shutdownGraceSeconds >= 0, "jobs.shutdown_grace_seconds", "must be ≥ 0")
         try need(memoryCacheBytes >= 0, "cache.memory_bytes", "must be ≥ 0")
+        try need(diskCacheBytes >= 0, "cache.disk_bytes", "must be ≥ 0 (0: nothing is written to disk)")
         try need((1...1024).contains(galleryCount), "gallery.count", "must be in 1...1024")
         try need(DatasetIndexRequest.kRange.contains(datasetK), "gallery.dataset_k", "must be in 1...64, got \(datasetK)")
         try need((8...1024).contains(filterSize), "filters.size", "must be in 8...1024")
