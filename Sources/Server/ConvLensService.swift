@@ -212,7 +212,7 @@ extension ServerSettings {
     var limits: RenderLimits {
         RenderLimits(
             maxImagePixels: maxImagePixels, maxOverlayPixels: maxOverlayPixels, maxHeatmapPasses: maxHeatmapPasses,
-            maxComparePasses: maxComparePasses, maxRequestBytes: requestByteLimit)
+            maxComparePasses: maxComparePasses, maxRequestBytes: requestByteLimit, maxDocumentBytes: resultByteLimit)
     }
 }
 

@@ -88,6 +88,9 @@ public struct ServerSettings: Sendable {
     /// Bytes of result files the cache directory may hold; least recently used files are
     /// removed beyond it (0: nothing is written to disk).
     public var diskCacheBytes = 4 << 30
+    /// Bytes one stored result may have (a comparison's document is bounded by its methods ×
+    /// overlay_size² before it runs); larger requests get 422 too_costly.
+    public var maxEntryBytes = 64 << 20
 
     // gallery
     /// Pre-render every conv layer's filter grid in the background at start (bulk priority).
@@ -117,6 +120,12 @@ public struct ServerSettings: Sendable {
     /// the other half to the model, the caches and the interactive requests.
     public var requestByteLimit: Int {
         maxRequestBytes > 0 ? maxRequestBytes : Self.machineMemoryBytes / 2 / max(1, jobWorkers)
+    }
+
+    /// The bytes one result may have: `maxEntryBytes`, and never more than the memory
+    /// cache holds (one entry must not be able to push out all the others).
+    public var resultByteLimit: Int {
+        memoryCacheBytes > 0 ? min(maxEntryBytes, memoryCacheBytes) : maxEntryBytes
     }
 
     /// The memory this process may use: the physical memory, or the container's cgroup
@@ -164,6 +173,7 @@ public struct ServerSettings: Sendable {
         cacheDir = c.string(forKey: "cache.dir", default: d.cacheDir)
         memoryCacheBytes = c.int(forKey: "cache.memory_bytes", default: d.memoryCacheBytes)
         diskCacheBytes = c.int(forKey: "cache.disk_bytes", default: d.diskCacheBytes)
+        maxEntryBytes = c.int(forKey: "cache.max_entry_bytes", default: d.maxEntryBytes)
         prerenderGallery = c.bool(forKey: "gallery.prerender", default: d.prerenderGallery)
         galleryCount = c.int(forKey: "gallery.count", default: d.galleryCount)
         datasetDirs = c.string(forKey: "gallery.dataset_dir", default: "").split(separator: ",")
@@ -212,6 +222,7 @@ public struct ServerSettings: Sendable {
         try need(shutdownGraceSeconds >= 0, "jobs.shutdown_grace_seconds", "must be ≥ 0")
         try need(memoryCacheBytes >= 0, "cache.memory_bytes", "must be ≥ 0")
         try need(diskCacheBytes >= 0, "cache.disk_bytes", "must be ≥ 0 (0: nothing is written to disk)")
+        try need(maxEntryBytes >= 1 << 20, "cache.max_entry_bytes", "must be at least 1048576, got \(maxEntryBytes)")
         try need((1...1024).contains(galleryCount), "gallery.count", "must be in 1...1024")
         try need(DatasetIndexRequest.kRange.contains(datasetK), "gallery.dataset_k", "must be in 1...64, got \(datasetK)")
         try need((8...1024).contains(filterSize), "filters.size", "must be in 8...1024")
