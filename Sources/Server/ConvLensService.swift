@@ -100,7 +100,7 @@ public final class ConvLensService: Sendable {
                 queue: JobQueue(
                     executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
                     maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
-                    keptFinished: settings.keptFinishedJobs, logger: logger),
+                    finishedBytes: settings.finishedJobBytes, logger: logger),
                 session: session, limits: settings.limits)
             results = cache
         }

@@ -19,6 +19,7 @@ public final class ServerMetrics: Sendable {
     let cacheDiskFiles: Gauge
     let cacheDiskEvictions: Counter
     let jobUploadBytes: Gauge
+    let finishedJobBytes: Gauge
     let connectionsRefused: Counter
 
     static let latencyBuckets: [Duration] = [
@@ -53,6 +54,8 @@ public final class ServerMetrics: Sendable {
             help: "Least recently used result files removed to keep the cache directory within cache.disk_bytes.")
         jobUploadBytes = registry.makeGauge(
             name: "convlens_job_upload_bytes", help: "Bytes of uploaded images held by jobs that have not finished.")
+        finishedJobBytes = registry.makeGauge(
+            name: "convlens_finished_job_bytes", help: "Bytes of finished jobs' statuses kept (bounded by jobs.finished_bytes).")
         connectionsRefused = registry.makeCounter(
             name: "convlens_connections_refused_total",
             help: "Connections refused with 503 over server.max_connections.")

@@ -357,7 +357,9 @@ struct Routes: Sendable {
     }
 
     func unknownJob(_ id: String) -> APIError {
-        APIError(.notFound, "unknown_job", "no job '\(id)' (finished jobs are kept for the last \(settings.keptFinishedJobs))")
+        APIError(
+            .notFound, "unknown_job",
+            "no job '\(id)' (finished jobs are kept while their statuses fit in jobs.finished_bytes, done ones longest)")
     }
 
     // MARK: - Response helpers

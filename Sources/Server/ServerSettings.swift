@@ -65,8 +65,9 @@ public struct ServerSettings: Sendable {
     public var jobWaitSeconds = 10.0
     /// A job running longer than this fails with a timeout.
     public var jobTimeoutSeconds = 600.0
-    /// Finished jobs whose status stays queryable.
-    public var keptFinishedJobs = 1000
+    /// Bytes of finished jobs' statuses kept for `GET /jobs/{id}` (`FinishedJobs`: failed
+    /// and cancelled ones go first, done ones last).
+    public var finishedJobBytes = 16 << 20
     /// At shutdown, how long running jobs may go on before they are cancelled.
     public var shutdownGraceSeconds = 20.0
     /// Where jobs and finished results live: this process (`memory`) or a PostgreSQL
@@ -163,7 +164,7 @@ public struct ServerSettings: Sendable {
         maxQueuedJobs = c.int(forKey: "jobs.max_queued", default: d.maxQueuedJobs)
         jobWaitSeconds = c.double(forKey: "jobs.wait_seconds", default: d.jobWaitSeconds)
         jobTimeoutSeconds = c.double(forKey: "jobs.timeout_seconds", default: d.jobTimeoutSeconds)
-        keptFinishedJobs = c.int(forKey: "jobs.kept_finished", default: d.keptFinishedJobs)
+        finishedJobBytes = c.int(forKey: "jobs.finished_bytes", default: d.finishedJobBytes)
         shutdownGraceSeconds = c.double(forKey: "jobs.shutdown_grace_seconds", default: d.shutdownGraceSeconds)
         databaseURL = c.string(forKey: "database.url", default: d.databaseURL)
         let backend = c.string(forKey: "jobs.backend", default: databaseURL.isEmpty ? d.jobBackend.rawValue : "postgres")
@@ -218,7 +219,7 @@ public struct ServerSettings: Sendable {
         try need(maxQueuedJobs >= 1, "jobs.max_queued", "must be at least 1")
         try need(jobWaitSeconds >= 0, "jobs.wait_seconds", "must be ≥ 0")
         try need(jobTimeoutSeconds > 0, "jobs.timeout_seconds", "must be positive")
-        try need(keptFinishedJobs >= 1, "jobs.kept_finished", "must be at least 1")
+        try need(finishedJobBytes >= 4096, "jobs.finished_bytes", "must be at least 4096, got \(finishedJobBytes)")
         try need(shutdownGraceSeconds >= 0, "jobs.shutdown_grace_seconds", "must be ≥ 0")
         try need(memoryCacheBytes >= 0, "cache.memory_bytes", "must be ≥ 0")
         try need(diskCacheBytes >= 0, "cache.disk_bytes", "must be ≥ 0 (0: nothing is written to disk)")
