@@ -98,7 +98,7 @@ public enum ConvLensServer {
                 limiter: limiter)
         }
         return Application(
-            router: router,
+            responder: HeadResponder(base: router.buildResponder(), routes: routeTable),
             server: server,
             configuration: configuration,
             onServerRunning: { channel in
