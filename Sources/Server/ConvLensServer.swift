@@ -93,7 +93,7 @@ public enum ConvLensServer {
                 http1: HTTP1Channel(
                     responder: responder,
                     configuration: .init(
-                        additionalChannelHandlers: [BodyDeadlineHandler(seconds: bodyTimeout)],
+                        additionalChannelHandlers: [BodyDeadlineHandler(seconds: bodyTimeout), ParseErrorBodyHandler()],
                         idleTimeout: idle)),
                 limiter: limiter)
         }
