@@ -57,6 +57,8 @@ public enum ConvLensServer {
         let settings = service.settings
         let metrics = service.metrics
         service.cache.onCorrupt { metrics.cacheCorrupt.increment() }
+        metrics.cacheDiskEvictions.increment(by: Int64(service.cache.stats.diskEvictions))
+        service.cache.onDiskEviction { metrics.cacheDiskEvictions.increment() }
         if service.cache.startupDiskProblem != nil { metrics.cacheDiskFailures.increment() }
         service.cache.onDiskFailure { error, firstOfRun in
             metrics.cacheDiskFailures.increment()
@@ -91,12 +93,12 @@ public enum ConvLensServer {
                 http1: HTTP1Channel(
                     responder: responder,
                     configuration: .init(
-                        additionalChannelHandlers: [BodyDeadlineHandler(seconds: bodyTimeout)],
+                        additionalChannelHandlers: [BodyDeadlineHandler(seconds: bodyTimeout), ParseErrorBodyHandler()],
                         idleTimeout: idle)),
                 limiter: limiter)
         }
         return Application(
-            router: router,
+            responder: HeadResponder(base: router.buildResponder(), routes: routeTable),
             server: server,
             configuration: configuration,
             onServerRunning: { channel in

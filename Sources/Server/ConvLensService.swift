@@ -84,7 +84,8 @@ public final class ConvLensService: Sendable {
             capacityBytes: settings.memoryCacheBytes,
             directory: settings.cacheDir.isEmpty
                 ? nil
-                : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))))
+                : URL(fileURLWithPath: settings.cacheDir).appendingPathComponent(String(modelDigest.prefix(16))),
+            diskCapacityBytes: settings.diskCacheBytes)
         if let problem = cache.startupDiskProblem {
             logger.warning(
                 "cannot use the cache directory \(settings.cacheDir) (cache.dir): \(problem); results are kept in memory only until it can be written"
@@ -105,7 +106,7 @@ public final class ConvLensService: Sendable {
                 queue: JobQueue(
                     executor: executor, cache: cache, metrics: metrics, workers: settings.jobWorkers,
                     maxQueued: settings.maxQueuedJobs, timeoutSeconds: settings.jobTimeoutSeconds,
-                    keptFinished: settings.keptFinishedJobs, logger: logger),
+                    finishedBytes: settings.finishedJobBytes, logger: logger),
                 renderer: renderer, limits: settings.limits)
             results = cache
         }
@@ -217,7 +218,7 @@ extension ServerSettings {
     var limits: RenderLimits {
         RenderLimits(
             maxImagePixels: maxImagePixels, maxOverlayPixels: maxOverlayPixels, maxHeatmapPasses: maxHeatmapPasses,
-            maxComparePasses: maxComparePasses, maxRequestBytes: requestByteLimit)
+            maxComparePasses: maxComparePasses, maxRequestBytes: requestByteLimit, maxDocumentBytes: resultByteLimit)
     }
 }
 

@@ -94,32 +94,33 @@ public final class JobQueue: Sendable {
     }
 
     private struct State {
+        /// Unfinished jobs by id; a finished one leaves only its status, in `finished`.
         var jobs: [String: Job] = [:]
         var active: [String: Job] = [:]  // by key: queued or running
         var queued: [Job] = []  // in run order
         var running = 0
-        var finishedOrder: [String] = []
+        var finished: FinishedJobs
         var accepting = true
         /// Upload bytes the unfinished jobs hold.
         var uploadBytes = 0
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let executor: ComputeExecutor
     private let cache: ResultCache
     private let metrics: ServerMetrics
     private let workers: Int
     private let maxQueued: Int
     private let timeout: Duration
-    private let keptFinished: Int
     private let logger: Logger
     private let clock = ContinuousClock()
     private let epoch = Date()
 
     public init(
         executor: ComputeExecutor, cache: ResultCache, metrics: ServerMetrics,
-        workers: Int, maxQueued: Int, timeoutSeconds: Double, keptFinished: Int, logger: Logger
+        workers: Int, maxQueued: Int, timeoutSeconds: Double, finishedBytes: Int, logger: Logger
     ) {
+        state = Mutex(State(finished: FinishedJobs(capacityBytes: finishedBytes)))
         self.logger = logger
         self.executor = executor
         self.cache = cache
@@ -127,7 +128,6 @@ public final class JobQueue: Sendable {
         self.workers = workers
         self.maxQueued = maxQueued
         self.timeout = .milliseconds(Int64(timeoutSeconds * 1000))
-        self.keptFinished = keptFinished
     }
 
     private func now() -> Double { Date().timeIntervalSince1970 }
@@ -177,7 +177,7 @@ public final class JobQueue: Sendable {
     /// The job's status (with its place in the queue), or nil for an unknown id.
     public func status(_ id: String) -> JobStatus? {
         state.withLock { s in
-            guard let job = s.jobs[id] else { return nil }
+            guard let job = s.jobs[id] else { return s.finished[id] }
             var st = job.status.withLock { $0 }
             if st.state == .queued { st.queuePosition = s.queued.firstIndex { $0 === job } }
             return st
@@ -193,6 +193,7 @@ public final class JobQueue: Sendable {
     /// or nil for an unknown id.
     public func cancel(_ id: String) -> JobStatus? {
         let queuedJob: Job? = state.withLock { s in
+            // A finished job (only its status is left) stays as it ended.
             guard let job = s.jobs[id] else { return nil }
             job.stopRequested.store(true, ordering: .relaxed)
             if let i = s.queued.firstIndex(where: { $0 === job }) {
@@ -210,8 +211,14 @@ public final class JobQueue: Sendable {
     /// A stream of the job's status: the current one at once, then every change,
     /// ending after the final state. nil for an unknown id.
     public func updates(_ id: String) -> AsyncStream<JobStatus>? {
-        guard let job = state.withLock({ $0.jobs[id] }) else { return nil }
+        let (job, ended) = state.withLock { ($0.jobs[id], $0.finished[id]) }
         let (stream, continuation) = AsyncStream<JobStatus>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        guard let job else {
+            guard let ended else { return nil }
+            continuation.yield(ended)
+            continuation.finish()
+            return stream
+        }
         let token = UUID()
         let current: JobStatus = job.listeners.withLock { listeners in
             let st = job.status.withLock { $0 }
@@ -317,10 +324,10 @@ public final class JobQueue: Sendable {
                 metrics.jobUploadBytes.set(to: Double(s.uploadBytes))
             }
             if s.active[job.key] === job { s.active[job.key] = nil }
-            s.finishedOrder.append(job.id)
-            while s.finishedOrder.count > keptFinished {
-                s.jobs[s.finishedOrder.removeFirst()] = nil
-            }
+            // From here the job is its status: listeners hear it below, from `st`.
+            s.jobs[job.id] = nil
+            s.finished.insert(st)
+            metrics.finishedJobBytes.set(to: Double(s.finished.bytes))
         }
         let listeners = job.listeners.withLock { l -> [AsyncStream<JobStatus>.Continuation] in
             let all = Array(l.values)

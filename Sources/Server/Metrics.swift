@@ -15,7 +15,11 @@ public final class ServerMetrics: Sendable {
     let cacheMisses: Counter
     let cacheCorrupt: Counter
     let cacheDiskFailures: Counter
+    let cacheDiskBytes: Gauge
+    let cacheDiskFiles: Gauge
+    let cacheDiskEvictions: Counter
     let jobUploadBytes: Gauge
+    let finishedJobBytes: Gauge
     let connectionsRefused: Counter
 
     static let latencyBuckets: [Duration] = [
@@ -42,8 +46,16 @@ public final class ServerMetrics: Sendable {
         cacheDiskFailures = registry.makeCounter(
             name: "convlens_cache_disk_write_failures_total",
             help: "Results the cache could not write to its directory (kept in memory only), and a directory unusable at start.")
+        cacheDiskBytes = registry.makeGauge(
+            name: "convlens_cache_disk_bytes", help: "Bytes of result files in the cache directory (bounded by cache.disk_bytes).")
+        cacheDiskFiles = registry.makeGauge(name: "convlens_cache_disk_files", help: "Result files in the cache directory.")
+        cacheDiskEvictions = registry.makeCounter(
+            name: "convlens_cache_disk_evictions_total",
+            help: "Least recently used result files removed to keep the cache directory within cache.disk_bytes.")
         jobUploadBytes = registry.makeGauge(
             name: "convlens_job_upload_bytes", help: "Bytes of uploaded images held by jobs that have not finished.")
+        finishedJobBytes = registry.makeGauge(
+            name: "convlens_finished_job_bytes", help: "Bytes of finished jobs' statuses kept (bounded by jobs.finished_bytes).")
         connectionsRefused = registry.makeCounter(
             name: "convlens_connections_refused_total",
             help: "Connections refused with 503 over server.max_connections.")
@@ -99,6 +111,12 @@ public final class ServerMetrics: Sendable {
             name: "convlens_worker_running_jobs", labels: [("worker", owner)],
             help: "Jobs running in this process."
         ).set(to: Double(running))
+    }
+
+    /// The cache directory's size, as the cache counts it.
+    func recordDisk(_ stats: ResultCache.Stats) {
+        cacheDiskBytes.set(to: Double(stats.diskBytes))
+        cacheDiskFiles.set(to: Double(stats.diskFiles))
     }
 
     func recordCache(hit: Bool) {

@@ -45,9 +45,34 @@ struct Query {
         return v
     }
 
+    /// Whether `text` is a number written in decimal: an optional sign, digits with at most
+    /// one point, and an optional decimal exponent. Swift's `Float(_:)` also reads hexadecimal
+    /// (`0x10` is 16), `inf` and `nan`, which no client means in a query.
+    static func isDecimal(_ text: String) -> Bool {
+        var bytes = Substring(text).utf8[...]
+        func digits() -> Int {
+            let n = bytes.prefix { (0x30...0x39).contains($0) }.count
+            bytes = bytes.dropFirst(n)
+            return n
+        }
+        if let sign = bytes.first, sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+        var mantissa = digits()
+        if bytes.first == UInt8(ascii: ".") {
+            bytes = bytes.dropFirst()
+            mantissa += digits()
+        }
+        guard mantissa > 0 else { return false }
+        if let e = bytes.first, e == UInt8(ascii: "e") || e == UInt8(ascii: "E") {
+            bytes = bytes.dropFirst()
+            if let sign = bytes.first, sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { bytes = bytes.dropFirst() }
+            guard digits() > 0 else { return false }
+        }
+        return bytes.isEmpty
+    }
+
     func float(_ name: String, range: ClosedRange<Float>? = nil) throws -> Float? {
         guard let text = string(name) else { return nil }
-        guard let v = Float(text), v.isFinite else {
+        guard Self.isDecimal(text), let v = Float(text), v.isFinite else {
             throw RequestError.badParameter(
                 name: name, value: text, allowed: "give a number" + (range.map { " in \($0.lowerBound)...\($0.upperBound)" } ?? ""))
         }
@@ -60,7 +85,7 @@ struct Query {
 
     func double(_ name: String, default value: Double, in range: ClosedRange<Double>) throws -> Double {
         guard let text = string(name) else { return value }
-        guard let v = Double(text), v.isFinite, range.contains(v) else {
+        guard Self.isDecimal(text), let v = Double(text), v.isFinite, range.contains(v) else {
             throw RequestError.badParameter(name: name, value: text, allowed: "give a number in \(range.lowerBound)...\(range.upperBound)")
         }
         return v

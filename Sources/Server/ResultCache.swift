@@ -20,6 +20,11 @@ import Visualization  // where SHA256Digest moves with the typed requests (same 
 /// A directory that cannot be made or written (read-only, full, gone) never fails a
 /// request: the result stays in memory, the failure is counted (`diskWriteFailures`) and
 /// reported to `onDiskFailure`, and later writes try the disk again.
+///
+/// The directory holds at most `diskCapacityBytes` (files with their trailers): the files
+/// there at start are counted (by modification time, oldest first), and each write beyond
+/// the bound removes the least recently used files (read or written) until it fits,
+/// counted in `diskEvictions`. A result larger than the whole bound stays in memory only.
 public final class ResultCache: Sendable {
     public struct Stats: Sendable {
         public var entries: Int
@@ -31,6 +36,11 @@ public final class ResultCache: Sendable {
         public var corrupt: Int
         /// Results (or the directory at start) that could not be written to disk.
         public var diskWriteFailures: Int
+        /// Bytes of the files in the directory (PNGs with their trailers), and how many.
+        public var diskBytes: Int
+        public var diskFiles: Int
+        /// Files removed to keep the directory within `diskCapacityBytes`.
+        public var diskEvictions: Int
     }
 
     private struct State {
@@ -44,12 +54,19 @@ public final class ResultCache: Sendable {
         var diskWriteFailures = 0
         /// Whether the last disk write failed: the failure hook hears only the first of a run.
         var diskFailing = false
+        /// The directory's files by key: their size on disk and when last used.
+        var files: [String: (bytes: Int, tick: UInt64)] = [:]
+        var diskBytes = 0
+        var diskEvictions = 0
     }
 
     private let state = Mutex(State())
     public let capacityBytes: Int
     public let directory: URL?
+    /// Largest total size of the files in `directory`.
+    public let diskCapacityBytes: Int
     private let corruptHook = Mutex<(@Sendable () -> Void)?>(nil)
+    private let evictionHook = Mutex<(@Sendable () -> Void)?>(nil)
     private let diskFailureHook = Mutex<(@Sendable (_ error: String, _ firstOfRun: Bool) -> Void)?>(nil)
     /// Why the directory could not be made at start (nil: it could); the cache works from memory.
     public let startupDiskProblem: String?
@@ -59,15 +76,22 @@ public final class ResultCache: Sendable {
         corruptHook.withLock { $0 = hook }
     }
 
+    /// Called for each file removed to keep the directory within its bound (the ones
+    /// removed at start, before any hook, are in `stats.diskEvictions`).
+    public func onDiskEviction(_ hook: @escaping @Sendable () -> Void) {
+        evictionHook.withLock { $0 = hook }
+    }
+
     /// Called for every result that could not be written to disk, with the error (for the
     /// log: it names the file) and whether it is the first since the disk last worked.
     public func onDiskFailure(_ hook: @escaping @Sendable (_ error: String, _ firstOfRun: Bool) -> Void) {
         diskFailureHook.withLock { $0 = hook }
     }
 
-    public init(capacityBytes: Int, directory: URL?) {
+    public init(capacityBytes: Int, directory: URL?, diskCapacityBytes: Int = .max) {
         self.capacityBytes = capacityBytes
         self.directory = directory
+        self.diskCapacityBytes = diskCapacityBytes
         var problem: String?
         if let directory {
             do {
@@ -81,6 +105,7 @@ public final class ResultCache: Sendable {
             state.withLock { $0.diskWriteFailures += 1 }
         } else if let directory {
             removeStrayTemporaries(in: directory)
+            countFiles(in: directory)
         }
     }
 
@@ -90,6 +115,7 @@ public final class ResultCache: Sendable {
             guard let e = s.entries[key] else { return nil }
             s.tick += 1
             s.entries[key] = (e.data, s.tick)
+            s.files[key]?.tick = s.tick
             s.hits += 1
             return e.data
         }) {
@@ -118,7 +144,14 @@ public final class ResultCache: Sendable {
 
     /// The file's PNG if its trailer holds the PNG's SHA-256; a damaged file is deleted.
     private func readVerified(_ key: String) -> Data? {
-        guard let url = fileURL(key), let file = try? Data(contentsOf: url) else { return nil }
+        guard let url = fileURL(key) else { return nil }
+        guard let file = try? Data(contentsOf: url) else {
+            // Gone (removed from outside, or evicted meanwhile): no longer counted.
+            state.withLock { s in
+                if let gone = s.files.removeValue(forKey: key) { s.diskBytes -= gone.bytes }
+            }
+            return nil
+        }
         if file.count > Self.trailerLength {
             let split = file.endIndex - Self.trailerLength
             let trailer = file[split...]
@@ -126,11 +159,20 @@ public final class ResultCache: Sendable {
             if trailer.starts(with: Self.trailerMagic),
                 String(decoding: trailer.dropFirst(Self.trailerMagic.count), as: UTF8.self) == SHA256Digest.hex([png])
             {
+                state.withLock { s in
+                    s.tick += 1
+                    s.files[key]?.tick = s.tick
+                }
                 return Data(png)
             }
         }
         // Only remove the file that failed: a concurrent put may have renamed a good one in.
-        if let again = try? Data(contentsOf: url), again == file { try? FileManager.default.removeItem(at: url) }
+        if let again = try? Data(contentsOf: url), again == file {
+            try? FileManager.default.removeItem(at: url)
+            state.withLock { s in
+                if let gone = s.files.removeValue(forKey: key) { s.diskBytes -= gone.bytes }
+            }
+        }
         state.withLock { $0.corrupt += 1 }
         corruptHook.withLock { $0 }?()
         return nil
@@ -140,10 +182,18 @@ public final class ResultCache: Sendable {
     /// memory only (counted and reported, never thrown).
     public func put(_ key: String, _ data: Data) {
         remember(key, data)
-        guard let url = fileURL(key) else { return }
+        let fileBytes = data.count + Self.trailerLength
+        guard let url = fileURL(key), fileBytes <= diskCapacityBytes else { return }
         do {
             try write(data, to: url, key: key)
-            state.withLock { $0.diskFailing = false }
+            state.withLock { s in
+                s.diskFailing = false
+                s.tick += 1
+                if let old = s.files[key] { s.diskBytes -= old.bytes }
+                s.files[key] = (fileBytes, s.tick)
+                s.diskBytes += fileBytes
+                evictFiles(&s, keeping: key)
+            }
         } catch {
             let first = state.withLock { s -> Bool in
                 s.diskWriteFailures += 1
@@ -180,7 +230,50 @@ public final class ResultCache: Sendable {
         state.withLock {
             Stats(
                 entries: $0.entries.count, bytes: $0.bytes, hits: $0.hits, diskHits: $0.diskHits, misses: $0.misses,
-                corrupt: $0.corrupt, diskWriteFailures: $0.diskWriteFailures)
+                corrupt: $0.corrupt, diskWriteFailures: $0.diskWriteFailures,
+                diskBytes: $0.diskBytes, diskFiles: $0.files.count, diskEvictions: $0.diskEvictions)
+        }
+    }
+
+    /// Removes the least recently used files (never `kept`, the one just written) until the
+    /// directory fits its bound. Runs under the lock, so a file chosen here is not renamed
+    /// in again before it is gone (O(n) per eviction, as in memory).
+    private func evictFiles(_ s: inout State, keeping kept: String?) {
+        while s.diskBytes > diskCapacityBytes,
+            let oldest = s.files.lazy.filter({ $0.key != kept }).min(by: { $0.value.tick < $1.value.tick })
+        {
+            s.files[oldest.key] = nil
+            s.diskBytes -= oldest.value.bytes
+            s.diskEvictions += 1
+            if let url = fileURL(oldest.key) { try? FileManager.default.removeItem(at: url) }
+            evictionHook.withLock { $0 }?()
+        }
+    }
+
+    /// Counts the files a previous run left (least recently modified first in the LRU
+    /// order), then trims them to the bound.
+    private func countFiles(in directory: URL) {
+        let fm = FileManager.default
+        var found: [(key: String, bytes: Int, modified: Date)] = []
+        for shard in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] {
+            let dir = directory.appendingPathComponent(shard)
+            for name in (try? fm.contentsOfDirectory(atPath: dir.path)) ?? [] where name.hasSuffix(".png") {
+                let key = String(name.dropLast(4))
+                guard fileURL(key)?.path == dir.appendingPathComponent(name).path,
+                    let attributes = try? fm.attributesOfItem(atPath: dir.appendingPathComponent(name).path),
+                    let bytes = (attributes[.size] as? NSNumber)?.intValue
+                else { continue }
+                found.append((key, bytes, attributes[.modificationDate] as? Date ?? .distantPast))
+            }
+        }
+        found.sort { $0.modified < $1.modified }
+        state.withLock { s in
+            for file in found {
+                s.tick += 1
+                s.files[file.key] = (file.bytes, s.tick)
+                s.diskBytes += file.bytes
+            }
+            evictFiles(&s, keeping: nil)
         }
     }
 

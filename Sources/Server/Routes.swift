@@ -94,6 +94,7 @@ struct Routes: Sendable {
 
     func metrics() async -> Response {
         service.metrics.pendingComputations.set(to: Double(service.executor.load.waiting))
+        service.metrics.recordDisk(service.cache.stats)
         if let counts = try? await service.jobs.counts() {
             service.metrics.queueDepth.set(to: Double(counts.queued))
             service.metrics.runningJobs.set(to: Double(counts.running))
@@ -355,7 +356,9 @@ struct Routes: Sendable {
     }
 
     func unknownJob(_ id: String) -> APIError {
-        APIError(.notFound, "unknown_job", "no job '\(id)' (finished jobs are kept for the last \(settings.keptFinishedJobs))")
+        APIError(
+            .notFound, "unknown_job",
+            "no job '\(id)' (finished jobs are kept while their statuses fit in jobs.finished_bytes, done ones longest)")
     }
 
     // MARK: - Response helpers

@@ -65,8 +65,9 @@ public struct ServerSettings: Sendable {
     public var jobWaitSeconds = 10.0
     /// A job running longer than this fails with a timeout.
     public var jobTimeoutSeconds = 600.0
-    /// Finished jobs whose status stays queryable.
-    public var keptFinishedJobs = 1000
+    /// Bytes of finished jobs' statuses kept for `GET /jobs/{id}` (`FinishedJobs`: failed
+    /// and cancelled ones go first, done ones last).
+    public var finishedJobBytes = 16 << 20
     /// At shutdown, how long running jobs may go on before they are cancelled.
     public var shutdownGraceSeconds = 20.0
     /// Where jobs and finished results live: this process (`memory`) or a PostgreSQL
@@ -85,6 +86,12 @@ public struct ServerSettings: Sendable {
     public var cacheDir = ".cache/convlens"
     /// Bytes of results kept in memory (LRU).
     public var memoryCacheBytes = 256 << 20
+    /// Bytes of result files the cache directory may hold; least recently used files are
+    /// removed beyond it (0: nothing is written to disk).
+    public var diskCacheBytes = 4 << 30
+    /// Bytes one stored result may have (a comparison's document is bounded by its methods ×
+    /// overlay_size² before it runs); larger requests get 422 too_costly.
+    public var maxEntryBytes = 64 << 20
 
     // gallery
     /// Pre-render every conv layer's filter grid in the background at start (bulk priority).
@@ -114,6 +121,12 @@ public struct ServerSettings: Sendable {
     /// the other half to the model, the caches and the interactive requests.
     public var requestByteLimit: Int {
         maxRequestBytes > 0 ? maxRequestBytes : Self.machineMemoryBytes / 2 / max(1, jobWorkers)
+    }
+
+    /// The bytes one result may have: `maxEntryBytes`, and never more than the memory
+    /// cache holds (one entry must not be able to push out all the others).
+    public var resultByteLimit: Int {
+        memoryCacheBytes > 0 ? min(maxEntryBytes, memoryCacheBytes) : maxEntryBytes
     }
 
     /// The memory this process may use: the physical memory, or the container's cgroup
@@ -151,7 +164,7 @@ public struct ServerSettings: Sendable {
         maxQueuedJobs = c.int(forKey: "jobs.max_queued", default: d.maxQueuedJobs)
         jobWaitSeconds = c.double(forKey: "jobs.wait_seconds", default: d.jobWaitSeconds)
         jobTimeoutSeconds = c.double(forKey: "jobs.timeout_seconds", default: d.jobTimeoutSeconds)
-        keptFinishedJobs = c.int(forKey: "jobs.kept_finished", default: d.keptFinishedJobs)
+        finishedJobBytes = c.int(forKey: "jobs.finished_bytes", default: d.finishedJobBytes)
         shutdownGraceSeconds = c.double(forKey: "jobs.shutdown_grace_seconds", default: d.shutdownGraceSeconds)
         databaseURL = c.string(forKey: "database.url", default: d.databaseURL)
         let backend = c.string(forKey: "jobs.backend", default: databaseURL.isEmpty ? d.jobBackend.rawValue : "postgres")
@@ -160,6 +173,8 @@ public struct ServerSettings: Sendable {
         maxAttempts = c.int(forKey: "jobs.max_attempts", default: d.maxAttempts)
         cacheDir = c.string(forKey: "cache.dir", default: d.cacheDir)
         memoryCacheBytes = c.int(forKey: "cache.memory_bytes", default: d.memoryCacheBytes)
+        diskCacheBytes = c.int(forKey: "cache.disk_bytes", default: d.diskCacheBytes)
+        maxEntryBytes = c.int(forKey: "cache.max_entry_bytes", default: d.maxEntryBytes)
         prerenderGallery = c.bool(forKey: "gallery.prerender", default: d.prerenderGallery)
         galleryCount = c.int(forKey: "gallery.count", default: d.galleryCount)
         datasetDirs = c.string(forKey: "gallery.dataset_dir", default: "").split(separator: ",")
@@ -204,9 +219,11 @@ public struct ServerSettings: Sendable {
         try need(maxQueuedJobs >= 1, "jobs.max_queued", "must be at least 1")
         try need(jobWaitSeconds >= 0, "jobs.wait_seconds", "must be ≥ 0")
         try need(jobTimeoutSeconds > 0, "jobs.timeout_seconds", "must be positive")
-        try need(keptFinishedJobs >= 1, "jobs.kept_finished", "must be at least 1")
+        try need(finishedJobBytes >= 4096, "jobs.finished_bytes", "must be at least 4096, got \(finishedJobBytes)")
         try need(shutdownGraceSeconds >= 0, "jobs.shutdown_grace_seconds", "must be ≥ 0")
         try need(memoryCacheBytes >= 0, "cache.memory_bytes", "must be ≥ 0")
+        try need(diskCacheBytes >= 0, "cache.disk_bytes", "must be ≥ 0 (0: nothing is written to disk)")
+        try need(maxEntryBytes >= 1 << 20, "cache.max_entry_bytes", "must be at least 1048576, got \(maxEntryBytes)")
         try need((1...1024).contains(galleryCount), "gallery.count", "must be in 1...1024")
         try need(DatasetIndexRequest.kRange.contains(datasetK), "gallery.dataset_k", "must be in 1...64, got \(datasetK)")
         try need((8...1024).contains(filterSize), "filters.size", "must be in 8...1024")

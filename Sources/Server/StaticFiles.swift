@@ -253,6 +253,8 @@ struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             var allowed: [String] = []
             for m in routes.methods(for: request.uri.path) where !allowed.contains(m) { allowed.append(m) }
+            // Every GET route answers HEAD too (`HeadMiddleware`).
+            if allowed.contains("GET"), !allowed.contains("HEAD") { allowed.append("HEAD") }
             guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { throw error }
             let allow = allowed.joined(separator: ", ")
             throw APIError(

@@ -31,6 +31,15 @@ enum UploadedImage {
                 .unsupportedMediaType, "unsupported_media_type",
                 mediaType.isEmpty ? "no Content-Type; send \(accepted)" : "Content-Type \(mediaType) is not accepted; send \(accepted)")
         }
+        // A coded body (gzip, br…) would be read as an image that is not one: refuse what the
+        // server does not decode, as RFC 9110 §15.5.16 says, before reading it.
+        let codings = request.headers[values: .contentEncoding].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty && $0 != "identity" }
+        if let coding = codings.first {
+            throw APIError(
+                .unsupportedMediaType, "unsupported_encoding",
+                "Content-Encoding \(coding.prefix(40)) is not decoded here; send the image as it is (identity)")
+        }
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > maxBytes {
             throw tooLarge(maxBytes)
         }

@@ -106,7 +106,9 @@ public struct FilterRequest: RenderRequest {
         let channels = target.channels
         // `first` is checked on its own before `first + count` is formed: a huge index cannot overflow.
         guard first >= 0, first < channels else {
-            throw RequestError.outOfRange("filter \(first) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
+            // A grid's start is its `first` parameter; a single filter's is the path's index.
+            let what = count == 1 ? "filter \(first)" : "first=\(first)"
+            throw RequestError.outOfRange("\(what) out of range: '\(layer)' has \(channels) filters (0...\(channels - 1))")
         }
         let count = count ?? min(Self.defaultGridCount, channels - first)
         guard count <= channels - first else {

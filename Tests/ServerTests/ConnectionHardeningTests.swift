@@ -78,7 +78,12 @@ import Testing
     }
 
     @Test func readinessIs503AndTheListenerStaysOpenDuringTheDrain() async throws {
-        let settings = testSettings { $0.shutdownGraceSeconds = 4 }
+        // A grace period long enough that, on a 2-core machine busy with the other suites,
+        // the probes below all run inside it (at 4 s they sometimes came after it).
+        let settings = testSettings {
+            $0.shutdownGraceSeconds = 12
+            $0.filterMaxSteps = 10_000
+        }
         let service = try ConvLensService(settings: settings, session: bundled.session, modelDigest: bundled.digest)
         var logger = Logger(label: "convlens-test")
         logger.logLevel = .warning
@@ -94,7 +99,7 @@ import Testing
             #expect(try await client.get("/readyz").status == .ok)
             // A job that runs far longer than the grace period, in short steps (an early layer),
             // so it stops soon after the grace period ends.
-            let job = try await client.get("/filters/block3a_expand_activation/0?steps=1000&wait=0")
+            let job = try await client.get("/filters/block3a_expand_activation/0?steps=10000&wait=0")
             #expect(job.status == .accepted)
             let location = try #require(job.headers[.location])
             var running = false
@@ -122,9 +127,10 @@ import Testing
             #expect(try await get("/readyz") == 503, "readiness later in the drain")
             try await tasks.waitForAll()
             let took = ContinuousClock.now - start
-            #expect(took >= .seconds(3), "stopped after \(took), before the grace period")
-            // Stopped: nothing listens any more.
-            #expect(throws: (any Error).self) { _ = try RawConnection(port: port) }
+            #expect(took >= .seconds(11), "stopped after \(took), before the grace period")
+            // The group has ended, so the listener is closed; whether a connection to the port
+            // is refused is not asserted, since the suites running alongside may be given the
+            // same port by the kernel as soon as it is free.
         }
     }
 }

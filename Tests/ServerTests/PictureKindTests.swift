@@ -36,7 +36,7 @@ func localJobs(workers: Int = 1, maxQueued: Int = 8) -> (jobs: LocalJobs, cache:
     let cache = ResultCache(capacityBytes: 1 << 20, directory: nil)
     let queue = JobQueue(
         executor: ComputeExecutor(threads: 1, ompThreads: 1, maxPending: 8), cache: cache, metrics: ServerMetrics(),
-        workers: workers, maxQueued: maxQueued, timeoutSeconds: 60, keptFinished: 16, logger: Logger(label: "test"))
+        workers: workers, maxQueued: maxQueued, timeoutSeconds: 60, finishedBytes: 16 << 20, logger: Logger(label: "test"))
     return (LocalJobs(queue: queue, renderer: bundled.session, limits: RenderLimits()), cache)
 }
 

@@ -98,8 +98,8 @@ import Testing
     @Test func unknownMethodsOnKnownPathsAre405WithAllow() async throws {
         try await withServer { _, client in
             let cases: [(String, String, String)] = [
-                ("TRACE", "/healthz", "GET"), ("DELETE", "/heatmap", "POST"), ("PUT", "/jobs/0123", "GET, DELETE"),
-                ("POST", "/filters/stem_conv/0", "GET"), ("TRACE", "/", "GET, HEAD"), ("PATCH", "/samples/chelsea.png", "GET, HEAD"),
+                ("TRACE", "/healthz", "GET, HEAD"), ("DELETE", "/heatmap", "POST"), ("PUT", "/jobs/0123", "GET, DELETE, HEAD"),
+                ("POST", "/filters/stem_conv/0", "GET, HEAD"), ("TRACE", "/", "GET, HEAD"), ("PATCH", "/samples/chelsea.png", "GET, HEAD"),
             ]
             for (method, path, allow) in cases {
                 let r = try await rawGET(client, path, method: method)

@@ -29,7 +29,7 @@ final class Cluster: Sendable {
         store = PostgresJobStore(configuration: database.configuration, logger: logger)
         let inProcess = JobQueue(
             executor: executor, cache: cache, metrics: metrics, workers: 1, maxQueued: settings.maxQueuedJobs,
-            timeoutSeconds: settings.jobTimeoutSeconds, keptFinished: settings.keptFinishedJobs, logger: logger)
+            timeoutSeconds: settings.jobTimeoutSeconds, finishedBytes: settings.finishedJobBytes, logger: logger)
         jobs = PostgresJobs(
             store: store, hub: hub, settings: settings, modelDigest: modelDigest, kinds: kinds, inProcess: inProcess,
             renderer: renderer)

@@ -91,8 +91,10 @@ public struct CompareRequest: RenderRequest {
 
     /// Refuses (`RequestError.tooCostly`, naming each method's passes) a comparison whose
     /// passes exceed `limits.maxComparePasses`, or one method's beyond what one heatmap may
-    /// cost (`limits.maxHeatmapPasses`, as `POST /heatmap` would). Canonical requests only.
+    /// cost (`limits.maxHeatmapPasses`, as `POST /heatmap` would), or whose document could
+    /// be larger than `limits.maxDocumentBytes` (`checkDocumentSize`). Canonical requests only.
     public func checkCost(for session: ModelSession, limits: RenderLimits) throws {
+        try checkDocumentSize(limits: limits)
         let each = try passes(for: session)
         let total = each.reduce(0) { $0 + $1.passes }
         let named = each.map { "\($0.method.rawValue) \($0.passes)" }.joined(separator: ", ")

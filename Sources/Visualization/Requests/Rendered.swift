@@ -88,16 +88,20 @@ public struct RenderLimits: Sendable {
     /// Bytes one request may hold at its peak (`MemoryEstimate`); a dearer request is
     /// refused before it runs.
     public var maxRequestBytes: Int
+    /// Bytes one stored result may have (a comparison's document, estimated from its methods
+    /// and overlay size); a request whose result could be larger is refused before it runs.
+    public var maxDocumentBytes: Int
 
     public init(
         maxImagePixels: Int = 50_000_000, maxOverlayPixels: Int = 50_000_000, maxHeatmapPasses: Int = .max,
-        maxComparePasses: Int = .max, maxRequestBytes: Int = .max
+        maxComparePasses: Int = .max, maxRequestBytes: Int = .max, maxDocumentBytes: Int = .max
     ) {
         self.maxImagePixels = maxImagePixels
         self.maxOverlayPixels = maxOverlayPixels
         self.maxHeatmapPasses = maxHeatmapPasses
         self.maxComparePasses = maxComparePasses
         self.maxRequestBytes = maxRequestBytes
+        self.maxDocumentBytes = maxDocumentBytes
     }
 }
 
