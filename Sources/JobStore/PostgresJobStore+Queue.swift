@@ -71,24 +71,28 @@ extension PostgresJobStore {
     /// A queued job is cancelled at once; a running one is flagged and its
     /// worker stops at its next step (see `CancelOutcome`).
     public func cancel(id: UUID) async throws -> CancelOutcome {
-        let changed = try await rows(
-            "cancel",
-            """
-            WITH j AS (
-                UPDATE jobs SET
-                    state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-                    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
-                    cancel_requested = true
-                WHERE id = \(id) AND state IN ('queued', 'running')
-                RETURNING *
-            )
-            SELECT j.state, \(unescaped: notify) FROM j
-            """)
+        let changed = try await rows("cancel", cancelStatement(id))
         if let row = changed.first {
             return try row.decode(String.self) == JobState.cancelled.rawValue ? .cancelled : .requested
         }
         guard let job = try await status(id: id) else { return .notFound }
         return .alreadyFinished(job.state)
+    }
+
+    /// Cancels a queued job, flags a running one; answers the state it left (one row, or none
+    /// for a finished or unknown job).
+    func cancelStatement(_ id: UUID) -> PostgresQuery {
+        """
+        WITH j AS (
+            UPDATE jobs SET
+                state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+                cancel_requested = true
+            WHERE id = \(id) AND state IN ('queued', 'running')
+            RETURNING *
+        )
+        SELECT j.state, \(unescaped: notify) FROM j
+        """
     }
 
     /// Sends running jobs whose lease has expired back to the queue, or fails

@@ -130,7 +130,9 @@ extension PostgresJobStore {
                 """))
     }
 
-    /// The worker saw `cancelRequested` and stopped: the job becomes cancelled.
+    /// The worker saw `cancelRequested` and stopped: the job becomes cancelled — unless a
+    /// new request revived it meanwhile (`request` clears the flag), when it is queued
+    /// again as `release` would, for a worker to run from the start.
     public func acknowledgeCancel(id: UUID, owner: String) async throws {
         try finished(
             id,
@@ -138,7 +140,13 @@ extension PostgresJobStore {
                 "acknowledge cancel",
                 """
                 WITH j AS (
-                    UPDATE jobs SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL
+                    UPDATE jobs SET
+                        state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+                        finished_at = CASE WHEN cancel_requested THEN now() END,
+                        lease_owner = CASE WHEN cancel_requested THEN lease_owner END,
+                        attempts = CASE WHEN cancel_requested THEN attempts ELSE greatest(attempts - 1, 0) END,
+                        step = CASE WHEN cancel_requested THEN step ELSE 0 END,
+                        lease_expires_at = NULL
                     WHERE id = \(id) AND lease_owner = \(owner) AND state = 'running'
                     RETURNING *
                 )

@@ -9,9 +9,11 @@
 /// Task { await store.run() }                    // owns the connection pool; cancel to shut down
 /// try await store.migrate()                     // idempotent; safe when many processes start at once
 ///
-/// // Producer: identical keys anywhere in the cluster are one job.
-/// let (job, outcome) = try await store.enqueue(NewJob(key: digest, kind: "filter", requestJSON: json,
-///                                                     modelDigest: model, priority: .interactive))
+/// // Producer: identical keys anywhere in the cluster are one job; each request for it is
+/// // a row of its own, and the job is cancelled when the last request is withdrawn.
+/// let (request, outcome) = try await store.request(NewJob(key: digest, kind: "filter", requestJSON: json,
+///                                                        modelDigest: model, priority: .interactive))
+/// _ = try await store.withdraw(request: request.id)
 ///
 /// // Worker: claim, report progress (which renews the lease), finish.
 /// let owner = PostgresJobStore.processOwner     // "hostname:pid"
@@ -114,6 +116,18 @@ public final class PostgresJobStore: Sendable {
         let logger = self.logger
         return try await withDeadline(configuration.operationTimeout, what) {
             try await client.query(query, logger: logger).collect()
+        }
+    }
+
+    /// Runs `body` in one transaction on one connection, within the operation timeout
+    /// (READ COMMITTED: each statement sees what committed before it began).
+    func transaction<T: Sendable>(
+        _ what: String, _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T
+    ) async throws -> T {
+        let client = self.client
+        let logger = self.logger
+        return try await withDeadline(configuration.operationTimeout, what) {
+            try await client.withTransaction(logger: logger) { connection in try await body(connection, logger) }
         }
     }
 

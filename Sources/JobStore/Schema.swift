@@ -53,7 +53,20 @@ enum Schema {
                 created_at   timestamptz NOT NULL DEFAULT now()
             )
             """,
-        ]
+        ],
+        // 2: requests for jobs. Identical requests are one job; each is a row here, and
+        // withdrawing the last one cancels the job (PostgresJobStore+Requests.swift).
+        [
+            """
+            CREATE TABLE job_requests (
+                id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                job_id       uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+                created_at   timestamptz NOT NULL DEFAULT now(),
+                withdrawn_at timestamptz
+            )
+            """,
+            "CREATE INDEX job_requests_waiting_idx ON job_requests (job_id) WHERE withdrawn_at IS NULL",
+        ],
     ]
 
     static var latestVersion: Int { migrations.count }

@@ -6,9 +6,16 @@ import Visualization
 
 public typealias JobState = JobStore.JobState
 
-/// What `GET /jobs/{id}` answers and each Server-Sent Event carries.
+/// What `GET /jobs/{id}` answers and each Server-Sent Event carries. `id` names one
+/// request for the job, not the job: identical requests are one job (`job`), and each
+/// requester cancels only its own interest (`DELETE /jobs/{id}`); the job stops when no
+/// request is left waiting for it.
 public struct JobStatus: Sendable, Codable, Equatable {
     public var id: String
+    /// The job computing this request, shared by every identical request.
+    public var job: String
+    /// Requests still waiting for the job (this one included unless it was withdrawn).
+    public var requesters: Int
     public var kind: String
     public var description: String
     public var priority: String
@@ -33,8 +40,13 @@ public struct JobStatus: Sendable, Codable, Equatable {
     /// Which run this is: above 1 when a process died holding the job and another took it.
     public var attempt: Int?
 
+    /// What a withdrawn request's status says, with `others` requests still waiting.
+    static func withdrawalReason(others: Int) -> String {
+        others == 0 ? "cancelled" : "withdrawn: the job goes on for the \(others) other request\(others == 1 ? "" : "s") waiting for it"
+    }
+
     enum CodingKeys: String, CodingKey {
-        case id, kind, description, priority, state, step, steps, loss, result, error
+        case id, job, requesters, kind, description, priority, state, step, steps, loss, result, error
         case createdAt = "created_at", startedAt = "started_at", finishedAt = "finished_at"
         case queuePosition = "queue_position", timedOut = "timed_out", worker, attempt
     }
@@ -55,7 +67,9 @@ public struct JobControl: Sendable {
 /// flight are computed once (single-flight, by content key); interactive jobs (one filter)
 /// go ahead of bulk ones (grids, pre-rendering); a full queue rejects with 429. A finished
 /// job's PNG goes into the result cache under its key before the job reports done, so the
-/// result URL answers from the cache.
+/// result URL answers from the cache. Each submission is a request with its own id: a
+/// cancel withdraws that request, and the job stops only when none is left, so one client
+/// cannot cancel what another waits for; a job being stopped is never joined.
 public final class JobQueue: Sendable {
     public struct Full: Error, CustomStringConvertible {
         public let queued: Int
@@ -76,7 +90,8 @@ public final class JobQueue: Sendable {
         let status: Mutex<JobStatus>
         let stopRequested = Atomic<Bool>(false)
         let deadline: Mutex<ContinuousClock.Instant?> = Mutex(nil)
-        let listeners = Mutex<[UUID: AsyncStream<JobStatus>.Continuation]>([:])
+        /// Subscribers, each with the request it follows (its events carry that id).
+        let listeners = Mutex<[UUID: (request: String, continuation: AsyncStream<JobStatus>.Continuation)]>([:])
 
         init(
             id: String, key: String, kind: String, status: JobStatus, uploadBytes: Int,
@@ -94,8 +109,11 @@ public final class JobQueue: Sendable {
     }
 
     private struct State {
-        /// Unfinished jobs by id; a finished one leaves only its status, in `finished`.
-        var jobs: [String: Job] = [:]
+        /// Unfinished jobs by the id of each request still waiting for them; a finished or
+        /// withdrawn request leaves only its status, in `finished`.
+        var requests: [String: Job] = [:]
+        /// The requests still waiting for each unfinished job, by job id.
+        var requesters: [String: Set<String>] = [:]
         var active: [String: Job] = [:]  // by key: queued or running
         var queued: [Job] = []  // in run order
         var running = 0
@@ -132,40 +150,49 @@ public final class JobQueue: Sendable {
 
     private func now() -> Double { Date().timeIntervalSince1970 }
 
-    /// Submits a job, or joins the identical one already queued or running.
-    /// A bulk job joined by an interactive request is promoted. `uploadBytes`: the size of
+    private static func newID() -> String {
+        String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16)).lowercased()
+    }
+
+    /// Submits a job, or joins the identical one already queued or running (not one being
+    /// stopped), as a new request: the status's `id` is the request's. A bulk job joined by
+    /// an interactive request is promoted. `uploadBytes`: the size of
     /// an upload `work` holds, released when the job finishes however it ends.
     public func submit(
         key: String, kind: String, description: String, result: String, priority: ComputePriority,
         steps: Int = 0, uploadBytes: Int = 0, work: @escaping @Sendable (JobControl) throws -> Data
     ) throws -> JobStatus {
-        let job: Job = try state.withLock { s in
+        let request: String = try state.withLock { s in
             guard s.accepting else { throw ShuttingDown() }
-            if let existing = s.active[key] {
+            let request = Self.newID()
+            if let existing = s.active[key], !existing.stopRequested.load(ordering: .relaxed) {
                 if priority < existing.priority, existing.status.withLock({ $0.state == .queued }) {
                     existing.status.withLock { $0.priority = priority.name }
                     s.queued.removeAll { $0 === existing }
                     insert(existing, into: &s.queued)
                 }
-                return existing
+                s.requests[request] = existing
+                s.requesters[existing.id, default: []].insert(request)
+                return request
             }
             guard s.queued.count < maxQueued else { throw Full(queued: s.queued.count) }
-            let id = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16)).lowercased()
+            let id = Self.newID()
             let status = JobStatus(
-                id: id, kind: kind, description: description, priority: priority.name, state: .queued,
+                id: id, job: id, requesters: 0, kind: kind, description: description, priority: priority.name, state: .queued,
                 step: 0, steps: steps, loss: nil, result: result, error: nil, createdAt: now(),
                 startedAt: nil, finishedAt: nil, queuePosition: nil, timedOut: false)
             let job = Job(id: id, key: key, kind: kind, status: status, uploadBytes: uploadBytes, work: work)
             s.uploadBytes += uploadBytes
             metrics.jobUploadBytes.set(to: Double(s.uploadBytes))
-            s.jobs[id] = job
+            s.requests[request] = job
+            s.requesters[id] = [request]
             s.active[key] = job
             insert(job, into: &s.queued)
             metrics.queueDepth.set(to: Double(s.queued.count))
-            return job
+            return request
         }
         startWaitingJobs()
-        return self.status(job.id)!
+        return self.status(request)!
     }
 
     private func insert(_ job: Job, into queue: inout [Job]) {
@@ -174,14 +201,23 @@ public final class JobQueue: Sendable {
         queue.insert(job, at: at)
     }
 
-    /// The job's status (with its place in the queue), or nil for an unknown id.
+    /// The status of the request `id` (its job's, with its place in the queue), or nil
+    /// for an unknown id.
     public func status(_ id: String) -> JobStatus? {
         state.withLock { s in
-            guard let job = s.jobs[id] else { return s.finished[id] }
-            var st = job.status.withLock { $0 }
+            guard let job = s.requests[id] else { return s.finished[id] }
+            var st = view(job.status.withLock { $0 }, as: id, in: s)
             if st.state == .queued { st.queuePosition = s.queued.firstIndex { $0 === job } }
             return st
         }
+    }
+
+    /// A job's status as the request `id` sees it.
+    private func view(_ st: JobStatus, as request: String, in s: State) -> JobStatus {
+        var st = st
+        st.id = request
+        st.requesters = s.requesters[st.job]?.count ?? 0
+        return st
     }
 
     public var counts: (queued: Int, running: Int) { state.withLock { ($0.queued.count, $0.running) } }
@@ -189,29 +225,49 @@ public final class JobQueue: Sendable {
     /// Bytes of uploads held by jobs that have not finished.
     public var heldUploadBytes: Int { state.withLock { $0.uploadBytes } }
 
-    /// Cancels a queued job at once, a running one at its next step. Returns the status,
-    /// or nil for an unknown id.
+    /// Withdraws the request `id`: its status says cancelled from now on; the job goes on
+    /// while other requests wait for it, and otherwise stops (a queued job at once, a
+    /// running one at its next step; a request arriving meanwhile starts a new job).
+    /// A finished request stays as it ended. nil for an unknown id.
     public func cancel(_ id: String) -> JobStatus? {
-        let queuedJob: Job? = state.withLock { s in
-            // A finished job (only its status is left) stays as it ended.
-            guard let job = s.jobs[id] else { return nil }
-            job.stopRequested.store(true, ordering: .relaxed)
-            if let i = s.queued.firstIndex(where: { $0 === job }) {
-                s.queued.remove(at: i)
-                s.active[job.key] = nil
-                metrics.queueDepth.set(to: Double(s.queued.count))
-                return job
+        let (withdrawn, stopped, queuedJob, listeners) = state.withLock {
+            s -> (JobStatus?, Job?, Job?, [AsyncStream<JobStatus>.Continuation]) in
+            guard let job = s.requests.removeValue(forKey: id) else { return (nil, nil, nil, []) }
+            s.requesters[job.id]?.remove(id)
+            let others = s.requesters[job.id]?.count ?? 0
+            var st = view(job.status.withLock { $0 }, as: id, in: s)
+            st.state = .cancelled
+            st.finishedAt = now()
+            st.queuePosition = nil
+            st.error = JobStatus.withdrawalReason(others: others)
+            s.finished.insert(st)
+            metrics.finishedJobBytes.set(to: Double(s.finished.bytes))
+            let listeners = job.listeners.withLock { l -> [AsyncStream<JobStatus>.Continuation] in
+                let mine = l.filter { $0.value.request == id }
+                for token in mine.keys { l[token] = nil }
+                return mine.values.map(\.continuation)
             }
-            return nil
+            guard others == 0 else { return (st, nil, nil, listeners) }
+            job.stopRequested.store(true, ordering: .relaxed)
+            if s.active[job.key] === job { s.active[job.key] = nil }
+            guard let i = s.queued.firstIndex(where: { $0 === job }) else { return (st, job, nil, listeners) }
+            s.queued.remove(at: i)
+            metrics.queueDepth.set(to: Double(s.queued.count))
+            return (st, job, job, listeners)
+        }
+        for l in listeners {
+            if let withdrawn { l.yield(withdrawn) }
+            l.finish()
         }
         if let queuedJob { finish(queuedJob, state: .cancelled, error: "cancelled before it started", timedOut: false) }
-        return status(id)
+        if stopped != nil { logger.debug("job \(stopped!.id) stopped: its last request was withdrawn") }
+        return withdrawn ?? status(id)
     }
 
     /// A stream of the job's status: the current one at once, then every change,
     /// ending after the final state. nil for an unknown id.
     public func updates(_ id: String) -> AsyncStream<JobStatus>? {
-        let (job, ended) = state.withLock { ($0.jobs[id], $0.finished[id]) }
+        let (job, ended) = state.withLock { ($0.requests[id], $0.finished[id]) }
         let (stream, continuation) = AsyncStream<JobStatus>.makeStream(bufferingPolicy: .bufferingNewest(64))
         guard let job else {
             guard let ended else { return nil }
@@ -222,7 +278,7 @@ public final class JobQueue: Sendable {
         let token = UUID()
         let current: JobStatus = job.listeners.withLock { listeners in
             let st = job.status.withLock { $0 }
-            if !st.state.isFinished { listeners[token] = continuation }
+            if !st.state.isFinished { listeners[token] = (id, continuation) }
             return st
         }
         continuation.yield(status(id) ?? current)
@@ -250,7 +306,14 @@ public final class JobQueue: Sendable {
 
     private func broadcast(_ job: Job, _ st: JobStatus) {
         let listeners = job.listeners.withLock { Array($0.values) }
-        for l in listeners { l.yield(st) }
+        guard !listeners.isEmpty else { return }
+        let count = state.withLock { $0.requesters[job.id]?.count ?? 0 }
+        for l in listeners {
+            var mine = st
+            mine.id = l.request
+            mine.requesters = count
+            l.continuation.yield(mine)
+        }
     }
 
     private func startWaitingJobs() {
@@ -318,25 +381,36 @@ public final class JobQueue: Sendable {
             defer { work = nil }
             return work != nil
         }
-        state.withLock { s in
+        let count: Int = state.withLock { s in
             if held {
                 s.uploadBytes -= job.uploadBytes
                 metrics.jobUploadBytes.set(to: Double(s.uploadBytes))
             }
             if s.active[job.key] === job { s.active[job.key] = nil }
-            // From here the job is its status: listeners hear it below, from `st`.
-            s.jobs[job.id] = nil
-            s.finished.insert(st)
+            // From here each request still waiting is the job's final status: listeners
+            // hear it below.
+            let requests = s.requesters.removeValue(forKey: job.id) ?? []
+            for request in requests {
+                s.requests[request] = nil
+                var mine = st
+                mine.id = request
+                mine.requesters = requests.count
+                s.finished.insert(mine)
+            }
             metrics.finishedJobBytes.set(to: Double(s.finished.bytes))
+            return requests.count
         }
-        let listeners = job.listeners.withLock { l -> [AsyncStream<JobStatus>.Continuation] in
+        let listeners = job.listeners.withLock { l -> [(request: String, continuation: AsyncStream<JobStatus>.Continuation)] in
             let all = Array(l.values)
             l.removeAll()
             return all
         }
         for l in listeners {
-            l.yield(st)
-            l.finish()
+            var mine = st
+            mine.id = l.request
+            mine.requesters = count
+            l.continuation.yield(mine)
+            l.continuation.finish()
         }
     }
 

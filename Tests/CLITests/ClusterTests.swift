@@ -111,7 +111,9 @@ private func stopAll(_ ps: [ServerProcess]) { for p in ps where p.process.isRunn
         async let onA = request(baseA + "/filters/stem_activation/31?steps=3&wait=0")
         async let onB = request(baseB + "/filters/stem_activation/31?steps=3&wait=0")
         let (ra, rb) = try await (onA, onB)
-        #expect(ra.header("Location") != nil && ra.header("Location") == rb.header("Location"), "one job id for one request")
+        let job = ra.json["job"] as? String
+        #expect(job != nil && job == rb.json["job"] as? String, "one job for one request")
+        #expect(ra.header("Location") != rb.header("Location"), "each request has its own id")
 
         // 24 distinct jobs, half submitted to each replica.
         var locations: [String] = []

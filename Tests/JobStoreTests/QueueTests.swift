@@ -17,10 +17,10 @@ extension JobStoreTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
         }
-        #expect(versions == [1, 1, 1, 1])
-        #expect(try database.psql("SELECT count(*) FROM convlens_schema_version") == "1")
+        #expect(versions == [2, 2, 2, 2])
+        #expect(try database.psql("SELECT count(*) FROM convlens_schema_version") == "2")
         let again = try await withStore(on: database) { try await $0.migrate() }
-        #expect(again == 1)
+        #expect(again == 2)
     }
 
     @Test func twentyFourJobsClaimedByThreeClaimersExactlyOnce() async throws {

@@ -63,9 +63,10 @@ import Visualization
             let (a, address) = try Self.filter(1)
             let first = try await jobs.submit(a, address: address, priority: .job)
             let again = try await jobs.submit(a, address: address, priority: .job)
-            #expect(again.id == first.id)
+            #expect(again.job == first.job && again.id != first.id, "one job, two requests")
+            #expect(again.requesters == 2)
             let (b, other) = try Self.filter(2)
-            #expect(try await jobs.submit(b, address: other, priority: .job).id != first.id)
+            #expect(try await jobs.submit(b, address: other, priority: .job).job != first.job)
         }
     }
 
@@ -100,6 +101,47 @@ import Visualization
             _ = try await jobs.cancel(running.id)
             #expect(try await status(jobs, running.id) { $0.state.isFinished }.state == .cancelled)
             #expect(renderer.kindsDrawn.isEmpty)
+        }
+    }
+
+    @Test(arguments: backends) func withdrawingOneRequestLeavesTheJobToTheOthers(_ kind: JobBackendKind) async throws {
+        try await withBackend(kind) { jobs, renderer, _ in
+            let (a, address) = try Self.filter(1)
+            let mine = try await jobs.submit(a, address: address, priority: .job)
+            let theirs = try await jobs.submit(a, address: address, priority: .job)
+            #expect(try await status(jobs, theirs.id) { $0.state == .running }.state == .running)
+            let stream = try #require(try await jobs.updates(mine.id))
+
+            let withdrawn = try #require(try await jobs.cancel(mine.id))
+            #expect(withdrawn.state == .cancelled && withdrawn.id == mine.id)
+            #expect(withdrawn.error?.contains("1 other request") == true, "\(withdrawn.error ?? "")")
+            var seen: [JobState] = []
+            for await st in stream { seen.append(st.state) }
+            #expect(seen.last == .cancelled, "the withdrawn request's events end with it: \(seen)")
+            let left = try #require(try await jobs.status(theirs.id))
+            #expect(left.state == .running && left.requesters == 1, "\(left)")
+            #expect(try await jobs.status(mine.id)?.state == .cancelled)
+
+            renderer.release()
+            #expect(try await status(jobs, theirs.id) { $0.state.isFinished }.state == .done)
+            #expect(renderer.kindsDrawn == ["filters"])
+            #expect(try await jobs.status(mine.id)?.state == .cancelled, "a withdrawn request stays withdrawn")
+        }
+    }
+
+    @Test(arguments: backends) func aRequestAfterTheLastWithdrawalGetsItsPictureNotTheDeadJob(_ kind: JobBackendKind) async throws {
+        try await withBackend(kind) { jobs, renderer, _ in
+            let (a, address) = try Self.filter(1)
+            let first = try await jobs.submit(a, address: address, priority: .job)
+            _ = try await status(jobs, first.id) { $0.state == .running }
+            #expect(try await jobs.cancel(first.id)?.state == .cancelled)
+            // At once: the job has not reached its next step yet.
+            let later = try await jobs.submit(a, address: address, priority: .job)
+            #expect(later.state != .cancelled && later.requesters == 1, "\(later)")
+            renderer.release()
+            let ended = try await status(jobs, later.id) { $0.state.isFinished }
+            #expect(ended.state == .done, "\(ended)")
+            #expect(try await jobs.status(first.id)?.state == .cancelled)
         }
     }
 

@@ -67,11 +67,17 @@ import Testing
         }
     }
 
+    /// Submits `url` without waiting and returns its request's location once the job runs.
+    func runningJob(_ client: TestHTTPClient, _ url: String) async throws -> String {
+        let r = try await client.get(url + "&wait=0")
+        let location = try #require(r.headers[.location], "\(r.status) \(r.text.prefix(200))")
+        try await waitUntil("the job to start") { try await client.get(location).json()["state"] as? String == "running" }
+        return location
+    }
+
     @Test func deleteCancelsARunningJob() async throws {
         try await withServer { _, client in
-            let r = try await client.get(Self.long + "&wait=0")
-            let location = try #require(r.headers[.location])
-            try await waitUntil("the job to start") { try await client.get(location).json()["state"] as? String == "running" }
+            let location = try await runningJob(client, Self.long)
             let d = try await client.execute(uri: location, method: .delete)
             #expect(d.status == .ok)
             var state = ""
@@ -89,18 +95,55 @@ import Testing
         }
     }
 
+    /// Two clients ask for the same filter (one job); one of them cancels: the other still
+    /// gets its picture (it got 503 job_cancelled when a DELETE ended the shared job).
+    @Test func oneRequestersDeleteLeavesTheOtherItsPicture() async throws {
+        try await withServer { _, client in
+            let url = "/filters/stem_activation/5?steps=300"
+            let aLocation = try await runningJob(client, url)
+            async let waiting = client.get(url + "&wait=120")
+            let b = try await client.get(url + "&wait=0")
+            let bLocation = try #require(b.headers[.location])
+            #expect(bLocation != aLocation)
+            let withdrawn = try await client.execute(uri: bLocation, method: .delete)
+            #expect(withdrawn.status == .ok)
+            #expect(try withdrawn.json()["state"] as? String == "cancelled")
+            let picture = try await waiting
+            #expect(picture.status == .ok, "\(picture.status) \(picture.text.prefix(200))")
+            #expect(picture.headers[.contentType] == "image/png")
+            #expect(try await client.get(aLocation).json()["state"] as? String == "done")
+            #expect(try await client.get(bLocation).json()["state"] as? String == "cancelled")
+        }
+    }
+
+    /// The last requester cancels and, before the job reaches its next step, asks again:
+    /// the answer is the picture, not the dying job's 503.
+    @Test func askingAgainRightAfterCancellingGetsThePicture() async throws {
+        try await withServer { _, client in
+            let url = "/filters/stem_activation/6?steps=200"
+            let location = try await runningJob(client, url)
+            _ = try await client.execute(uri: location, method: .delete)
+            let again = try await client.get(url + "&wait=120")
+            #expect(again.status == .ok, "\(again.status) \(again.text.prefix(200))")
+            #expect(again.headers[.contentType] == "image/png")
+        }
+    }
+
     @Test func identicalRequestsShareOneJob() async throws {
         try await withServer { service, client in
             async let a = client.get(Self.long + "&wait=0")
             async let b = client.get(Self.long + "&wait=0")
             let (ra, rb) = try await (a, b)
             #expect(ra.status == .accepted && rb.status == .accepted)
-            #expect(ra.headers[.location] == rb.headers[.location], "single-flight: one job for identical requests")
+            let job = try ra.json()["job"] as? String
+            #expect(try job != nil && job == rb.json()["job"] as? String, "single-flight: one job for identical requests")
+            #expect(ra.headers[.location] != rb.headers[.location], "each request has its own id")
+            #expect(try await client.get(rb.headers[.location]!).json()["requesters"] as? Int == 2)
             let other = try await client.get(Self.long + "&seed=1&wait=0")
-            #expect(other.headers[.location] != ra.headers[.location])
+            #expect(try other.json()["job"] as? String != job)
             let counts = try await service.jobs.counts()
             #expect(counts.queued + counts.running == 2)
-            for r in [ra, other] { _ = try await client.execute(uri: r.headers[.location]!, method: .delete) }
+            for r in [ra, rb, other] { _ = try await client.execute(uri: r.headers[.location]!, method: .delete) }
         }
     }
 
@@ -124,8 +167,8 @@ import Testing
             #expect(Int(rejected.headers[.retryAfter] ?? "") ?? 0 > 0)
             // A cached or identical request still gets through.
             let joined = try await client.get(Self.long + "&seed=2&wait=0")
-            #expect(joined.headers[.location] == queued.headers[.location])
-            for r in [running, queued] { _ = try await client.execute(uri: r.headers[.location]!, method: .delete) }
+            #expect(try joined.json()["job"] as? String == queued.json()["job"] as? String)
+            for r in [running, queued, joined] { _ = try await client.execute(uri: r.headers[.location]!, method: .delete) }
             try await client.expectHealthy()
         }
     }

@@ -67,28 +67,31 @@ final class PostgresJobs: JobBackend {
             let new = NewJob(
                 key: address.hex, kind: policy.kind, requestJSON: String(decoding: job.json, as: UTF8.self),
                 modelDigest: modelDigest, priority: policy.priority.jobPriority, maxAttempts: settings.maxAttempts)
-            return JobStatus(try await store.enqueue(new).job, kinds: kinds)
+            return JobStatus(try await store.request(new).request, kinds: kinds)
         }
     }
 
     func status(_ id: String) async throws -> JobStatus? {
         if let local = inProcess.status(id) { return local }
         guard let uuid = UUID(uuidString: id) else { return nil }
-        return try await unavailableAsJobs { try await store.status(id: uuid).map { JobStatus($0, kinds: kinds) } }
+        return try await unavailableAsJobs { try await store.request(id: uuid).map { JobStatus($0, kinds: kinds) } }
     }
 
     func cancel(_ id: String) async throws -> JobStatus? {
         if inProcess.status(id) != nil { return inProcess.cancel(id) }
         guard let uuid = UUID(uuidString: id) else { return nil }
         return try await unavailableAsJobs {
-            if case .notFound = try await store.cancel(id: uuid) { return nil }
-            return try await store.status(id: uuid).map { JobStatus($0, kinds: kinds) }
+            if case .notFound = try await store.withdraw(request: uuid) { return nil }
+            return try await store.request(id: uuid).map { JobStatus($0, kinds: kinds) }
         }
     }
 
     func updates(_ id: String) async throws -> AsyncStream<JobStatus>? {
         if inProcess.status(id) != nil { return inProcess.updates(id) }
-        guard let uuid = UUID(uuidString: id), let first = try await status(id) else { return nil }
+        guard let uuid = UUID(uuidString: id),
+            let first = try await unavailableAsJobs({ try await self.store.request(id: uuid) }).map({ JobStatus($0, kinds: self.kinds) })
+        else { return nil }
+        let job = UUID(uuidString: first.job) ?? uuid
         let (stream, continuation) = AsyncStream<JobStatus>.makeStream(bufferingPolicy: .bufferingNewest(64))
         continuation.yield(first)
         if first.state.isFinished {
@@ -99,8 +102,9 @@ final class PostgresJobs: JobBackend {
         let task = Task {
             var last = first
             while !Task.isCancelled {
-                await hub.waitForChange(of: uuid, timeout: .seconds(1))
-                guard let record = try? await store.status(id: uuid) else { continue }
+                // A withdrawal changes the request, not the job: the timeout notices it.
+                await hub.waitForChange(of: job, timeout: .seconds(1))
+                guard let record = try? await store.request(id: uuid) else { continue }
                 let now = JobStatus(record, kinds: kinds)
                 if now != last {
                     continuation.yield(now)
@@ -127,6 +131,19 @@ final class PostgresJobs: JobBackend {
 }
 
 extension JobStatus {
+    /// A request for a job row as `GET /jobs/{id}` shows it: a withdrawn one is cancelled
+    /// from its requester's side whatever the job does.
+    init(_ request: JobRequestRecord, kinds: JobKinds) {
+        self.init(request.job, kinds: kinds)
+        id = request.id.uuidString.lowercased()
+        requesters = request.requesters
+        if let withdrawn = request.withdrawnAt {
+            state = .cancelled
+            finishedAt = withdrawn.timeIntervalSince1970
+            error = JobStatus.withdrawalReason(others: request.requesters)
+        }
+    }
+
     /// A job row as `GET /jobs/{id}` shows it (what it computes comes from its request).
     init(_ r: JobRecord, kinds: JobKinds) {
         let policy = (try? kinds.decode(kind: r.kind, json: Data(r.requestJSON.utf8)))?.request.jobPolicy(
@@ -134,7 +151,8 @@ extension JobStatus {
         // Known from the request before a worker reports any (as the local queue shows it).
         let steps = r.steps == 0 ? policy?.steps ?? 0 : r.steps
         self.init(
-            id: r.id.uuidString.lowercased(), kind: r.kind, description: policy?.summary ?? r.kind,
+            id: r.id.uuidString.lowercased(), job: r.id.uuidString.lowercased(), requesters: 0, kind: r.kind,
+            description: policy?.summary ?? r.kind,
             priority: r.priority == .bulk ? "bulk" : (r.priority == .grid ? "grid" : "job"), state: r.state,
             step: r.step, steps: steps, loss: r.loss.map(Float.init), result: policy?.resultPath ?? "",
             error: r.error, createdAt: r.createdAt.timeIntervalSince1970, startedAt: r.startedAt?.timeIntervalSince1970,
