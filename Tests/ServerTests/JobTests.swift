@@ -100,10 +100,12 @@ import Testing
     @Test func oneRequestersDeleteLeavesTheOtherItsPicture() async throws {
         try await withServer { _, client in
             let url = "/filters/stem_activation/5?steps=300"
-            let aLocation = try await runningJob(client, url)
-            async let waiting = client.get(url + "&wait=120")
+            // Both ask at once (the job cannot finish in between, even on a loaded machine).
+            let a = try await client.get(url + "&wait=0")
             let b = try await client.get(url + "&wait=0")
-            let bLocation = try #require(b.headers[.location])
+            let aLocation = try #require(a.headers[.location], "\(a.status)")
+            let bLocation = try #require(b.headers[.location], "\(b.status)")
+            async let waiting = client.get(url + "&wait=120")
             #expect(bLocation != aLocation)
             let withdrawn = try await client.execute(uri: bLocation, method: .delete)
             #expect(withdrawn.status == .ok)
