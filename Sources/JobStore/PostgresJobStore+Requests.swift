@@ -72,37 +72,30 @@ extension PostgresJobStore {
     /// Withdraws the request `id` of an unfinished job; cancels the job when no other
     /// request waits for it (as `cancel` does).
     public func withdraw(request id: UUID) async throws -> WithdrawOutcome {
+        // Every statement's rows are collected before the next: leaving a row sequence
+        // unfinished inside a transaction can keep the connection waiting.
         try await transaction("withdraw") { [self] connection, logger in
-            var job: UUID?
-            for try await j in try await connection.query(
+            let withdrawn = try await connection.query(
                 """
                 UPDATE job_requests AS r SET withdrawn_at = now() FROM jobs AS j
                 WHERE r.id = \(id) AND r.withdrawn_at IS NULL AND j.id = r.job_id AND j.state IN ('queued', 'running')
                 RETURNING r.job_id
                 """, logger: logger
-            ).decode(UUID.self) {
-                job = j
-            }
-            guard let job else {
-                var exists = false
-                for try await _ in try await connection.query("SELECT 1 FROM job_requests WHERE id = \(id)", logger: logger) {
-                    exists = true
-                }
-                return exists ? .unchanged : .notFound
+            ).collect()
+            guard let job = try withdrawn.first?.decode(UUID.self) else {
+                let exists = try await connection.query("SELECT 1 FROM job_requests WHERE id = \(id)", logger: logger).collect()
+                return exists.isEmpty ? .notFound : .unchanged
             }
             // The job's row lock orders this count after any `request` adding to the job.
-            for try await _ in try await connection.query("SELECT id FROM jobs WHERE id = \(job) FOR UPDATE", logger: logger) {}
-            var others = 0
-            for try await n in try await connection.query(
+            _ = try await connection.query("SELECT id FROM jobs WHERE id = \(job) FOR UPDATE", logger: logger).collect()
+            let counted = try await connection.query(
                 "SELECT count(*) FROM job_requests WHERE job_id = \(job) AND withdrawn_at IS NULL", logger: logger
-            ).decode(Int.self) {
-                others = n
-            }
+            ).collect()
+            let others = try counted.first?.decode(Int.self) ?? 0
             guard others == 0 else { return .withdrawn(others: others) }
-            for try await state in try await connection.query(self.cancelStatement(job), logger: logger).decode((String, String).self) {
-                return .cancelled(state.0 == JobState.cancelled.rawValue ? .cancelled : .requested)
-            }
-            return .unchanged
+            let cancelled = try await connection.query(self.cancelStatement(job), logger: logger).collect()
+            guard let state = try cancelled.first?.decode((String, String).self) else { return .unchanged }
+            return .cancelled(state.0 == JobState.cancelled.rawValue ? .cancelled : .requested)
         }
     }
 }
