@@ -149,6 +149,7 @@ public final class Network: Sendable {
         var state = PlanRun(plan: plan, input: input, kept: kept)
         let branchWise = ComputeThreads.current == BranchSchedule.threads
         for stage in plan.schedule.stages {
+            try ComputeBoundary.cross()
             switch stage {
             case .step(let i):
                 try state.run(plan.steps[i])
@@ -212,6 +213,7 @@ public final class Network: Sendable {
         while id > to {
             defer { id -= 1 }
             guard up.contains(id), down.contains(id), let g = grads.removeValue(forKey: id) else { continue }
+            try ComputeBoundary.cross()
             let node = nodes[id]
             // The last node of a crossed chain whose inner output the trace does not hold:
             // one backward pass through the chain from this node's output.

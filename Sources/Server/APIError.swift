@@ -90,6 +90,12 @@ extension APIError {
             return APIError(.serviceUnavailable, "shutting_down", e.description)
         case let e as ComputeExecutor.Overloaded:
             return APIError(.tooManyRequests, "overloaded", e.description, headers: [.retryAfter: "\(e.retryAfterSeconds)"])
+        case let e as ComputeExecutor.ClientOverloaded:
+            return APIError(.tooManyRequests, "client_overloaded", e.description, headers: [.retryAfter: "2"])
+        case let e as ComputeExecutor.Cancelled where e.reason == ComputeExecutor.Cancelled.clientGone:
+            return clientClosed(e.description)
+        case let e as ComputeExecutor.Cancelled:
+            return APIError(.serviceUnavailable, "cancelled", e.description)
         case is NIOTooManyBytesError:
             // A chunked body past the limit (a Content-Length over it is refused before reading).
             return APIError(

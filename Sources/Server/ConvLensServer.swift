@@ -64,28 +64,30 @@ public enum ConvLensServer {
             metrics.cacheDiskFailures.increment()
             if firstOfRun { logger.warning("the result cache cannot write to disk (\(error)); results are kept in memory only") }
         }
-        let router = Router()
+        let router = Router(context: ServiceRequestContext.self)
         let routeTable = RouteTable()
         router.add(middleware: RequestLogMiddleware(metrics: service.metrics))
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: UploadLimitsMiddleware(limits: UploadLimits(maxFormParts: settings.maxFormParts)))
         router.add(middleware: StaticFileMiddleware(directory: settings.publicDir))
         router.add(middleware: MethodNotAllowedMiddleware(routes: routeTable))
-        let endpoints = Routes(service: service).register(on: router)
+        let maxConnections = connectionLimit(configured: settings.maxConnections, logger: logger)
+        let connections = Connections(
+            max: maxConnections, maxPerClient: min(settings.maxConnectionsPerClient, maxConnections),
+            trustedProxies: settings.trustedProxies, metrics: service.metrics)
+        let endpoints = Routes(service: service, connections: connections).register(on: router)
         routeTable.set(endpoints.map { ($0.method, $0.path) })
         registered?(endpoints.map { "\($0.method) \($0.path)" })
         var configuration = ApplicationConfiguration(
             address: .hostname(settings.host, port: settings.port),
             serverName: "ConvLens")
         configuration.backlog = 256
-        let limiter = ConnectionLimiter(
-            max: connectionLimit(configured: settings.maxConnections, logger: logger),
-            metrics: service.metrics)
         let idle = TimeAmount.nanoseconds(Int64(settings.idleTimeoutSeconds * 1e9))
         let bodyTimeout = settings.bodyTimeoutSeconds
         // Hummingbird's `.http1` with two additions at its child-channel setup: the
-        // connection limit (counted as each connection is set up; one over the limit gets a
-        // handler in front of the HTTP ones that answers 503 without parsing anything) and a
+        // connection limits (counted as each connection is set up; one over a limit gets a
+        // handler in front of the HTTP ones that answers 503 without parsing anything; one
+        // within them a handler that notes when its client hangs up) and a
         // per-request body deadline (a handler after the HTTP decoder, so it sees request
         // heads and ends).
         let server = HTTPServerBuilder { responder in
@@ -95,7 +97,7 @@ public enum ConvLensServer {
                     configuration: .init(
                         additionalChannelHandlers: [BodyDeadlineHandler(seconds: bodyTimeout), ParseErrorBodyHandler()],
                         idleTimeout: idle)),
-                limiter: limiter)
+                connections: connections)
         }
         return Application(
             responder: HeadResponder(base: router.buildResponder(), routes: routeTable),
@@ -150,10 +152,14 @@ extension ConvLensServer {
         service: ConvLensService, logger: Logger,
         onRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) async throws {
-        let group = ServiceGroup(
-            services: services(service: service, logger: logger, onRunning: onRunning),
+        var configuration = ServiceGroupConfiguration(
+            services: services(service: service, logger: logger, onRunning: onRunning).map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        // A backstop under any load: past the grace and a few seconds, what is still
+        // running (a request the compute threads could not stop) is cancelled.
+        configuration.maximumGracefulShutdownDuration = .milliseconds(Int64((service.settings.shutdownGraceSeconds + 4) * 1000))
+        let group = ServiceGroup(configuration: configuration)
+        try? await group.run()
         await service.drain()
         logger.info("stopped; results are on disk at \(service.cache.directory?.path ?? "(memory only)")")
     }
@@ -185,6 +191,7 @@ struct ShutdownService: Service {
             logger.info("gallery: queued \(n) filter grid(s) at bulk priority")
         }
         try? await gracefulShutdown()
+        SecondSignal.install(service: service, logger: logger)
         let counts = (try? await service.jobs.counts()) ?? JobCounts(queued: 0, running: 0)
         logger.info(
             "shutting down: \(counts.running) running and \(counts.queued) queued job(s); running jobs get up to \(service.settings.shutdownGraceSeconds) s; /readyz answers 503 meanwhile"
@@ -194,30 +201,35 @@ struct ShutdownService: Service {
     }
 }
 
-// MARK: - Connection limits
-
-/// Counts open connections; one over `max` is refused.
-final class ConnectionLimiter: Sendable {
-    let max: Int
-    let metrics: ServerMetrics
-    private let open = Atomic<Int>(0)
-
-    init(max: Int, metrics: ServerMetrics) {
-        self.max = max
-        self.metrics = metrics
-    }
-
-    /// Takes a slot, or says there is none.
-    func tryOpen() -> Bool {
-        if open.wrappingAdd(1, ordering: .relaxed).newValue > max {
-            open.wrappingSubtract(1, ordering: .relaxed)
-            return false
+/// After the first SIGTERM/SIGINT, a second one ends the process at once: the jobs this
+/// process runs for the cluster are handed back (for at most two seconds), then it exits
+/// with status 1, without waiting for the grace period.
+enum SecondSignal {
+    /// Watches for the second signal for the rest of the process's life.
+    static func install(service: ConvLensService, logger: Logger) {
+        let queue = DispatchQueue(label: "convlens-second-signal")
+        let sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+        for source in sources {
+            source.setEventHandler {
+                logger.warning("second signal: exiting now, without the rest of the grace period")
+                let handedBack = DispatchSemaphore(value: 0)
+                Task {
+                    await service.releaseClusterJobs()
+                    handedBack.signal()
+                }
+                _ = handedBack.wait(timeout: .now() + 2)
+                exit(1)
+            }
+            source.resume()
         }
-        return true
+        watching = sources
     }
 
-    func closed() { open.wrappingSubtract(1, ordering: .relaxed) }
+    // Set once, by the one shutdown; kept so the sources live as long as the process.
+    nonisolated(unsafe) private static var watching: [any DispatchSourceSignal] = []
 }
+
+// MARK: - Connection limits
 
 /// Hummingbird's HTTP/1 child channel behind a connection limit. A connection over the
 /// limit gets a fixed 503 and is closed before any HTTP handler exists, so refusing costs
@@ -232,32 +244,42 @@ final class ConnectionLimiter: Sendable {
 struct LimitedHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let http1: HTTP1Channel
-    let limiter: ConnectionLimiter
+    let connections: Connections
 
-    static let refusal: ByteBuffer = {
-        let body =
-            #"{"detail":"the server has too many open connections (server.max_connections); try again shortly","error":"too_many_connections"}"#
-            + "\n"
+    static func refusal(_ detail: String) -> ByteBuffer {
+        let body = #"{"detail":"\#(detail)","error":"too_many_connections"}"# + "\n"
         return ByteBuffer(
             string: "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
                 + "Content-Length: \(body.utf8.count)\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body)
-    }()
+    }
+    static let refusals: [Connections.Refusal: ByteBuffer] = [
+        .tooMany: refusal("the server has too many open connections (server.max_connections); try again shortly"),
+        .tooManyFromClient: refusal(
+            "your address has too many open connections (server.max_connections_per_client); close idle ones or try again shortly"),
+    ]
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        guard limiter.tryOpen() else {
-            limiter.metrics.connectionsRefused.increment()
-            logger.debug("refused a connection: server.max_connections (\(limiter.max)) are open")
+        let connection: Connections.Connection
+        switch connections.open(channel) {
+        case .failure(let refused):
+            connections.metrics.connectionsRefused.increment()
+            logger.debug("refused a connection: \(refused.kind)")
             // The setup must succeed: NIO registers an accepted channel only after it, and a
             // failed setup would leave the socket open and unanswered. A handler in front of
             // the HTTP ones answers the 503 and closes as soon as the channel is active.
             return http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
-                try channel.pipeline.syncOperations.addHandler(RefuseHandler(), position: .first)
+                try channel.pipeline.syncOperations.addHandler(RefuseHandler(Self.refusals[refused.kind]!), position: .first)
                 return value
             }
+        case .success(let opened):
+            connection = opened
         }
-        let limiter = self.limiter
-        channel.closeFuture.whenComplete { _ in limiter.closed() }
-        return http1.setup(channel: channel, logger: logger)
+        let connections = self.connections
+        channel.closeFuture.whenComplete { _ in connections.closed(channel) }
+        return http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            try channel.pipeline.syncOperations.addHandler(HangUpHandler(connection), position: .first)
+            return value
+        }
     }
 
     /// Writes the fixed 503 straight to the socket, closes, and drops whatever the client sent.
@@ -265,6 +287,8 @@ struct LimitedHTTP1Channel: ServerChildChannel {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         private var refused = false
+        private let answer: ByteBuffer
+        init(_ answer: ByteBuffer) { self.answer = answer }
 
         func handlerAdded(context: ChannelHandlerContext) {
             if context.channel.isActive { refuse(context) }
@@ -280,7 +304,7 @@ struct LimitedHTTP1Channel: ServerChildChannel {
             guard !refused else { return }
             refused = true
             let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(LimitedHTTP1Channel.refusal)).whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(answer)).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 
@@ -408,6 +432,7 @@ struct WorkerShutdown: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
+        SecondSignal.install(service: service, logger: logger)
         logger.info("worker shutting down: running jobs get up to \(service.settings.shutdownGraceSeconds) s, then go back to the queue")
         service.beginDrain()
     }

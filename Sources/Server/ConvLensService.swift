@@ -79,7 +79,9 @@ public final class ConvLensService: Sendable {
         datasetIndex = DatasetIndexStore(settings: settings, logger: logger)
         executor = ComputeExecutor(
             threads: settings.computeThreads, ompThreads: settings.ompThreads,
-            maxPending: settings.maxPendingComputations)
+            maxPending: settings.maxPendingComputations, maxPendingCostPerClient: settings.maxPendingCostPerClient,
+            jobShare: settings.jobShare, quantumSeconds: settings.quantumMilliseconds / 1000,
+            events: { [metrics] in metrics.recordCompute($0) })
         cache = ResultCache(
             capacityBytes: settings.memoryCacheBytes,
             directory: settings.cacheDir.isEmpty
@@ -138,12 +140,24 @@ public final class ConvLensService: Sendable {
             guard task == nil else { return }
             ready.store(false, ordering: .relaxed)
             let (jobs, cluster, executor, grace) = (self.jobs, self.cluster, self.executor, settings.shutdownGraceSeconds)
+            // New computations are refused at once; the admitted interactive ones get the
+            // grace period, then stop at their next boundary, so the HTTP server's wait for
+            // requests in flight ends with it whatever the load.
+            executor.shutdown()
+            Task {
+                try? await Task.sleep(for: .milliseconds(Int64(grace * 1000)))
+                executor.cancelInteractive("the server is shutting down (jobs.shutdown_grace_seconds passed)")
+            }
             task = Task {
                 await jobs.shutdown(deadline: grace)
                 await cluster?.shutdown(grace: grace)
-                executor.shutdown()
             }
         }
+    }
+
+    /// Hands the cluster jobs this process runs back to the queue at once (a second signal).
+    func releaseClusterJobs() async {
+        await cluster?.shutdown(grace: 0)
     }
 
     /// Shuts down (starting the drain if nothing has) and waits until it is done.

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import JobStore
 import Logging
@@ -117,6 +118,7 @@ public final class JobQueue: Sendable {
         var active: [String: Job] = [:]  // by key: queued or running
         var queued: [Job] = []  // in run order
         var running = 0
+        var runningPriorities: [ComputePriority] = []
         var finished: FinishedJobs
         var accepting = true
         /// Upload bytes the unfinished jobs hold.
@@ -297,8 +299,9 @@ public final class JobQueue: Sendable {
             return s
         }
         broadcast(job, st)
-        // Let interactive requests waiting for a compute thread run between steps.
-        executor.runWaitingInteractive()
+        // A step is a boundary: more deserving work may take the slot here (the job resumes
+        // where it stopped); stopped by the executor, the job ends as if cancelled.
+        do { try ComputeBoundary.cross() } catch { return false }
         if job.stopRequested.load(ordering: .relaxed) { return false }
         if let deadline = job.deadline.withLock({ $0 }), clock.now > deadline { return false }
         return true
@@ -318,8 +321,13 @@ public final class JobQueue: Sendable {
 
     private func startWaitingJobs() {
         while let job = state.withLock({ s -> Job? in
-            guard s.running < workers, !s.queued.isEmpty else { return nil }
+            guard let head = s.queued.first else { return nil }
+            // One job more urgent than every running one starts beside them: it takes the
+            // compute slot at their next step, and they resume when it is done.
+            let preempts = s.running == workers && s.runningPriorities.allSatisfy { head.priority < $0 }
+            guard s.running < workers || preempts else { return nil }
             s.running += 1
+            s.runningPriorities.append(head.priority)
             let job = s.queued.removeFirst()
             metrics.queueDepth.set(to: Double(s.queued.count))
             metrics.runningJobs.set(to: Double(s.running))
@@ -357,6 +365,9 @@ public final class JobQueue: Sendable {
             } else {
                 finish(job, state: .cancelled, error: "cancelled", timedOut: false)
             }
+        } catch is ComputeExecutor.Stopped {
+            // The shutdown began before this job reached a compute slot: it never started.
+            finish(job, state: .cancelled, error: "the server is shutting down", timedOut: false)
         } catch {
             logger.error("job \(job.id) (\(job.kind)) failed: \(error)")
             finish(job, state: .failed, error: APIError.from(error).detail, timedOut: false)
@@ -364,6 +375,7 @@ public final class JobQueue: Sendable {
         metrics.recordJob(kind: job.kind, state: job.status.withLock { $0.state.rawValue }, duration: clock.now - started)
         state.withLock { s in
             s.running -= 1
+            if let i = s.runningPriorities.firstIndex(of: job.priority) { s.runningPriorities.remove(at: i) }
             metrics.runningJobs.set(to: Double(s.running))
         }
         startWaitingJobs()

@@ -81,6 +81,30 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Jobs claimed by this process's workers (the cluster backend).
+    func recordCompute(_ event: ComputeExecutor.Event) {
+        switch event {
+        case .stopped(let reason):
+            let why =
+                reason == ComputeExecutor.Cancelled.clientGone
+                ? "client_gone" : reason.contains("shutting down") ? "shutdown" : "cancelled"
+            registry.makeCounter(
+                name: "convlens_computations_stopped_total", labels: [("reason", why)],
+                help:
+                    "Computations stopped before their end: the client hung up, the request was cancelled, or the shutdown's grace passed."
+            ).increment()
+        case .yielded:
+            registry.makeCounter(
+                name: "convlens_compute_yields_total",
+                help: "Times a running computation handed its compute slot to a more deserving waiter at a boundary."
+            ).increment()
+        case .clientOverloaded:
+            registry.makeCounter(
+                name: "convlens_client_overloaded_total",
+                help: "Computations refused with 429 client_overloaded (compute.max_pending_per_client)."
+            ).increment()
+        }
+    }
+
     func recordClaim() {
         registry.makeCounter(name: "convlens_job_claims_total", help: "Jobs this process's workers claimed.").increment()
     }

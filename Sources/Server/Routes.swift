@@ -11,6 +11,7 @@ import Visualization
 /// response; no picture is made here.
 struct Routes: Sendable {
     let service: ConvLensService
+    let connections: Connections
 
     var settings: ServerSettings { service.settings }
     var session: ModelSession { service.session }
@@ -23,11 +24,11 @@ struct Routes: Sendable {
 
     /// Registers every route; returns them, so a test can check each is documented.
     @discardableResult
-    func register(on router: Router<BasicRequestContext>) -> [Endpoint] {
+    func register(on router: Router<ServiceRequestContext>) -> [Endpoint] {
         var endpoints: [Endpoint] = []
         func add(
             _ method: HTTPRequest.Method, _ path: String,
-            _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response
+            _ handler: @escaping @Sendable (Request, ServiceRequestContext) async throws -> Response
         ) {
             router.on(RouterPath(path), method: method, use: handler)
             endpoints.append(Endpoint(method: method.rawValue, path: path))
@@ -36,13 +37,13 @@ struct Routes: Sendable {
         add(.get, "/readyz") { _, _ in try await readiness() }
         add(.get, "/metrics") { _, _ in await metrics() }
         add(.get, "/api/model") { _, _ in try model() }
-        add(.post, "/api/predict") { request, _ in try await predict(request) }
-        add(.post, "/heatmap") { request, _ in try await heatmap(request) }
-        add(.post, "/heatmap/compare") { request, _ in try await compare(request) }
+        add(.post, "/api/predict") { request, context in try await predict(request, context) }
+        add(.post, "/heatmap") { request, context in try await heatmap(request, context) }
+        add(.post, "/heatmap/compare") { request, context in try await compare(request, context) }
         add(.get, "/heatmap/compare/:address") { request, context in
             try await comparison(request, address: context.parameters.get("address")!)
         }
-        add(.post, "/activations") { request, _ in try await activations(request) }
+        add(.post, "/activations") { request, context in try await activations(request, context) }
         // A nested layer's path (`vgg16/block5_conv3`) travels as one segment, its "/" as %2F.
         @Sendable func layerParameter(_ context: some RequestContext) -> String {
             let raw = context.parameters.get("layer")!
@@ -192,29 +193,40 @@ struct Routes: Sendable {
 
     // MARK: - Predictions, heatmaps, activations
 
-    func predict(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).predictRequest())
+    func predict(_ request: Request, _ context: ServiceRequestContext) async throws -> Response {
+        try await renderUpload(request, context, Query(request).predictRequest())
     }
 
-    func heatmap(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).heatmapRequest())
+    func heatmap(_ request: Request, _ context: ServiceRequestContext) async throws -> Response {
+        try await renderUpload(request, context, Query(request).heatmapRequest())
     }
 
-    func activations(_ request: Request) async throws -> Response {
-        try await renderUpload(request, Query(request).activationsRequest())
+    func activations(_ request: Request, _ context: ServiceRequestContext) async throws -> Response {
+        try await renderUpload(request, context, Query(request).activationsRequest())
+    }
+
+    /// Who a computation for this request is for: its client (fair shares and the
+    /// per-client limit count by it), its cost in model passes, and whether the client
+    /// is still connected (it stops at its next boundary once not).
+    func origin(_ request: Request, _ context: ServiceRequestContext, passes: Int = 1) -> ComputeOrigin {
+        let connection = connections.connection(of: context.channel)
+        return ComputeOrigin(client: connections.client(of: request, channel: context.channel), cost: passes) {
+            connection?.hungUp ?? false
+        }
     }
 
     /// A request on an uploaded image: made canonical (once) and its cost checked before
     /// the body is read, then hashed and rendered on the compute threads. The result's
     /// content address (model, canonical request, image) is its ETag; a matching
     /// If-None-Match is answered 412 before rendering.
-    func renderUpload(_ request: Request, _ typed: some RenderRequest) async throws -> Response {
+    func renderUpload(_ request: Request, _ context: ServiceRequestContext, _ typed: some RenderRequest) async throws -> Response {
         let (service, renderer, limits) = (self.service, service.renderer, service.limits)
         let canonical = try typed.canonical(for: session)
         try canonical.checkCost(on: session, limits: limits)
+        let origin = origin(request, context, passes: try canonical.passes(on: session))
         let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
         let known = entityTags(request)
-        let (address, rendered) = try await service.executor.run(.interactive) { () -> (ContentAddress, Rendered) in
+        let (address, rendered) = try await service.executor.run(.interactive, origin: origin) { () -> (ContentAddress, Rendered) in
             let address = service.address(of: canonical, image: SHA256Digest.hex([image]))
             if known.matches(address.etag) { throw Self.preconditionFailed(address.etag) }
             return (address, try renderer.render(canonical: canonical, input: .image(image), limits: limits) { _ in true })
@@ -228,12 +240,12 @@ struct Routes: Sendable {
     /// `result` is where the document will be), or 200 with the document when it is stored.
     /// The request and its cost are checked, and the image decoded once, before anything is
     /// queued, so bad input is the caller's 400/404/413/415/422 and never a failed job.
-    func compare(_ request: Request) async throws -> Response {
+    func compare(_ request: Request, _ context: ServiceRequestContext) async throws -> Response {
         let canonical = try Query(request).compareRequest().canonical(for: session)
         let (service, session, limits) = (self.service, self.session, service.limits)
         try canonical.checkCost(on: session, limits: limits)
         let image = try await UploadedImage.read(request, maxBytes: settings.maxBodyBytes)
-        let address = try await service.executor.run(.interactive) { () -> ContentAddress in
+        let address = try await service.executor.run(.interactive, origin: origin(request, context)) { () -> ContentAddress in
             _ = try session.prepare(.image(image), limits: limits)
             return service.address(of: canonical, image: SHA256Digest.hex([image]))
         }

@@ -32,6 +32,12 @@ public struct ServerSettings: Sendable {
     public var bodyTimeoutSeconds = 30.0
     /// Open connections at once; a connection beyond it gets 503 and is closed at once.
     public var maxConnections = 1024
+    /// Open connections one client (address) may have at once, below `maxConnections`, so
+    /// one client's idle or slow sockets cannot take every slot.
+    public var maxConnectionsPerClient = 64
+    /// Proxies (their addresses) whose `X-Forwarded-For` names the client: a request from
+    /// one of them is counted against the last address in that header that is not a proxy.
+    public var trustedProxies: [String] = []
     /// Parts a multipart/form-data body may have (413 beyond).
     public var maxFormParts = 64
 
@@ -46,6 +52,15 @@ public struct ServerSettings: Sendable {
     public var ompThreads = 0
     /// Interactive computations waiting for a compute thread before new ones get 429.
     public var maxPendingComputations = 16
+    /// Model passes one client's interactive computations in flight may cost beyond the
+    /// first one (a Score-CAM at the bundled model's default layer is 1,281); more get 429.
+    public var maxPendingCostPerClient = 4096
+    /// The share of compute time jobs get while interactive requests also wait (and the
+    /// rest for those): neither a stream of predictions stops a grid nor a grid the predictions.
+    public var jobShare = 0.4
+    /// Milliseconds a computation keeps a compute slot before it hands it on, at its next
+    /// boundary (a stage of a model pass, a step of a job), to more deserving work.
+    public var quantumMilliseconds = 10.0
     /// Memory one request may hold at its peak (`MemoryEstimate`: a filter grid's
     /// activations kept for the backward pass × count × size², its optimiser state and
     /// result), checked before it is queued; dearer requests get 422 too_costly.
@@ -154,10 +169,16 @@ public struct ServerSettings: Sendable {
         bodyTimeoutSeconds = c.double(forKey: "server.body_timeout_seconds", default: d.bodyTimeoutSeconds)
         maxConnections = c.int(forKey: "server.max_connections", default: d.maxConnections)
         maxFormParts = c.int(forKey: "server.max_form_parts", default: d.maxFormParts)
+        maxConnectionsPerClient = c.int(forKey: "server.max_connections_per_client", default: d.maxConnectionsPerClient)
+        trustedProxies = c.string(forKey: "server.trusted_proxies", default: "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         modelPath = c.string(forKey: "model.path", default: d.modelPath)
         computeThreads = c.int(forKey: "compute.threads", default: d.computeThreads)
         ompThreads = c.int(forKey: "compute.omp_threads", default: d.ompThreads)
         maxPendingComputations = c.int(forKey: "compute.max_pending", default: d.maxPendingComputations)
+        maxPendingCostPerClient = c.int(forKey: "compute.max_pending_per_client", default: d.maxPendingCostPerClient)
+        jobShare = c.double(forKey: "compute.job_share", default: d.jobShare)
+        quantumMilliseconds = c.double(forKey: "compute.quantum_ms", default: d.quantumMilliseconds)
         maxRequestBytes = c.int(forKey: "compute.max_request_bytes", default: d.maxRequestBytes)
         filterNumerics = Numerics(rawValue: c.string(forKey: "compute.numerics", default: d.filterNumerics?.rawValue ?? ""))
         jobWorkers = c.int(forKey: "jobs.workers", default: d.jobWorkers)
@@ -199,10 +220,18 @@ public struct ServerSettings: Sendable {
         try need(idleTimeoutSeconds > 0 && idleTimeoutSeconds <= 86_400, "server.idle_timeout_seconds", "must be in (0, 86400]")
         try need(bodyTimeoutSeconds > 0 && bodyTimeoutSeconds <= 86_400, "server.body_timeout_seconds", "must be in (0, 86400]")
         try need((1...1_000_000).contains(maxConnections), "server.max_connections", "must be in 1...1000000, got \(maxConnections)")
+        try need(
+            (1...1_000_000).contains(maxConnectionsPerClient), "server.max_connections_per_client",
+            "must be in 1...1000000, got \(maxConnectionsPerClient)")
         try need((1...100_000).contains(maxFormParts), "server.max_form_parts", "must be in 1...100000, got \(maxFormParts)")
         try need((1...64).contains(computeThreads), "compute.threads", "must be in 1...64, got \(computeThreads)")
         try need((0...256).contains(ompThreads), "compute.omp_threads", "must be in 0...256, got \(ompThreads)")
         try need(maxPendingComputations >= 1, "compute.max_pending", "must be at least 1")
+        try need(maxPendingCostPerClient >= 1, "compute.max_pending_per_client", "must be at least 1")
+        try need(jobShare >= 0.05 && jobShare <= 0.95, "compute.job_share", "must be in 0.05...0.95, got \(jobShare)")
+        try need(
+            quantumMilliseconds >= 0 && quantumMilliseconds <= 10_000, "compute.quantum_ms",
+            "must be in 0...10000, got \(quantumMilliseconds)")
         try need(maxRequestBytes >= 0, "compute.max_request_bytes", "must be ≥ 0 (0: half the memory per job worker)")
         try need(filterNumerics != nil, "compute.numerics", "must be exact or fast")
         try need((0...64).contains(jobWorkers), "jobs.workers", "must be in 0...64, got \(jobWorkers)")

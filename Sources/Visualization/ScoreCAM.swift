@@ -47,6 +47,8 @@ extension Network {
         var lo = [Float](repeating: 0, count: c)
         var hi = [Float](repeating: 0, count: c)
         for ch in 0..<c {
+            // Upsampling 1,280 maps takes long enough that it must be interruptible too.
+            try ComputeBoundary.cross()
             let m = try upsampled(ch)
             lo[ch] = m.min()!
             hi[ch] = m.max()!
@@ -58,6 +60,7 @@ extension Network {
         for chunk in chunks(live, of: batchSize) {
             var batch = [Float](repeating: 0, count: chunk.count * pixels * inC)
             for (n, ch) in chunk.enumerated() {
+                try ComputeBoundary.cross()
                 let scale = 1 / (hi[ch] - lo[ch])
                 let mask = try upsampled(ch)
                 for p in 0..<pixels {

@@ -44,6 +44,61 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         #expect(server.output.contains("stopped; results are on disk"))
     }
 
+    /// Load that used to keep the process alive for 90 s after SIGTERM (a 20 s grace): two
+    /// Score-CAMs of 1,281 passes in flight and a filter job. Now the interactive work stops
+    /// at the end of the grace, the job goes back, and the process is gone within grace + 5 s;
+    /// a second signal ends it at once.
+    @Test(.timeLimit(.minutes(5)), arguments: [false, true])
+    func underLoadSIGTERMEndsTheProcessWithinTheGraceAndASecondSignalAtOnce(secondSignal: Bool) async throws {
+        let grace = secondSignal ? 60.0 : 2.0
+        let server = try ServerProcess(
+            ["--port", "0", "--cache-dir", scratchURL("sigterm-load").path],
+            environment: ["CONVLENS_JOBS_SHUTDOWN_GRACE_SECONDS": "\(Int(grace))", "CONVLENS_COMPUTE_THREADS": "1"])
+        defer { if server.process.isRunning { server.process.terminate() } }
+        let port = try await server.waitForPort()
+        let (accepted, _, _) = try await get("http://127.0.0.1:\(port)/filters/block2a_expand_activation/1?steps=1000&wait=0")
+        #expect(accepted == 202)
+        let image = try Data(contentsOf: root.appendingPathComponent("public/samples/chelsea.png"))
+        let load = (0..<2).map { _ in
+            Task {
+                var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/heatmap?method=scorecam")!)
+                request.httpMethod = "POST"
+                request.setValue("image/png", forHTTPHeaderField: "Content-Type")
+                request.httpBody = image
+                request.timeoutInterval = 600
+                _ = try? await URLSession.shared.data(for: request)
+            }
+        }
+        defer { for task in load { task.cancel() } }
+        var busy = false
+        for _ in 0..<600 where !busy {
+            let (_, body, _) = try await get("http://127.0.0.1:\(port)/readyz")
+            let ready = try JSONSerialization.jsonObject(with: body) as? [String: Any] ?? [:]
+            busy = (ready["running_computations"] as? Int ?? 0) + (ready["pending_computations"] as? Int ?? 0) >= 2
+            if !busy { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(busy, "the Score-CAMs are in flight")
+
+        let signalled = ContinuousClock.now
+        kill(server.process.processIdentifier, SIGTERM)
+        if secondSignal {
+            try await Task.sleep(for: .seconds(1))
+            #expect(server.process.isRunning, "the first signal waits for the grace")
+            kill(server.process.processIdentifier, SIGTERM)
+        }
+        let limit = secondSignal ? 1 + 5 : grace + 5
+        let code = try await server.waitForExit(timeout: 120)
+        let took = ContinuousClock.now - signalled
+        print("under load: exited \(took) after SIGTERM\(secondSignal ? " and a second one a second later" : "") (grace \(grace) s)")
+        #expect(code != nil)
+        #expect(took < .seconds(limit), "exited \(took) after SIGTERM (limit \(limit) s)\n\(server.output.suffix(2000))")
+        if secondSignal {
+            #expect(code == 1 && server.output.contains("second signal: exiting now"), "\(server.output.suffix(2000))")
+        } else {
+            #expect(code == 0, "\(server.output.suffix(2000))")
+        }
+    }
+
     @Test func aMissingOrBrokenModelStopsStartUpWithAClearMessage() async throws {
         let missing = try ServerProcess(["--port", "0", "--model", "/nonexistent/model.h5"])
         #expect(try await missing.waitForExit(timeout: 30) == 2)

@@ -39,8 +39,9 @@ import Visualization
         let renderer = StubRenderer(holdingJobs: true)
         let service = try ConvLensService(
             settings: settings, session: bundled.session, modelDigest: bundled.digest, renderer: renderer)
-        // The cluster migrates in the background: wait until it answers.
-        let ready = ContinuousClock.now + .seconds(60)
+        // The cluster migrates in the background: wait until it answers (at the start of a
+        // full run on two loaded cores, migrating and the first probe took over 60 s).
+        let ready = ContinuousClock.now + .seconds(180)
         while service.unreadiness != nil, ContinuousClock.now < ready { try await Task.sleep(for: .milliseconds(50)) }
         #expect(service.unreadiness == nil)
         try await renderer.releasing(service) { try await test(service.jobs, renderer, service) }
@@ -48,7 +49,7 @@ import Visualization
 
     /// Polls the job until `accept` holds (the cluster's worker claims in its own time).
     func status(
-        _ jobs: any JobBackend, _ id: String, within seconds: Double = 30, where accept: (JobStatus) -> Bool
+        _ jobs: any JobBackend, _ id: String, within seconds: Double = 90, where accept: (JobStatus) -> Bool
     ) async throws -> JobStatus {
         let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         while true {

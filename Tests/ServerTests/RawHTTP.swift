@@ -12,21 +12,32 @@ import Testing
 final class RawConnection: @unchecked Sendable {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// Connects to the server on 127.0.0.1, from `source` when given (another loopback
+    /// address, so the server sees another client).
+    init(port: Int, from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
-            let e = errno
+        do {
+            if let source { try Self.call(fd, address: source, port: 0, bind) }
+            try Self.call(fd, address: "127.0.0.1", port: port, connect)
+        } catch {
             Glibc.close(fd)
-            throw POSIXError(POSIXErrorCode(rawValue: e) ?? .EIO)
+            throw error
         }
+    }
+
+    /// `bind` or `connect` of `fd` to an IPv4 address and port.
+    private static func call(
+        _ fd: Int32, address: String, port: Int, _ call: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32
+    ) throws {
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = in_port_t(UInt16(port).bigEndian)
+        a.sin_addr.s_addr = inet_addr(address)
+        let result = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     }
 
     deinit { Glibc.close(fd) }
@@ -83,6 +94,9 @@ final class RawConnection: @unchecked Sendable {
 
     /// Half-closes (FIN) the sending side.
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Hangs up both ways, as a client that gave up does.
+    func hangUp() { shutdown(fd, Int32(SHUT_RDWR)) }
 }
 
 /// Runs blocking work on a thread of its own.
@@ -121,8 +135,8 @@ struct RawResponse: Sendable {
 /// Sends `request` as written (add `Connection: close`) and reads the whole answer. The
 /// wait is long, as TestHTTPClient's: a debug build under the whole parallel `swift test`
 /// on 2 cores can take a minute to answer anything.
-func rawExchange(port: Int, _ request: Data, timeout: Double = 300) async throws -> RawResponse {
-    let connection = try RawConnection(port: port)
+func rawExchange(port: Int, from source: String? = nil, _ request: Data, timeout: Double = 300) async throws -> RawResponse {
+    let connection = try RawConnection(port: port, from: source)
     let (data, _) = await offPool {
         connection.send(request)
         return connection.readToEnd(timeout: timeout)

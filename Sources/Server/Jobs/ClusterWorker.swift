@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import JobStore
 import Logging
@@ -119,7 +120,8 @@ final class ClusterWorker: Sendable {
             try await executor.run(job.priority == .bulk ? .bulk : .job) {
                 try work.render { p in
                     flag.report(p)
-                    executor.runWaitingInteractive()
+                    // A step is a boundary: more deserving work may take the slot here.
+                    do { try ComputeBoundary.cross() } catch { flag.release() }
                     if ContinuousClock.now > deadline { flag.timeOut() }
                     return !flag.stopped
                 }

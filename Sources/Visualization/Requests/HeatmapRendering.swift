@@ -254,16 +254,27 @@ extension HeatmapRequest {
     /// Refuses a heatmap whose model passes (the method's at the layer, and its metrics')
     /// exceed `limits.maxHeatmapPasses`.
     public func checkCost(on session: ModelSession, limits: RenderLimits) throws {
-        let channels = try layer.map { try session.spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
-        let options = CAMOptions(eigenSmooth: eigenSmooth, augSmooth: augSmooth)
-        let methodPasses = method.passes(options: options, layerChannels: channels, targets: classes?.count ?? 1)
-        let metricPasses = metrics.reduce(0) { $0 + $1.passes() }
+        let (methodPasses, metricPasses) = try passesOfMethodAndMetrics(on: session)
         guard methodPasses + metricPasses <= limits.maxHeatmapPasses else {
             let metrics = metricPasses > 0 ? " and the metrics \(metricPasses)" : ""
             throw RequestError.tooCostly(
                 "\(method.rawValue) at '\(layer ?? "input")' costs \(methodPasses) model passes\(metrics); this server allows \(limits.maxHeatmapPasses) per heatmap (server.max_heatmap_passes): choose a layer with fewer channels, another method or fewer metrics"
             )
         }
+    }
+
+    public func passes(on session: ModelSession) throws -> Int {
+        let (method, metrics) = try passesOfMethodAndMetrics(on: session)
+        return method + metrics
+    }
+
+    private func passesOfMethodAndMetrics(on session: ModelSession) throws -> (method: Int, metrics: Int) {
+        let channels = try layer.map { try session.spatialLayer(named: $0).outputShape.last ?? 0 } ?? 0
+        let options = CAMOptions(eigenSmooth: eigenSmooth, augSmooth: augSmooth)
+        return (
+            method.passes(options: options, layerChannels: channels, targets: classes?.count ?? 1),
+            metrics.reduce(0) { $0 + $1.passes() }
+        )
     }
 
     /// Renders a canonical request whose cost is checked (`checkCost(on:limits:)`).

@@ -26,6 +26,10 @@ public protocol RenderRequest: Sendable, Codable, Hashable {
     /// before anything is queued or read.
     func checkCost(on session: ModelSession, limits: RenderLimits) throws
 
+    /// Model passes (forward or backward, at the model's input size) this canonical request
+    /// makes: what a front end's per-client limit on work in flight counts.
+    func passes(on session: ModelSession) throws -> Int
+
     /// Renders this canonical request from `input` (its cost checked: `checkCost(on:limits:)`) (nil for a request that takes none);
     /// `progress` after each step, returning false to cancel (`VisualizationError.cancelled`).
     func render(
@@ -83,6 +87,8 @@ extension RenderRequest {
     public func jobPolicy(address: ContentAddress, background: Bool) -> JobPolicy? { nil }
     /// No cost beyond what rendering checks itself.
     public func checkCost(on session: ModelSession, limits: RenderLimits) throws {}
+    /// One pass, unless the type counts its own.
+    public func passes(on session: ModelSession) throws -> Int { 1 }
 
     /// The input of a request that renders from an image or a model input.
     func required(_ input: RenderInput?) throws -> RenderInput {
