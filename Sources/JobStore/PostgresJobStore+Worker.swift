@@ -13,17 +13,20 @@ public struct Lease: Sendable, Equatable {
 /// job's lease (`owner` matches and the job is running), else `leaseLost`.
 extension PostgresJobStore {
     /// Takes the most urgent queued job for one of `modelDigests` (nil: any
-    /// model), marks it running under `owner` until `lease` from now, and counts
-    /// an attempt. Returns nil when nothing is queued.
-    public func claim(modelDigests: [String]?, owner: String, lease: Duration) async throws -> JobRecord? {
+    /// model) of priority `atMost` or more urgent, marks it running under `owner`
+    /// until `lease` from now, and counts an attempt. Returns nil when nothing is queued.
+    public func claim(
+        modelDigests: [String]?, owner: String, lease: Duration, atMost: JobPriority = .bulk
+    ) async throws -> JobRecord? {
         let anyModel = modelDigests == nil
         let digests = modelDigests ?? []
+        let ceiling = atMost.rawValue
         return try await rows(
             "claim",
             """
             WITH next AS (
                 SELECT id FROM jobs
-                WHERE state = 'queued' AND (\(anyModel) OR model_digest = ANY(\(digests)))
+                WHERE state = 'queued' AND (\(anyModel) OR model_digest = ANY(\(digests))) AND priority <= \(ceiling)
                 ORDER BY priority, queued_at
                 LIMIT 1
                 FOR UPDATE SKIP LOCKED

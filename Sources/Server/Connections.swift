@@ -22,7 +22,7 @@ final class Connections: Sendable {
 
     let max: Int
     let maxPerClient: Int
-    let trustedProxies: Set<String>
+    let trustedProxies: TrustedProxies
     let metrics: ServerMetrics
     private struct State {
         var total = 0
@@ -31,10 +31,10 @@ final class Connections: Sendable {
     }
     private let state = Mutex(State())
 
-    init(max: Int, maxPerClient: Int, trustedProxies: [String], metrics: ServerMetrics) {
+    init(max: Int, maxPerClient: Int, trustedProxies: TrustedProxies, metrics: ServerMetrics) {
         self.max = max
         self.maxPerClient = Swift.min(maxPerClient, max)
-        self.trustedProxies = Set(trustedProxies)
+        self.trustedProxies = trustedProxies
         self.metrics = metrics
     }
 

@@ -74,7 +74,7 @@ public enum ConvLensServer {
         let maxConnections = connectionLimit(configured: settings.maxConnections, logger: logger)
         let connections = Connections(
             max: maxConnections, maxPerClient: min(settings.maxConnectionsPerClient, maxConnections),
-            trustedProxies: settings.trustedProxies, metrics: service.metrics)
+            trustedProxies: (try? TrustedProxies(settings.trustedProxies)) ?? .none, metrics: service.metrics)
         let endpoints = Routes(service: service, connections: connections).register(on: router)
         routeTable.set(endpoints.map { ($0.method, $0.path) })
         registered?(endpoints.map { "\($0.method) \($0.path)" })

@@ -35,8 +35,8 @@ public struct ServerSettings: Sendable {
     /// Open connections one client (address) may have at once, below `maxConnections`, so
     /// one client's idle or slow sockets cannot take every slot.
     public var maxConnectionsPerClient = 64
-    /// Proxies (their addresses) whose `X-Forwarded-For` names the client: a request from
-    /// one of them is counted against the last address in that header that is not a proxy.
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client: a request
+    /// from one of them is counted against the last address in that header that is not a proxy.
     public var trustedProxies: [String] = []
     /// Parts a multipart/form-data body may have (413 beyond).
     public var maxFormParts = 64
@@ -90,6 +90,9 @@ public struct ServerSettings: Sendable {
     public var jobBackend = JobBackendKind.memory
     /// `postgres://user[:password]@host[:port]/database`; setting it implies `postgres`.
     public var databaseURL = ""
+    /// Seconds one statement or transaction may take before it counts as PostgreSQL being
+    /// unavailable (migration: six times this).
+    public var databaseTimeoutSeconds = 5.0
     /// A claimed job's lease: renewed every third of it while the job runs; a job whose
     /// lease runs out (its process died) goes back to the queue.
     public var leaseSeconds = 30.0
@@ -188,6 +191,7 @@ public struct ServerSettings: Sendable {
         finishedJobBytes = c.int(forKey: "jobs.finished_bytes", default: d.finishedJobBytes)
         shutdownGraceSeconds = c.double(forKey: "jobs.shutdown_grace_seconds", default: d.shutdownGraceSeconds)
         databaseURL = c.string(forKey: "database.url", default: d.databaseURL)
+        databaseTimeoutSeconds = c.double(forKey: "database.timeout_seconds", default: d.databaseTimeoutSeconds)
         let backend = c.string(forKey: "jobs.backend", default: databaseURL.isEmpty ? d.jobBackend.rawValue : "postgres")
         jobBackend = JobBackendKind(rawValue: backend) ?? .invalid
         leaseSeconds = c.double(forKey: "jobs.lease_seconds", default: d.leaseSeconds)
@@ -212,6 +216,9 @@ public struct ServerSettings: Sendable {
             if !ok { throw ServerStartupError("configuration key \(key) \(rule)") }
         }
         try need((0...65535).contains(port), "server.port", "must be in 0...65535, got \(port)")
+        do { _ = try TrustedProxies(trustedProxies) } catch {
+            throw ServerStartupError("configuration key server.trusted_proxies: \(error)")
+        }
         try need(maxBodyBytes >= 1024, "server.max_body_bytes", "must be at least 1024, got \(maxBodyBytes)")
         try need(maxImagePixels >= 1, "server.max_image_pixels", "must be at least 1")
         try need(maxOverlayPixels >= 1, "server.max_overlay_pixels", "must be at least 1")
@@ -240,6 +247,9 @@ public struct ServerSettings: Sendable {
             "may be 0 (an API-only replica) only with jobs.backend: postgres, where other processes run the jobs")
         try need(jobBackend != .invalid, "jobs.backend", "must be memory or postgres")
         try need(jobBackend != .postgres || !databaseURL.isEmpty, "database.url", "is needed with jobs.backend: postgres")
+        try need(
+            databaseTimeoutSeconds >= 0.1 && databaseTimeoutSeconds <= 600, "database.timeout_seconds",
+            "must be in 0.1...600, got \(databaseTimeoutSeconds)")
         if !databaseURL.isEmpty {
             do { _ = try DatabaseURL(databaseURL) } catch { throw ServerStartupError("configuration key database.url \(error)") }
         }

@@ -80,6 +80,36 @@ import Testing
         }
     }
 
+    /// Behind a trusted proxy each client is the address its `X-Forwarded-For` names; from
+    /// anyone else that header is not believed.
+    @Test func behindATrustedProxyClientsAreCountedByForwardedFor() async throws {
+        let settings = Self.oneSlot {
+            $0.maxPendingCostPerClient = 40
+            $0.trustedProxies = ["127.0.0.0/31"]
+        }
+        try await withServer(settings) { service, client in
+            let image = try sample("chelsea.png")
+            func post(_ path: String, for client: String) -> Data {
+                var request = Self.post(path, image)
+                let end = request.range(of: Data("\r\n\r\n".utf8))!.lowerBound
+                request.replaceSubrange(end..<end, with: Data("\r\nX-Forwarded-For: 198.51.100.7, \(client)".utf8))
+                return request
+            }
+            let greedy = try RawConnection(port: client.port, from: "127.0.0.1")
+            #expect(greedy.send(post("/heatmap?method=scorecam", for: "203.0.113.5")))
+            #expect(try await Self.eventually(120) { service.executor.load.running == 1 }, "the first Score-CAM started")
+            let cheap = "/heatmap?method=scorecam&layer=stem_activation"
+            let same = try await rawExchange(port: client.port, from: "127.0.0.1", post(cheap, for: "203.0.113.5"))
+            #expect(same.status == 429 && same.text.contains("client_overloaded"), "\(same.status) \(same.text)")
+            let other = try await rawExchange(port: client.port, from: "127.0.0.1", post(cheap, for: "203.0.113.6"))
+            #expect(other.status == 200, "another client behind the proxy: \(other.status) \(other.text.prefix(200))")
+            // 127.0.0.2 is no proxy: its claim to be 203.0.113.5 is not believed.
+            let spoofed = try await rawExchange(port: client.port, from: "127.0.0.2", post(cheap, for: "203.0.113.5"))
+            #expect(spoofed.status == 200, "\(spoofed.status) \(spoofed.text.prefix(200))")
+            greedy.hangUp()
+        }
+    }
+
     @Test func aFilterJobAdvancesUnderAStreamOfOtherClientsPredictions() async throws {
         try await withServer(Self.oneSlot { $0.jobWorkers = 1 }) { service, client in
             let submitted = try await client.get("/filters/block2a_expand_activation/3?method=lucid&steps=1000&wait=0")
@@ -145,5 +175,27 @@ import Testing
             #expect(other.status == 200)
             withExtendedLifetime(held) {}
         }
+    }
+    /// A single filter asked for while a grid job holds the only worker and slot: it takes the
+    /// slot at the grid's next step and is answered while the grid runs (before, it waited
+    /// "queued, 0 ahead" for the whole grid); the grid resumes where it stopped and its
+    /// picture is byte for byte the one an uninterrupted run draws.
+    @Test func aSingleFilterPreemptsARunningGridWhichResumesExactly() async throws {
+        let grid = "/filters/stem_activation?count=4&size=64&steps=300&method=lucid"
+        func settings() -> ServerSettings { Self.oneSlot { $0.jobWorkers = 1 } }
+        let interrupted = try await withServer(settings()) { _, client in
+            let submitted = try await client.get(grid + "&wait=0")
+            let location = try #require(submitted.headers[.location], "\(submitted.status) \(submitted.text)")
+            func status() async throws -> [String: Any] { try await client.get(location).json() }
+            #expect(try await Self.eventually(120) { try await status()["step"] as? Int ?? 0 > 0 }, "the grid runs")
+            let single = try await client.get("/filters/block2a_expand_activation/3?steps=10&wait=300")
+            #expect(single.status == .ok, "\(single.status) \(single.text.prefix(300))")
+            let during = try await status()
+            #expect(during["state"] as? String == "running", "the single filter was answered while the grid ran: \(during)")
+            #expect(try await Self.eventually(300) { try await status()["state"] as? String == "done" })
+            return try await client.get(grid).data
+        }
+        let alone = try await withServer(settings()) { _, client in try await client.get(grid + "&wait=300").data }
+        #expect(interrupted.count > 1000 && interrupted == alone, "the preempted grid's PNG equals an uninterrupted run's")
     }
 }

@@ -33,6 +33,8 @@ import Visualization
             s.cacheDir = ""
             s.jobBackend = kind
             s.databaseURL = databaseURL
+            // Two loaded cores at a full run's start: statements slower than the 5 s default.
+            s.databaseTimeoutSeconds = 30
             s.jobWorkers = 1
             s.maxQueuedJobs = 8
         }
@@ -189,6 +191,26 @@ import Visualization
             #expect(renderer.kindsDrawn.isEmpty, "the held job was stopped, not finished")
             let (b, bAddress) = try Self.filter(2)
             await #expect(throws: (any Error).self) { _ = try await jobs.submit(b, address: bAddress, priority: .job) }
+        }
+    }
+    /// One worker, held by a grid: a single filter someone waits for starts anyway (before,
+    /// it stayed queued until the whole grid ended) and takes the slot at the grid's next step.
+    @Test(arguments: backends) func aSingleFilterStartsWhileAGridHoldsTheOnlyWorker(_ kind: JobBackendKind) async throws {
+        try await withBackend(kind) { jobs, renderer, _ in
+            var gridRequest = FilterRequest(layer: "stem_activation", first: 0, count: 4)
+            gridRequest.steps = 2
+            gridRequest.size = 32
+            let grid = try gridRequest.canonical(for: bundled.session)
+            let gridJob = try await jobs.submit(grid, address: grid.contentAddress(model: bundled.digest), priority: .bulk)
+            #expect(try await status(jobs, gridJob.id) { $0.state == .running }.state == .running)
+
+            let (single, address) = try Self.filter(5)
+            let urgent = try await jobs.submit(single, address: address, priority: .job)
+            #expect(try await status(jobs, urgent.id) { $0.state == .running }.state == .running, "it runs beside the grid")
+            #expect(try await jobs.status(gridJob.id)?.state == .running)
+            renderer.release()
+            #expect(try await status(jobs, urgent.id) { $0.state.isFinished }.state == .done)
+            #expect(try await status(jobs, gridJob.id) { $0.state.isFinished }.state == .done)
         }
     }
 }

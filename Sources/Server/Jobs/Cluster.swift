@@ -26,7 +26,9 @@ final class Cluster: Sendable {
         cache: ResultCache, metrics: ServerMetrics, logger: Logger
     ) throws {
         database = try DatabaseURL(settings.databaseURL)
-        store = PostgresJobStore(configuration: database.configuration, logger: logger)
+        var configuration = database.configuration
+        configuration.operationTimeout = .milliseconds(Int64(settings.databaseTimeoutSeconds * 1000))
+        store = PostgresJobStore(configuration: configuration, logger: logger)
         let inProcess = JobQueue(
             executor: executor, cache: cache, metrics: metrics, workers: 1, maxQueued: settings.maxQueuedJobs,
             timeoutSeconds: settings.jobTimeoutSeconds, finishedBytes: settings.finishedJobBytes, logger: logger)

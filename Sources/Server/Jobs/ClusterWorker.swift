@@ -11,6 +11,9 @@ import Visualization
 /// sends jobs whose owner died (lease expired) back to the queue. A running job
 /// reports its progress, which renews its lease; a cancel requested anywhere stops it
 /// at its next step. Only jobs for the model this process has loaded are claimed.
+/// When every claim loop runs a grid or pre-rendering, one more loop claims a single
+/// filter someone waits for: it takes the compute slot at the running job's next step
+/// (the executor's shares), as the memory backend's queue lets one urgent job start.
 final class ClusterWorker: Sendable {
     let store: PostgresJobStore
     let hub: JobEventHub
@@ -28,6 +31,8 @@ final class ClusterWorker: Sendable {
     let owner = PostgresJobStore.processOwner
     private let claiming = Atomic<Bool>(true)
     private let running = Atomic<Int>(0)
+    /// The priorities of the jobs running now, one entry per job.
+    private let runningPriorities = Mutex<[JobPriority]>([])
     /// Running jobs' stop flags, set when the grace period after a shutdown ends.
     private let stops = Mutex<[UUID: StopFlag]>([:])
 
@@ -53,6 +58,7 @@ final class ClusterWorker: Sendable {
     func run() async {
         await withTaskGroup(of: Void.self) { group in
             for slot in 0..<settings.jobWorkers { group.addTask { await self.claimLoop(owner: "\(self.owner):\(slot)") } }
+            if settings.jobWorkers > 0 { group.addTask { await self.urgentClaimLoop(owner: "\(self.owner):urgent") } }
             group.addTask { await self.reapLoop() }
         }
     }
@@ -87,6 +93,30 @@ final class ClusterWorker: Sendable {
         }
     }
 
+    /// Claims a single filter (priority interactive) while every running job is less
+    /// urgent and all `jobs.workers` loops are busy; one such job at a time.
+    private func urgentClaimLoop(owner: String) async {
+        while claiming.load(ordering: .relaxed) {
+            let blocked = runningPriorities.withLock { p in
+                p.count >= settings.jobWorkers && p.allSatisfy { $0 > .interactive }
+            }
+            guard blocked else {
+                await hub.waitForChange(of: nil, timeout: .milliseconds(500))
+                continue
+            }
+            guard
+                let job = try? await store.claim(
+                    modelDigests: [modelDigest], owner: owner, lease: lease, atMost: .interactive)
+            else {
+                await hub.waitForChange(of: nil, timeout: .seconds(2))
+                continue
+            }
+            metrics.recordClaim()
+            logger.info("worker: job \(job.id) is more urgent than every running job: it takes the slot at their next step")
+            await execute(job, owner: owner)
+        }
+    }
+
     private func reapLoop() async {
         while claiming.load(ordering: .relaxed) {
             if let report = try? await store.reapExpiredLeases(), !(report.requeued.isEmpty && report.failed.isEmpty) {
@@ -101,7 +131,13 @@ final class ClusterWorker: Sendable {
 
     private func execute(_ job: JobRecord, owner: String) async {
         running.add(1, ordering: .relaxed)
-        defer { running.subtract(1, ordering: .relaxed) }
+        runningPriorities.withLock { $0.append(job.priority) }
+        defer {
+            running.subtract(1, ordering: .relaxed)
+            runningPriorities.withLock { p in
+                if let i = p.firstIndex(of: job.priority) { p.remove(at: i) }
+            }
+        }
         let flag = StopFlag()
         stops.withLock { $0[job.id] = flag }
         defer { _ = stops.withLock { $0.removeValue(forKey: job.id) } }
@@ -117,7 +153,8 @@ final class ClusterWorker: Sendable {
         logger.info("worker: running job \(job.id) (\(work.summary)), attempt \(job.attempts)")
         let (executor, deadline) = (self.executor, started + .milliseconds(Int64(settings.jobTimeoutSeconds * 1000)))
         let computation = Task {
-            try await executor.run(job.priority == .bulk ? .bulk : .job) {
+            // A single filter is a job's priority; grids and pre-rendering give way to it.
+            try await executor.run(job.priority == .interactive ? .job : .bulk) {
                 try work.render { p in
                     flag.report(p)
                     // A step is a boundary: more deserving work may take the slot here.
