@@ -5,6 +5,7 @@ final class ServerProcess: @unchecked Sendable {
     let process = Process()
     private let lock = NSLock()
     private var log = ""
+    private var ended: ContinuousClock.Instant?
 
     init(_ args: [String], command: String = "serve", environment: [String: String] = [:]) throws {
         process.executableURL = executable
@@ -19,10 +20,20 @@ final class ServerProcess: @unchecked Sendable {
             guard let self, !d.isEmpty else { return }
             self.lock.withLock { self.log += String(decoding: d, as: UTF8.self) }
         }
+        // Noted on Foundation's thread as the process ends: a poll from a test task can
+        // resume seconds late when a full run keeps the cooperative pool busy.
+        process.terminationHandler = { [weak self] _ in
+            guard let self else { return }
+            let now = ContinuousClock.now
+            self.lock.withLock { self.ended = now }
+        }
         try process.run()
     }
 
     var output: String { lock.withLock { log } }
+
+    /// When the process ended (nil while it runs).
+    var endedAt: ContinuousClock.Instant? { lock.withLock { ended } }
 
     /// The port from the "serving on http://127.0.0.1:PORT/" line.
     func waitForPort(timeout: Double = 60) async throws -> Int {
