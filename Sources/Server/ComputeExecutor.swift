@@ -46,7 +46,8 @@ public struct ComputeOrigin: Sendable {
 /// thread count is per calling thread.
 ///
 /// Admission is bounded before any work starts: at most `maxPending` interactive
-/// computations wait (`Overloaded`, 429), and one client's interactive work in flight may
+/// computations wait (`Overloaded`, 429) — twice that for clients with nothing waiting,
+/// so one client's burst cannot shut the others out — and one client's interactive work in flight may
 /// cost at most `maxPendingCostPerClient` passes beyond its first (`ClientOverloaded`, 429).
 /// A computation whose client hung up, whose task was cancelled, or that is still running
 /// when `cancelInteractive` is called stops at its next boundary (`Cancelled`).
@@ -100,6 +101,8 @@ public final class ComputeExecutor: @unchecked Sendable {
         var holdsSlot = false
         var since = 0.0
         var cancelled: String?
+        /// Admitted, never yet given a slot: counted against `maxPending`.
+        var queued = true
         init(claim: FairShare.Claim, origin: ComputeOrigin) {
             self.claim = claim
             self.origin = origin
@@ -115,6 +118,11 @@ public final class ComputeExecutor: @unchecked Sendable {
     private var sequence = 0
     private var stopping = false
     private var pendingCost: [String: Int] = [:]
+    /// Interactive computations admitted and not yet started, in all and per client.
+    private var queuedInteractive = 0
+    private var queuedByClient: [String: Int] = [:]
+    /// Every admitted computation not yet finished.
+    private var live: [ObjectIdentifier: Item] = [:]
     private var idleThreads: [IdleThread] = []
     private let waitingCount = Atomic<Int>(0)
     private let stoppedCount = Atomic<Int>(0)
@@ -192,8 +200,12 @@ public final class ComputeExecutor: @unchecked Sendable {
         defer { condition.unlock() }
         if stopping { throw Stopped() }
         if priority == .interactive {
-            let pending = waiting.lazy.filter { $0.claim.priority == .interactive }.count
-            if pending >= maxPending {
+            // Counted from admission, not from when a thread reaches the waiting list, so a
+            // burst cannot slip past. When the list is full a client with nothing waiting is
+            // still let in, up to twice the limit: one client's burst cannot shut out the rest.
+            let pending = queuedInteractive
+            let mine = origin.client.isEmpty ? pending : queuedByClient[origin.client, default: 0]
+            if pending >= maxPending, mine > 0 || pending >= 2 * maxPending {
                 throw Overloaded(pending: pending, retryAfterSeconds: 1 + pending / max(1, threadCount))
             }
             if !origin.client.isEmpty {
@@ -205,7 +217,23 @@ public final class ComputeExecutor: @unchecked Sendable {
             }
         }
         sequence += 1
-        return Item(claim: .init(priority: priority, client: origin.client, sequence: sequence), origin: origin)
+        let item = Item(claim: .init(priority: priority, client: origin.client, sequence: sequence), origin: origin)
+        if priority == .interactive {
+            queuedInteractive += 1
+            queuedByClient[origin.client, default: 0] += 1
+        }
+        live[ObjectIdentifier(item)] = item
+        return item
+    }
+
+    /// `item` leaves the admitted-not-started count (given a slot, or ended before). `condition` is locked.
+    private func dequeue(_ item: Item) {
+        guard item.queued else { return }
+        item.queued = false
+        guard item.claim.priority == .interactive else { return }
+        queuedInteractive -= 1
+        let left = queuedByClient[item.claim.client, default: 1] - 1
+        if left > 0 { queuedByClient[item.claim.client] = left } else { queuedByClient.removeValue(forKey: item.claim.client) }
     }
 
     private func execute<T>(_ item: Item, _ body: () throws -> T) throws -> T {
@@ -251,6 +279,7 @@ public final class ComputeExecutor: @unchecked Sendable {
         var woke = false
         while freeSlots > 0, let i = policy.first(of: waiting.map(\.claim)) {
             let next = waiting.remove(at: i)
+            dequeue(next)
             next.granted = true
             next.holdsSlot = true
             next.since = now
@@ -295,6 +324,8 @@ public final class ComputeExecutor: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         releaseSlot(item)
+        dequeue(item)
+        live.removeValue(forKey: ObjectIdentifier(item))
         if item.claim.priority == .interactive, !item.origin.client.isEmpty {
             let left = (pendingCost[item.origin.client] ?? 0) - item.origin.cost
             if left > 0 { pendingCost[item.origin.client] = left } else { pendingCost.removeValue(forKey: item.origin.client) }
@@ -313,7 +344,7 @@ public final class ComputeExecutor: @unchecked Sendable {
     public func cancelInteractive(_ reason: String) {
         condition.lock()
         defer { condition.unlock() }
-        for item in waiting + running where item.claim.priority == .interactive && item.cancelled == nil {
+        for item in live.values where item.claim.priority == .interactive && item.cancelled == nil {
             item.cancelled = reason
         }
         condition.broadcast()

@@ -41,8 +41,9 @@ final class Connections: Sendable {
     /// Counts a new connection from `channel`'s peer, or says why it is refused. A trusted
     /// proxy carries many clients: only the global limit applies to it.
     func open(_ channel: any Channel) -> Result<Connection, RefusalError> {
-        let peer = Self.address(channel.remoteAddress)
-        let capped = !trustedProxies.contains(peer)
+        let address = Self.address(channel.remoteAddress)
+        let capped = !trustedProxies.contains(address)
+        let peer = Self.client(address)
         return state.withLock { s in
             if s.total >= max { return .failure(RefusalError(kind: .tooMany)) }
             if capped, s.perPeer[peer, default: 0] >= maxPerClient { return .failure(RefusalError(kind: .tooManyFromClient)) }
@@ -73,15 +74,30 @@ final class Connections: Sendable {
     /// Open connections in all.
     var count: Int { state.withLock { $0.total } }
 
-    /// Who a request is from: the peer's address, or, when the peer is a trusted proxy, the
-    /// last address of `X-Forwarded-For` that is not one (the proxies append to it; what a
-    /// client wrote before them is not believed).
+    /// Who a request is from: the peer, or, when the peer is a trusted proxy, the last
+    /// address of `X-Forwarded-For` that is not one (the proxies append to it; what a
+    /// client wrote before them is not believed). That entry must be an IP address, else
+    /// the proxy itself is the client.
     func client(of request: Request, channel: any Channel) -> String {
         let peer = Self.address(channel.remoteAddress)
-        guard trustedProxies.contains(peer) else { return peer }
+        guard trustedProxies.contains(peer) else { return Self.client(peer) }
         let forwarded = request.headers[values: .init("X-Forwarded-For")!].flatMap { $0.split(separator: ",") }
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        return forwarded.last { !trustedProxies.contains($0) }.map { String($0.prefix(64)) } ?? peer
+        guard let entry = forwarded.last(where: { !trustedProxies.contains($0) }), TrustedProxies.bytes(entry) != nil else {
+            return Self.client(peer)
+        }
+        return Self.client(entry)
+    }
+
+    /// The client an address stands for: an IPv4 address itself; an IPv6 address its /64,
+    /// the block one subscriber gets, so rotating through it makes no new clients.
+    static func client(_ address: String) -> String {
+        guard let bytes = TrustedProxies.bytes(address), bytes.count == 16 else { return address }
+        if bytes[..<12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] {
+            return bytes[12...].map(String.init).joined(separator: ".")  // IPv4-mapped
+        }
+        let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+        return groups.joined(separator: ":") + "::/64"
     }
 
     static func address(_ socket: SocketAddress?) -> String {

@@ -159,7 +159,15 @@ extension ConvLensServer {
         // running (a request the compute threads could not stop) is cancelled.
         configuration.maximumGracefulShutdownDuration = .milliseconds(Int64((service.settings.shutdownGraceSeconds + 4) * 1000))
         let group = ServiceGroup(configuration: configuration)
-        try? await group.run()
+        do { try await group.run() } catch {
+            // A failure before any shutdown (the port is taken) ends the process with it;
+            // one after is the backstop cancelling what was left.
+            guard service.isShuttingDown else {
+                await service.drain()
+                throw error
+            }
+            logger.debug("services ended during the shutdown: \(error)")
+        }
         await service.drain()
         logger.info("stopped; results are on disk at \(service.cache.directory?.path ?? "(memory only)")")
     }
@@ -190,8 +198,9 @@ struct ShutdownService: Service {
             let n = await service.prerenderGallery(logger: logger)
             logger.info("gallery: queued \(n) filter grid(s) at bulk priority")
         }
-        try? await gracefulShutdown()
         SecondSignal.install(service: service, logger: logger)
+        // Cancelled instead: another service failed (the port is taken), and `run` reports it.
+        do { try await gracefulShutdown() } catch { return }
         let counts = (try? await service.jobs.counts()) ?? JobCounts(queued: 0, running: 0)
         logger.info(
             "shutting down: \(counts.running) running and \(counts.queued) queued job(s); running jobs get up to \(service.settings.shutdownGraceSeconds) s; /readyz answers 503 meanwhile"
@@ -201,16 +210,21 @@ struct ShutdownService: Service {
     }
 }
 
-/// After the first SIGTERM/SIGINT, a second one ends the process at once: the jobs this
-/// process runs for the cluster are handed back (for at most two seconds), then it exits
-/// with status 1, without waiting for the grace period.
+/// After the first SIGTERM/SIGINT (which ServiceLifecycle turns into the graceful
+/// shutdown), a second one ends the process at once: the jobs this process runs for the
+/// cluster are handed back (for at most two seconds), then it exits with status 1, without
+/// waiting for the grace period — and without running exit handlers and static
+/// destructors under compute threads that may still be in oneDNN.
 enum SecondSignal {
-    /// Watches for the second signal for the rest of the process's life.
+    /// Counts the signals from start-up for the rest of the process's life.
     static func install(service: ConvLensService, logger: Logger) {
         let queue = DispatchQueue(label: "convlens-second-signal")
         let sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
         for source in sources {
             source.setEventHandler {
+                // The handlers run on one serial queue.
+                received += 1
+                guard received >= 2 else { return }
                 logger.warning("second signal: exiting now, without the rest of the grace period")
                 let handedBack = DispatchSemaphore(value: 0)
                 Task {
@@ -218,15 +232,18 @@ enum SecondSignal {
                     handedBack.signal()
                 }
                 _ = handedBack.wait(timeout: .now() + 2)
-                exit(1)
+                fflush(nil)  // every output stream: the log lines above reach the terminal
+                _exit(1)
             }
             source.resume()
         }
         watching = sources
     }
 
-    // Set once, by the one shutdown; kept so the sources live as long as the process.
+    // Set once, at start-up; kept so the sources live as long as the process.
     nonisolated(unsafe) private static var watching: [any DispatchSourceSignal] = []
+    // Only touched on the sources' serial queue.
+    nonisolated(unsafe) private static var received = 0
 }
 
 // MARK: - Connection limits
@@ -431,8 +448,8 @@ struct WorkerShutdown: Service {
     let logger: Logger
 
     func run() async throws {
-        try? await gracefulShutdown()
         SecondSignal.install(service: service, logger: logger)
+        do { try await gracefulShutdown() } catch { return }
         logger.info("worker shutting down: running jobs get up to \(service.settings.shutdownGraceSeconds) s, then go back to the queue")
         service.beginDrain()
     }

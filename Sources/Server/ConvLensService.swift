@@ -142,7 +142,9 @@ public final class ConvLensService: Sendable {
             let (jobs, cluster, executor, grace) = (self.jobs, self.cluster, self.executor, settings.shutdownGraceSeconds)
             // New computations are refused at once; the admitted interactive ones get the
             // grace period, then stop at their next boundary, so the HTTP server's wait for
-            // requests in flight ends with it whatever the load.
+            // requests in flight ends with it whatever the load. The cluster's worker stops
+            // claiming first: a job claimed now could not compute.
+            cluster?.stopClaiming()
             executor.shutdown()
             Task {
                 try? await Task.sleep(for: .milliseconds(Int64(grace * 1000)))
@@ -154,6 +156,9 @@ public final class ConvLensService: Sendable {
             }
         }
     }
+
+    /// Whether the shutdown has begun.
+    public var isShuttingDown: Bool { drainTask.withLock { $0 != nil } }
 
     /// Hands the cluster jobs this process runs back to the queue at once (a second signal).
     func releaseClusterJobs() async {

@@ -168,7 +168,9 @@ public final class JobQueue: Sendable {
             guard s.accepting else { throw ShuttingDown() }
             let request = Self.newID()
             if let existing = s.active[key], !existing.stopRequested.load(ordering: .relaxed) {
-                if priority < existing.priority, existing.status.withLock({ $0.state == .queued }) {
+                // Only while it is in the queue: a job taken from it but not yet marked
+                // running would be queued a second time (and run twice).
+                if priority < existing.priority, s.queued.contains(where: { $0 === existing }) {
                     existing.status.withLock { $0.priority = priority.name }
                     s.queued.removeAll { $0 === existing }
                     insert(existing, into: &s.queued)

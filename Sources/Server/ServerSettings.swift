@@ -135,10 +135,11 @@ public struct ServerSettings: Sendable {
     }
 
     /// The memory one request may hold: `maxRequestBytes`, or when it is 0 half of the
-    /// machine's memory divided among the jobs that run at once (`jobs.workers`), leaving
-    /// the other half to the model, the caches and the interactive requests.
+    /// machine's memory divided among the jobs that can hold their state at once
+    /// (`jobs.workers`, and one more urgent job that preempts them while they keep theirs),
+    /// leaving the other half to the model, the caches and the interactive requests.
     public var requestByteLimit: Int {
-        maxRequestBytes > 0 ? maxRequestBytes : Self.machineMemoryBytes / 2 / max(1, jobWorkers)
+        maxRequestBytes > 0 ? maxRequestBytes : Self.machineMemoryBytes / 2 / (max(1, jobWorkers) + 1)
     }
 
     /// The bytes one result may have: `maxEntryBytes`, and never more than the memory
@@ -239,7 +240,7 @@ public struct ServerSettings: Sendable {
         try need(
             quantumMilliseconds >= 0 && quantumMilliseconds <= 10_000, "compute.quantum_ms",
             "must be in 0...10000, got \(quantumMilliseconds)")
-        try need(maxRequestBytes >= 0, "compute.max_request_bytes", "must be ≥ 0 (0: half the memory per job worker)")
+        try need(maxRequestBytes >= 0, "compute.max_request_bytes", "must be ≥ 0 (0: half the memory / (jobs.workers + 1))")
         try need(filterNumerics != nil, "compute.numerics", "must be exact or fast")
         try need((0...64).contains(jobWorkers), "jobs.workers", "must be in 0...64, got \(jobWorkers)")
         try need(

@@ -114,6 +114,20 @@ private func get(_ url: String) async throws -> (Int, Data, [AnyHashable: Any]) 
         #expect(try await badConfig.waitForExit(timeout: 30) == 2)
         #expect(badConfig.output.contains("compute.threads"))
     }
+
+    /// A port another process listens on: the server says so and exits non-zero, so a
+    /// supervisor restarting on failure sees one (it exited 0 after logging "stopped").
+    @Test func aTakenPortEndsStartUpWithAFailure() async throws {
+        let first = try ServerProcess(["--port", "0", "--cache-dir", scratchURL("port-a").path])
+        defer { if first.process.isRunning { first.process.terminate() } }
+        let port = try await first.waitForPort()
+        let second = try ServerProcess(["--port", "\(port)", "--cache-dir", scratchURL("port-b").path])
+        defer { if second.process.isRunning { second.process.terminate() } }
+        let code = try await second.waitForExit(timeout: 120)
+        #expect(code != nil && code != 0, "exit status \(String(describing: code)):\n\(second.output.suffix(2000))")
+        #expect(second.output.lowercased().contains("address already in use"), "\(second.output.suffix(2000))")
+        #expect(!second.output.contains("stopped; results are on disk"))
+    }
 }
 
 @Suite struct GalleryCommandTests {

@@ -83,15 +83,18 @@ final class Flag: Sendable {
     @Test func anotherClientsShortRequestOvertakesALongOneAtItsNextBoundary() async throws {
         let executor = ComputeExecutor(threads: 1, ompThreads: 1, maxPending: 8, quantumSeconds: 0.002)
         let longDone = Count()
+        // Endless but for the cancel below.
         let long = Task {
-            try await executor.run(origin: ComputeOrigin(client: "a")) { try Self.work(milliseconds: 3000, done: longDone) }
+            try await executor.run(origin: ComputeOrigin(client: "a")) { try Self.work(milliseconds: 600_000, done: longDone) }
         }
         try await Self.waitUntil { longDone.now > 20 }
-        let started = ContinuousClock.now
-        try await executor.run(origin: ComputeOrigin(client: "b")) { try Self.work(milliseconds: 5) }
-        let waited = ContinuousClock.now - started
-        let progress = longDone.now
-        #expect(progress < 3000, "the short request came back before the long one ended (\(progress) of 3000 ms, \(waited))")
+        // Read on b's thread as it computes: the long one is still inside its work.
+        let progress = try await executor.run(origin: ComputeOrigin(client: "b")) { () -> Int in
+            try Self.work(milliseconds: 5)
+            return longDone.now
+        }
+        #expect(progress < 600_000 && executor.load.running + executor.load.waiting >= 1, "b ran while a was unfinished")
+        #expect(executor.tally.yielded >= 1, "a handed its slot to b")
         long.cancel()
         await #expect(throws: ComputeExecutor.Cancelled.self) { try await long.value }
     }
@@ -116,6 +119,7 @@ final class Flag: Sendable {
         }
         try await others
         #expect(try await interrupted == alone)
+        #expect(executor.tally.yielded >= 1, "the sum was interrupted at least once")
     }
 
     @Test func oneClientsWorkInFlightIsCappedByItsCostAndOthersAreNot() async throws {
@@ -138,6 +142,33 @@ final class Flag: Sendable {
         #expect(try await other.value == 7)
         // The cost is given back when the work ends.
         #expect(try await executor.run(origin: ComputeOrigin(client: "a", cost: 90)) { 1 } == 1)
+    }
+
+    /// With the waiting list full, a client that already waits is refused and a client with
+    /// nothing waiting is let in, up to twice the list.
+    @Test func oneClientsBurstCannotShutOutAnother() async throws {
+        let executor = ComputeExecutor(threads: 1, ompThreads: 1, maxPending: 2)
+        let release = Flag()
+        let running = Flag()
+        let hold = Task {
+            try await executor.run(origin: ComputeOrigin(client: "a")) {
+                running.set()
+                while !release.isSet { usleep(1000) }
+            }
+        }
+        try await Self.waitUntil { running.isSet }
+        let queued = (0..<2).map { _ in Task { try await executor.run(origin: ComputeOrigin(client: "a")) { 1 } } }
+        try await Self.waitUntil { executor.load.waiting == 2 }
+        await #expect(throws: ComputeExecutor.Overloaded.self) { try await executor.run(origin: ComputeOrigin(client: "a")) { 1 } }
+        let others = (0..<2).map { i in Task { try await executor.run(origin: ComputeOrigin(client: "b\(i)")) { 2 } } }
+        try await Self.waitUntil { executor.load.waiting == 4 }
+        await #expect(throws: ComputeExecutor.Overloaded.self, "twice the list is the hard bound") {
+            try await executor.run(origin: ComputeOrigin(client: "c")) { 1 }
+        }
+        release.set()
+        try await hold.value
+        for t in queued { #expect(try await t.value == 1) }
+        for t in others { #expect(try await t.value == 2) }
     }
 
     @Test func workWhoseClientHungUpStopsAtItsNextBoundary() async throws {

@@ -90,6 +90,9 @@ final class Cluster: Sendable {
         }
     }
 
+    /// Takes no more jobs from the queue.
+    func stopClaiming() { worker?.stopClaiming() }
+
     /// Stops claiming, gives running jobs `grace` seconds, hands back the unfinished ones,
     /// then closes the connections.
     func shutdown(grace: Double) async {

@@ -63,9 +63,12 @@ final class ClusterWorker: Sendable {
         }
     }
 
+    /// Takes no more jobs (the first thing a shutdown does).
+    func stopClaiming() { claiming.store(false, ordering: .relaxed) }
+
     /// Stops claiming; running jobs go on until `deadline` seconds, then are given back to the queue.
     func shutdown(deadline seconds: Double) async {
-        claiming.store(false, ordering: .relaxed)
+        stopClaiming()
         let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         while running.load(ordering: .relaxed) > 0, ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
         for flag in stops.withLock({ Array($0.values) }) { flag.release() }
@@ -187,6 +190,10 @@ final class ClusterWorker: Sendable {
                 final = "failed"
             case .failure(VisualizationError.cancelled):
                 final = "lost"  // the lease went to someone else: drop the job
+            case .failure(is ComputeExecutor.Stopped):
+                // Claimed as the shutdown began: it never computed; another worker takes it.
+                try await store.release(id: job.id, owner: owner)
+                final = "released"
             case .failure(let error):
                 logger.error("worker: job \(job.id) failed: \(error)")
                 try await store.fail(id: job.id, owner: owner, reason: APIError.from(error).detail)
