@@ -11,6 +11,8 @@ as its own client. Scenarios (default config, the bundled model):
   lucid     a lucid filter job's steps per second idle, then under ~35 predictions/s
             from three other clients
   sigterm   SIGTERM with two Score-CAMs and a job in flight: seconds until exit, grace 20 s
+  preempt   a single book filter alone and while a 16-filter lucid grid runs; the grid's
+            picture against an uninterrupted run's
 
 Usage: tools/load/fairness.py BIN [scenario ...]     (BIN: .build/release/convlens)
 Only the standard library; loopback only.
@@ -200,8 +202,45 @@ def scenario_sigterm(binary):
           f"status {server.proc.returncode}")
 
 
+def scenario_preempt(binary):
+    """A single book filter while a 16-filter lucid grid runs; the grid's PNG against an uninterrupted run's."""
+    grid = "/filters/block2a_expand_activation?count=16&method=lucid&steps=200"
+    single = "/filters/block3a_expand_activation/5?method=book&steps=40&wait=300"
+    server = Server(binary)
+    try:
+        request(server.port, "GET", single.replace("/5?", "/4?"))  # warm-up: plans, caches
+        _, _, alone = request(server.port, "GET", single)
+        status, body, _ = request(server.port, "GET", grid + "&wait=0")
+        job = json.loads(body)["id"]
+
+        def status_of():
+            return json.loads(request(server.port, "GET", f"/jobs/{job}")[1])
+
+        while status_of()["step"] < 5:
+            time.sleep(0.05)
+        s0, t0 = status_of()["step"], time.monotonic()
+        time.sleep(3)
+        step_seconds = (time.monotonic() - t0) / max(1, status_of()["step"] - s0)
+        # Another filter, so the answer is computed, not the cache's.
+        _, _, during = request(server.port, "GET", single.replace("/5?", "/6?"))
+        while status_of()["state"] != "done":
+            time.sleep(0.2)
+        interrupted = request(server.port, "GET", grid)[1]
+    finally:
+        server.stop()
+    server = Server(binary)
+    try:
+        uninterrupted = request(server.port, "GET", grid + "&wait=300")[1]
+    finally:
+        server.stop()
+    print(f"single book filter: {alone * 1000:.0f} ms alone, {during * 1000:.0f} ms while the grid ran "
+          f"(grid step {step_seconds * 1000:.0f} ms); grid PNG "
+          f"{'byte-identical to' if interrupted == uninterrupted else 'DIFFERENT from'} an uninterrupted run's "
+          f"({len(interrupted)} bytes)")
+
+
 SCENARIOS = {"predict": scenario_predict, "hangup": scenario_hangup, "lucid": scenario_lucid,
-             "sigterm": scenario_sigterm}
+             "sigterm": scenario_sigterm, "preempt": scenario_preempt}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
