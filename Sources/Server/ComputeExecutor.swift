@@ -124,7 +124,6 @@ public final class ComputeExecutor: @unchecked Sendable {
     /// Every admitted computation not yet finished.
     private var live: [ObjectIdentifier: Item] = [:]
     private var idleThreads: [IdleThread] = []
-    private let waitingCount = Atomic<Int>(0)
     private let stoppedCount = Atomic<Int>(0)
     private let yieldCount = Atomic<Int>(0)
     private let events: @Sendable (Event) -> Void
@@ -262,12 +261,10 @@ public final class ComputeExecutor: @unchecked Sendable {
     private func wait(_ item: Item) throws {
         item.granted = false
         waiting.append(item)
-        waitingCount.store(waiting.count, ordering: .relaxed)
         grantFreeSlots()
         while !item.granted {
             if let reason = item.cancelled {
                 waiting.removeAll { $0 === item }
-                waitingCount.store(waiting.count, ordering: .relaxed)
                 throw Cancelled(reason: reason)
             }
             condition.wait()
@@ -287,7 +284,6 @@ public final class ComputeExecutor: @unchecked Sendable {
             freeSlots -= 1
             woke = true
         }
-        waitingCount.store(waiting.count, ordering: .relaxed)
         if woke { condition.broadcast() }
     }
 
@@ -306,7 +302,7 @@ public final class ComputeExecutor: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if let reason = item.cancelled { throw Cancelled(reason: reason) }
-        guard waitingCount.load(ordering: .relaxed) > 0 else { return }
+        guard !waiting.isEmpty else { return }
         let t = now
         guard t - item.since >= quantum else { return }
         policy.charge(item.claim, seconds: t - item.since, now: t)

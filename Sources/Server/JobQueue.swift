@@ -117,8 +117,9 @@ public final class JobQueue: Sendable {
         var requesters: [String: Set<String>] = [:]
         var active: [String: Job] = [:]  // by key: queued or running
         var queued: [Job] = []  // in run order
-        var running = 0
+        /// The priorities of the running jobs, one entry per job.
         var runningPriorities: [ComputePriority] = []
+        var running: Int { runningPriorities.count }
         var finished: FinishedJobs
         var accepting = true
         /// Upload bytes the unfinished jobs hold.
@@ -328,7 +329,6 @@ public final class JobQueue: Sendable {
             // compute slot at their next step, and they resume when it is done.
             let preempts = s.running == workers && s.runningPriorities.allSatisfy { head.priority < $0 }
             guard s.running < workers || preempts else { return nil }
-            s.running += 1
             s.runningPriorities.append(head.priority)
             let job = s.queued.removeFirst()
             metrics.queueDepth.set(to: Double(s.queued.count))
@@ -376,7 +376,6 @@ public final class JobQueue: Sendable {
         }
         metrics.recordJob(kind: job.kind, state: job.status.withLock { $0.state.rawValue }, duration: clock.now - started)
         state.withLock { s in
-            s.running -= 1
             if let i = s.runningPriorities.firstIndex(of: job.priority) { s.runningPriorities.remove(at: i) }
             metrics.runningJobs.set(to: Double(s.running))
         }

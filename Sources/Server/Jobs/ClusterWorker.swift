@@ -30,7 +30,6 @@ final class ClusterWorker: Sendable {
     /// the fencing token that keeps a stale loop from touching a sibling's re-claimed job.
     let owner = PostgresJobStore.processOwner
     private let claiming = Atomic<Bool>(true)
-    private let running = Atomic<Int>(0)
     /// The priorities of the jobs running now, one entry per job.
     private let runningPriorities = Mutex<[JobPriority]>([])
     /// Running jobs' stop flags, set when the grace period after a shutdown ends.
@@ -70,12 +69,12 @@ final class ClusterWorker: Sendable {
     func shutdown(deadline seconds: Double) async {
         stopClaiming()
         let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-        while running.load(ordering: .relaxed) > 0, ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
+        while runningJobs > 0, ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
         for flag in stops.withLock({ Array($0.values) }) { flag.release() }
-        while running.load(ordering: .relaxed) > 0 { try? await Task.sleep(for: .milliseconds(50)) }
+        while runningJobs > 0 { try? await Task.sleep(for: .milliseconds(50)) }
     }
 
-    var runningJobs: Int { running.load(ordering: .relaxed) }
+    var runningJobs: Int { runningPriorities.withLock { $0.count } }
 
     private func claimLoop(owner: String) async {
         var backoff = 0.25
@@ -133,10 +132,8 @@ final class ClusterWorker: Sendable {
     }
 
     private func execute(_ job: JobRecord, owner: String) async {
-        running.add(1, ordering: .relaxed)
         runningPriorities.withLock { $0.append(job.priority) }
         defer {
-            running.subtract(1, ordering: .relaxed)
             runningPriorities.withLock { p in
                 if let i = p.firstIndex(of: job.priority) { p.remove(at: i) }
             }
